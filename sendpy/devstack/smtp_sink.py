@@ -1,0 +1,171 @@
+"""An SMTP server that keeps what it receives, for development and tests (aiosmtpd).
+
+It offers STARTTLS (and optionally implicit TLS on a second port) with the local CA's
+certificate, accepts AUTH, and can be told to misbehave: answer 4xx/5xx to some messages or
+recipients, or refuse passwords.
+"""
+
+from __future__ import annotations
+
+import argparse
+import mailbox
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from sendpy.devstack.ports import free_port
+from sendpy.devstack.tls import LocalCertificates, ensure_certificates
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    at: float
+    username: str | None
+
+    def parsed(self) -> EmailMessage:
+        message = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
+
+
+@dataclass
+class Faults:
+    """How the sink misbehaves; change the fields at any time, they apply to the next command."""
+
+    data_reply: Callable[[Envelope], str | None] | None = None  # e.g. "451 4.3.0 try later"
+    rcpt_reply: Callable[[str], str | None] | None = None  # e.g. "550 5.1.1 no such user"
+    rejected_passwords: set[str] = field(default_factory=set)
+    random_451_rate: float = 0.0
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        rule = self.sink.faults.rcpt_reply
+        answer = rule(address) if rule else None
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        faults = self.sink.faults
+        answer = faults.data_reply(envelope) if faults.data_reply else None
+        if answer:
+            return answer
+        if faults.random_451_rate and random.random() < faults.random_451_rate:
+            return "451 4.3.0 Temporary failure, try again"
+        content = envelope.original_content or b""
+        if isinstance(content, str):
+            content = content.encode()
+        login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
+        received = Received(
+            str(envelope.mail_from), tuple(envelope.rcpt_tos), content, time.time(),
+            login.decode() if isinstance(login, bytes) else login,
+        )
+        self.sink.store(received)
+        return "250 2.0.0 Ok: queued"
+
+
+class SmtpSink:
+    """Listens on 127.0.0.1: `port` (plain + STARTTLS) and, with certificates, `tls_port`.
+
+    Mail goes to `maildir` when given (the dev stack), else to the in-memory `messages` (tests).
+    """
+
+    def __init__(self, certs: LocalCertificates | None = None, *, maildir: Path | None = None,
+                 port: int | None = None, tls_port: int | None = None, require_auth: bool = False) -> None:
+        self.certs = certs
+        self.port = port or free_port()
+        self.tls_port = (tls_port or free_port()) if certs else None
+        self.faults = Faults()
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._maildir = mailbox.Maildir(str(maildir), create=True) if maildir else None
+        self._require_auth = require_auth
+        self._controllers: list[Controller] = []
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            password = auth_data.password.decode(errors="replace")
+            if password in self.faults.rejected_passwords:
+                return AuthResult(success=False, handled=False)
+            return AuthResult(success=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False)
+
+    def store(self, received: Received) -> None:
+        with self._lock:
+            if self._maildir is not None:
+                self._maildir.add(received.data)
+            else:
+                self.messages.append(received)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+    def start(self) -> None:
+        handler = _Handler(self)
+        common: dict[str, Any] = {
+            "hostname": "127.0.0.1",
+            "authenticator": self._authenticate,
+            "auth_required": self._require_auth,
+            "auth_require_tls": True,
+            "data_size_limit": 50 * 1024 * 1024,
+            "ready_timeout": 10,
+        }
+        plain = Controller(handler, port=self.port,
+                           tls_context=self.certs.server_context() if self.certs else None, **common)
+        self._controllers = [plain]
+        if self.certs and self.tls_port:
+            self._controllers.append(
+                Controller(handler, port=self.tls_port, ssl_context=self.certs.server_context(), **common)
+            )
+        for controller in self._controllers:
+            controller.start()
+
+    def stop(self) -> None:
+        for controller in self._controllers:
+            controller.stop()
+        self._controllers = []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Sendpy's local SMTP sink")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-port", type=int, default=0)
+    parser.add_argument("--certs", type=Path, required=True)
+    parser.add_argument("--maildir", type=Path, required=True)
+    args = parser.parse_args()
+    sink = SmtpSink(ensure_certificates(args.certs), maildir=args.maildir,
+                    port=args.port or None, tls_port=args.tls_port or None)
+    sink.start()
+    print(f"SMTP sink on 127.0.0.1:{sink.port} (STARTTLS) and :{sink.tls_port} (TLS); mail in {args.maildir}",
+          flush=True)
+    stop = threading.Event()
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    sink.stop()
+
+
+if __name__ == "__main__":
+    main()

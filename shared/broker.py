@@ -1,0 +1,107 @@
+"""Kafka plumbing: client options (PLAINTEXT locally, IAM on MSK), topics, producer, consumers.
+
+Only this module and the worker entry points know that the broker is Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import AbstractTokenProvider
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.settings import Settings
+
+
+class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """OAUTHBEARER tokens for MSK IAM auth, reused until close to their 15-minute expiry."""
+
+    def __init__(self, region: str) -> None:
+        self._region = region
+        self._token = ""
+        self._expires_at = 0.0
+
+    async def token(self) -> str:
+        if time.time() > self._expires_at - 60:
+            from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+
+            # The signer is synchronous (botocore credential chain): keep it off the event loop.
+            token, expiry_ms = await asyncio.get_running_loop().run_in_executor(
+                None, MSKAuthTokenProvider.generate_auth_token, self._region
+            )
+            self._token, self._expires_at = token, expiry_ms / 1000
+        return self._token
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap.split(",")}
+    if settings.kafka_security == "iam":
+        options.update(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="OAUTHBEARER",
+            sasl_oauth_token_provider=MskIamTokenProvider(settings.kafka_region),
+            ssl_context=ssl.create_default_context(),
+        )
+    return options
+
+
+def topic_partitions(settings: Settings) -> dict[str, int]:
+    return {
+        settings.topic_campaigns: max(1, settings.delivery_partitions // 2),
+        settings.topic_deliveries: settings.delivery_partitions,
+        settings.topic_dead_letters: 1,
+    }
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics with the configured partition counts; returns the ones created."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=count, replication_factor=settings.kafka_replication)
+            for name, count in topic_partitions(settings).items()
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+        return [topic.name for topic in wanted]
+    finally:
+        await admin.close()
+
+
+async def start_producer(settings: Settings) -> AIOKafkaProducer:
+    # Idempotent rather than transactional: MSK IAM auth does not support transactions.
+    producer = AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=15_000,
+    )
+    await producer.start()
+    return producer
+
+
+def new_consumer(settings: Settings, topic: str, group: str, **overrides: Any) -> AIOKafkaConsumer:
+    options: dict[str, Any] = {
+        **client_options(settings),
+        "group_id": group,
+        "enable_auto_commit": False,  # offsets move only after outcomes are durable
+        "auto_offset_reset": "earliest",
+        "max_poll_records": 20,
+        "max_poll_interval_ms": 600_000,
+        "session_timeout_ms": 15_000,
+        "heartbeat_interval_ms": 3_000,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(topic, **options)

@@ -1,0 +1,62 @@
+"""Postgres access: the connection pool and the versioned schema migrations."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import asyncpg
+
+from shared.settings import Settings
+
+# Any fixed 64-bit number works; it only has to be the same for every process that migrates.
+_MIGRATION_LOCK_ID = 0x53454E44505931
+
+
+async def create_pool(settings: Settings, *, max_size: int | None = None) -> asyncpg.Pool:
+    """A pool for one process; connections are reset by asyncpg between users."""
+    pool = await asyncpg.create_pool(
+        dsn=settings.database_url,
+        min_size=0,
+        max_size=max_size or settings.database_pool_max,
+        command_timeout=60,
+    )
+    assert pool is not None
+    return pool
+
+
+def _migration_files() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("shared.migrations").iterdir():
+        match = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply the migrations this database has not seen yet; returns the versions applied.
+
+    An advisory lock makes concurrent starts (API and several workers at once) safe.
+    """
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in _migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+            applied.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+    return applied

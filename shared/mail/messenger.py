@@ -1,0 +1,222 @@
+"""The messenger: talks SMTP and nothing else.
+
+Opens verified TLS connections to vetted addresses, logs in, sends message bytes, and tells the
+caller what a reply means (sent, retry later, failed for good, or stop: the account or the
+campaign needs attention). Which mail goes out, and when, is the scheduler's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ssl
+from dataclasses import dataclass
+
+import aiosmtplib
+
+from shared.netguard import HostRefused, open_socket, vet_host
+from shared.settings import Settings
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"
+    RETRY = "retry"  # transient: 4xx, network trouble; try again later
+    FAILED = "failed"  # permanent for this recipient: 5xx on RCPT or DATA
+    PAUSE_SENDER = "pause_sender"  # the account hit a quota or is locked: wait, lose nothing
+    PAUSE_CAMPAIGN = "pause_campaign"  # login or sender address refused: a person must act
+
+
+@dataclass(frozen=True)
+class SmtpAccount:
+    host: str
+    port: int
+    security: str  # "tls", "starttls" or "none"
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never let the password reach a log through a repr
+        return f"SmtpAccount({self.username!r} at {self.host}:{self.port}, {self.security})"
+
+
+@dataclass(frozen=True)
+class Reply:
+    outcome: Outcome
+    code: int | None
+    text: str
+
+    def describe(self) -> str:
+        return f"{self.code} {self.text}".strip() if self.code else self.text
+
+
+_QUOTA_WORDS = (
+    "quota",
+    "limit exceeded",
+    "rate limit",
+    "ratelimit",
+    "too many messages",
+    "sending limit",
+    "daily user sending",
+    "temporarily locked",
+    "account is locked",
+    "try again later",
+)
+
+
+def classify(code: int, text: str, *, stage: str = "rcpt") -> Outcome:
+    """What an SMTP reply means for the recipient it was about.
+
+    `stage` is where the reply came: "auth", "mail" (MAIL FROM), "rcpt" or "data".
+    """
+    if 200 <= code < 300:
+        return Outcome.SENT
+    lowered = text.lower()
+    if code in (530, 534, 535) or stage == "auth":
+        return Outcome.PAUSE_CAMPAIGN if code >= 500 else Outcome.RETRY
+    if any(word in lowered for word in _QUOTA_WORDS) or " 5.4.5" in f" {lowered}":
+        return Outcome.PAUSE_SENDER
+    if 400 <= code < 500:
+        return Outcome.RETRY
+    if stage == "mail":
+        # The server refuses our sender address: every recipient would fail the same way.
+        return Outcome.PAUSE_CAMPAIGN
+    return Outcome.FAILED
+
+
+class ConnectError(Exception):
+    """Could not reach or log in to the server; `kind` says where it stopped."""
+
+    def __init__(self, kind: str, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind  # dns, private, refused, timeout, tls, auth, protocol, plaintext
+        self.code = code
+
+
+def tls_context(extra_ca_file: str | None = None) -> ssl.SSLContext:
+    """Certificates verified against the system's trust store (plus one extra CA), TLS 1.2+."""
+    context = ssl.create_default_context()
+    if extra_ca_file:
+        context.load_verify_locations(cafile=extra_ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+@dataclass(frozen=True)
+class ConnectPolicy:
+    allow_private: bool
+    allow_plaintext: bool
+    timeout: float
+    tls: ssl.SSLContext | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectPolicy:
+        return cls(
+            allow_private=settings.smtp_allow_private,
+            allow_plaintext=settings.smtp_allow_plaintext,
+            timeout=settings.smtp_timeout,
+            tls=tls_context(settings.smtp_ca_file),
+        )
+
+
+class SmtpConnection:
+    """One logged-in SMTP session; `sent` counts messages sent through it."""
+
+    def __init__(self, account: SmtpAccount, policy: ConnectPolicy) -> None:
+        self.account = account
+        self.policy = policy
+        self.sent = 0
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._smtp is not None and self._smtp.is_connected
+
+    async def open(self) -> None:
+        account, policy = self.account, self.policy
+        if account.security == "none" and not policy.allow_plaintext:
+            raise ConnectError("plaintext", "this deployment does not allow SMTP without TLS")
+        try:
+            addresses = await vet_host(account.host, account.port, allow_private=policy.allow_private)
+        except HostRefused as exc:
+            raise ConnectError(exc.code, str(exc)) from None
+        try:
+            sock = await open_socket(addresses, account.port, policy.timeout)
+        except TimeoutError:
+            raise ConnectError("timeout", f"{account.host}:{account.port} did not answer in time") from None
+        except ConnectionRefusedError:
+            raise ConnectError("refused", f"{account.host}:{account.port} refused the connection") from None
+        except OSError as exc:
+            raise ConnectError("refused", f"cannot reach {account.host}:{account.port}: {exc.strerror or exc}") from None
+        context = policy.tls or tls_context()
+        smtp = aiosmtplib.SMTP(
+            hostname=account.host,
+            sock=sock,
+            timeout=policy.timeout,
+            use_tls=account.security == "tls",
+            start_tls=account.security == "starttls",
+            tls_context=context,
+            # On "none" we must not upgrade opportunistically with an unverified context either.
+            validate_certs=True,
+        )
+        try:
+            await smtp.connect()
+            if account.username:
+                await smtp.login(account.username, account.password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            smtp.close()
+            raise ConnectError("auth", exc.message, exc.code) from None
+        except aiosmtplib.SMTPConnectTimeoutError:
+            smtp.close()
+            raise ConnectError("timeout", f"{account.host}:{account.port} did not answer in time") from None
+        except aiosmtplib.SMTPTimeoutError:
+            smtp.close()
+            raise ConnectError("timeout", f"{account.host}:{account.port} stopped answering") from None
+        except (ssl.SSLError, aiosmtplib.SMTPConnectError) as exc:
+            smtp.close()
+            cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else exc
+            if isinstance(cause, ssl.SSLError):
+                reason = getattr(cause, "verify_message", None) or cause.reason or str(cause)
+                raise ConnectError("tls", f"TLS with {account.host} failed: {reason}") from None
+            raise ConnectError("refused", str(exc)) from None
+        except aiosmtplib.SMTPException as exc:
+            smtp.close()
+            code = getattr(exc, "code", None)
+            raise ConnectError("protocol", getattr(exc, "message", str(exc)), code) from None
+        self._smtp = smtp
+        self.sent = 0
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
+        """Send one message; never raises for SMTP or network trouble, returns the reply."""
+        if self._smtp is None or not self._smtp.is_connected:
+            return Reply(Outcome.RETRY, None, "connection is not open")
+        try:
+            errors, text = await self._smtp.sendmail(sender, [recipient], message)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0]
+            return Reply(classify(refused.code, refused.message, stage="rcpt"), refused.code, refused.message)
+        except aiosmtplib.SMTPSenderRefused as exc:
+            return Reply(classify(exc.code, exc.message, stage="mail"), exc.code, exc.message)
+        except aiosmtplib.SMTPDataError as exc:
+            return Reply(classify(exc.code, exc.message, stage="data"), exc.code, exc.message)
+        except aiosmtplib.SMTPResponseException as exc:
+            self.close()
+            return Reply(classify(exc.code, exc.message), exc.code, exc.message)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self.close()
+            return Reply(Outcome.RETRY, None, f"connection lost: {exc}")
+        self.sent += 1
+        code_text = text.split(" ", 1)
+        code = int(code_text[0]) if code_text[0].isdigit() else 250
+        return Reply(Outcome.SENT, code, code_text[1] if len(code_text) > 1 else text)
+
+    async def quit(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None and smtp.is_connected:
+            try:
+                await asyncio.wait_for(smtp.quit(), timeout=5)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                smtp.close()
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()

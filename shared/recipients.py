@@ -1,0 +1,96 @@
+"""Recipient rows: bulk load, claim before sending, record outcomes — always in batches."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+FINAL_STATES = ("sent", "failed", "skipped")
+
+# A claim older than this is from a process that died while sending; it may be taken over.
+CLAIM_LEASE_SECONDS = 120
+
+
+async def copy_in(
+    conn: asyncpg.Connection, campaign_id: uuid.UUID, rows: Iterable[tuple[str, dict[str, Any]]]
+) -> int:
+    """COPY recipients in list order (positions from 1); returns how many were written."""
+    records = [
+        (campaign_id, position, email, json.dumps(fields, ensure_ascii=False))
+        for position, (email, fields) in enumerate(rows, start=1)
+    ]
+    await conn.copy_records_to_table(
+        "recipients", records=records, columns=["campaign_id", "position", "email", "fields"]
+    )
+    return len(records)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    position: int
+    email: str
+    fields: dict[str, Any]
+    attempts: int
+
+
+async def claim(conn: asyncpg.Connection, campaign_id: uuid.UUID, positions: Sequence[int]) -> list[Claimed]:
+    """Mark open recipients among `positions` as being sent; final ones are never returned."""
+    rows = await conn.fetch(
+        f"""
+        UPDATE recipients SET status = 'sending', claimed_at = now(), attempts = attempts + 1,
+                              updated_at = now()
+        WHERE campaign_id = $1 AND position = ANY($2::int[])
+          AND (status = 'pending'
+               OR (status = 'sending' AND claimed_at < now() - interval '{CLAIM_LEASE_SECONDS} seconds'))
+        RETURNING position, email, fields, attempts
+        """,
+        campaign_id, list(positions),
+    )
+    claimed = [Claimed(r["position"], r["email"], json.loads(r["fields"]), r["attempts"]) for r in rows]
+    claimed.sort(key=lambda c: c.position)
+    return claimed
+
+
+async def open_positions(
+    conn: asyncpg.Connection, campaign_id: uuid.UUID, first: int, last: int
+) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT position FROM recipients WHERE campaign_id = $1 AND position BETWEEN $2 AND $3"
+        " AND status IN ('pending', 'sending') ORDER BY position",
+        campaign_id, first, last,
+    )
+    return [r["position"] for r in rows]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    position: int
+    # A final state; "retry" (attempted, try again later) or "released" (not attempted: the
+    # campaign or sender was paused) both put the recipient back to pending.
+    status: str
+    reply: str | None
+
+
+async def record(conn: asyncpg.Connection, campaign_id: uuid.UUID, outcomes: Sequence[Outcome]) -> None:
+    """Write many outcomes in one statement; only rows still claimed are changed."""
+    if not outcomes:
+        return
+    await conn.execute(
+        """
+        UPDATE recipients AS r
+           SET status = CASE WHEN u.status IN ('retry', 'released') THEN 'pending' ELSE u.status END,
+               reply = COALESCE(u.reply, r.reply), claimed_at = NULL, updated_at = now(),
+               attempts = CASE WHEN u.status = 'released' THEN r.attempts - 1 ELSE r.attempts END
+          FROM unnest($2::int[], $3::text[], $4::text[]) AS u(position, status, reply)
+         WHERE r.campaign_id = $1 AND r.position = u.position AND r.status = 'sending'
+        """,
+        campaign_id,
+        [o.position for o in outcomes],
+        [o.status for o in outcomes],
+        [o.reply for o in outcomes],
+    )

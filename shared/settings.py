@@ -1,0 +1,140 @@
+"""Every setting Sendpy reads, from environment variables, in one typed place.
+
+Defaults are safe for a single machine: loopback services, private SMTP targets refused,
+plaintext SMTP refused. The local stack (`sendpy dev`) and the tests turn on what they need
+explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+class SettingsError(ValueError):
+    """A variable is set to something Sendpy cannot use."""
+
+
+def _str(name: str, default: str) -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _str(name, default).lower()
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    database_pool_max: int
+
+    kafka_bootstrap: str
+    kafka_security: str  # "plaintext" locally, "iam" on MSK
+    kafka_region: str
+    topic_campaigns: str
+    topic_deliveries: str
+    topic_dead_letters: str
+    delivery_partitions: int
+    kafka_replication: int
+    consumer_group_fanout: str
+    consumer_group_sender: str
+
+    s3_endpoint_url: str | None
+    s3_bucket_uploads: str
+    aws_region: str
+
+    key_provider: str  # "local" or "kms"
+    local_master_key: str
+    kms_key_id: str | None
+
+    smtp_allow_private: bool
+    smtp_allow_plaintext: bool
+    smtp_timeout: float
+    smtp_ca_file: str | None  # extra CA to trust (the local sink's); system store always trusted
+    smtp_pool_size: int
+
+    delivery_batch_size: int
+    public_base_url: str
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+
+def load_settings() -> Settings:
+    """Read the environment now; raises SettingsError with the variable's name on bad values."""
+    key_provider = _choice("SENDPY_KEY_PROVIDER", "local", ("local", "kms"))
+    kms_key_id = os.environ.get("SENDPY_KMS_KEY_ID") or None
+    if key_provider == "kms" and not kms_key_id:
+        raise SettingsError("SENDPY_KMS_KEY_ID is required when SENDPY_KEY_PROVIDER=kms")
+    origins = tuple(o.strip() for o in _str("SENDPY_CORS_ORIGINS", "").split(",") if o.strip())
+    return Settings(
+        database_url=_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        database_pool_max=_int("SENDPY_DB_POOL_MAX", 5, minimum=1),
+        kafka_bootstrap=_str("SENDPY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        kafka_security=_choice("SENDPY_KAFKA_SECURITY", "plaintext", ("plaintext", "iam")),
+        kafka_region=_str("SENDPY_KAFKA_REGION", _str("AWS_REGION", "us-east-1")),
+        topic_campaigns=_str("SENDPY_TOPIC_CAMPAIGNS", "sendpy.campaigns"),
+        topic_deliveries=_str("SENDPY_TOPIC_DELIVERIES", "sendpy.deliveries"),
+        topic_dead_letters=_str("SENDPY_TOPIC_DEAD_LETTERS", "sendpy.dead-letters"),
+        delivery_partitions=_int("SENDPY_DELIVERY_PARTITIONS", 6, minimum=1),
+        kafka_replication=_int("SENDPY_KAFKA_REPLICATION", 1, minimum=1),
+        consumer_group_fanout=_str("SENDPY_GROUP_FANOUT", "sendpy-fanout"),
+        consumer_group_sender=_str("SENDPY_GROUP_SENDER", "sendpy-sender"),
+        s3_endpoint_url=os.environ.get("SENDPY_S3_ENDPOINT_URL") or None,
+        s3_bucket_uploads=_str("SENDPY_S3_BUCKET_UPLOADS", "sendpy-uploads"),
+        aws_region=_str("AWS_REGION", "us-east-1"),
+        key_provider=key_provider,
+        local_master_key=_str("SENDPY_LOCAL_MASTER_KEY", ""),
+        kms_key_id=kms_key_id,
+        smtp_allow_private=_bool("SENDPY_SMTP_ALLOW_PRIVATE", False),
+        smtp_allow_plaintext=_bool("SENDPY_SMTP_ALLOW_PLAINTEXT", False),
+        smtp_timeout=_float("SENDPY_SMTP_TIMEOUT", 30.0),
+        smtp_ca_file=os.environ.get("SENDPY_SMTP_CA_FILE") or None,
+        smtp_pool_size=_int("SENDPY_SMTP_POOL_SIZE", 5, minimum=1),
+        delivery_batch_size=_int("SENDPY_DELIVERY_BATCH_SIZE", 200, minimum=1),
+        public_base_url=_str("SENDPY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        cors_origins=origins,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (a Lambda container or worker never changes env)."""
+    return load_settings()

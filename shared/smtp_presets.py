@@ -1,0 +1,67 @@
+"""Known mail providers: server, security and the sending limits they publish.
+
+Limits are the providers' documented ceilings for ordinary accounts, rounded down; a user can
+override them per sender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    key: str
+    title: str
+    host: str
+    port: int
+    security: str  # "tls" (implicit, 465), "starttls" (587) or "none"
+    per_minute: int | None
+    per_day: int | None
+    recipients_per_message: int
+    app_password_hint: bool
+
+
+PRESETS: dict[str, Preset] = {
+    p.key: p
+    for p in (
+        Preset("gmail", "Gmail", "smtp.gmail.com", 465, "tls", 20, 500, 100, True),
+        Preset("google_workspace", "Google Workspace", "smtp.gmail.com", 465, "tls", 60, 2000, 100, True),
+        Preset("yandex", "Yandex Mail", "smtp.yandex.ru", 465, "tls", 20, 500, 35, True),
+        Preset("mailru", "Mail.ru", "smtp.mail.ru", 465, "tls", 20, 500, 30, True),
+        Preset("outlook", "Outlook.com", "smtp-mail.outlook.com", 587, "starttls", 30, 300, 100, True),
+        Preset("office365", "Office 365", "smtp.office365.com", 587, "starttls", 30, 10000, 500, False),
+    )
+}
+
+_DOMAINS: dict[str, str] = {
+    "gmail.com": "gmail",
+    "googlemail.com": "gmail",
+    "yandex.ru": "yandex",
+    "yandex.com": "yandex",
+    "ya.ru": "yandex",
+    "yandex.by": "yandex",
+    "yandex.kz": "yandex",
+    "yandex.ua": "yandex",
+    "mail.ru": "mailru",
+    "inbox.ru": "mailru",
+    "list.ru": "mailru",
+    "bk.ru": "mailru",
+    "internet.ru": "mailru",
+    "outlook.com": "outlook",
+    "hotmail.com": "outlook",
+    "live.com": "outlook",
+    "msn.com": "outlook",
+}
+
+
+def preset_for_address(email: str) -> Preset | None:
+    """The provider of a mailbox, from its domain; None for domains we do not know."""
+    domain = email.rpartition("@")[2].strip().lower()
+    key = _DOMAINS.get(domain)
+    return PRESETS[key] if key else None
+
+
+def security_for_port(port: int) -> str:
+    """What a bare host:port most likely speaks: 465 is implicit TLS, anything else STARTTLS."""
+    return "tls" if port == 465 else "starttls"

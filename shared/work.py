@@ -1,0 +1,70 @@
+"""The units of work that travel between processes. They carry ids, never addresses or secrets."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass
+
+
+class MalformedWork(ValueError):
+    """Bytes that are not a unit of work we understand (they go to the dead-letter topic)."""
+
+
+@dataclass(frozen=True)
+class CampaignCommand:
+    """Start or resume sending a campaign: the fan-out publishes its open recipients."""
+
+    campaign_id: uuid.UUID
+    action: str = "start"  # "start" | "resume"
+
+    def encode(self) -> bytes:
+        return json.dumps({"campaign_id": str(self.campaign_id), "action": self.action}).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CampaignCommand:
+        try:
+            data = json.loads(raw)
+            command = cls(uuid.UUID(data["campaign_id"]), str(data.get("action", "start")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedWork(f"not a campaign command: {exc}") from None
+        if command.action not in ("start", "resume"):
+            raise MalformedWork(f"unknown campaign action {command.action!r}")
+        return command
+
+
+@dataclass(frozen=True)
+class DeliveryBatch:
+    """Recipients `first`..`last` (positions, inclusive) of a campaign, sent by one sender."""
+
+    campaign_id: uuid.UUID
+    sender_id: int
+    first: int
+    last: int
+
+    @property
+    def key(self) -> bytes:
+        # One sender's mail lands on one partition: its limits need no cross-worker lock.
+        return str(self.sender_id).encode()
+
+    def encode(self) -> bytes:
+        data = asdict(self)
+        data["campaign_id"] = str(self.campaign_id)
+        return json.dumps(data).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> DeliveryBatch:
+        try:
+            data = json.loads(raw)
+            batch = cls(uuid.UUID(data["campaign_id"]), int(data["sender_id"]), int(data["first"]),
+                        int(data["last"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedWork(f"not a delivery batch: {exc}") from None
+        if batch.first < 1 or batch.last < batch.first:
+            raise MalformedWork(f"empty or negative range {batch.first}..{batch.last}")
+        return batch
+
+
+def batch_ranges(first: int, last: int, size: int) -> list[tuple[int, int]]:
+    """Split positions first..last into consecutive ranges of at most `size`."""
+    return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]

@@ -1,0 +1,75 @@
+"""Worker entry point: `python -m worker_image sender|fanout` (one process per container)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+from shared import broker
+from shared.crypto import key_provider_from_settings
+from shared.db import create_pool, migrate
+from shared.delivery import Deliverer
+from shared.fanout import plan
+from shared.mail.messenger import ConnectPolicy
+from shared.settings import get_settings
+from shared.work import CampaignCommand, DeliveryBatch
+from worker_image.consume import configure_logging, run, stop_on_signals
+
+log = logging.getLogger("sendpy.worker")
+
+
+async def run_worker(kind: str) -> None:
+    settings = get_settings()
+    stopping = asyncio.Event()
+    stop_on_signals(stopping)
+    db = await create_pool(settings)
+    async with db.acquire() as conn:
+        await migrate(conn)
+    await broker.ensure_topics(settings)
+    producer = await broker.start_producer(settings)
+    deliverer: Deliverer | None = None
+    if kind == "sender":
+        deliverer = Deliverer(
+            db, key_provider_from_settings(settings), ConnectPolicy.from_settings(settings),
+            connections_per_sender=settings.smtp_pool_size,
+        )
+        consumer = broker.new_consumer(settings, settings.topic_deliveries, settings.consumer_group_sender)
+
+        async def handle(raw: bytes) -> None:
+            assert deliverer is not None
+            await deliverer.deliver(DeliveryBatch.decode(raw))
+    else:
+        consumer = broker.new_consumer(settings, settings.topic_campaigns, settings.consumer_group_fanout)
+
+        async def handle(raw: bytes) -> None:
+            batches = await plan(db, CampaignCommand.decode(raw), settings.delivery_batch_size)
+            sends = [
+                await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches
+            ]
+            await asyncio.gather(*sends)  # every batch acknowledged before the command is committed
+
+    await consumer.start()
+    log.info("worker started", extra={"kind": kind, "pid": os.getpid()})
+    try:
+        await run(consumer, producer, handle, settings.topic_dead_letters, stopping)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        if deliverer is not None:
+            await deliverer.close()
+        await db.close()
+        log.info("worker stopped", extra={"kind": kind})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="worker_image", description="Run one Sendpy worker.")
+    parser.add_argument("kind", choices=["sender", "fanout"])
+    args = parser.parse_args(argv)
+    configure_logging(os.environ.get("SENDPY_LOG_LEVEL", "INFO"))
+    asyncio.run(run_worker(args.kind))
+
+
+if __name__ == "__main__":
+    main()
