@@ -76,31 +76,21 @@ def _ensure_dev_key(stack: Stack) -> str:
 async def _create_user(email: str, password: str | None) -> str:
     """Create the user if missing and a new API key for them; returns the key."""
     from shared.addresses import check_address
-    from shared.credentials import hash_password, new_api_key
     from shared.db import create_pool, migrate
     from shared.settings import load_settings
+    from shared.users import create_api_key, ensure_user
 
-    checked = check_address(email)
-    if checked.normalized is None and email != "dev@localhost":
-        raise SystemExit(f"not an email address: {email} ({checked.reason})")
+    if email != "dev@localhost" and check_address(email).normalized is None:
+        raise SystemExit(f"not an email address: {email} ({check_address(email).reason})")
     pool = await create_pool(load_settings(), max_size=1)
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn:
             await migrate(conn)
-            user_id = await conn.fetchval("SELECT id FROM users WHERE lower(email) = lower($1)", email)
-            if user_id is None:
-                user_id = await conn.fetchval(
-                    "INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id",
-                    email, hash_password(password) if password else None,
-                )
-            key = new_api_key()
-            await conn.execute(
-                "INSERT INTO api_keys (user_id, prefix, secret_hash, name) VALUES ($1, $2, $3, 'cli')",
-                user_id, key.prefix, key.secret_hash,
-            )
+            async with conn.transaction():
+                user_id = await ensure_user(conn, email, password)
+                return await create_api_key(conn, user_id, "cli")
     finally:
         await pool.close()
-    return key.token
 
 
 def _create_user_cmd(args: argparse.Namespace) -> int:

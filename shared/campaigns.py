@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
+from shared.db import Conn
 
 OPEN_FOR_SENDING = ("queued", "sending")
 
@@ -23,7 +23,7 @@ class CampaignForSending:
     recipient_count: int
 
 
-async def load_for_sending(conn: asyncpg.Connection, campaign_id: uuid.UUID) -> CampaignForSending | None:
+async def load_for_sending(conn: Conn, campaign_id: uuid.UUID) -> CampaignForSending | None:
     row = await conn.fetchrow(
         "SELECT id, user_id, sender_id, status, subject, html_body, text_body, recipient_count"
         " FROM campaigns WHERE id = $1",
@@ -37,14 +37,14 @@ async def load_for_sending(conn: asyncpg.Connection, campaign_id: uuid.UUID) -> 
     )
 
 
-async def status_of(conn: asyncpg.Connection, campaign_id: uuid.UUID) -> str | None:
+async def status_of(conn: Conn, campaign_id: uuid.UUID) -> str | None:
     status: str | None = await conn.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id)
     return status
 
 
-async def mark_sending(conn: asyncpg.Connection, campaign_id: uuid.UUID) -> bool:
+async def mark_sending(conn: Conn, campaign_id: uuid.UUID) -> bool:
     """queued → sending; True if the campaign is (now) sending."""
-    status = await conn.fetchval(
+    status: str | None = await conn.fetchval(
         "UPDATE campaigns SET status = 'sending', status_reason = NULL"
         " WHERE id = $1 AND status IN ('queued', 'sending') RETURNING status",
         campaign_id,
@@ -52,7 +52,7 @@ async def mark_sending(conn: asyncpg.Connection, campaign_id: uuid.UUID) -> bool
     return status == "sending"
 
 
-async def pause(conn: asyncpg.Connection, campaign_id: uuid.UUID, reason: str) -> None:
+async def pause(conn: Conn, campaign_id: uuid.UUID, reason: str) -> None:
     await conn.execute(
         "UPDATE campaigns SET status = 'paused', status_reason = $2"
         " WHERE id = $1 AND status IN ('queued', 'sending')",
@@ -60,9 +60,9 @@ async def pause(conn: asyncpg.Connection, campaign_id: uuid.UUID, reason: str) -
     )
 
 
-async def finish_if_done(conn: asyncpg.Connection, campaign_id: uuid.UUID) -> bool:
+async def finish_if_done(conn: Conn, campaign_id: uuid.UUID) -> bool:
     """Mark the campaign finished when no recipient is open any more."""
-    status = await conn.fetchval(
+    status: str | None = await conn.fetchval(
         """
         UPDATE campaigns SET status = 'finished', finished_at = now()
          WHERE id = $1 AND status = 'sending'
@@ -75,7 +75,7 @@ async def finish_if_done(conn: asyncpg.Connection, campaign_id: uuid.UUID) -> bo
     return status == "finished"
 
 
-async def progress(conn: asyncpg.Connection, user_id: int, campaign_id: uuid.UUID) -> dict[str, Any] | None:
+async def progress(conn: Conn, user_id: int, campaign_id: uuid.UUID) -> dict[str, Any] | None:
     """Status and counts by recipient state, or None when the user has no such campaign."""
     row = await conn.fetchrow(
         "SELECT id, status, status_reason, subject, recipient_count, created_at, started_at, finished_at"

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from typing import Any, TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from shared.settings import Settings
+
+# What `pool.acquire()` yields and what a bare connect returns: both work everywhere here.
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 # Any fixed 64-bit number works; it only has to be the same for every process that migrates.
 _MIGRATION_LOCK_ID = 0x53454E44505931
@@ -34,7 +39,7 @@ def _migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[int]:
+async def migrate(conn: Conn) -> list[int]:
     """Apply the migrations this database has not seen yet; returns the versions applied.
 
     An advisory lock makes concurrent starts (API and several workers at once) safe.

@@ -93,7 +93,7 @@ class Deliverer:
         pools, self._pools = self._pools, {}
         await asyncio.gather(*(pool.close() for pool in pools.values()))
 
-    async def _compiled_campaign(self, campaign: campaigns.CampaignForSending, sender: senders.Sender) -> CompiledCampaign:
+    def _compiled_campaign(self, campaign: campaigns.CampaignForSending, sender: senders.Sender) -> CompiledCampaign:
         compiled = self._compiled.get(campaign.id)
         if compiled is None:
             content = CampaignContent(
@@ -127,7 +127,7 @@ class Deliverer:
         pool = await self._pool_for(batch.sender_id)
         if pool is None:
             return
-        compiled = await self._compiled_campaign(campaign, pool.sender)
+        compiled = self._compiled_campaign(campaign, pool.sender)
         stop = _Stop()
         for start in range(0, len(positions), CLAIM_CHUNK):
             chunk = positions[start : start + CLAIM_CHUNK]

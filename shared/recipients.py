@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
+from shared.db import Conn
 
 FINAL_STATES = ("sent", "failed", "skipped")
 
@@ -17,7 +17,7 @@ CLAIM_LEASE_SECONDS = 120
 
 
 async def copy_in(
-    conn: asyncpg.Connection, campaign_id: uuid.UUID, rows: Iterable[tuple[str, dict[str, Any]]]
+    conn: Conn, campaign_id: uuid.UUID, rows: Iterable[tuple[str, dict[str, Any]]]
 ) -> int:
     """COPY recipients in list order (positions from 1); returns how many were written."""
     records = [
@@ -38,18 +38,18 @@ class Claimed:
     attempts: int
 
 
-async def claim(conn: asyncpg.Connection, campaign_id: uuid.UUID, positions: Sequence[int]) -> list[Claimed]:
+async def claim(conn: Conn, campaign_id: uuid.UUID, positions: Sequence[int]) -> list[Claimed]:
     """Mark open recipients among `positions` as being sent; final ones are never returned."""
     rows = await conn.fetch(
-        f"""
+        """
         UPDATE recipients SET status = 'sending', claimed_at = now(), attempts = attempts + 1,
                               updated_at = now()
         WHERE campaign_id = $1 AND position = ANY($2::int[])
           AND (status = 'pending'
-               OR (status = 'sending' AND claimed_at < now() - interval '{CLAIM_LEASE_SECONDS} seconds'))
+               OR (status = 'sending' AND claimed_at < now() - make_interval(secs => $3)))
         RETURNING position, email, fields, attempts
         """,
-        campaign_id, list(positions),
+        campaign_id, list(positions), CLAIM_LEASE_SECONDS,
     )
     claimed = [Claimed(r["position"], r["email"], json.loads(r["fields"]), r["attempts"]) for r in rows]
     claimed.sort(key=lambda c: c.position)
@@ -57,7 +57,7 @@ async def claim(conn: asyncpg.Connection, campaign_id: uuid.UUID, positions: Seq
 
 
 async def open_positions(
-    conn: asyncpg.Connection, campaign_id: uuid.UUID, first: int, last: int
+    conn: Conn, campaign_id: uuid.UUID, first: int, last: int
 ) -> list[int]:
     rows = await conn.fetch(
         "SELECT position FROM recipients WHERE campaign_id = $1 AND position BETWEEN $2 AND $3"
@@ -76,7 +76,7 @@ class Outcome:
     reply: str | None
 
 
-async def record(conn: asyncpg.Connection, campaign_id: uuid.UUID, outcomes: Sequence[Outcome]) -> None:
+async def record(conn: Conn, campaign_id: uuid.UUID, outcomes: Sequence[Outcome]) -> None:
     """Write many outcomes in one statement; only rows still claimed are changed."""
     if not outcomes:
         return

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
-
 from shared.crypto import KeyProvider, open_sealed
+from shared.db import Conn
 from shared.mail.messenger import SmtpAccount
 
 
@@ -22,7 +21,7 @@ class Sender:
     recipients_per_connection: int | None
 
 
-async def load(conn: asyncpg.Connection, keys: KeyProvider, sender_id: int) -> Sender | None:
+async def load(conn: Conn, keys: KeyProvider, sender_id: int) -> Sender | None:
     row = await conn.fetchrow("SELECT * FROM senders WHERE id = $1", sender_id)
     if row is None:
         return None

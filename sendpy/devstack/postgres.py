@@ -58,11 +58,14 @@ class PostgresServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             pgdata.mkdir(mode=0o700, exist_ok=True)
             self._chown(pgdata)
-            subprocess.run(
+            result = subprocess.run(
                 [str(_bin_dir() / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
                  "-E", "UTF8", "--locale=C"],
-                check=True, capture_output=True, user=self._user,
+                capture_output=True, text=True, user=self._user, check=False,
             )
+            if result.returncode != 0:
+                hint = f" (user {self._user} must be able to enter every folder above it)" if self._user else ""
+                raise RuntimeError(f"initdb in {pgdata} failed{hint}:\n{result.stderr}")
         socket_dir = self.data_dir / "socket"
         socket_dir.mkdir(exist_ok=True)
         self._chown(socket_dir)

@@ -37,7 +37,8 @@ class TemplateError(ValueError):
 
 def html_to_text(html: str) -> str:
     """The plain-text alternative of an HTML body, links kept as visible URLs."""
-    return get_text(html, ParserConfig(display_links=True)).strip() + "\n"
+    text: str = get_text(html, ParserConfig(display_links=True))
+    return text.strip() + "\n"
 
 
 class _Renderer:

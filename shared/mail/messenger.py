@@ -145,7 +145,8 @@ class SmtpConnection:
         except ConnectionRefusedError:
             raise ConnectError("refused", f"{account.host}:{account.port} refused the connection") from None
         except OSError as exc:
-            raise ConnectError("refused", f"cannot reach {account.host}:{account.port}: {exc.strerror or exc}") from None
+            reason = exc.strerror or str(exc)
+            raise ConnectError("refused", f"cannot reach {account.host}:{account.port}: {reason}") from None
         context = policy.tls or tls_context()
         smtp = aiosmtplib.SMTP(
             hostname=account.host,
@@ -189,7 +190,7 @@ class SmtpConnection:
         if self._smtp is None or not self._smtp.is_connected:
             return Reply(Outcome.RETRY, None, "connection is not open")
         try:
-            errors, text = await self._smtp.sendmail(sender, [recipient], message)
+            _, text = await self._smtp.sendmail(sender, [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             return Reply(classify(refused.code, refused.message, stage="rcpt"), refused.code, refused.message)
@@ -204,9 +205,7 @@ class SmtpConnection:
             self.close()
             return Reply(Outcome.RETRY, None, f"connection lost: {exc}")
         self.sent += 1
-        code_text = text.split(" ", 1)
-        code = int(code_text[0]) if code_text[0].isdigit() else 250
-        return Reply(Outcome.SENT, code, code_text[1] if len(code_text) > 1 else text)
+        return Reply(Outcome.SENT, 250, text)  # aiosmtplib raises for anything but 250 after DATA
 
     async def quit(self) -> None:
         smtp, self._smtp = self._smtp, None

@@ -1,0 +1,185 @@
+"""Real services for the tests, started once per session: Kafka, Postgres, S3 (moto), SMTP sink.
+
+Every service listens on a free loopback port, so two runs on one machine never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from sendpy.devstack.kafka import KafkaServer
+from sendpy.devstack.postgres import PostgresServer
+from sendpy.devstack.process import Child
+from sendpy.devstack.s3 import S3Server, ensure_bucket
+from sendpy.devstack.smtp_sink import SmtpSink
+from sendpy.devstack.stack import cache_dir
+from sendpy.devstack.tls import LocalCertificates, ensure_certificates
+from shared.crypto import new_master_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parents are private to root, and Postgres runs as its own user.
+    path = Path(tempfile.mkdtemp(prefix="sendpy-test-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(workdir: Path) -> Iterator[PostgresServer]:
+    server = PostgresServer(workdir / "postgres", durable=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(workdir: Path) -> Iterator[KafkaServer]:
+    server = KafkaServer(workdir / "kafka", cache_dir())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(workdir: Path) -> Iterator[S3Server]:
+    server = S3Server(workdir / "logs")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def certs(workdir: Path) -> LocalCertificates:
+    return ensure_certificates(workdir / "certs")
+
+
+@pytest.fixture(scope="session")
+def sink(certs: LocalCertificates) -> Iterator[SmtpSink]:
+    server = SmtpSink(certs)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clean_sink(sink: SmtpSink) -> SmtpSink:
+    sink.clear()
+    sink.faults.__init__()  # type: ignore[misc]
+    return sink
+
+
+@pytest.fixture(scope="session")
+def app_env(postgres: PostgresServer, kafka: KafkaServer, s3: S3Server, certs: LocalCertificates) -> dict[str, str]:
+    """The environment of the API and workers under test, also applied to this process."""
+    run = uuid.uuid4().hex[:8]
+    env = {
+        "DATABASE_URL": postgres.url,
+        "SENDPY_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "SENDPY_S3_ENDPOINT_URL": s3.endpoint,
+        "SENDPY_S3_BUCKET_UPLOADS": f"uploads-{run}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "SENDPY_LOCAL_MASTER_KEY": new_master_key(),
+        "SENDPY_SMTP_ALLOW_PRIVATE": "true",
+        "SENDPY_SMTP_CA_FILE": str(certs.ca_file),
+        "SENDPY_SMTP_TIMEOUT": "10",
+        "SENDPY_DELIVERY_BATCH_SIZE": "50",
+        "SENDPY_DELIVERY_PARTITIONS": "4",
+        "SENDPY_LOG_LEVEL": "INFO",
+    }
+    os.environ.update(env)
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    ensure_bucket(s3.endpoint, env["SENDPY_S3_BUCKET_UPLOADS"], "us-east-1")
+    return env
+
+
+@pytest.fixture(scope="session")
+async def db(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
+    from shared.db import create_pool, migrate
+    from shared.settings import get_settings
+
+    pool = await create_pool(get_settings(), max_size=5)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def topics(app_env: dict[str, str]) -> None:
+    from shared import broker
+    from shared.settings import get_settings
+
+    await broker.ensure_topics(get_settings())
+
+
+class Workers:
+    """Worker processes under test; tests may kill and restart them."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.logs = logs
+        self.children: list[Child] = []
+
+    def start(self, kind: str) -> Child:
+        n = len(self.children) + 1
+        child = Child(f"{kind}-{n}", [sys.executable, "-m", "worker_image", kind],
+                      self.logs / f"{kind}-{n}.log", env=self.env, cwd=ROOT)
+        child.start()
+        self.children.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        for child in self.children:
+            child.stop()
+        self.children.clear()
+
+
+@pytest.fixture(scope="session")
+def workers(app_env: dict[str, str], topics: None, db: asyncpg.Pool, workdir: Path) -> Iterator[Workers]:
+    running = Workers(app_env, workdir / "logs")
+    running.start("fanout")
+    running.start("sender")
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture(scope="session")
+async def api(app_env: dict[str, str], db: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    from functions import resources
+    from functions.app import create_app
+
+    transport = httpx.ASGITransport(app=create_app(serve_web=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://sendpy.test") as client:
+        yield client
+    await resources.close()
+
+
+async def new_api_key(db: asyncpg.Pool, email: str | None = None) -> str:
+    from shared.users import create_api_key, ensure_user
+
+    async with db.acquire() as conn:
+        user_id = await ensure_user(conn, email or f"user-{uuid.uuid4().hex[:8]}@example.com")
+        return await create_api_key(conn, user_id)
+
+
+@pytest.fixture
+async def api_key(db: asyncpg.Pool) -> str:
+    return await new_api_key(db)
