@@ -134,8 +134,11 @@ class SmtpSink:
                            tls_context=self.certs.server_context() if self.certs else None, **common)
         self._controllers = [plain]
         if self.certs and self.tls_port:
+            # aiosmtpd only knows about STARTTLS when deciding whether AUTH is safe; this port is
+            # TLS from the first byte.
+            implicit = {**common, "auth_require_tls": False}
             self._controllers.append(
-                Controller(handler, port=self.tls_port, ssl_context=self.certs.server_context(), **common)
+                Controller(handler, port=self.tls_port, ssl_context=self.certs.server_context(), **implicit)
             )
         for controller in self._controllers:
             controller.start()

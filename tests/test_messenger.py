@@ -1,0 +1,88 @@
+"""The messenger against a real SMTP socket: implicit TLS, STARTTLS, verification, AUTH, replies."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from sendpy.devstack.smtp_sink import SmtpSink
+from sendpy.devstack.tls import LocalCertificates
+from shared.mail.messenger import ConnectError, ConnectPolicy, Outcome, SmtpAccount, SmtpConnection
+
+
+def policy(certs: LocalCertificates, **overrides: object) -> ConnectPolicy:
+    options: dict[str, object] = {"allow_private": True, "allow_plaintext": False, "timeout": 5,
+                                  "tls": certs.client_context()}
+    options.update(overrides)
+    return ConnectPolicy(**options)  # type: ignore[arg-type]
+
+
+MESSAGE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\n\r\nbody\r\n"
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+async def test_sends_over_verified_tls(clean_sink: SmtpSink, certs: LocalCertificates, security: str) -> None:
+    port = clean_sink.tls_port if security == "tls" else clean_sink.port
+    assert port is not None
+    conn = SmtpConnection(SmtpAccount("127.0.0.1", port, security, "me@example.com", "pw"), policy(certs))
+    await conn.open()
+    reply = await conn.send("a@example.com", "b@example.com", MESSAGE)
+    await conn.quit()
+    assert reply.outcome is Outcome.SENT, reply
+    assert [m.rcpt_tos for m in clean_sink.messages] == [("b@example.com",)]
+    assert clean_sink.messages[0].username == "me@example.com"
+
+
+async def test_untrusted_certificate_is_refused(clean_sink: SmtpSink, certs: LocalCertificates) -> None:
+    conn = SmtpConnection(SmtpAccount("127.0.0.1", clean_sink.port, "starttls", "me", "pw"),
+                          policy(certs, tls=ssl.create_default_context()))
+    with pytest.raises(ConnectError) as caught:
+        await conn.open()
+    assert caught.value.kind == "tls"
+    assert "certificate" in str(caught.value).lower()
+
+
+async def test_wrong_password_is_an_auth_error(clean_sink: SmtpSink, certs: LocalCertificates) -> None:
+    clean_sink.faults.rejected_passwords.add("wrong")
+    conn = SmtpConnection(SmtpAccount("127.0.0.1", clean_sink.port, "starttls", "me", "wrong"), policy(certs))
+    with pytest.raises(ConnectError) as caught:
+        await conn.open()
+    assert caught.value.kind == "auth"
+    assert caught.value.code == 535
+
+
+async def test_plaintext_and_private_targets_need_permission(clean_sink: SmtpSink, certs: LocalCertificates) -> None:
+    plain = SmtpConnection(SmtpAccount("127.0.0.1", clean_sink.port, "none", "", ""), policy(certs))
+    with pytest.raises(ConnectError) as caught:
+        await plain.open()
+    assert caught.value.kind == "plaintext"
+    private = SmtpConnection(SmtpAccount("127.0.0.1", clean_sink.port, "starttls", "me", "pw"),
+                             policy(certs, allow_private=False))
+    with pytest.raises(ConnectError) as caught:
+        await private.open()
+    assert caught.value.kind == "private"
+
+
+async def test_refused_connection(certs: LocalCertificates) -> None:
+    from sendpy.devstack.ports import free_port
+
+    conn = SmtpConnection(SmtpAccount("127.0.0.1", free_port(), "tls", "me", "pw"), policy(certs))
+    with pytest.raises(ConnectError) as caught:
+        await conn.open()
+    assert caught.value.kind == "refused"
+
+
+async def test_replies_are_classified(clean_sink: SmtpSink, certs: LocalCertificates) -> None:
+    clean_sink.faults.rcpt_reply = lambda rcpt: "550 5.1.1 No such user" if rcpt.startswith("gone") else None
+    conn = SmtpConnection(SmtpAccount("127.0.0.1", clean_sink.port, "starttls", "me", "pw"), policy(certs))
+    await conn.open()
+    gone = await conn.send("a@example.com", "gone@example.com", MESSAGE)
+    assert (gone.outcome, gone.code) == (Outcome.FAILED, 550)
+    clean_sink.faults.data_reply = lambda envelope: "451 4.3.0 Try again"
+    later = await conn.send("a@example.com", "b@example.com", MESSAGE)
+    assert (later.outcome, later.code) == (Outcome.RETRY, 451)
+    clean_sink.faults.data_reply = None
+    ok = await conn.send("a@example.com", "b@example.com", MESSAGE)
+    assert ok.outcome is Outcome.SENT
+    await conn.quit()
