@@ -69,7 +69,7 @@ def test_long_lines_and_dots_survive_quoted_printable() -> None:
 
 def test_sandbox_blocks_python_internals() -> None:
     compiled = campaign(subject="{{ name.__class__.__mro__ }}")
-    with pytest.raises(Exception, match="unsafe|not safely|access"):
+    with pytest.raises(Exception, match=r"unsafe|not safely|access"):
         compiled.render(1, "a@example.com", {"name": "x"})
 
 

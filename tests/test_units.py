@@ -113,7 +113,7 @@ def test_unknown_domain_has_no_preset_and_ports_imply_security() -> None:
     ("address", "public"),
     [("8.8.8.8", True), ("127.0.0.1", False), ("10.1.2.3", False), ("192.168.0.1", False),
      ("169.254.169.254", False), ("100.64.0.1", False), ("::1", False), ("::ffff:127.0.0.1", False),
-     ("fd00::1", False), ("2001:4860:4860::8888", True), ("0.0.0.0", False)],
+     ("fd00::1", False), ("2001:4860:4860::8888", True), ("0.0.0.0", False)],  # noqa: S104
 )
 def test_is_public(address: str, public: bool) -> None:
     assert is_public(address) is public
