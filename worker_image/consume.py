@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -21,6 +24,12 @@ from shared.work import MalformedWork
 log = logging.getLogger("sendpy.worker")
 
 Handler = Callable[[bytes], Awaitable[None]]
+# Touched on every poll; the container health check reads its age.
+HEARTBEAT = Path(os.environ.get("SENDPY_HEARTBEAT_FILE") or Path(tempfile.gettempdir()) / "sendpy-heartbeat")
+
+
+def _beat() -> None:
+    HEARTBEAT.touch()
 HANDLER_ATTEMPTS = 3
 
 
@@ -66,6 +75,7 @@ async def run(
 ) -> None:
     """Consume until `stopping` is set; the current batch always finishes first."""
     while not stopping.is_set():
+        _beat()
         try:
             batches = await consumer.getmany(timeout_ms=500, max_records=None)
         except KafkaError:
