@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from functions import seed_api
-from functions.http import language
+from functions import accounts_api, seed_api, senders_api
+from functions.http import ApiError, error_response, input_error, language
+from shared.errors import InputError
 
 log = logging.getLogger("sendpy.api")
 
@@ -34,6 +35,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                         status_code=exc.status_code)
 
 
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(request, exc.status, exc.code, exc.field, exc.headers, **exc.params)
+
+
+async def _input_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InputError)
+    return input_error(request, exc)
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log only: a page must never echo request data or secrets.
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
@@ -46,6 +57,21 @@ def create_app(serve_web: bool | None = None) -> Starlette:
         Route("/api/health", health, methods=["GET"]),
         Route("/api/send-message", seed_api.send_message, methods=["POST"]),
         Route("/api/campaigns/{campaign_id}", seed_api.campaign_status, methods=["GET"]),
+        Route("/v1/auth/register", accounts_api.register, methods=["POST"]),
+        Route("/v1/auth/login", accounts_api.login, methods=["POST"]),
+        Route("/v1/auth/logout", accounts_api.logout, methods=["POST"]),
+        Route("/v1/auth/password", accounts_api.change_password, methods=["POST"]),
+        Route("/v1/me", accounts_api.me, methods=["GET"]),
+        Route("/v1/api-keys", accounts_api.list_keys, methods=["GET"]),
+        Route("/v1/api-keys", accounts_api.create_key, methods=["POST"]),
+        Route("/v1/api-keys/{key_id}", accounts_api.revoke_key, methods=["DELETE"]),
+        Route("/v1/presets", senders_api.presets, methods=["GET"]),
+        Route("/v1/senders", senders_api.list_senders, methods=["GET"]),
+        Route("/v1/senders", senders_api.create_sender, methods=["POST"]),
+        Route("/v1/senders/{sender_id}", senders_api.get_sender, methods=["GET"]),
+        Route("/v1/senders/{sender_id}", senders_api.update_sender, methods=["PATCH"]),
+        Route("/v1/senders/{sender_id}", senders_api.delete_sender, methods=["DELETE"]),
+        Route("/v1/senders/{sender_id}/verify", senders_api.verify_sender, methods=["POST"]),
     ]
     if serve_web is None:
         serve_web = os.environ.get("SENDPY_SERVE_WEB", "").lower() in ("1", "true", "yes")
@@ -53,7 +79,12 @@ def create_app(serve_web: bool | None = None) -> Starlette:
         routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"))
     return Starlette(
         routes=routes,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            ApiError: _api_error,
+            InputError: _input_error,
+            Exception: _server_error,
+        },
     )
 
 

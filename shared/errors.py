@@ -72,6 +72,102 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "An API key is required: send it as 'Authorization: Bearer <key>'.",
         "ru": "Нужен API-ключ: передайте его в заголовке «Authorization: Bearer <ключ>».",
     },
+    "password_short": {
+        "en": "The password must be at least {limit} characters long.",
+        "ru": "Пароль должен быть не короче {limit} символов.",
+    },
+    "email_taken": {
+        "en": "An account with this email already exists; log in instead.",
+        "ru": "Учётная запись с этим адресом уже есть; войдите в неё.",
+    },
+    "bad_credentials": {
+        "en": "Wrong email or password.",
+        "ru": "Неверный адрес или пароль.",
+    },
+    "wrong_password": {
+        "en": "The current password is not correct.",
+        "ru": "Текущий пароль указан неверно.",
+    },
+    "too_many_attempts": {
+        "en": "Too many failed log-ins. Try again in {minutes} minutes.",
+        "ru": "Слишком много неудачных попыток входа. Повторите через {minutes} мин.",
+    },
+    "csrf": {
+        "en": "This request lacks the CSRF token of your session; reload the page and try again.",
+        "ru": "В запросе нет CSRF-токена вашей сессии; обновите страницу и повторите.",
+    },
+    "invalid_limit": {
+        "en": "'{field}' must be a whole number from 1 to 10,000,000, or null for no limit.",
+        "ru": "«{field}» должно быть целым числом от 1 до 10 000 000 или null (без ограничения).",
+    },
+    "unknown_preset": {
+        "en": "Unknown provider preset; use one of: {choices}.",
+        "ru": "Неизвестный почтовый провайдер; допустимы: {choices}.",
+    },
+    "invalid_host": {
+        "en": "'{field}' is not a valid server name.",
+        "ru": "«{field}» — недопустимое имя сервера.",
+    },
+    "invalid_security": {
+        "en": "'security' must be 'tls' (port 465), 'starttls' (port 587) or 'none'.",
+        "ru": "«security» должно быть 'tls' (порт 465), 'starttls' (порт 587) или 'none'.",
+    },
+    "plaintext_refused": {
+        "en": "This deployment does not allow SMTP without TLS; choose 'tls' or 'starttls'.",
+        "ru": "Этот сервер не разрешает SMTP без шифрования; выберите 'tls' или 'starttls'.",
+    },
+    "sender_exists": {
+        "en": "You already have a sender with this address, server and login.",
+        "ru": "У вас уже есть отправитель с этим адресом, сервером и логином.",
+    },
+    "sender_in_use": {
+        "en": "Campaigns use this sender; it cannot be deleted.",
+        "ru": "Этот отправитель используется в рассылках; удалить его нельзя.",
+    },
+    "smtp_dns": {
+        "en": "The server name {host} does not exist (DNS). Check the spelling of the SMTP server.",
+        "ru": "Имя сервера {host} не найдено (DNS). Проверьте написание адреса SMTP-сервера.",
+    },
+    "smtp_private": {
+        "en": "{host} is a private or internal address; this service only connects to public mail servers.",
+        "ru": "{host} — частный или внутренний адрес; сервис подключается только к публичным почтовым серверам.",
+    },
+    "smtp_refused": {
+        "en": "{host}:{port} refused the connection. Check the port (465 for SSL, 587 for STARTTLS).",
+        "ru": "{host}:{port} отклонил подключение. Проверьте порт (465 для SSL, 587 для STARTTLS).",
+    },
+    "smtp_timeout": {
+        "en": "{host}:{port} did not answer in time. Check the server and port, or a firewall.",
+        "ru": "{host}:{port} не ответил вовремя. Проверьте сервер и порт или брандмауэр.",
+    },
+    "smtp_tls": {
+        "en": "The secure connection to {host} failed: {detail}. Check the security setting and port.",
+        "ru": "Не удалось установить защищённое соединение с {host}: {detail}. Проверьте шифрование и порт.",
+    },
+    "smtp_auth": {
+        "en": "The server did not accept the login or password ({detail}).{hint}",
+        "ru": "Сервер не принял логин или пароль ({detail}).{hint}",
+    },
+    "smtp_auth_hint": {
+        "en": " {provider} needs an app password, not your usual one: create it in the account's security settings.",
+        "ru": " Для {provider} нужен пароль приложения, а не обычный пароль: создайте его в настройках безопасности.",
+    },
+    "smtp_sender_refused": {
+        "en": "The server refused to send as {from_email}: {detail}. Use the address of this mailbox.",
+        "ru": "Сервер не разрешил отправку от имени {from_email}: {detail}. Укажите адрес этого ящика.",
+    },
+    "smtp_relay_denied": {
+        "en": "The server refused to relay mail for this account: {detail}.",
+        "ru": "Сервер отказался пересылать почту для этой учётной записи: {detail}.",
+    },
+    "smtp_protocol": {
+        "en": "The server answered something unexpected: {detail}.",
+        "ru": "Сервер ответил неожиданно: {detail}.",
+    },
+    "smtp_plaintext": {
+        "en": "This deployment does not allow SMTP without TLS.",
+        "ru": "Этот сервер не разрешает SMTP без шифрования.",
+    },
     "not_found": {
         "en": "Not found.",
         "ru": "Не найдено.",

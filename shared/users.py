@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from shared.credentials import hash_password, new_api_key
 from shared.db import Conn
 
@@ -20,9 +22,16 @@ async def ensure_user(conn: Conn, email: str, password: str | None = None) -> in
 
 async def create_api_key(conn: Conn, user_id: int, name: str = "") -> str:
     """Store a new key (hashed) and return the token, which is shown only this once."""
+    token, _ = await create_api_key_row(conn, user_id, name)
+    return token
+
+
+async def create_api_key_row(conn: Conn, user_id: int, name: str) -> tuple[str, asyncpg.Record]:
     key = new_api_key()
-    await conn.execute(
-        "INSERT INTO api_keys (user_id, prefix, secret_hash, name) VALUES ($1, $2, $3, $4)",
+    row = await conn.fetchrow(
+        "INSERT INTO api_keys (user_id, prefix, secret_hash, name) VALUES ($1, $2, $3, $4)"
+        " RETURNING id, prefix, name, created_at, last_used_at",
         user_id, key.prefix, key.secret_hash, name,
     )
-    return key.token
+    assert row is not None
+    return key.token, row

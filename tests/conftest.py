@@ -10,12 +10,13 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from sendpy.devstack.kafka import KafkaServer
 from sendpy.devstack.postgres import PostgresServer
@@ -162,14 +163,28 @@ def workers(app_env: dict[str, str], topics: None, db: asyncpg.Pool, workdir: Pa
 
 
 @pytest.fixture(scope="session")
-async def api(app_env: dict[str, str], db: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+async def asgi_app(app_env: dict[str, str], db: asyncpg.Pool) -> AsyncIterator[Starlette]:
     from functions import resources
     from functions.app import create_app
 
-    transport = httpx.ASGITransport(app=create_app(serve_web=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sendpy.test") as client:
-        yield client
+    yield create_app(serve_web=False)
     await resources.close()
+
+
+@pytest.fixture
+def new_client(asgi_app: Starlette) -> Callable[[], httpx.AsyncClient]:
+    """A fresh client per browser: each has its own cookie jar."""
+
+    def make() -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi_app), base_url="http://sendpy.test")
+
+    return make
+
+
+@pytest.fixture
+async def api(new_client: Callable[[], httpx.AsyncClient]) -> AsyncIterator[httpx.AsyncClient]:
+    async with new_client() as client:
+        yield client
 
 
 async def new_api_key(db: asyncpg.Pool, email: str | None = None) -> str:

@@ -127,6 +127,11 @@ class SmtpConnection:
         self._smtp: aiosmtplib.SMTP | None = None
 
     @property
+    def smtp(self) -> aiosmtplib.SMTP | None:
+        """The logged-in session, for callers that need a command the messenger does not wrap."""
+        return self._smtp
+
+    @property
     def is_open(self) -> bool:
         return self._smtp is not None and self._smtp.is_connected
 

@@ -1,0 +1,128 @@
+"""Accounts: register, log in and out, change password, profile, API keys."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from functions import resources
+from functions.http import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    ApiError,
+    caller,
+    client_address,
+    int_param,
+    json_object,
+)
+from shared import accounts
+from shared.accounts import NewSession
+from shared.errors import InputError
+from shared.settings import get_settings
+
+
+def _with_session(response: Response, session: NewSession) -> Response:
+    secure = get_settings().public_base_url.startswith("https://")
+    max_age = accounts.SESSION_DAYS * 86400
+    response.set_cookie(SESSION_COOKIE, session.token, max_age=max_age, httponly=True, secure=secure,
+                        samesite="lax", path="/")
+    # Readable by the page's script, which echoes it in X-CSRF-Token (double submit).
+    response.set_cookie(CSRF_COOKIE, session.csrf_token, max_age=max_age, httponly=False, secure=secure,
+                        samesite="lax", path="/")
+    return response
+
+
+async def register(request: Request) -> Response:
+    body = await json_object(request)
+    email = accounts.check_email(body.get("email"))
+    password = accounts.check_new_password(body.get("password"))
+    pool = await resources.db()
+    async with pool.acquire() as conn, conn.transaction():
+        user_id = await accounts.register(conn, email, password)
+        session = await accounts.create_session(conn, user_id)
+        user = await accounts.profile(conn, user_id)
+    return _with_session(JSONResponse({"user": user, "csrf_token": session.csrf_token}, status_code=201), session)
+
+
+async def login(request: Request) -> Response:
+    body = await json_object(request)
+    email, password = body.get("email"), body.get("password")
+    if not isinstance(email, str) or not email:
+        raise InputError("required", "email")
+    if not isinstance(password, str) or not password:
+        raise InputError("required", "password")
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        try:
+            user_id = await accounts.authenticate(conn, email.strip(), password, client_address(request))
+        except accounts.TooManyAttempts as exc:
+            raise ApiError(429, "too_many_attempts", headers={"Retry-After": str(exc.retry_after)},
+                           minutes=exc.retry_after // 60) from None
+        if user_id is None:
+            raise ApiError(401, "bad_credentials")
+        session = await accounts.create_session(conn, user_id)
+        user = await accounts.profile(conn, user_id)
+    return _with_session(JSONResponse({"user": user, "csrf_token": session.csrf_token}), session)
+
+
+async def logout(request: Request) -> Response:
+    who = await caller(request)
+    if who.session_token:
+        pool = await resources.db()
+        async with pool.acquire() as conn:
+            await accounts.end_session(conn, who.session_token)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return response
+
+
+async def change_password(request: Request) -> Response:
+    who = await caller(request)
+    body = await json_object(request)
+    current = body.get("current_password")
+    if not isinstance(current, str) or not current:
+        raise InputError("required", "current_password")
+    new = accounts.check_new_password(body.get("new_password"), "new_password")
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        if not await accounts.change_password(conn, who.user_id, current, new, who.session_token):
+            raise InputError("wrong_password", "current_password")
+    return Response(status_code=204)
+
+
+async def me(request: Request) -> Response:
+    who = await caller(request)
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        return JSONResponse(await accounts.profile(conn, who.user_id))
+
+
+async def list_keys(request: Request) -> Response:
+    who = await caller(request)
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        return JSONResponse({"items": await accounts.list_keys(conn, who.user_id)})
+
+
+async def create_key(request: Request) -> Response:
+    who = await caller(request)
+    body = await json_object(request)
+    name = body.get("name", "")
+    if not isinstance(name, str):
+        raise InputError("type_string", "name")
+    if len(name) > 100:
+        raise InputError("too_long", "name", limit=100)
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        return JSONResponse(await accounts.new_key(conn, who.user_id, name.strip()), status_code=201)
+
+
+async def revoke_key(request: Request) -> Response:
+    who = await caller(request)
+    key_id = int_param(request, "key_id")
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        if not await accounts.revoke_key(conn, who.user_id, key_id):
+            raise ApiError(404, "not_found")
+    return Response(status_code=204)

@@ -1,0 +1,228 @@
+"""SMTP accounts ("senders") as users manage them: validate, store sealed, verify live."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import aiosmtplib
+import asyncpg
+
+from shared.accounts import check_email
+from shared.crypto import KeyProvider, seal
+from shared.db import Conn
+from shared.errors import InputError
+from shared.mail.messenger import ConnectError, ConnectPolicy, SmtpAccount, SmtpConnection
+from shared.smtp_presets import PRESETS, preset_for_address
+
+SECURITY = ("tls", "starttls", "none")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_COLUMNS = ("id, from_email, from_name, host, port, security, username, preset, per_minute, per_day,"
+            " recipients_per_connection, verified_at, paused_until, pause_reason, last_error, created_at")
+
+
+@dataclass(frozen=True)
+class SenderInput:
+    from_email: str
+    from_name: str
+    host: str
+    port: int
+    security: str
+    username: str
+    password: str | None  # None on update: keep the stored one
+    preset: str | None
+    per_minute: int | None
+    per_day: int | None
+    recipients_per_connection: int | None
+
+    def __repr__(self) -> str:
+        return f"SenderInput({self.from_email!r} via {self.host}:{self.port})"
+
+
+def _optional_limit(body: dict[str, Any], field: str, default: int | None) -> int | None:
+    if field not in body:
+        return default
+    value = body[field]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000_000:
+        raise InputError("invalid_limit", field)
+    return value
+
+
+def _text(body: dict[str, Any], field: str, default: str = "", limit: int = 320) -> str:
+    value = body.get(field, default)
+    if value is None:
+        value = default
+    if not isinstance(value, str):
+        raise InputError("type_string", field)
+    if "\r" in value or "\n" in value:
+        raise InputError("line_break", field)
+    if len(value) > limit:
+        raise InputError("too_long", field, limit=limit)
+    return value.strip()
+
+
+def parse(body: dict[str, Any], *, allow_plaintext: bool, current: dict[str, Any] | None = None) -> SenderInput:
+    """Validate a create (current=None) or an update (fields missing keep their values)."""
+    merged: dict[str, Any] = {**(current or {}), **body}
+    from_email = check_email(merged.get("from_email"), "from_email")
+    preset_key = merged.get("preset") or None
+    if preset_key is not None and (not isinstance(preset_key, str) or preset_key not in PRESETS):
+        raise InputError("unknown_preset", "preset", choices=", ".join(PRESETS))
+    preset = PRESETS[preset_key] if preset_key else None
+    if preset is None and not merged.get("host"):
+        preset = preset_for_address(from_email)
+        preset_key = preset.key if preset else None
+    host = _text(merged, "host", preset.host if preset else "", limit=253).lower().rstrip(".")
+    if not host:
+        raise InputError("unknown_provider", "host", domain=from_email.rpartition("@")[2])
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InputError("invalid_host", "host") from None
+    if not _HOSTNAME.match(ascii_host) and not re.fullmatch(r"[0-9.]+|[0-9a-f:]+", ascii_host):
+        raise InputError("invalid_host", "host")
+    port = merged.get("port", preset.port if preset else None)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InputError("invalid_port", "port")
+    security = merged.get("security") or (preset.security if preset else ("tls" if port == 465 else "starttls"))
+    if security not in SECURITY:
+        raise InputError("invalid_security", "security")
+    if security == "none" and not allow_plaintext:
+        raise InputError("plaintext_refused", "security")
+    password = body.get("password")
+    if password is not None and not isinstance(password, str):
+        raise InputError("type_string", "password")
+    if current is None and not password:
+        raise InputError("required", "password")
+    if password is not None and len(password) > 1024:
+        raise InputError("too_long", "password", limit=1024)
+    return SenderInput(
+        from_email=from_email,
+        from_name=_text(merged, "from_name", limit=200),
+        host=ascii_host,
+        port=port,
+        security=security,
+        username=_text(merged, "username", from_email) or from_email,
+        password=password or None,
+        preset=preset_key,
+        per_minute=_optional_limit(merged, "per_minute", preset.per_minute if preset else None),
+        per_day=_optional_limit(merged, "per_day", preset.per_day if preset else None),
+        recipients_per_connection=_optional_limit(merged, "recipients_per_connection", None),
+    )
+
+
+def to_json(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    for key in ("verified_at", "paused_until", "created_at"):
+        data[key] = data[key].isoformat() if data.get(key) else None
+    data["verified"] = data["verified_at"] is not None
+    return data
+
+
+async def create(conn: Conn, keys: KeyProvider, user_id: int, value: SenderInput) -> dict[str, Any]:
+    assert value.password is not None
+    sealed = await seal(keys, value.password, f"user:{user_id}")
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO senders (user_id, from_email, from_name, host, port, security, username,
+                             password_encrypted, preset, per_minute, per_day, recipients_per_connection)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        ON CONFLICT (user_id, lower(from_email), lower(host), port, username) DO NOTHING
+        RETURNING {_COLUMNS}
+        """,
+        user_id, value.from_email, value.from_name, value.host, value.port, value.security, value.username,
+        sealed, value.preset, value.per_minute, value.per_day, value.recipients_per_connection,
+    )
+    if row is None:
+        raise InputError("sender_exists", "from_email")
+    return to_json(row)
+
+
+async def get(conn: Conn, user_id: int, sender_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM senders WHERE id = $1 AND user_id = $2", sender_id, user_id)
+    return to_json(row) if row else None
+
+
+async def list_for(conn: Conn, user_id: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM senders WHERE user_id = $1 ORDER BY id", user_id)
+    return [to_json(r) for r in rows]
+
+
+async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, value: SenderInput) -> dict[str, Any]:
+    sealed = await seal(keys, value.password, f"user:{user_id}") if value.password else None
+    try:
+        row = await conn.fetchrow(
+            f"""
+            UPDATE senders SET from_email = $3, from_name = $4, host = $5, port = $6, security = $7,
+                   username = $8, password_encrypted = COALESCE($9, password_encrypted), preset = $10,
+                   per_minute = $11, per_day = $12, recipients_per_connection = $13, updated_at = now(),
+                   verified_at = CASE WHEN $9::bytea IS NULL AND host = $5 AND port = $6 AND security = $7
+                                       AND username = $8 THEN verified_at END
+             WHERE id = $1 AND user_id = $2
+            RETURNING {_COLUMNS}
+            """,
+            sender_id, user_id, value.from_email, value.from_name, value.host, value.port, value.security,
+            value.username, sealed, value.preset, value.per_minute, value.per_day, value.recipients_per_connection,
+        )
+    except asyncpg.UniqueViolationError:
+        raise InputError("sender_exists", "from_email") from None
+    assert row is not None
+    return to_json(row)
+
+
+async def delete(conn: Conn, user_id: int, sender_id: int) -> str:
+    """'deleted', 'missing', or 'in_use' when campaigns still point at it."""
+    in_use = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM campaigns WHERE sender_id = $1 AND user_id = $2)", sender_id, user_id
+    )
+    if in_use:
+        return "in_use"
+    done = await conn.fetchval("DELETE FROM senders WHERE id = $1 AND user_id = $2 RETURNING id", sender_id, user_id)
+    return "deleted" if done else "missing"
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    kind: str  # dns, private, refused, timeout, tls, auth, protocol, plaintext, sender_refused, relay_denied
+    detail: str
+    code: int | None = None
+
+
+async def verify(account: SmtpAccount, from_email: str, policy: ConnectPolicy) -> VerifyProblem | None:
+    """Connect, TLS, EHLO, AUTH, then ask to send to ourselves (and reset): None when all is well."""
+    conn = SmtpConnection(account, policy)
+    try:
+        await conn.open()
+    except ConnectError as exc:
+        return VerifyProblem(exc.kind, str(exc), exc.code)
+    try:
+        smtp = conn.smtp
+        assert smtp is not None
+        try:
+            await smtp.mail(from_email)
+        except aiosmtplib.SMTPResponseException as exc:
+            return VerifyProblem("sender_refused", exc.message, exc.code)
+        try:
+            await smtp.rcpt(from_email)
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code >= 500:
+                return VerifyProblem("relay_denied", exc.message, exc.code)
+        await smtp.rset()
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        return VerifyProblem("protocol", str(exc))
+    finally:
+        await conn.quit()
+    return None
+
+
+async def record_verification(conn: Conn, sender_id: int, problem: VerifyProblem | None) -> None:
+    if problem is None:
+        await conn.execute("UPDATE senders SET verified_at = now(), last_error = NULL WHERE id = $1", sender_id)
+    else:
+        await conn.execute(
+            "UPDATE senders SET verified_at = NULL, last_error = $2 WHERE id = $1", sender_id,
+            f"{problem.kind}: {problem.detail}"[:1000],
+        )

@@ -1,0 +1,112 @@
+"""Accounts, sessions with CSRF, log-in throttling and API keys, against real Postgres."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+
+def unique_email() -> str:
+    return f"u-{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def register(api: httpx.AsyncClient, email: str, password: str = "correct horse 1") -> httpx.Response:
+    answer = await api.post("/v1/auth/register", json={"email": email, "password": password})
+    assert answer.status_code == 201, answer.text
+    return answer
+
+
+async def test_register_sets_a_session_and_csrf_guards_unsafe_requests(api: httpx.AsyncClient) -> None:
+    email = unique_email()
+    answer = await register(api, email)
+    session_header = answer.headers.get_list("set-cookie")
+    assert any("sendpy_session=" in c and "HttpOnly" in c and "SameSite=lax" in c for c in session_header)
+    csrf = answer.json()["csrf_token"]
+    me = await api.get("/v1/me")
+    assert me.status_code == 200 and me.json()["email"] == email
+    refused = await api.post("/v1/api-keys", json={"name": "x"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf"
+    wrong = await api.post("/v1/api-keys", json={"name": "x"}, headers={"X-CSRF-Token": "nope"})
+    assert wrong.status_code == 403
+    made = await api.post("/v1/api-keys", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
+    assert made.status_code == 201
+    stolen = dict(api.cookies)
+    out = await api.post("/v1/auth/logout", headers={"X-CSRF-Token": csrf})
+    assert out.status_code == 204
+    assert (await api.get("/v1/me")).status_code == 401
+    api.cookies.update(stolen)  # the old cookie, replayed, no longer opens anything
+    assert (await api.get("/v1/me")).status_code == 401
+
+
+async def test_duplicate_and_weak_registrations_are_refused(api: httpx.AsyncClient) -> None:
+    email = unique_email()
+    await register(api, email)
+    again = await api.post("/v1/auth/register", json={"email": email.upper(), "password": "another pass"})
+    assert again.status_code == 400 and again.json()["error"]["code"] == "email_taken"
+    short = await api.post("/v1/auth/register", json={"email": unique_email(), "password": "short"})
+    assert short.status_code == 400 and short.json()["error"]["code"] == "password_short"
+    bad = await api.post("/v1/auth/register", json={"email": "not-an-address", "password": "long enough"})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "email"
+
+
+async def test_login_is_throttled_after_repeated_failures(api: httpx.AsyncClient) -> None:
+    email = unique_email()
+    await register(api, email)
+    for _ in range(5):
+        wrong = await api.post("/v1/auth/login", json={"email": email, "password": "wrong password"})
+        assert wrong.status_code == 401
+        assert wrong.json()["error"]["code"] == "bad_credentials"
+    blocked = await api.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+    assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) > 0
+    ru = await api.post("/v1/auth/login", json={"email": email, "password": "x"}, headers={"Accept-Language": "ru"})
+    assert "Слишком много" in ru.json()["error"]["message"]
+
+
+async def test_unknown_user_and_wrong_password_look_the_same(api: httpx.AsyncClient) -> None:
+    email = unique_email()
+    await register(api, email)
+    wrong = await api.post("/v1/auth/login", json={"email": email, "password": "wrong password"})
+    unknown = await api.post("/v1/auth/login", json={"email": unique_email(), "password": "wrong password"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+
+
+async def test_change_password_ends_other_sessions(api: httpx.AsyncClient, new_client) -> None:
+    email = unique_email()
+    first = await register(api, email)
+    async with new_client() as other_browser:
+        second = await other_browser.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+        assert second.status_code == 200
+        csrf = first.json()["csrf_token"]
+        bad = await api.post("/v1/auth/password",
+                             json={"current_password": "nope", "new_password": "new password 2"},
+                             headers={"X-CSRF-Token": csrf})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "wrong_password"
+        done = await api.post("/v1/auth/password",
+                              json={"current_password": "correct horse 1", "new_password": "new password 2"},
+                              headers={"X-CSRF-Token": csrf})
+        assert done.status_code == 204
+        assert (await api.get("/v1/me")).status_code == 200
+        assert (await other_browser.get("/v1/me")).status_code == 401
+    old = await api.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+    assert old.status_code == 401
+    new = await api.post("/v1/auth/login", json={"email": email, "password": "new password 2"})
+    assert new.status_code == 200
+
+
+async def test_api_keys_listed_by_prefix_and_revocable(api: httpx.AsyncClient, api_key: str) -> None:
+    auth = {"Authorization": f"Bearer {api_key}"}
+    made = await api.post("/v1/api-keys", json={"name": "script"}, headers=auth)
+    assert made.status_code == 201
+    token = made.json()["key"]
+    listed = (await api.get("/v1/api-keys", headers=auth)).json()["items"]
+    assert any(item["name"] == "script" for item in listed)
+    assert all("key" not in item and token not in str(item) for item in listed)
+    assert token.startswith(next(i["prefix"] for i in listed if i["id"] == made.json()["id"]))
+    new_auth = {"Authorization": f"Bearer {token}"}
+    assert (await api.get("/v1/me", headers=new_auth)).status_code == 200
+    assert (await api.delete(f"/v1/api-keys/{made.json()['id']}", headers=auth)).status_code == 204
+    assert (await api.get("/v1/me", headers=new_auth)).status_code == 401
+    assert (await api.delete(f"/v1/api-keys/{made.json()['id']}", headers=auth)).status_code == 404

@@ -1,0 +1,136 @@
+"""SMTP accounts: CRUD, presets, ownership, and live verification against a real TLS SMTP server."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from sendpy.devstack.smtp_sink import SmtpSink
+from shared import sender_accounts
+from shared.errors import InputError
+from tests.conftest import new_api_key
+
+
+def sender_body(sink: SmtpSink, **overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "from_email": "team@example.org", "from_name": "Team", "host": "127.0.0.1",
+        "port": sink.port, "security": "starttls", "password": "app-password-123",
+    }
+    body.update(overrides)
+    return body
+
+
+async def test_create_read_update_delete(api: httpx.AsyncClient, api_key: str, clean_sink: SmtpSink) -> None:
+    auth = {"Authorization": f"Bearer {api_key}"}
+    made = await api.post("/v1/senders", json=sender_body(clean_sink), headers=auth)
+    assert made.status_code == 201, made.text
+    sender = made.json()
+    assert "app-password-123" not in made.text and "password" not in sender
+    assert sender["username"] == "team@example.org" and sender["verified"] is False
+    sid = sender["id"]
+    assert (await api.get(f"/v1/senders/{sid}", headers=auth)).json()["from_name"] == "Team"
+    changed = await api.patch(f"/v1/senders/{sid}", json={"from_name": "New name", "per_minute": 10}, headers=auth)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["from_name"] == "New name" and changed.json()["per_minute"] == 10
+    listed = (await api.get("/v1/senders", headers=auth)).json()["items"]
+    assert [s["id"] for s in listed] == [sid]
+    assert (await api.delete(f"/v1/senders/{sid}", headers=auth)).status_code == 204
+    assert (await api.get(f"/v1/senders/{sid}", headers=auth)).status_code == 404
+
+
+async def test_verification_succeeds_over_tls_with_auth(
+    api: httpx.AsyncClient, api_key: str, clean_sink: SmtpSink
+) -> None:
+    auth = {"Authorization": f"Bearer {api_key}"}
+    for security, port in (("starttls", clean_sink.port), ("tls", clean_sink.tls_port)):
+        made = await api.post("/v1/senders", json=sender_body(clean_sink, security=security, port=port,
+                                                               from_email=f"{security}@example.org"), headers=auth)
+        verified = await api.post(f"/v1/senders/{made.json()['id']}/verify", headers=auth)
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["verified"] is True
+        assert verified.json()["sender"]["verified_at"]
+    assert clean_sink.messages == []  # verification sends nothing
+
+
+async def test_wrong_password_is_explained_with_the_app_password_hint(
+    api: httpx.AsyncClient, api_key: str, clean_sink: SmtpSink
+) -> None:
+    clean_sink.faults.rejected_passwords.add("wrong-one")
+    auth = {"Authorization": f"Bearer {api_key}"}
+    made = await api.post("/v1/senders", json=sender_body(clean_sink, preset="gmail", password="wrong-one"),
+                          headers=auth)
+    assert made.status_code == 201, made.text
+    for lang, words in (("en", "app password"), ("ru", "пароль приложения")):
+        answer = await api.post(f"/v1/senders/{made.json()['id']}/verify",
+                                headers={**auth, "Accept-Language": lang})
+        assert answer.status_code == 422
+        error = answer.json()["error"]
+        assert error["code"] == "smtp_auth" and error["smtp_code"] == 535
+        assert words in error["message"] and "Gmail" in error["message"]
+    stored = (await api.get(f"/v1/senders/{made.json()['id']}", headers=auth)).json()
+    assert stored["verified"] is False and stored["last_error"].startswith("auth")
+
+
+async def test_unreachable_and_untrusted_servers_are_explained(
+    api: httpx.AsyncClient, api_key: str, clean_sink: SmtpSink
+) -> None:
+    from sendpy.devstack.ports import free_port
+
+    auth = {"Authorization": f"Bearer {api_key}"}
+    made = await api.post("/v1/senders", json=sender_body(clean_sink, port=free_port(), from_email="r@example.org"),
+                          headers=auth)
+    answer = await api.post(f"/v1/senders/{made.json()['id']}/verify", headers=auth)
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == "smtp_refused"
+    # "tls" against the STARTTLS port: the server speaks plain text first, so the handshake fails.
+    made = await api.post("/v1/senders", json=sender_body(clean_sink, security="tls", from_email="t@example.org"),
+                          headers=auth)
+    answer = await api.post(f"/v1/senders/{made.json()['id']}/verify", headers=auth)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] in ("smtp_tls", "smtp_timeout", "smtp_protocol")
+
+
+async def test_other_users_senders_are_not_found(api: httpx.AsyncClient, api_key: str, db, clean_sink: SmtpSink) -> None:
+    mine = await api.post("/v1/senders", json=sender_body(clean_sink, from_email="mine@example.org"),
+                          headers={"Authorization": f"Bearer {api_key}"})
+    sid = mine.json()["id"]
+    other = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    assert (await api.get(f"/v1/senders/{sid}", headers=other)).status_code == 404
+    assert (await api.patch(f"/v1/senders/{sid}", json={"from_name": "x"}, headers=other)).status_code == 404
+    assert (await api.post(f"/v1/senders/{sid}/verify", headers=other)).status_code == 404
+    assert (await api.delete(f"/v1/senders/{sid}", headers=other)).status_code == 404
+    assert (await api.get("/v1/senders/abc", headers=other)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"from_email": "x@example.org", "host": "smtp.example.org", "port": 587}, "required", "password"),
+        ({"from_email": "bad", "password": "p"}, "invalid_email", "from_email"),
+        ({"from_email": "x@corp.example", "password": "p"}, "unknown_provider", "host"),
+        ({"from_email": "x@example.org", "host": "bad host!", "port": 25, "password": "p"}, "invalid_host", "host"),
+        ({"from_email": "x@example.org", "host": "smtp.example.org", "port": 0, "password": "p"},
+         "invalid_port", "port"),
+        ({"from_email": "x@example.org", "host": "smtp.example.org", "port": 25, "security": "ssl3",
+          "password": "p"}, "invalid_security", "security"),
+        ({"from_email": "x@example.org", "host": "smtp.example.org", "port": 25, "security": "none",
+          "password": "p"}, "plaintext_refused", "security"),
+        ({"from_email": "x@example.org", "from_name": "A\r\nBcc: x@y.z", "host": "smtp.example.org", "port": 25,
+          "password": "p"}, "line_break", "from_name"),
+        ({"from_email": "x@example.org", "host": "smtp.example.org", "port": 25, "password": "p",
+          "per_minute": 0}, "invalid_limit", "per_minute"),
+        ({"from_email": "x@example.org", "preset": "aol", "password": "p"}, "unknown_preset", "preset"),
+    ],
+)
+def test_sender_input_errors(body: dict[str, object], code: str, field: str) -> None:
+    with pytest.raises(InputError) as caught:
+        sender_accounts.parse(body, allow_plaintext=False)
+    assert (caught.value.code, caught.value.field) == (code, field)
+
+
+def test_presets_fill_server_and_limits() -> None:
+    value = sender_accounts.parse({"from_email": "me@yandex.ru", "password": "p"}, allow_plaintext=False)
+    assert (value.host, value.port, value.security, value.per_day) == ("smtp.yandex.ru", 465, "tls", 500)
+    office = sender_accounts.parse({"from_email": "me@corp.example", "preset": "office365", "password": "p",
+                                    "per_minute": 5}, allow_plaintext=False)
+    assert (office.host, office.port, office.security, office.per_minute) == ("smtp.office365.com", 587,
+                                                                              "starttls", 5)
