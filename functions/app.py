@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from functions import accounts_api, seed_api, senders_api
+from functions import accounts_api, seed_api, senders_api, uploads_api
 from functions.http import ApiError, error_response, input_error, language
 from shared.errors import InputError
 
@@ -72,6 +72,12 @@ def create_app(serve_web: bool | None = None) -> Starlette:
         Route("/v1/senders/{sender_id}", senders_api.update_sender, methods=["PATCH"]),
         Route("/v1/senders/{sender_id}", senders_api.delete_sender, methods=["DELETE"]),
         Route("/v1/senders/{sender_id}/verify", senders_api.verify_sender, methods=["POST"]),
+        Route("/v1/uploads", uploads_api.list_uploads, methods=["GET"]),
+        Route("/v1/uploads", uploads_api.create_upload, methods=["POST"]),
+        Route("/v1/uploads/{upload_id}", uploads_api.get_upload, methods=["GET"]),
+        Route("/v1/uploads/{upload_id}", uploads_api.correct_upload, methods=["PATCH"]),
+        Route("/v1/uploads/{upload_id}", uploads_api.delete_upload, methods=["DELETE"]),
+        Route("/v1/uploads/{upload_id}/complete", uploads_api.complete_upload, methods=["POST"]),
     ]
     if serve_web is None:
         serve_web = os.environ.get("SENDPY_SERVE_WEB", "").lower() in ("1", "true", "yes")

@@ -15,11 +15,13 @@ from shared import broker
 from shared.crypto import KeyProvider, key_provider_from_settings
 from shared.db import create_pool, migrate
 from shared.settings import get_settings
+from shared.storage import UploadStore
 
 _lock = asyncio.Lock()
 _db: asyncpg.Pool | None = None
 _producer: AIOKafkaProducer | None = None
 _keys: KeyProvider | None = None
+_store: UploadStore | None = None
 
 
 async def db() -> asyncpg.Pool:
@@ -48,6 +50,13 @@ def keys() -> KeyProvider:
     if _keys is None:
         _keys = key_provider_from_settings(get_settings())
     return _keys
+
+
+def store() -> UploadStore:
+    global _store
+    if _store is None:
+        _store = UploadStore(get_settings())
+    return _store
 
 
 async def close() -> None:

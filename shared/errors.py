@@ -168,6 +168,62 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This deployment does not allow SMTP without TLS.",
         "ru": "Этот сервер не разрешает SMTP без шифрования.",
     },
+    "upload_missing": {
+        "en": "The file has not arrived in storage yet; upload it to the URL you were given, then try again.",
+        "ru": "Файл ещё не загружен в хранилище; загрузите его по выданной ссылке и повторите.",
+    },
+    "file_too_large": {
+        "en": "The file is {size_mb} MB; the limit is {limit_mb} MB. Split it into smaller files.",
+        "ru": "Файл весит {size_mb} МБ, а предел — {limit_mb} МБ. Разделите его на части.",
+    },
+    "empty_file": {
+        "en": "The file is empty.",
+        "ru": "Файл пустой.",
+    },
+    "no_rows": {
+        "en": "The file has a header but no contacts.",
+        "ru": "В файле есть заголовок, но нет ни одного контакта.",
+    },
+    "excel_file": {
+        "en": "This is an Excel workbook, not CSV. In Excel choose File → Save As → CSV (UTF-8).",
+        "ru": "Это книга Excel, а не CSV. В Excel выберите «Файл → Сохранить как → CSV UTF-8».",
+    },
+    "not_text": {
+        "en": "This is not a text (CSV) file.",
+        "ru": "Это не текстовый (CSV) файл.",
+    },
+    "bad_csv": {
+        "en": "The file is not valid CSV: {reason}.",
+        "ru": "Файл не является корректным CSV: {reason}.",
+    },
+    "wrong_encoding": {
+        "en": "The file cannot be read as {encoding}; choose another encoding (e.g. windows-1251 for Russian Excel).",
+        "ru": "Файл не читается в кодировке {encoding}; выберите другую (например, windows-1251 для русского Excel).",
+    },
+    "no_email_column": {
+        "en": "No column with email addresses was found; choose the column yourself.",
+        "ru": "Не найден столбец с адресами электронной почты; укажите его вручную.",
+    },
+    "invalid_column": {
+        "en": "'{field}' must be a column number from 0 to {count} - 1.",
+        "ru": "«{field}» должно быть номером столбца от 0 до {count} - 1.",
+    },
+    "too_many_columns": {
+        "en": "The file has more than {limit} columns.",
+        "ru": "В файле больше {limit} столбцов.",
+    },
+    "upload_not_ready": {
+        "en": "This contact file is not ready (still being checked, or it failed the check).",
+        "ru": "Этот файл контактов ещё не готов (идёт проверка или проверка не пройдена).",
+    },
+    "upload_in_use": {
+        "en": "A campaign uses this contact file; it cannot be deleted.",
+        "ru": "Этот файл контактов используется в рассылке; удалить его нельзя.",
+    },
+    "invalid_choice": {
+        "en": "'{field}' must be one of: {choices}.",
+        "ru": "«{field}» должно быть одним из: {choices}.",
+    },
     "not_found": {
         "en": "Not found.",
         "ru": "Не найдено.",

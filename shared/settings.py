@@ -80,6 +80,7 @@ class Settings:
 
     s3_endpoint_url: str | None
     s3_bucket_uploads: str
+    max_upload_bytes: int
     aws_region: str
 
     key_provider: str  # "local" or "kms"
@@ -119,6 +120,7 @@ def load_settings() -> Settings:
         consumer_group_sender=_str("SENDPY_GROUP_SENDER", "sendpy-sender"),
         s3_endpoint_url=os.environ.get("SENDPY_S3_ENDPOINT_URL") or None,
         s3_bucket_uploads=_str("SENDPY_S3_BUCKET_UPLOADS", "sendpy-uploads"),
+        max_upload_bytes=_int("SENDPY_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024),
         aws_region=_str("AWS_REGION", "us-east-1"),
         key_provider=key_provider,
         local_master_key=_str("SENDPY_LOCAL_MASTER_KEY", ""),

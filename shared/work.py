@@ -18,8 +18,12 @@ class CampaignCommand:
     campaign_id: uuid.UUID
     action: str = "start"  # "start" | "resume"
 
+    @property
+    def key(self) -> bytes:
+        return str(self.campaign_id).encode()
+
     def encode(self) -> bytes:
-        return json.dumps({"campaign_id": str(self.campaign_id), "action": self.action}).encode()
+        return json.dumps({"kind": "campaign", "campaign_id": str(self.campaign_id), "action": self.action}).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> CampaignCommand:
@@ -31,6 +35,35 @@ class CampaignCommand:
         if command.action not in ("start", "resume"):
             raise MalformedWork(f"unknown campaign action {command.action!r}")
         return command
+
+
+@dataclass(frozen=True)
+class InspectUpload:
+    """Count a large contact file (valid, invalid, duplicates, suppressed) with progress."""
+
+    upload_id: uuid.UUID
+
+    @property
+    def key(self) -> bytes:
+        return str(self.upload_id).encode()
+
+    def encode(self) -> bytes:
+        return json.dumps({"kind": "inspect_upload", "upload_id": str(self.upload_id)}).encode()
+
+
+def decode_command(raw: bytes) -> CampaignCommand | InspectUpload:
+    """A record of the commands topic: a campaign command, or an upload to inspect."""
+    try:
+        data = json.loads(raw)
+        kind = data.get("kind", "campaign") if isinstance(data, dict) else None
+    except ValueError as exc:
+        raise MalformedWork(f"not JSON: {exc}") from None
+    if kind == "inspect_upload":
+        try:
+            return InspectUpload(uuid.UUID(data["upload_id"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedWork(f"not an upload command: {exc}") from None
+    return CampaignCommand.decode(raw)
 
 
 @dataclass(frozen=True)

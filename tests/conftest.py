@@ -102,6 +102,7 @@ def app_env(postgres: PostgresServer, kafka: KafkaServer, s3: S3Server, certs: L
         "SENDPY_DELIVERY_BATCH_SIZE": "50",
         "SENDPY_DELIVERY_PARTITIONS": "4",
         "SENDPY_LOG_LEVEL": "INFO",
+        "SENDPY_MAX_UPLOAD_BYTES": str(3 * 1024 * 1024),
     }
     os.environ.update(env)
     from shared.settings import get_settings

@@ -14,7 +14,9 @@ from shared.delivery import Deliverer
 from shared.fanout import plan
 from shared.mail.messenger import ConnectPolicy
 from shared.settings import get_settings
-from shared.work import CampaignCommand, DeliveryBatch
+from shared.storage import UploadStore
+from shared.uploads import inspect_in_worker
+from shared.work import DeliveryBatch, InspectUpload, decode_command
 from worker_image.consume import configure_logging, run, stop_on_signals
 
 log = logging.getLogger("sendpy.worker")
@@ -42,9 +44,14 @@ async def run_worker(kind: str) -> None:
             await deliverer.deliver(DeliveryBatch.decode(raw))
     else:
         consumer = broker.new_consumer(settings, settings.topic_campaigns, settings.consumer_group_fanout)
+        store = UploadStore(settings)
 
         async def handle(raw: bytes) -> None:
-            batches = await plan(db, CampaignCommand.decode(raw), settings.delivery_batch_size)
+            command = decode_command(raw)
+            if isinstance(command, InspectUpload):
+                await inspect_in_worker(db, store, command.upload_id)
+                return
+            batches = await plan(db, command, settings.delivery_batch_size)
             sends = [
                 await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches
             ]

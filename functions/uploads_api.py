@@ -1,0 +1,107 @@
+"""Contact uploads: presigned POST to S3, completion with detection, corrections, report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from functions import resources
+from functions.http import ApiError, caller, json_object, uuid_param
+from shared import uploads
+from shared.contacts import DELIMITERS, ENCODINGS
+from shared.errors import InputError
+from shared.settings import get_settings
+from shared.work import InspectUpload
+
+
+async def create_upload(request: Request) -> Response:
+    who = await caller(request)
+    body = await json_object(request)
+    filename = body.get("filename", "contacts.csv")
+    if not isinstance(filename, str):
+        raise InputError("type_string", "filename")
+    filename = filename.strip()[:255] or "contacts.csv"
+    settings = get_settings()
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        upload, key = await uploads.create(conn, who.user_id, filename)
+    form = resources.store().presigned_post(key, settings.max_upload_bytes)
+    return JSONResponse({"upload": upload, "post": form, "max_bytes": settings.max_upload_bytes}, status_code=201)
+
+
+async def _prepare(request: Request, overrides: dict[str, Any] | None) -> Response:
+    who = await caller(request)
+    upload_id = uuid_param(request, "upload_id")
+    pool = await resources.db()
+    try:
+        upload, needs_worker = await uploads.prepare(
+            pool, resources.store(), who.user_id, upload_id, get_settings().max_upload_bytes, overrides
+        )
+    except LookupError:
+        raise ApiError(404, "not_found") from None
+    if needs_worker:
+        producer = await resources.producer()
+        command = InspectUpload(upload_id)
+        await producer.send_and_wait(get_settings().topic_campaigns, command.encode(), key=command.key)
+    return JSONResponse(upload, status_code=202 if needs_worker else 200)
+
+
+async def complete_upload(request: Request) -> Response:
+    return await _prepare(request, None)
+
+
+def _overrides(body: dict[str, Any]) -> dict[str, Any]:
+    chosen: dict[str, Any] = {}
+    if body.get("encoding") is not None:
+        if body["encoding"] not in ENCODINGS:
+            raise InputError("invalid_choice", "encoding", choices=", ".join(ENCODINGS))
+        chosen["encoding"] = body["encoding"]
+    if body.get("delimiter") is not None:
+        if body["delimiter"] not in DELIMITERS:
+            raise InputError("invalid_choice", "delimiter", choices=", ".join(repr(d) for d in DELIMITERS))
+        chosen["delimiter"] = body["delimiter"]
+    if body.get("has_header") is not None:
+        if not isinstance(body["has_header"], bool):
+            raise InputError("invalid_choice", "has_header", choices="true, false")
+        chosen["has_header"] = body["has_header"]
+    if body.get("email_column") is not None:
+        column = body["email_column"]
+        if isinstance(column, bool) or not isinstance(column, int) or column < 0:
+            raise InputError("invalid_column", "email_column", count="N")
+        chosen["email_column"] = column
+    return chosen
+
+
+async def correct_upload(request: Request) -> Response:
+    """Re-read the file with the user's corrections (encoding, delimiter, header, email column)."""
+    return await _prepare(request, _overrides(await json_object(request)))
+
+
+async def get_upload(request: Request) -> Response:
+    who = await caller(request)
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        found = await uploads.get(conn, who.user_id, uuid_param(request, "upload_id"))
+    if found is None:
+        raise ApiError(404, "not_found")
+    return JSONResponse(found)
+
+
+async def list_uploads(request: Request) -> Response:
+    who = await caller(request)
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        return JSONResponse({"items": await uploads.list_for(conn, who.user_id)})
+
+
+async def delete_upload(request: Request) -> Response:
+    who = await caller(request)
+    outcome = await uploads.delete(await resources.db(), resources.store(), who.user_id,
+                                   uuid_param(request, "upload_id"))
+    if outcome == "missing":
+        raise ApiError(404, "not_found")
+    if outcome == "in_use":
+        raise ApiError(409, "upload_in_use")
+    return Response(status_code=204)

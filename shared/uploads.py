@@ -1,0 +1,207 @@
+"""Contact uploads: presigned upload, size check, detection, and the inspection report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+
+from shared.contacts import SAMPLE_BYTES, Column, Detection, Dialect, detect, inspect_rows, iter_contacts
+from shared.db import Conn
+from shared.errors import InputError
+from shared.storage import UploadStore
+
+# Files up to this size are inspected within the request; larger ones by a worker, with progress.
+INLINE_INSPECT_BYTES = 2 * 1024 * 1024
+_COLUMNS = ("id, filename, size_bytes, status, error_code, error_detail, encoding, delimiter, has_header,"
+            " email_column, columns, preview, report, rows_read, created_at, updated_at")
+
+
+def s3_key(user_id: int, upload_id: uuid.UUID) -> str:
+    return f"uploads/{user_id}/{upload_id}.csv"
+
+
+def to_json(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    data["id"] = str(data["id"])
+    for key in ("columns", "preview", "report"):
+        data[key] = json.loads(data[key]) if data.get(key) else None
+    for key in ("created_at", "updated_at"):
+        data[key] = data[key].isoformat()
+    data["dialect"] = (
+        {"encoding": data.pop("encoding"), "delimiter": data.pop("delimiter"),
+         "has_header": data.pop("has_header"), "email_column": data.pop("email_column")}
+    )
+    if data["dialect"]["encoding"] is None:
+        data["dialect"] = None
+    data["error"] = {"code": data.pop("error_code"), "detail": data.pop("error_detail")} if data.get("error_code") \
+        else None
+    data.pop("error_code", None)
+    data.pop("error_detail", None)
+    return data
+
+
+async def create(conn: Conn, user_id: int, filename: str) -> tuple[dict[str, Any], str]:
+    upload_id = uuid.uuid4()
+    key = s3_key(user_id, upload_id)
+    row = await conn.fetchrow(
+        f"INSERT INTO uploads (id, user_id, filename, s3_key, status) VALUES ($1, $2, $3, $4, 'awaiting_upload')"
+        f" RETURNING {_COLUMNS}",
+        upload_id, user_id, filename, key,
+    )
+    return to_json(row), key
+
+
+async def get(conn: Conn, user_id: int, upload_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id)
+    return to_json(row) if row else None
+
+
+async def list_for(conn: Conn, user_id: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM uploads WHERE user_id = $1 ORDER BY created_at DESC", user_id)
+    return [to_json(r) for r in rows]
+
+
+def stored_detection(upload: dict[str, Any]) -> tuple[Dialect, list[Column]]:
+    dialect = upload["dialect"]
+    if upload["status"] != "ready" or dialect is None:
+        raise InputError("upload_not_ready", "upload_id")
+    return Dialect(**dialect), [Column(**c) for c in upload["columns"]]
+
+
+async def _suppressed_for(conn: Conn, user_id: int) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT s.email FROM suppressions s JOIN senders d ON d.id = s.sender_id WHERE d.user_id = $1", user_id
+    )
+    return {r["email"] for r in rows}
+
+
+async def _fail(conn: Conn, upload_id: uuid.UUID, error: InputError) -> None:
+    await conn.execute(
+        "UPDATE uploads SET status = 'failed', error_code = $2, error_detail = $3, updated_at = now() WHERE id = $1",
+        upload_id, error.code, error.message("en"),
+    )
+
+
+async def prepare(
+    db: asyncpg.Pool, store: UploadStore, user_id: int, upload_id: uuid.UUID, max_bytes: int,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Check the uploaded object and detect its dialect; small files are fully inspected too.
+
+    Returns (upload, needs_worker). Bad files raise InputError and the upload is marked failed.
+    """
+    async with db.acquire() as conn:
+        row = await conn.fetchrow("SELECT s3_key FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id)
+    if row is None:
+        raise LookupError(upload_id)
+    key = row["s3_key"]
+    try:
+        size = await asyncio.to_thread(store.size, key)
+        if size is None:
+            raise InputError("upload_missing", "file")
+        if size == 0:
+            raise InputError("empty_file", "file")
+        if size > max_bytes:
+            await asyncio.to_thread(store.delete, key)
+            raise InputError("file_too_large", "file", size_mb=round(size / 1048576, 1),
+                             limit_mb=round(max_bytes / 1048576, 1))
+        sample = await asyncio.to_thread(store.read_start, key, min(size, SAMPLE_BYTES))
+        detection = detect(sample, complete=size <= SAMPLE_BYTES, overrides=overrides)
+        report = None
+        if size <= INLINE_INSPECT_BYTES:
+            data = sample if size <= SAMPLE_BYTES else await asyncio.to_thread(store.read_start, key, size)
+            async with db.acquire() as conn:
+                suppressed = await _suppressed_for(conn, user_id)
+            report = inspect_rows(iter_contacts([data], detection.dialect, detection.columns),
+                                  suppressed.__contains__)
+            if report.rows == 0:
+                raise InputError("no_rows", "file")
+    except InputError as error:
+        async with db.acquire() as conn:
+            await _fail(conn, upload_id, error)
+        raise
+    async with db.acquire() as conn:
+        await _save_detection(conn, upload_id, size, detection, report.to_json() if report else None)
+        upload = await get(conn, user_id, upload_id)
+    assert upload is not None
+    return upload, report is None
+
+
+async def _save_detection(conn: Conn, upload_id: uuid.UUID, size: int, detection: Detection,
+                          report: dict[str, Any] | None) -> None:
+    dialect = detection.dialect
+    await conn.execute(
+        """
+        UPDATE uploads SET size_bytes = $2, encoding = $3, delimiter = $4, has_header = $5, email_column = $6,
+               columns = $7, preview = $8, report = $9, status = $10, rows_read = $11,
+               error_code = NULL, error_detail = NULL, updated_at = now()
+         WHERE id = $1
+        """,
+        upload_id, size, dialect.encoding, dialect.delimiter, dialect.has_header, dialect.email_column,
+        json.dumps([c.__dict__ for c in detection.columns], ensure_ascii=False),
+        json.dumps(detection.preview, ensure_ascii=False),
+        json.dumps(report, ensure_ascii=False) if report else None,
+        "ready" if report else "inspecting",
+        report["rows"] if report else 0,
+    )
+
+
+async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uuid.UUID) -> None:
+    """Stream the whole file, count, and store the report; progress is written as it goes."""
+    async with db.acquire() as conn:
+        row = await conn.fetchrow(f"SELECT user_id, s3_key, {_COLUMNS} FROM uploads WHERE id = $1", upload_id)
+    if row is None or row["status"] != "inspecting":
+        return  # deleted, or already inspected by an earlier delivery of this command
+    upload = to_json(row)
+    dialect = Dialect(**upload["dialect"])
+    columns = [Column(**c) for c in upload["columns"]]
+    async with db.acquire() as conn:
+        suppressed = await _suppressed_for(conn, row["user_id"])
+    progress = [0]
+    done = asyncio.Event()
+
+    async def report_progress() -> None:
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(done.wait(), timeout=1.0)
+            except TimeoutError:
+                await db.execute("UPDATE uploads SET rows_read = $2 WHERE id = $1", upload_id, progress[0])
+
+    def count() -> dict[str, Any]:
+        contacts = iter_contacts(store.chunks(row["s3_key"]), dialect, columns)
+        return inspect_rows(contacts, suppressed.__contains__, lambda n: progress.__setitem__(0, n)).to_json()
+
+    reporter = asyncio.create_task(report_progress())
+    try:
+        report = await asyncio.to_thread(count)
+        if report["rows"] == 0:
+            raise InputError("no_rows", "file")
+    except InputError as error:
+        async with db.acquire() as conn:
+            await _fail(conn, upload_id, error)
+        return
+    finally:
+        done.set()
+        await reporter
+    await db.execute(
+        "UPDATE uploads SET report = $2, rows_read = $3, status = 'ready', updated_at = now()"
+        " WHERE id = $1 AND status = 'inspecting'",
+        upload_id, json.dumps(report, ensure_ascii=False), report["rows"],
+    )
+
+
+async def delete(db: asyncpg.Pool, store: UploadStore, user_id: int, upload_id: uuid.UUID) -> str:
+    """'deleted', 'missing' or 'in_use' (a campaign still reads it)."""
+    async with db.acquire() as conn:
+        row = await conn.fetchrow("SELECT s3_key FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id)
+        if row is None:
+            return "missing"
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM campaigns WHERE upload_id = $1)", upload_id):
+            return "in_use"
+        await conn.execute("DELETE FROM uploads WHERE id = $1", upload_id)
+    await asyncio.to_thread(store.delete, row["s3_key"])
+    return "deleted"

@@ -1,0 +1,96 @@
+"""Contact uploads through a presigned POST to real (moto) S3, inspected by the API or a worker."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import Workers, new_api_key
+from tests.uploading import complete, upload_file, wait_ready
+
+RU_FILE = "Почта;Имя;Город\r\nivan@example.ru;Иван;Москва\r\nolga@example.ru;Ольга;Казань\r\nOLGA@example.ru;Оля;Казань\r\nне-адрес;Пётр;Омск\r\n"
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+async def test_small_file_is_inspected_at_once(api: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    upload = await upload_file(api, auth, RU_FILE.encode("cp1251"))
+    answer = await complete(api, auth, upload["id"])
+    assert answer.status_code == 200, answer.text
+    ready = answer.json()
+    assert ready["status"] == "ready"
+    assert ready["dialect"] == {"encoding": "cp1251", "delimiter": ";", "has_header": True, "email_column": 0}
+    assert [c["field"] for c in ready["columns"]] == ["почта", "имя", "город"]
+    assert ready["preview"][0] == ["ivan@example.ru", "Иван", "Москва"]
+    report = ready["report"]
+    assert (report["rows"], report["valid"], report["invalid"], report["duplicates"]) == (4, 2, 1, 1)
+    assert report["invalid_examples"][0]["row"] == 5
+
+
+async def test_corrections_are_applied(api: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    upload = await upload_file(api, auth, b"a@example.com,b@example.com\nc@example.com,d@example.com\n")
+    first = (await complete(api, auth, upload["id"])).json()
+    assert first["dialect"]["email_column"] == 0 and first["dialect"]["has_header"] is False
+    fixed = await api.patch(f"/v1/uploads/{upload['id']}", json={"email_column": 1, "has_header": True},
+                            headers=auth)
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["dialect"]["email_column"] == 1 and fixed.json()["report"]["rows"] == 1
+    bad = await api.patch(f"/v1/uploads/{upload['id']}", json={"delimiter": "#"}, headers=auth)
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "delimiter"
+
+
+async def test_large_file_is_inspected_by_a_worker_with_progress(
+    api: httpx.AsyncClient, auth: dict[str, str], workers: Workers
+) -> None:
+    rows = [f"person{n}@example.com,Name number {n}" for n in range(60_000)] + ["broken@,x", "person1@example.com,dup"]
+    data = ("email,name\n" + "\n".join(rows) + "\n").encode()
+    assert len(data) > 2 * 1024 * 1024
+    upload = await upload_file(api, auth, data)
+    answer = await complete(api, auth, upload["id"])
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "inspecting"
+    ready = await wait_ready(api, auth, upload["id"])
+    assert ready["status"] == "ready", ready
+    report = ready["report"]
+    assert (report["rows"], report["valid"], report["invalid"], report["duplicates"]) == (60_002, 60_000, 1, 1)
+    assert ready["rows_read"] == 60_002
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"email;name\r\n", "no_rows"),
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(200), "excel_file"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "not_text"),
+        (b"name,city\nAnn,Paris\n", "no_email_column"),
+        (b"x" * (3 * 1024 * 1024 + 10), "file_too_large"),
+    ],
+)
+async def test_bad_files_fail_with_a_clear_error(api: httpx.AsyncClient, auth: dict[str, str], data: bytes,
+                                                 code: str) -> None:
+    upload = await upload_file(api, auth, data)
+    answer = await complete(api, auth, upload["id"])
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == code
+    stored = (await api.get(f"/v1/uploads/{upload['id']}", headers=auth)).json()
+    assert stored["status"] == "failed" and stored["error"]["code"] == code
+
+
+async def test_completing_before_uploading_says_so(api: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    created = (await api.post("/v1/uploads", json={"filename": "x.csv"}, headers=auth)).json()
+    answer = await complete(api, auth, created["upload"]["id"])
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "upload_missing"
+
+
+async def test_other_users_uploads_are_not_found(api: httpx.AsyncClient, auth: dict[str, str], db) -> None:
+    upload = await upload_file(api, auth, b"email\na@example.com\n")
+    other = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    for method, path in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/complete")):
+        answer = await api.request(method, f"/v1/uploads/{upload['id']}{path}", headers=other,
+                                   json={} if method == "PATCH" else None)
+        assert answer.status_code == 404, (method, path, answer.text)
+    assert (await api.delete(f"/v1/uploads/{upload['id']}", headers=auth)).status_code == 204
