@@ -13,7 +13,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from functions import accounts_api, seed_api, senders_api, uploads_api
+from functions import (
+    accounts_api,
+    campaigns_api,
+    seed_api,
+    senders_api,
+    suppressions_api,
+    unsubscribe_api,
+    uploads_api,
+)
 from functions.http import ApiError, error_response, input_error, language
 from shared.errors import InputError
 
@@ -78,6 +86,25 @@ def create_app(serve_web: bool | None = None) -> Starlette:
         Route("/v1/uploads/{upload_id}", uploads_api.correct_upload, methods=["PATCH"]),
         Route("/v1/uploads/{upload_id}", uploads_api.delete_upload, methods=["DELETE"]),
         Route("/v1/uploads/{upload_id}/complete", uploads_api.complete_upload, methods=["POST"]),
+        Route("/v1/senders/{sender_id}/suppressions", suppressions_api.list_suppressions, methods=["GET"]),
+        Route("/v1/senders/{sender_id}/suppressions", suppressions_api.add_suppressions, methods=["POST"]),
+        Route("/v1/senders/{sender_id}/suppressions/{email}", suppressions_api.remove_suppression,
+              methods=["DELETE"]),
+        Route("/v1/campaigns", campaigns_api.list_campaigns, methods=["GET"]),
+        Route("/v1/campaigns", campaigns_api.create_campaign, methods=["POST"]),
+        Route("/v1/campaigns/{campaign_id}", campaigns_api.get_campaign, methods=["GET"]),
+        Route("/v1/campaigns/{campaign_id}", campaigns_api.update_campaign, methods=["PATCH"]),
+        Route("/v1/campaigns/{campaign_id}", campaigns_api.delete_campaign, methods=["DELETE"]),
+        Route("/v1/campaigns/{campaign_id}/preview", campaigns_api.preview_campaign, methods=["POST"]),
+        Route("/v1/campaigns/{campaign_id}/test", campaigns_api.test_send, methods=["POST"]),
+        Route("/v1/campaigns/{campaign_id}/start", campaigns_api.start_campaign, methods=["POST"]),
+        Route("/v1/campaigns/{campaign_id}/pause", campaigns_api.pause_campaign, methods=["POST"]),
+        Route("/v1/campaigns/{campaign_id}/resume", campaigns_api.resume_campaign, methods=["POST"]),
+        Route("/v1/campaigns/{campaign_id}/cancel", campaigns_api.cancel_campaign, methods=["POST"]),
+        Route("/v1/campaigns/{campaign_id}/recipients", campaigns_api.list_recipients, methods=["GET"]),
+        Route("/v1/campaigns/{campaign_id}/export.csv", campaigns_api.export_recipients, methods=["GET"]),
+        Route("/u/{token}", unsubscribe_api.confirm_page, methods=["GET"]),
+        Route("/u/{token}", unsubscribe_api.unsubscribe_now, methods=["POST"]),
     ]
     if serve_web is None:
         serve_web = os.environ.get("SENDPY_SERVE_WEB", "").lower() in ("1", "true", "yes")

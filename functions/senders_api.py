@@ -100,22 +100,23 @@ async def verify_sender(request: Request) -> Response:
         current = await sender_accounts.get(conn, who.user_id, sender_id)
     if problem is None:
         return JSONResponse({"verified": True, "sender": current})
+    return JSONResponse(
+        {"verified": False, "sender": current, "error": explain(request, problem, sender, current)},
+        status_code=422,
+    )
+
+
+def explain(request: Request, problem: sender_accounts.VerifyProblem, sender: senders.Sender,
+            current: dict[str, object] | None = None) -> dict[str, object]:
+    """The error body for an SMTP problem, in the caller's language, with a provider hint."""
     lang = language(request)
     hint = ""
     if problem.kind == "auth":
-        preset = PRESETS.get(sender_accounts_preset(current)) or preset_for_address(sender.from_email)
+        preset = PRESETS.get(str((current or {}).get("preset") or "")) or preset_for_address(sender.from_email)
         if preset is not None and preset.app_password_hint:
             hint = translate("smtp_auth_hint", lang, provider=preset.title)
     message = translate(
         f"smtp_{problem.kind}", lang, host=sender.account.host, port=sender.account.port,
         detail=problem.detail, hint=hint, from_email=sender.from_email,
     )
-    return JSONResponse(
-        {"verified": False, "sender": current,
-         "error": {"code": f"smtp_{problem.kind}", "message": message, "smtp_code": problem.code}},
-        status_code=422,
-    )
-
-
-def sender_accounts_preset(current: dict[str, object] | None) -> str:
-    return str((current or {}).get("preset") or "")
+    return {"code": f"smtp_{problem.kind}", "message": message, "smtp_code": problem.code}

@@ -15,7 +15,7 @@ OPEN_FOR_SENDING = ("queued", "sending")
 class CampaignForSending:
     id: uuid.UUID
     user_id: int
-    sender_id: int
+    sender_id: int | None
     status: str
     subject: str
     html: str

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import asyncpg
 
 from shared import campaigns, recipients, senders
+from shared.campaign_drafts import skip_open
 from shared.crypto import KeyProvider
 from shared.mail.compose import CampaignContent, CompiledCampaign
 from shared.mail.messenger import ConnectError, ConnectPolicy, Outcome, Reply, SmtpConnection
+from shared.unsubscribe import Unsubscriber
 from shared.work import DeliveryBatch
 
 log = logging.getLogger("sendpy.delivery")
@@ -80,7 +82,11 @@ class Deliverer:
         *,
         connections_per_sender: int = 5,
         retry_base_delay: float = 1.0,
+        unsubscribe_key: bytes | None = None,
+        public_base_url: str = "",
     ) -> None:
+        self._unsubscribe_key = unsubscribe_key
+        self._base_url = public_base_url
         self._db = db
         self._keys = keys
         self._policy = policy
@@ -100,7 +106,9 @@ class Deliverer:
                 str(campaign.id), sender.from_email, sender.from_name,
                 campaign.subject, campaign.html, campaign.text,
             )
-            compiled = CompiledCampaign(content)
+            unsubscriber = (Unsubscriber(self._unsubscribe_key, self._base_url, campaign.id)
+                            if self._unsubscribe_key else None)
+            compiled = CompiledCampaign(content, unsubscriber=unsubscriber)
             self._compiled[campaign.id] = compiled
             if len(self._compiled) > 64:
                 self._compiled.popitem(last=False)
@@ -124,7 +132,9 @@ class Deliverer:
                 # Deleted, paused or cancelled: open recipients stay open for a resume.
                 return
             positions = await recipients.open_positions(conn, batch.campaign_id, batch.first, batch.last)
-        pool = await self._pool_for(batch.sender_id)
+        if campaign.sender_id is None:
+            return
+        pool = await self._pool_for(campaign.sender_id)
         if pool is None:
             return
         compiled = self._compiled_campaign(campaign, pool.sender)
@@ -132,6 +142,9 @@ class Deliverer:
         for start in range(0, len(positions), CLAIM_CHUNK):
             chunk = positions[start : start + CLAIM_CHUNK]
             async with self._db.acquire() as conn:
+                # Pause and cancel take effect between chunks: within seconds on every worker.
+                if await campaigns.status_of(conn, batch.campaign_id) not in campaigns.OPEN_FOR_SENDING:
+                    break
                 claimed = await recipients.claim(conn, batch.campaign_id, chunk)
             outcomes = await self._send_chunk(pool, compiled, claimed, stop)
             async with self._db.acquire() as conn:
@@ -144,6 +157,9 @@ class Deliverer:
                 log.warning("campaign paused", extra={"campaign": str(batch.campaign_id), "reason": stop.reason})
             elif await campaigns.finish_if_done(conn, batch.campaign_id):
                 log.info("campaign finished", extra={"campaign": str(batch.campaign_id)})
+            elif await campaigns.status_of(conn, batch.campaign_id) == "cancelled":
+                # Recipients handed back while the cancel landed must not stay pending.
+                await skip_open(conn, batch.campaign_id, "cancelled")
 
     async def _send_chunk(
         self,

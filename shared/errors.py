@@ -224,6 +224,50 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "'{field}' must be one of: {choices}.",
         "ru": "«{field}» должно быть одним из: {choices}.",
     },
+    "unknown_field": {
+        "en": "'{field}' is not a field of a campaign; use: {choices}.",
+        "ru": "«{field}» — не поле рассылки; допустимы: {choices}.",
+    },
+    "unknown_sender": {
+        "en": "No sender of yours has this id.",
+        "ru": "У вас нет отправителя с таким id.",
+    },
+    "unknown_upload": {
+        "en": "No contact file of yours has this id.",
+        "ru": "У вас нет файла контактов с таким id.",
+    },
+    "campaign_state": {
+        "en": "The campaign is {state}; it cannot {action} now.",
+        "ru": "Рассылка в состоянии «{state}»; действие «{action}» сейчас невозможно.",
+    },
+    "start_needs": {
+        "en": "Before sending, set '{field}'.",
+        "ru": "Перед отправкой заполните «{field}».",
+    },
+    "sender_not_verified": {
+        "en": "Verify the sender first: Sendpy must log in to it successfully once.",
+        "ru": "Сначала проверьте отправителя: Sendpy должен хотя бы раз успешно к нему подключиться.",
+    },
+    "undefined_fields": {
+        "en": "The message uses merge fields the contact file does not have: {names}.",
+        "ru": "В письме есть поля подстановки, которых нет в файле контактов: {names}.",
+    },
+    "row_out_of_range": {
+        "en": "'row' must be a contact number from 1 to {count}.",
+        "ru": "«row» должно быть номером контакта от 1 до {count}.",
+    },
+    "invalid_page": {
+        "en": "Paging parameters must be whole numbers.",
+        "ru": "Параметры страницы должны быть целыми числами.",
+    },
+    "idempotency_key_invalid": {
+        "en": "The Idempotency-Key header must be 1 to {limit} characters.",
+        "ru": "Заголовок Idempotency-Key должен содержать от 1 до {limit} символов.",
+    },
+    "idempotency_key_reused": {
+        "en": "This Idempotency-Key was already used with a different request.",
+        "ru": "Этот Idempotency-Key уже использован с другим запросом.",
+    },
     "not_found": {
         "en": "Not found.",
         "ru": "Не найдено.",

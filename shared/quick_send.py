@@ -168,10 +168,11 @@ async def accept(
         await conn.execute(
             """
             INSERT INTO campaigns (id, user_id, sender_id, subject, html_body, status,
-                                   recipient_count, started_at)
-            VALUES ($1, $2, $3, $4, $5, 'queued', $6, now())
+                                   recipient_count, recipients_loaded, duplicates_removed, started_at)
+            VALUES ($1, $2, $3, $4, $5, 'queued', $6, true, $7, now())
             """,
             campaign_id, user_id, sender_id, request.subject, request.html, len(request.recipients),
+            request.duplicates,
         )
         await recipient_store.copy_in(conn, campaign_id, ((email, {}) for email in request.recipients))
     return campaign_id

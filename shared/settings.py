@@ -86,6 +86,7 @@ class Settings:
     key_provider: str  # "local" or "kms"
     local_master_key: str
     kms_key_id: str | None
+    signing_key: str  # signs unsubscribe links; derived from the local master key when unset
 
     smtp_allow_private: bool
     smtp_allow_plaintext: bool
@@ -125,6 +126,7 @@ def load_settings() -> Settings:
         key_provider=key_provider,
         local_master_key=_str("SENDPY_LOCAL_MASTER_KEY", ""),
         kms_key_id=kms_key_id,
+        signing_key=_str("SENDPY_SIGNING_KEY", ""),
         smtp_allow_private=_bool("SENDPY_SMTP_ALLOW_PRIVATE", False),
         smtp_allow_plaintext=_bool("SENDPY_SMTP_ALLOW_PLAINTEXT", False),
         smtp_timeout=_float("SENDPY_SMTP_TIMEOUT", 30.0),

@@ -15,6 +15,7 @@ from shared.fanout import plan
 from shared.mail.messenger import ConnectPolicy
 from shared.settings import get_settings
 from shared.storage import UploadStore
+from shared.unsubscribe import signing_key
 from shared.uploads import inspect_in_worker
 from shared.work import DeliveryBatch, InspectUpload, decode_command
 from worker_image.consume import configure_logging, run, stop_on_signals
@@ -36,6 +37,7 @@ async def run_worker(kind: str) -> None:
         deliverer = Deliverer(
             db, key_provider_from_settings(settings), ConnectPolicy.from_settings(settings),
             connections_per_sender=settings.smtp_pool_size,
+            unsubscribe_key=signing_key(settings), public_base_url=settings.public_base_url,
         )
         consumer = broker.new_consumer(settings, settings.topic_deliveries, settings.consumer_group_sender)
 
@@ -51,7 +53,7 @@ async def run_worker(kind: str) -> None:
             if isinstance(command, InspectUpload):
                 await inspect_in_worker(db, store, command.upload_id)
                 return
-            batches = await plan(db, command, settings.delivery_batch_size)
+            batches = await plan(db, command, settings.delivery_batch_size, store)
             sends = [
                 await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches
             ]

@@ -19,8 +19,17 @@ from typing import Any
 
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, meta
 from jinja2.sandbox import SandboxedEnvironment
+
+from shared.unsubscribe import Unsubscriber
+
+BUILTIN_FIELDS = ("email", "unsubscribe_url")
+_FOOTER_HTML = (
+    '\n<p style="font-size:12px;color:#666;margin-top:24px">'
+    '<a href="{{ unsubscribe_url }}">Unsubscribe / Отписаться</a></p>\n'
+)
+_FOOTER_TEXT = "\n\n--\nUnsubscribe / Отписаться: {{ unsubscribe_url }}\n"
 
 _HAS_TEMPLATE = re.compile(r"{[{%#]")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
@@ -59,8 +68,31 @@ class _Renderer:
         return self._template.render(fields)
 
 
-def _environments(strict: bool) -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
-    undefined = StrictUndefined if strict else Undefined
+def template_fields(*sources: str) -> set[str]:
+    """Every merge field the templates use; raises TemplateError for broken ones."""
+    env = SandboxedEnvironment()
+    names: set[str] = set()
+    for part, source in zip(("subject", "html", "text"), sources, strict=False):
+        try:
+            names |= meta.find_undeclared_variables(env.parse(source))
+        except TemplateSyntaxError as exc:
+            raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
+    return names
+
+
+def with_unsubscribe_footer(html: str, text: str | None) -> tuple[str, str | None]:
+    """Add a visible unsubscribe link unless the author placed {{ unsubscribe_url }} already."""
+    if "unsubscribe_url" in html:
+        return html, text
+    lowered = html.lower()
+    at = lowered.rfind("</body>")
+    html = html[:at] + _FOOTER_HTML + html[at:] if at >= 0 else html + _FOOTER_HTML
+    if text is not None and "unsubscribe_url" not in text:
+        text += _FOOTER_TEXT
+    return html, text
+
+
+def _environments(undefined: type[Undefined]) -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
     plain = SandboxedEnvironment(autoescape=False, undefined=undefined, keep_trailing_newline=True)
     html = SandboxedEnvironment(autoescape=True, undefined=undefined, keep_trailing_newline=True)
     return plain, html
@@ -91,16 +123,22 @@ def _encode_header(value: str) -> bytes:
 class CompiledCampaign:
     """A campaign ready to render; construction raises TemplateError for broken templates.
 
-    `strict=True` makes undefined merge fields an error (used by previews); sending renders them
-    empty, since undefined fields are reported before a campaign can start.
+    `strict=True` makes undefined merge fields an error; sending renders them empty, since
+    undefined fields are reported at preview and refused at start. `undefined` lets a preview
+    substitute its own class that records the names.
     """
 
-    def __init__(self, content: CampaignContent, *, strict: bool = False) -> None:
-        plain_env, html_env = _environments(strict)
+    def __init__(self, content: CampaignContent, *, strict: bool = False,
+                 unsubscriber: Unsubscriber | None = None, undefined: type[Undefined] | None = None) -> None:
+        plain_env, html_env = _environments(undefined or (StrictUndefined if strict else ChainableUndefined))
         self.content = content
+        self.unsubscriber = unsubscriber
+        html, text = content.html, content.text
+        if unsubscriber is not None:
+            html, text = with_unsubscribe_footer(html, text)
         self._subject = _Renderer(plain_env, content.subject, "subject")
-        self._html = _Renderer(html_env, content.html, "html")
-        text_source = content.text if content.text else html_to_text(content.html)
+        self._html = _Renderer(html_env, html, "html")
+        text_source = text if text else html_to_text(html)
         self._text = _Renderer(plain_env, text_source, "text")
         self._domain = content.from_email.rpartition("@")[2].lower()
         boundary = "=_sendpy_" + secrets.token_hex(12)  # "=" never occurs in QP output
@@ -131,6 +169,12 @@ class CompiledCampaign:
             self._date = formatdate(now, localtime=False, usegmt=True).encode("ascii")
         return self._date
 
+    def merge_fields(self, position: int, to_address: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        merged = {**fields, "email": to_address}
+        if self.unsubscriber is not None:
+            merged["unsubscribe_url"] = self.unsubscriber.url(position)
+        return merged
+
     def render(
         self,
         position: int,
@@ -138,7 +182,9 @@ class CompiledCampaign:
         fields: Mapping[str, Any],
         extra_headers: Mapping[str, str] | None = None,
     ) -> bytes:
-        subject, text, html = self.render_parts(fields)
+        subject, text, html = self.render_parts(self.merge_fields(position, to_address, fields))
+        if self.unsubscriber is not None:
+            extra_headers = {**self.unsubscriber.headers(position), **(extra_headers or {})}
         head = [
             self._head,
             b"To: ",

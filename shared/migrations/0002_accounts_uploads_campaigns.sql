@@ -71,5 +71,10 @@ ALTER TABLE campaigns
     ALTER COLUMN html_body SET DEFAULT '',
     ADD COLUMN name text NOT NULL DEFAULT '',
     ADD COLUMN upload_id uuid REFERENCES uploads (id),
-    ADD COLUMN skipped_invalid integer NOT NULL DEFAULT 0,
+    ADD COLUMN recipients_loaded boolean NOT NULL DEFAULT false,
+    ADD COLUMN duplicates_removed integer NOT NULL DEFAULT 0,
     ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+
+-- Campaigns from the seed API carry their recipients from the start.
+UPDATE campaigns SET recipients_loaded = true;
+CREATE INDEX recipients_status ON recipients (campaign_id, status, position);

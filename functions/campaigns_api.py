@@ -1,0 +1,330 @@
+"""Campaigns: drafts, preview, test send, start/pause/resume/cancel, progress, recipients, export."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from functions import resources
+from functions.http import ApiError, caller, json_object, uuid_param
+from functions.idempotency import idempotent
+from functions.senders_api import explain
+from shared import campaign_drafts, campaigns, senders, uploads
+from shared.addresses import check_address
+from shared.campaign_drafts import StateConflict
+from shared.contacts import iter_contacts
+from shared.errors import InputError
+from shared.export import csv_lines
+from shared.mail.compose import CampaignContent, CompiledCampaign
+from shared.mail.messenger import ConnectError, ConnectPolicy, Outcome, SmtpConnection
+from shared.sender_accounts import VerifyProblem
+from shared.settings import get_settings
+from shared.unsubscribe import Unsubscriber, signing_key
+from shared.work import CampaignCommand
+
+RECIPIENT_STATES = ("pending", "sending", "sent", "failed", "skipped")
+EXPORT_COLUMNS = ("position", "email", "status", "reply", "attempts", "updated_at")
+
+
+async def _owned(request: Request) -> tuple[int, uuid.UUID, dict[str, Any]]:
+    who = await caller(request)
+    campaign_id = uuid_param(request, "campaign_id")
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        campaign = await campaign_drafts.get(conn, who.user_id, campaign_id)
+    if campaign is None:
+        raise ApiError(404, "not_found")
+    return who.user_id, campaign_id, campaign
+
+
+def _conflict(exc: StateConflict) -> ApiError:
+    return ApiError(409, "campaign_state", state=exc.status, action=exc.action)
+
+
+async def list_campaigns(request: Request) -> Response:
+    who = await caller(request)
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        return JSONResponse({"items": await campaign_drafts.list_for(conn, who.user_id)})
+
+
+async def create_campaign(request: Request) -> Response:
+    who = await caller(request)
+    body = await json_object(request)
+
+    async def act() -> JSONResponse:
+        pool = await resources.db()
+        async with pool.acquire() as conn:
+            return JSONResponse(await campaign_drafts.create(conn, who.user_id, body), status_code=201)
+
+    return await idempotent(request, who, "create_campaign", act)
+
+
+async def get_campaign(request: Request) -> Response:
+    user_id, campaign_id, campaign = await _owned(request)
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        progress = await campaigns.progress(conn, user_id, campaign_id)
+        rate = await conn.fetchval(
+            "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND status = 'sent'"
+            " AND updated_at > now() - interval '60 seconds'",
+            campaign_id,
+        )
+    assert progress is not None
+    counts = progress["counts"]
+    open_count = counts["pending"] + counts["sending"]
+    eta = round(open_count / rate * 60) if rate and open_count else None
+    return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta})
+
+
+async def update_campaign(request: Request) -> Response:
+    who = await caller(request)
+    campaign_id = uuid_param(request, "campaign_id")
+    body = await json_object(request)
+    pool = await resources.db()
+    try:
+        async with pool.acquire() as conn:
+            updated = await campaign_drafts.update(conn, who.user_id, campaign_id, body)
+    except StateConflict as exc:
+        raise _conflict(exc) from None
+    if updated is None:
+        raise ApiError(404, "not_found")
+    return JSONResponse(updated)
+
+
+async def delete_campaign(request: Request) -> Response:
+    who = await caller(request)
+    pool = await resources.db()
+    try:
+        async with pool.acquire() as conn:
+            deleted = await campaign_drafts.delete(conn, who.user_id, uuid_param(request, "campaign_id"))
+    except StateConflict as exc:
+        raise _conflict(exc) from None
+    if not deleted:
+        raise ApiError(404, "not_found")
+    return Response(status_code=204)
+
+
+async def _row_fields(user_id: int, campaign: dict[str, Any], row: int) -> tuple[str, dict[str, Any]]:
+    """(email, fields) of data row `row` (1 = first contact) of the campaign's contact file."""
+    if not campaign["upload_id"]:
+        return "", {}
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"]))
+        key = await conn.fetchval("SELECT s3_key FROM uploads WHERE id = $1", uuid.UUID(campaign["upload_id"]))
+    if upload is None:
+        return "", {}
+    dialect, columns = uploads.stored_detection(upload)
+    store = resources.store()
+
+    def find() -> tuple[str, dict[str, Any]] | None:
+        contacts = iter_contacts(store.chunks(key), dialect, columns)
+        for contact in itertools.islice(contacts, row - 1, row):
+            return contact.email, contact.fields
+        return None
+
+    found = await asyncio.to_thread(find)
+    if found is None:
+        raise InputError("row_out_of_range", "row", count=(upload.get("report") or {}).get("rows", 0))
+    return found
+
+
+def _row_number(body: dict[str, Any]) -> int:
+    row = body.get("row", 1)
+    if isinstance(row, bool) or not isinstance(row, int) or row < 1:
+        raise InputError("row_out_of_range", "row", count="N")
+    return row
+
+
+async def preview_campaign(request: Request) -> Response:
+    user_id, campaign_id, campaign = await _owned(request)
+    body = await json_object(request)
+    row = _row_number(body)
+    email, fields = await _row_fields(user_id, campaign, row)
+    sender = await _sender(user_id, campaign)
+    settings = get_settings()
+    result = campaign_drafts.preview(
+        campaign, sender.from_email if sender else "you@example.com", sender.from_name if sender else "",
+        email, fields, Unsubscriber(signing_key(settings), settings.public_base_url, campaign_id),
+    )
+    return JSONResponse({"row": row, "email": email, "fields": fields, "subject": result.subject,
+                         "html": result.html, "text": result.text, "undefined": result.undefined})
+
+
+async def _sender(user_id: int, campaign: dict[str, Any]) -> senders.Sender | None:
+    if not campaign["sender_id"]:
+        return None
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        return await senders.load(conn, resources.keys(), campaign["sender_id"])
+
+
+async def test_send(request: Request) -> Response:
+    """Send this campaign, as row `row` would get it, to one address (subject marked [Test])."""
+    user_id, campaign_id, campaign = await _owned(request)
+    body = await json_object(request)
+    raw_to = body.get("email")
+    if not isinstance(raw_to, str) or not raw_to:
+        raise InputError("required", "email")
+    to = check_address(raw_to)
+    if to.normalized is None:
+        raise InputError("invalid_email", "email", value=raw_to, reason=to.reason)
+    sender = await _sender(user_id, campaign)
+    if sender is None:
+        raise InputError("start_needs", "sender_id")
+    _, fields = await _row_fields(user_id, campaign, _row_number(body))
+    settings = get_settings()
+    content = CampaignContent(str(campaign_id), sender.from_email, sender.from_name,
+                              "[Test] " + campaign["subject"], campaign["html_body"], campaign["text_body"])
+    compiled = CompiledCampaign(content, unsubscriber=Unsubscriber(signing_key(settings), settings.public_base_url,
+                                                                   campaign_id))
+    message = compiled.render(0, to.normalized, fields)
+    policy = ConnectPolicy.from_settings(settings)
+    policy = ConnectPolicy(policy.allow_private, policy.allow_plaintext, min(policy.timeout, 10.0), policy.tls)
+    connection = SmtpConnection(sender.account, policy)
+    try:
+        await connection.open()
+    except ConnectError as exc:
+        problem = VerifyProblem(exc.kind, str(exc), exc.code)
+        return JSONResponse({"sent": False, "error": explain(request, problem, sender)}, status_code=422)
+    try:
+        reply = await connection.send(sender.from_email, to.normalized, message)
+    finally:
+        await connection.quit()
+    if reply.outcome is not Outcome.SENT:
+        problem = VerifyProblem("protocol", reply.describe(), reply.code)
+        return JSONResponse({"sent": False, "error": explain(request, problem, sender)}, status_code=422)
+    return JSONResponse({"sent": True, "to": to.normalized, "reply": reply.describe()})
+
+
+async def _publish(campaign_id: uuid.UUID, action: str) -> None:
+    command = CampaignCommand(campaign_id, action)
+    producer = await resources.producer()
+    await producer.send_and_wait(get_settings().topic_campaigns, command.encode(), key=command.key)
+
+
+async def start_campaign(request: Request) -> Response:
+    who = await caller(request)
+    campaign_id = uuid_param(request, "campaign_id")
+
+    async def act() -> JSONResponse:
+        pool = await resources.db()
+        async with pool.acquire() as conn:
+            campaign = await campaign_drafts.get(conn, who.user_id, campaign_id)
+            if campaign is None:
+                raise ApiError(404, "not_found")
+            if campaign["status"] == "draft":
+                await campaign_drafts.start_checks(conn, who.user_id, campaign)
+            try:
+                started = await campaign_drafts.transition(conn, who.user_id, campaign_id, "start")
+            except StateConflict as exc:
+                raise _conflict(exc) from None
+        try:
+            await _publish(campaign_id, "start")
+        except Exception:
+            async with pool.acquire() as conn:
+                await conn.execute("UPDATE campaigns SET status = 'draft', started_at = NULL WHERE id = $1",
+                                   campaign_id)
+            raise ApiError(503, "unavailable", what="message broker") from None
+        return JSONResponse(started, status_code=202)
+
+    return await idempotent(request, who, "start_campaign", act)
+
+
+async def _control(request: Request, action: str) -> Response:
+    who = await caller(request)
+    campaign_id = uuid_param(request, "campaign_id")
+    pool = await resources.db()
+    try:
+        async with pool.acquire() as conn:
+            changed = await campaign_drafts.transition(conn, who.user_id, campaign_id, action)
+    except StateConflict as exc:
+        raise _conflict(exc) from None
+    if changed is None:
+        raise ApiError(404, "not_found")
+    if action == "resume":
+        try:
+            await _publish(campaign_id, "resume")
+        except Exception:
+            async with pool.acquire() as conn:
+                await conn.execute("UPDATE campaigns SET status = 'paused' WHERE id = $1", campaign_id)
+            raise ApiError(503, "unavailable", what="message broker") from None
+    return JSONResponse(changed, status_code=202 if action == "resume" else 200)
+
+
+async def pause_campaign(request: Request) -> Response:
+    return await _control(request, "pause")
+
+
+async def resume_campaign(request: Request) -> Response:
+    return await _control(request, "resume")
+
+
+async def cancel_campaign(request: Request) -> Response:
+    return await _control(request, "cancel")
+
+
+def _recipient_filters(request: Request) -> tuple[str | None, str | None]:
+    status = request.query_params.get("status") or None
+    if status is not None and status not in RECIPIENT_STATES:
+        raise InputError("invalid_choice", "status", choices=", ".join(RECIPIENT_STATES))
+    query = (request.query_params.get("q") or "").strip()[:200] or None
+    return status, query
+
+
+async def list_recipients(request: Request) -> Response:
+    _, campaign_id, _ = await _owned(request)
+    status, query = _recipient_filters(request)
+    try:
+        after = int(request.query_params.get("after", "0"))
+        limit = min(max(int(request.query_params.get("limit", "50")), 1), 500)
+    except ValueError:
+        raise InputError("invalid_page", "after") from None
+    pool = await resources.db()
+    rows = await pool.fetch(
+        """
+        SELECT position, email, status, reply, attempts, updated_at FROM recipients
+         WHERE campaign_id = $1 AND position > $2 AND ($3::text IS NULL OR status = $3)
+           AND ($4::text IS NULL OR email ILIKE '%' || $4 || '%')
+         ORDER BY position LIMIT $5
+        """,
+        campaign_id, after, status, query, limit,
+    )
+    items = [{**dict(r), "updated_at": r["updated_at"].isoformat()} for r in rows]
+    next_after = items[-1]["position"] if len(items) == limit else None
+    return JSONResponse({"items": items, "next_after": next_after})
+
+
+async def export_recipients(request: Request) -> Response:
+    _, campaign_id, _ = await _owned(request)
+    status, query = _recipient_filters(request)
+    pool = await resources.db()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield "\ufeff".encode()  # lets Excel open the UTF-8 file with the right encoding
+        after, header = 0, EXPORT_COLUMNS  # type: tuple[int, tuple[str, ...] | None]
+        while True:
+            rows = await pool.fetch(
+                "SELECT position, email, status, reply, attempts, updated_at FROM recipients"
+                " WHERE campaign_id = $1 AND position > $2 AND ($3::text IS NULL OR status = $3)"
+                " AND ($4::text IS NULL OR email ILIKE '%' || $4 || '%') ORDER BY position LIMIT 5000",
+                campaign_id, after, status, query,
+            )
+            values = ([r["position"], r["email"], r["status"], r["reply"], r["attempts"], r["updated_at"].isoformat()]
+                      for r in rows)
+            for chunk in csv_lines(values, header):
+                yield chunk.encode()
+            header = None
+            if len(rows) < 5000:
+                return
+            after = rows[-1]["position"]
+
+    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'})

@@ -1,0 +1,86 @@
+"""Signed one-click unsubscribe links (RFC 8058) and the suppression list they feed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+
+from shared.db import Conn
+from shared.settings import Settings, SettingsError
+
+_SIGNATURE_BYTES = 16
+
+
+def signing_key(settings: Settings) -> bytes:
+    if settings.signing_key:
+        return settings.signing_key.encode()
+    if settings.local_master_key:
+        return hmac.new(settings.local_master_key.encode(), b"sendpy unsubscribe links", hashlib.sha256).digest()
+    raise SettingsError("SENDPY_SIGNING_KEY is required (a long random string) when no local master key is set")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class Unsubscriber:
+    """Makes the link for one recipient of one campaign; compiled once per campaign."""
+
+    key: bytes
+    base_url: str
+    campaign_id: uuid.UUID
+
+    def token(self, position: int) -> str:
+        payload = self.campaign_id.bytes + position.to_bytes(4, "big")
+        signature = hmac.new(self.key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+        return f"{_b64(payload)}.{_b64(signature)}"
+
+    def url(self, position: int) -> str:
+        return f"{self.base_url}/u/{self.token(position)}"
+
+    def headers(self, position: int) -> dict[str, str]:
+        return {
+            "List-Unsubscribe": f"<{self.url(position)}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+
+
+def read_token(key: bytes, token: str) -> tuple[uuid.UUID, int] | None:
+    """(campaign id, recipient position) of a genuine token, else None."""
+    payload_text, _, signature_text = token.partition(".")
+    try:
+        payload, signature = _unb64(payload_text), _unb64(signature_text)
+    except (ValueError, TypeError):
+        return None
+    if len(payload) != 20:
+        return None
+    expected = hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+    if not hmac.compare_digest(expected, signature):
+        return None
+    return uuid.UUID(bytes=payload[:16]), int.from_bytes(payload[16:], "big")
+
+
+async def unsubscribe(conn: Conn, campaign_id: uuid.UUID, position: int) -> str | None:
+    """Add the recipient to the sender's suppression list; returns the address, None if unknown."""
+    row = await conn.fetchrow(
+        "SELECT r.email, c.sender_id FROM recipients r JOIN campaigns c ON c.id = r.campaign_id"
+        " WHERE r.campaign_id = $1 AND r.position = $2",
+        campaign_id, position,
+    )
+    if row is None or row["sender_id"] is None:
+        return None
+    await conn.execute(
+        "INSERT INTO suppressions (sender_id, email, reason) VALUES ($1, lower($2), 'unsubscribed')"
+        " ON CONFLICT (sender_id, email) DO NOTHING",
+        row["sender_id"], row["email"],
+    )
+    email: str = row["email"]
+    return email
