@@ -1,0 +1,226 @@
+"""Campaigns through the REST API, end to end on the real stack: upload → sender → draft → send."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from sendpy.devstack.smtp_sink import SmtpSink
+from tests.conftest import Workers, new_api_key
+from tests.uploading import complete, upload_file
+
+CONTACTS = "Почта;Имя;Город\r\nivan@example.ru;Иван;Москва\r\nolga@example.ru;Ольга;Казань\r\nOLGA@example.ru;Оля;Казань\r\nне-адрес;Пётр;Омск\r\nblocked@example.ru;Блок;Уфа\r\n"
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+async def make_sender(api: httpx.AsyncClient, auth: dict[str, str], sink: SmtpSink, **extra: Any) -> dict[str, Any]:
+    body = {"from_email": f"news{time.monotonic_ns()}@example.org", "from_name": "Новости", "host": "127.0.0.1",
+            "port": sink.port, "security": "starttls", "password": "secret-pass", **extra}
+    made = await api.post("/v1/senders", json=body, headers=auth)
+    assert made.status_code == 201, made.text
+    verified = await api.post(f"/v1/senders/{made.json()['id']}/verify", headers=auth)
+    assert verified.status_code == 200, verified.text
+    return dict(made.json())
+
+
+async def make_upload(api: httpx.AsyncClient, auth: dict[str, str], data: bytes) -> dict[str, Any]:
+    upload = await upload_file(api, auth, data)
+    ready = await complete(api, auth, upload["id"])
+    assert ready.status_code == 200, ready.text
+    return dict(ready.json())
+
+
+async def wait_status(api: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, wanted: set[str],
+                      timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found: dict[str, Any] = (await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)).json()
+        if found["status"] in wanted or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.3)
+
+
+async def test_full_campaign_with_merge_fields_and_unsubscribe(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers
+) -> None:
+    sender = await make_sender(api, auth, clean_sink)
+    added = await api.post(f"/v1/senders/{sender['id']}/suppressions", json={"emails": ["Blocked@example.ru"]},
+                           headers=auth)
+    assert added.status_code == 201 and added.json()["added"] == 1
+    upload = await make_upload(api, auth, CONTACTS.encode("cp1251"))
+
+    draft = await api.post("/v1/campaigns", headers={**auth, "Idempotency-Key": "draft-1"}, json={
+        "name": "Осень", "sender_id": sender["id"], "upload_id": upload["id"],
+        "subject": "Привет, {{ имя }}!", "html_body": "<p>Здравствуйте, {{ имя }} из {{ город }}.</p>",
+    })
+    assert draft.status_code == 201, draft.text
+    again = await api.post("/v1/campaigns", headers={**auth, "Idempotency-Key": "draft-1"}, json={
+        "name": "Осень", "sender_id": sender["id"], "upload_id": upload["id"],
+        "subject": "Привет, {{ имя }}!", "html_body": "<p>Здравствуйте, {{ имя }} из {{ город }}.</p>",
+    })
+    assert again.json()["id"] == draft.json()["id"] and again.headers["idempotent-replayed"] == "true"
+    campaign_id = draft.json()["id"]
+
+    preview = await api.post(f"/v1/campaigns/{campaign_id}/preview", json={"row": 2}, headers=auth)
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["subject"] == "Привет, Ольга!"
+    assert "Здравствуйте, Ольга из Казань." in preview.json()["html"]
+    assert preview.json()["undefined"] == []
+
+    test = await api.post(f"/v1/campaigns/{campaign_id}/test", json={"email": "me@example.org"}, headers=auth)
+    assert test.status_code == 200, test.text
+    assert [m.parsed()["Subject"] for m in clean_sink.messages] == ["[Test] Привет, Иван!"]
+    clean_sink.clear()
+
+    started = await api.post(f"/v1/campaigns/{campaign_id}/start", headers={**auth, "Idempotency-Key": "go-1"})
+    assert started.status_code == 202, started.text
+    replay = await api.post(f"/v1/campaigns/{campaign_id}/start", headers={**auth, "Idempotency-Key": "go-1"})
+    assert replay.status_code == 202 and replay.headers["idempotent-replayed"] == "true"
+    twice = await api.post(f"/v1/campaigns/{campaign_id}/start", headers=auth)
+    assert twice.status_code == 409
+
+    done = await wait_status(api, auth, campaign_id, {"finished", "paused", "cancelled"})
+    assert done["status"] == "finished", done
+    assert done["counts"] == {"pending": 0, "sending": 0, "sent": 2, "failed": 0, "skipped": 2}
+    assert done["duplicates_removed"] == 1
+
+    mails = {m.rcpt_tos[0]: m.parsed() for m in clean_sink.messages}
+    assert set(mails) == {"ivan@example.ru", "olga@example.ru"}
+    olga = mails["olga@example.ru"]
+    assert olga["Subject"] == "Привет, Ольга!"
+    assert olga["From"].addresses[0].display_name == "Новости"
+    assert olga["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    html = olga.get_body(("html",)).get_content()
+    assert "Здравствуйте, Ольга из Казань." in html
+    link = olga["List-Unsubscribe"].strip("<>")
+    assert link in html  # the visible link is the same signed link
+    path = link.split("://", 1)[1].split("/", 1)[1]
+
+    page = await api.get(f"/{path}", headers={"Accept-Language": "ru"})
+    assert page.status_code == 200 and "Отписаться" in page.text
+    listed = (await api.get(f"/v1/senders/{sender['id']}/suppressions", headers=auth)).json()["items"]
+    assert "olga@example.ru" not in [i["email"] for i in listed]  # GET changed nothing
+    one_click = await api.post(f"/{path}", content=b"List-Unsubscribe=One-Click",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert one_click.status_code == 200
+    listed = (await api.get(f"/v1/senders/{sender['id']}/suppressions", headers=auth)).json()["items"]
+    assert {i["email"] for i in listed} == {"olga@example.ru", "blocked@example.ru"}
+    forged = await api.post(f"/{path[:-3]}abc")
+    assert forged.status_code == 404
+
+    skipped = (await api.get(f"/v1/campaigns/{campaign_id}/recipients?status=skipped", headers=auth)).json()
+    assert {(r["email"], r["reply"].split(":")[0]) for r in skipped["items"]} == {
+        ("не-адрес", "invalid address"), ("blocked@example.ru", "suppressed")}
+    export = await api.get(f"/v1/campaigns/{campaign_id}/export.csv", headers=auth)
+    assert export.status_code == 200
+    rows = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))
+    assert rows[0] == ["position", "email", "status", "reply", "attempts", "updated_at"]
+    assert len(rows) == 5
+
+
+async def test_preview_reports_undefined_fields_and_start_refuses_them(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink
+) -> None:
+    sender = await make_sender(api, auth, clean_sink)
+    upload = await make_upload(api, auth, b"email,name\na@example.com,Ann\n")
+    draft = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": sender["id"], "upload_id": upload["id"], "subject": "Hi {{ name }}",
+        "html_body": "<p>{{ nickname }} from {{ city }}</p>"})).json()
+    preview = (await api.post(f"/v1/campaigns/{draft['id']}/preview", json={}, headers=auth)).json()
+    assert preview["undefined"] == ["nickname", "city"]
+    refused = await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "undefined_fields"
+    assert "city, nickname" in refused.json()["error"]["message"]
+
+
+async def test_start_requires_a_verified_sender_and_a_ready_upload(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink
+) -> None:
+    made = await api.post("/v1/senders", headers=auth, json={
+        "from_email": "unverified@example.org", "host": "127.0.0.1", "port": clean_sink.port,
+        "security": "starttls", "password": "x"})
+    draft = (await api.post("/v1/campaigns", headers=auth, json={"subject": "s", "html_body": "<p>b</p>"})).json()
+    answer = await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)
+    assert answer.status_code == 400 and answer.json()["error"]["field"] == "sender_id"
+    await api.patch(f"/v1/campaigns/{draft['id']}", json={"sender_id": made.json()["id"]}, headers=auth)
+    answer = await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)
+    assert answer.json()["error"]["field"] == "upload_id"
+    upload = await make_upload(api, auth, b"email\na@example.com\n")
+    await api.patch(f"/v1/campaigns/{draft['id']}", json={"upload_id": upload["id"]}, headers=auth)
+    answer = await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)
+    assert answer.json()["error"]["code"] == "sender_not_verified"
+    assert (await api.get(f"/v1/campaigns/{draft['id']}", headers=auth)).json()["status"] == "draft"
+
+
+async def test_pause_resume_and_cancel(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers
+) -> None:
+    sender = await make_sender(api, auth, clean_sink)
+    rows = "".join(f"p{n}@example.com\n" for n in range(400))
+    upload = await make_upload(api, auth, ("email\n" + rows).encode())
+    draft = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": sender["id"], "upload_id": upload["id"], "subject": "s", "html_body": "<p>b</p>"})).json()
+    # Slow the sink so there is time to pause mid-way.
+    original = clean_sink.faults.data_reply
+
+    def slow(envelope: object) -> None:
+        time.sleep(0.02)
+        return None
+
+    clean_sink.faults.data_reply = slow  # type: ignore[assignment]
+    try:
+        assert (await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)).status_code == 202
+        await wait_status(api, auth, draft["id"], {"sending"})
+        paused = await api.post(f"/v1/campaigns/{draft['id']}/pause", headers=auth)
+        assert paused.status_code == 200 and paused.json()["status"] == "paused"
+        await asyncio.sleep(2)
+        frozen = (await api.get(f"/v1/campaigns/{draft['id']}", headers=auth)).json()["counts"]
+        await asyncio.sleep(1.5)
+        still = (await api.get(f"/v1/campaigns/{draft['id']}", headers=auth)).json()["counts"]
+        assert still["sent"] == frozen["sent"] < 400
+        assert (await api.post(f"/v1/campaigns/{draft['id']}/resume", headers=auth)).status_code == 202
+    finally:
+        clean_sink.faults.data_reply = original
+    done = await wait_status(api, auth, draft["id"], {"finished"})
+    assert done["counts"]["sent"] == 400
+    delivered = sorted(r for m in clean_sink.messages for r in m.rcpt_tos)
+    assert delivered == sorted(f"p{n}@example.com" for n in range(400))  # none twice, none skipped
+
+    second = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": sender["id"], "upload_id": upload["id"], "subject": "s", "html_body": "<p>b</p>"})).json()
+    cancelled = await api.post(f"/v1/campaigns/{second['id']}/cancel", headers=auth)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert (await api.post(f"/v1/campaigns/{second['id']}/start", headers=auth)).status_code == 409
+    assert (await api.post(f"/v1/campaigns/{second['id']}/resume", headers=auth)).status_code == 409
+
+
+async def test_other_users_campaigns_are_not_found(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, db: Any
+) -> None:
+    sender = await make_sender(api, auth, clean_sink)
+    draft = (await api.post("/v1/campaigns", headers=auth, json={"subject": "s", "html_body": "b"})).json()
+    other = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    routes = [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/preview"), ("POST", "/test"),
+              ("POST", "/start"), ("POST", "/pause"), ("POST", "/resume"), ("POST", "/cancel"),
+              ("GET", "/recipients"), ("GET", "/export.csv")]
+    for method, suffix in routes:
+        body = {"email": "x@example.com"} if suffix == "/test" else ({} if method in ("PATCH", "POST") else None)
+        answer = await api.request(method, f"/v1/campaigns/{draft['id']}{suffix}", headers=other, json=body)
+        assert answer.status_code == 404, (method, suffix, answer.text)
+    for method, suffix in (("GET", ""), ("POST", "")):
+        answer = await api.request(method, f"/v1/senders/{sender['id']}/suppressions{suffix}", headers=other,
+                                   json={"emails": []} if method == "POST" else None)
+        assert answer.status_code == 404
+    stolen = await api.post("/v1/campaigns", headers=other, json={"sender_id": sender["id"]})
+    assert stolen.status_code == 400 and stolen.json()["error"]["code"] == "unknown_sender"
