@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from functions import (
     accounts_api,
     campaigns_api,
+    openapi,
     seed_api,
     senders_api,
     suppressions_api,
@@ -63,6 +64,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 def create_app(serve_web: bool | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/api/health", health, methods=["GET"]),
+        Route("/v1/openapi.json", openapi.openapi, methods=["GET"]),
         Route("/api/send-message", seed_api.send_message, methods=["POST"]),
         Route("/api/campaigns/{campaign_id}", seed_api.campaign_status, methods=["GET"]),
         Route("/v1/auth/register", accounts_api.register, methods=["POST"]),

@@ -138,7 +138,7 @@ async def _row_fields(user_id: int, campaign: dict[str, Any], row: int) -> tuple
 
 def _row_number(body: dict[str, Any]) -> int:
     row = body.get("row", 1)
-    if isinstance(row, bool) or not isinstance(row, int) or row < 1:
+    if isinstance(row, bool) or not isinstance(row, int) or not 1 <= row <= 100_000_000:
         raise InputError("row_out_of_range", "row", count="N")
     return row
 
@@ -283,7 +283,7 @@ async def list_recipients(request: Request) -> Response:
     _, campaign_id, _ = await _owned(request)
     status, query = _recipient_filters(request)
     try:
-        after = int(request.query_params.get("after", "0"))
+        after = min(max(int(request.query_params.get("after", "0")), 0), 2**31 - 1)
         limit = min(max(int(request.query_params.get("limit", "50")), 1), 500)
     except ValueError:
         raise InputError("invalid_page", "after") from None

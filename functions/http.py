@@ -78,9 +78,29 @@ async def json_body(request: Request) -> Any:
     if not body.strip():
         raise InputError("invalid_json")
     try:
-        return json.loads(body)
+        parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InputError("invalid_json") from None
+    if not _storable(parsed):
+        raise InputError("invalid_text")
+    return parsed
+
+
+def _storable(value: Any) -> bool:
+    """False for text Postgres cannot store: NUL, or halves of surrogate pairs (valid JSON escapes)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
 
 
 async def json_object(request: Request) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def _template_error(exc: TemplateError) -> InputError:
 async def _check_refs(conn: Conn, user_id: int, values: dict[str, Any]) -> None:
     sender_id = values.get("sender_id")
     if sender_id is not None:
-        if isinstance(sender_id, bool) or not isinstance(sender_id, int):
+        if isinstance(sender_id, bool) or not isinstance(sender_id, int) or not 0 < sender_id < 2**63:
             raise InputError("unknown_sender", "sender_id")
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM senders WHERE id = $1 AND user_id = $2)",
                                    sender_id, user_id):

@@ -12,6 +12,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The request body must be a JSON object.",
         "ru": "Тело запроса должно быть JSON-объектом.",
     },
+    "invalid_text": {
+        "en": "The request contains characters that are not valid text (NUL or broken Unicode).",
+        "ru": "В запросе есть недопустимые символы (NUL или повреждённый Unicode).",
+    },
     "required": {
         "en": "The field '{field}' is required.",
         "ru": "Поле «{field}» обязательно.",
