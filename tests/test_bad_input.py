@@ -1,0 +1,65 @@
+"""A corpus of bad campaign input: each gets a clear 4xx naming the field, and nothing is stored."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import new_api_key
+
+CORPUS: list[tuple[object, int, str, str | None]] = [
+    ("not an object", 400, "invalid_json", None),
+    ({"subject": "Hi\r\nBcc: victim@example.com"}, 400, "line_break", "subject"),
+    ({"name": "a\nb"}, 400, "line_break", "name"),
+    ({"subject": 42}, 400, "type_string", "subject"),
+    ({"html_body": "<p>{{ name </p>"}, 400, "template", "html_body"),
+    ({"html_body": "{% if x %}never closed"}, 400, "template", "html_body"),
+    ({"subject": "{{ }}"}, 400, "template", "subject"),
+    ({"text_body": "{% for %}"}, 400, "template", "text_body"),
+    ({"subject": "x" * 1000}, 400, "too_long", "subject"),
+    ({"colour": "red"}, 400, "unknown_field", "colour"),
+    ({"sender_id": "1; DROP TABLE senders"}, 400, "unknown_sender", "sender_id"),
+    ({"sender_id": 2**70}, 400, "unknown_sender", "sender_id"),
+    ({"upload_id": "not-a-uuid"}, 400, "unknown_upload", "upload_id"),
+    ({"upload_id": "00000000-0000-4000-8000-000000000000"}, 400, "unknown_upload", "upload_id"),
+    ({"subject": "nul \u0000 inside"}, 400, "invalid_text", None),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "code", "field"), CORPUS)
+async def test_bad_campaign_input(api: httpx.AsyncClient, db, api_key: str, body: object, status: int,
+                                  code: str, field: str | None) -> None:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    before = await db.fetchval("SELECT count(*) FROM campaigns")
+    answer = await api.post("/v1/campaigns", json=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == (code, field)
+    assert error["message"] and "Traceback" not in error["message"]
+    assert await db.fetchval("SELECT count(*) FROM campaigns") == before
+
+    draft = (await api.post("/v1/campaigns", json={"subject": "ok"}, headers=headers)).json()
+    patched = await api.patch(f"/v1/campaigns/{draft['id']}", json=body, headers=headers)
+    assert patched.status_code == status
+    unchanged = (await api.get(f"/v1/campaigns/{draft['id']}", headers=headers)).json()
+    assert unchanged["subject"] == "ok"
+
+
+async def test_other_users_objects_cannot_be_referenced(api: httpx.AsyncClient, db) -> None:
+    owner = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    intruder = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    upload = (await api.post("/v1/uploads", json={"filename": "a.csv"}, headers=owner)).json()["upload"]
+    answer = await api.post("/v1/campaigns", json={"upload_id": upload["id"]}, headers=intruder)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "unknown_upload"
+
+
+async def test_errors_are_in_russian_when_asked(api: httpx.AsyncClient, api_key: str) -> None:
+    answer = await api.post("/v1/campaigns", json={"subject": "a\nb"},
+                            headers={"Authorization": f"Bearer {api_key}", "Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"})
+    assert answer.json()["error"]["message"] == "Поле «subject» должно быть в одну строку."
+
+
+async def test_unknown_routes_and_methods_are_json_4xx(api: httpx.AsyncClient, api_key: str) -> None:
+    assert (await api.get("/v1/nothing-here")).status_code == 404
+    wrong_method = await api.put("/v1/campaigns", headers={"Authorization": f"Bearer {api_key}"})
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "http_405"
