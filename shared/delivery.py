@@ -1,9 +1,12 @@
-"""The scheduler of the sender workers: decides which recipient goes out through which connection.
+"""The scheduler of the sender workers: decides which recipient goes out, through which connection,
+and when — the messenger only talks SMTP.
 
-For one delivery batch it reads the open recipients, claims them in chunks, renders each message
-from the campaign compiled once, sends through the sender's pooled connections, and records
-outcomes in bulk. The caller commits the batch's Kafka offset only after `deliver` returns, so
-every outcome is in Postgres first.
+For one delivery batch it reads the recipients that are due, claims them in chunks, renders each
+message from the campaign compiled once, sends through the account's pooled connections within
+its limits, and records outcomes in bulk. Whatever cannot go out now (a rate limit, a 4xx to retry
+later, a paused account, a claim still held by a worker that may be alive) is written down as a
+deferred batch that the fan-out worker republishes when it is due. The caller commits the Kafka
+offset only after `deliver` returns, so every outcome and every deferral is in Postgres first.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from shared import campaigns, recipients, senders
 from shared.campaign_drafts import skip_open
 from shared.crypto import KeyProvider
+from shared.limits import SendLimiter, Window
 from shared.mail.compose import CampaignContent, CompiledCampaign
 from shared.mail.messenger import ConnectError, ConnectPolicy, Outcome, Reply, SmtpConnection
 from shared.unsubscribe import Unsubscriber
@@ -29,27 +33,45 @@ from shared.work import DeliveryBatch
 log = logging.getLogger("sendpy.delivery")
 
 CLAIM_CHUNK = 100
-MAX_ATTEMPTS = 5
+# Waits shorter than this are slept through; longer ones defer the batch and free the partition.
+MAX_INLINE_WAIT = 2.0
+SENDER_REFRESH_SECONDS = 10.0
 # Connection problems that retrying cannot fix: a person has to change the sender's settings.
 _SETTINGS_PROBLEMS = {"auth", "tls", "private", "plaintext", "dns"}
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float = 30.0
+    max_attempts: int = 6
+    sender_pause_seconds: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        """Exponential (×4) with full jitter, capped at an hour."""
+        ceiling = min(self.base_seconds * 4.0 ** max(attempts - 1, 0), 3600.0)
+        return ceiling * (0.5 + random.random() / 2)
+
+
 @dataclass
 class _Stop:
-    """Set when a reply means the rest of the batch must not be sent now."""
+    """Why the rest of a batch must not be sent now."""
 
     outcome: Outcome | None = None
     reason: str = ""
+    not_before: float = 0.0  # epoch seconds, for deferrals
 
 
-class SenderPool:
-    """Reusable logged-in connections to one SMTP account."""
+@dataclass
+class SenderState:
+    """One account as this worker drives it: connections, limits, and when it was last read."""
 
-    def __init__(self, sender: senders.Sender, policy: ConnectPolicy, size: int) -> None:
-        self.sender = sender
-        self.policy = policy
-        self.size = size
-        self._idle: list[SmtpConnection] = []
+    sender: senders.Sender
+    policy: ConnectPolicy
+    size: int
+    limiter: SendLimiter
+    loaded_at: float = field(default_factory=time.monotonic)
+    paused_until: float = 0.0
+    _idle: list[SmtpConnection] = field(default_factory=list)
 
     async def acquire(self) -> SmtpConnection:
         limit = self.sender.recipients_per_connection
@@ -81,23 +103,23 @@ class Deliverer:
         policy: ConnectPolicy,
         *,
         connections_per_sender: int = 5,
-        retry_base_delay: float = 1.0,
+        retry: RetryPolicy | None = None,
         unsubscribe_key: bytes | None = None,
         public_base_url: str = "",
     ) -> None:
-        self._unsubscribe_key = unsubscribe_key
-        self._base_url = public_base_url
         self._db = db
         self._keys = keys
         self._policy = policy
         self._connections = connections_per_sender
-        self._retry_base = retry_base_delay
+        self._retry = retry or RetryPolicy()
+        self._unsubscribe_key = unsubscribe_key
+        self._base_url = public_base_url
         self._compiled: OrderedDict[uuid.UUID, CompiledCampaign] = OrderedDict()
-        self._pools: dict[int, SenderPool] = {}
+        self._senders: dict[int, SenderState] = {}
 
     async def close(self) -> None:
-        pools, self._pools = self._pools, {}
-        await asyncio.gather(*(pool.close() for pool in pools.values()))
+        states, self._senders = self._senders, {}
+        await asyncio.gather(*(state.close() for state in states.values()))
 
     def _compiled_campaign(self, campaign: campaigns.CampaignForSending, sender: senders.Sender) -> CompiledCampaign:
         compiled = self._compiled.get(campaign.id)
@@ -114,59 +136,100 @@ class Deliverer:
                 self._compiled.popitem(last=False)
         return compiled
 
-    async def _pool_for(self, sender_id: int) -> SenderPool | None:
-        pool = self._pools.get(sender_id)
-        if pool is None:
-            async with self._db.acquire() as conn:
-                sender = await senders.load(conn, self._keys, sender_id)
+    async def _sender_state(self, sender_id: int) -> SenderState | None:
+        """The account, re-read every few seconds so pauses and new limits take effect."""
+        state = self._senders.get(sender_id)
+        if state is not None and time.monotonic() - state.loaded_at < SENDER_REFRESH_SECONDS:
+            return state
+        async with self._db.acquire() as conn:
+            sender = await senders.load(conn, self._keys, sender_id)
             if sender is None:
                 return None
-            pool = SenderPool(sender, self._policy, self._connections)
-            self._pools[sender_id] = pool
-        return pool
+            paused_until = await conn.fetchval(
+                "SELECT extract(epoch FROM paused_until) FROM senders WHERE id = $1", sender_id)
+            if state is None or state.sender != sender:
+                if state is not None:
+                    await state.close()
+                limiter = SendLimiter([Window(60, sender.per_minute or 0), Window(86400, sender.per_day or 0)])
+                if limiter.limited:
+                    limiter.seed(await _recent_sends(conn, sender_id))
+                state = SenderState(sender, self._policy, self._connections, limiter)
+                self._senders[sender_id] = state
+        state.loaded_at = time.monotonic()
+        state.paused_until = float(paused_until or 0)
+        return state
 
     async def deliver(self, batch: DeliveryBatch) -> None:
         async with self._db.acquire() as conn:
             campaign = await campaigns.load_for_sending(conn, batch.campaign_id)
-            if campaign is None or campaign.status not in campaigns.OPEN_FOR_SENDING:
-                # Deleted, paused or cancelled: open recipients stay open for a resume.
-                return
-            positions = await recipients.open_positions(conn, batch.campaign_id, batch.first, batch.last)
-        if campaign.sender_id is None:
+        if campaign is None or campaign.status not in campaigns.OPEN_FOR_SENDING or campaign.sender_id is None:
+            return  # deleted, paused or cancelled: a resume re-plans whatever is still open
+        state = await self._sender_state(campaign.sender_id)
+        if state is None:
             return
-        pool = await self._pool_for(campaign.sender_id)
-        if pool is None:
-            return
-        compiled = self._compiled_campaign(campaign, pool.sender)
         stop = _Stop()
+        if state.paused_until > time.time():
+            stop = _Stop(Outcome.PAUSE_SENDER, "sender paused", state.paused_until)
+        else:
+            await self._send_due(batch, campaign, state, stop)
+        await self._after(batch, stop)
+
+    async def _send_due(self, batch: DeliveryBatch, campaign: campaigns.CampaignForSending,
+                        state: SenderState, stop: _Stop) -> None:
+        async with self._db.acquire() as conn:
+            positions = await recipients.due_positions(conn, batch.campaign_id, batch.first, batch.last)
+        compiled = self._compiled_campaign(campaign, state.sender)
         for start in range(0, len(positions), CLAIM_CHUNK):
             chunk = positions[start : start + CLAIM_CHUNK]
             async with self._db.acquire() as conn:
                 # Pause and cancel take effect between chunks: within seconds on every worker.
                 if await campaigns.status_of(conn, batch.campaign_id) not in campaigns.OPEN_FOR_SENDING:
-                    break
+                    return
                 claimed = await recipients.claim(conn, batch.campaign_id, chunk)
-            outcomes = await self._send_chunk(pool, compiled, claimed, stop)
+            outcomes = await self._send_chunk(state, compiled, claimed, stop)
             async with self._db.acquire() as conn:
                 await recipients.record(conn, batch.campaign_id, outcomes)
             if stop.outcome is not None:
-                break
+                return
+
+    async def _after(self, batch: DeliveryBatch, stop: _Stop) -> None:
+        """Pause what must pause, defer what is left, finish what is done."""
         async with self._db.acquire() as conn:
             if stop.outcome is Outcome.PAUSE_CAMPAIGN:
                 await campaigns.pause(conn, batch.campaign_id, stop.reason)
                 log.warning("campaign paused", extra={"campaign": str(batch.campaign_id), "reason": stop.reason})
-            elif await campaigns.finish_if_done(conn, batch.campaign_id):
+                return
+            if stop.outcome is Outcome.PAUSE_SENDER and stop.reason != "sender paused":
+                await conn.execute(
+                    "UPDATE senders SET paused_until = to_timestamp($2), pause_reason = $3 WHERE id = $1",
+                    batch.sender_id, stop.not_before, stop.reason[:1000],
+                )
+                self._senders.pop(batch.sender_id, None)
+                log.warning("sender paused", extra={"sender": batch.sender_id, "reason": stop.reason})
+            if await campaigns.finish_if_done(conn, batch.campaign_id):
                 log.info("campaign finished", extra={"campaign": str(batch.campaign_id)})
-            elif await campaigns.status_of(conn, batch.campaign_id) == "cancelled":
+                return
+            status = await campaigns.status_of(conn, batch.campaign_id)
+            if status == "cancelled":
                 # Recipients handed back while the cancel landed must not stay pending.
                 await skip_open(conn, batch.campaign_id, "cancelled")
+                return
+            if status not in campaigns.OPEN_FOR_SENDING:
+                return
+            not_before = await recipients.next_due(conn, batch.campaign_id, batch.first, batch.last)
+            if not_before is None:
+                return
+            if stop.not_before:
+                not_before = max(not_before, stop.not_before)
+            await conn.execute(
+                "INSERT INTO deferred_batches (campaign_id, sender_id, first_position, last_position, not_before,"
+                " reason) VALUES ($1, $2, $3, $4, to_timestamp($5), $6)",
+                batch.campaign_id, batch.sender_id, batch.first, batch.last, not_before,
+                (stop.reason or "retry")[:200],
+            )
 
     async def _send_chunk(
-        self,
-        pool: SenderPool,
-        compiled: CompiledCampaign,
-        claimed: list[recipients.Claimed],
-        stop: _Stop,
+        self, state: SenderState, compiled: CompiledCampaign, claimed: list[recipients.Claimed], stop: _Stop
     ) -> list[recipients.Outcome]:
         queue: asyncio.Queue[recipients.Claimed] = asyncio.Queue()
         for item in claimed:
@@ -176,44 +239,76 @@ class Deliverer:
         async def lane() -> None:
             while not queue.empty():
                 item = queue.get_nowait()
-                if stop.outcome is not None:
+                if stop.outcome is not None or not await self._slot(state, stop):
                     outcomes.append(recipients.Outcome(item.position, "released", None))
                     continue
-                outcomes.append(await self._send_one(pool, compiled, item, stop))
+                state.limiter.begin()
+                outcome = await self._send_one(state, compiled, item, stop)
+                state.limiter.end(sent=outcome.status == "sent")
+                outcomes.append(outcome)
 
-        await asyncio.gather(*(lane() for _ in range(min(pool.size, max(1, len(claimed))))))
+        await asyncio.gather(*(lane() for _ in range(min(state.size, max(1, len(claimed))))))
         return outcomes
 
-    async def _send_one(
-        self, pool: SenderPool, compiled: CompiledCampaign, item: recipients.Claimed, stop: _Stop
-    ) -> recipients.Outcome:
-        message = compiled.render(item.position, item.email, item.fields)
-        reply = Reply(Outcome.RETRY, None, "not attempted")
-        for attempt in range(MAX_ATTEMPTS):
+    async def _slot(self, state: SenderState, stop: _Stop) -> bool:
+        """Wait for the account's limits briefly; for longer, defer the rest of the batch."""
+        while True:
+            wait = state.limiter.wait_time()
+            if wait <= 0:
+                return True
+            if wait > MAX_INLINE_WAIT:
+                if stop.outcome is None:
+                    stop.outcome, stop.reason, stop.not_before = Outcome.RETRY, "rate limit", time.time() + wait
+                return False
+            await asyncio.sleep(wait)
             if stop.outcome is not None:
-                return recipients.Outcome(item.position, "released", None)
-            if attempt:
-                await asyncio.sleep(self._retry_base * 2 ** (attempt - 1) * (0.5 + random.random()))
-            try:
-                conn = await pool.acquire()
-            except ConnectError as exc:
-                reply = Reply(Outcome.RETRY, exc.code, f"{exc.kind}: {exc}")
-                if exc.kind in _SETTINGS_PROBLEMS:
-                    stop.outcome = Outcome.PAUSE_CAMPAIGN
-                    stop.reason = f"cannot log in to {pool.sender.account.host}: {exc}"
-                    return recipients.Outcome(item.position, "released", None)
-                continue
-            started = time.monotonic()
-            reply = await conn.send(pool.sender.from_email, item.email, message)
-            pool.release(conn)
-            log.debug("sent", extra={"position": item.position, "outcome": reply.outcome.value,
-                                     "ms": round((time.monotonic() - started) * 1000, 1)})
-            if reply.outcome is Outcome.SENT:
-                return recipients.Outcome(item.position, "sent", reply.describe())
-            if reply.outcome is Outcome.FAILED:
-                return recipients.Outcome(item.position, "failed", reply.describe())
-            if reply.outcome in (Outcome.PAUSE_CAMPAIGN, Outcome.PAUSE_SENDER):
+                return False
+
+    def _retry_or_fail(self, item: recipients.Claimed, reply: Reply) -> recipients.Outcome:
+        if item.attempts >= self._retry.max_attempts:
+            return recipients.Outcome(item.position, "failed",
+                                      f"gave up after {item.attempts} attempts: {reply.describe()}")
+        return recipients.Outcome(item.position, "retry", reply.describe(),
+                                  time.time() + self._retry.delay(item.attempts))
+
+    async def _send_one(
+        self, state: SenderState, compiled: CompiledCampaign, item: recipients.Claimed, stop: _Stop
+    ) -> recipients.Outcome:
+        try:
+            conn = await state.acquire()
+        except ConnectError as exc:
+            if exc.kind in _SETTINGS_PROBLEMS:
                 stop.outcome = Outcome.PAUSE_CAMPAIGN
-                stop.reason = reply.describe()
-                return recipients.Outcome(item.position, "released", reply.describe())
-        return recipients.Outcome(item.position, "failed", f"gave up after {MAX_ATTEMPTS} attempts: {reply.describe()}")
+                stop.reason = f"cannot use {state.sender.account.host}: {exc}"
+                return recipients.Outcome(item.position, "released", None)
+            # The server is unreachable: stop hammering it, retry this recipient later.
+            outcome = self._retry_or_fail(item, Reply(Outcome.RETRY, exc.code, f"{exc.kind}: {exc}"))
+            if stop.outcome is None:
+                stop.outcome, stop.reason = Outcome.RETRY, f"{exc.kind}: {exc}"
+                stop.not_before = outcome.next_attempt_at or 0.0
+            return outcome
+        message = compiled.render(item.position, item.email, item.fields)
+        reply = await conn.send(state.sender.from_email, item.email, message)
+        state.release(conn)
+        if reply.outcome is Outcome.SENT:
+            return recipients.Outcome(item.position, "sent", reply.describe())
+        if reply.outcome is Outcome.FAILED:
+            return recipients.Outcome(item.position, "failed", reply.describe())
+        if reply.outcome is Outcome.PAUSE_CAMPAIGN:
+            stop.outcome, stop.reason = Outcome.PAUSE_CAMPAIGN, reply.describe()
+            return recipients.Outcome(item.position, "released", reply.describe())
+        if reply.outcome is Outcome.PAUSE_SENDER:
+            if stop.outcome is None:
+                stop.outcome, stop.reason = Outcome.PAUSE_SENDER, reply.describe()
+                stop.not_before = time.time() + self._retry.sender_pause_seconds
+            return recipients.Outcome(item.position, "released", reply.describe())
+        return self._retry_or_fail(item, reply)
+
+
+async def _recent_sends(conn: asyncpg.pool.PoolConnectionProxy, sender_id: int) -> list[float]:
+    rows = await conn.fetch(
+        "SELECT extract(epoch FROM r.updated_at) AS at FROM recipients r JOIN campaigns c ON c.id = r.campaign_id"
+        " WHERE c.sender_id = $1 AND r.status = 'sent' AND r.updated_at > now() - interval '24 hours'",
+        sender_id,
+    )
+    return [float(r["at"]) for r in rows]

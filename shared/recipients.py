@@ -45,7 +45,7 @@ async def claim(conn: Conn, campaign_id: uuid.UUID, positions: Sequence[int]) ->
         UPDATE recipients SET status = 'sending', claimed_at = now(), attempts = attempts + 1,
                               updated_at = now()
         WHERE campaign_id = $1 AND position = ANY($2::int[])
-          AND (status = 'pending'
+          AND ((status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now()))
                OR (status = 'sending' AND claimed_at < now() - make_interval(secs => $3)))
         RETURNING position, email, fields, attempts
         """,
@@ -56,24 +56,43 @@ async def claim(conn: Conn, campaign_id: uuid.UUID, positions: Sequence[int]) ->
     return claimed
 
 
-async def open_positions(
-    conn: Conn, campaign_id: uuid.UUID, first: int, last: int
-) -> list[int]:
+async def due_positions(conn: Conn, campaign_id: uuid.UUID, first: int, last: int) -> list[int]:
+    """Open recipients in first..last that may be attempted now."""
     rows = await conn.fetch(
-        "SELECT position FROM recipients WHERE campaign_id = $1 AND position BETWEEN $2 AND $3"
-        " AND status IN ('pending', 'sending') ORDER BY position",
-        campaign_id, first, last,
+        """
+        SELECT position FROM recipients
+         WHERE campaign_id = $1 AND position BETWEEN $2 AND $3
+           AND ((status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now()))
+                OR (status = 'sending' AND claimed_at < now() - make_interval(secs => $4)))
+         ORDER BY position
+        """,
+        campaign_id, first, last, CLAIM_LEASE_SECONDS,
     )
     return [r["position"] for r in rows]
+
+
+async def next_due(conn: Conn, campaign_id: uuid.UUID, first: int, last: int) -> float | None:
+    """Epoch seconds when the earliest open recipient in first..last may be attempted; None if none is open."""
+    due: float | None = await conn.fetchval(
+        """
+        SELECT extract(epoch FROM min(CASE WHEN status = 'pending' THEN coalesce(next_attempt_at, now())
+                                           ELSE claimed_at + make_interval(secs => $4) END))
+          FROM recipients
+         WHERE campaign_id = $1 AND position BETWEEN $2 AND $3 AND status IN ('pending', 'sending')
+        """,
+        campaign_id, first, last, CLAIM_LEASE_SECONDS,
+    )
+    return float(due) if due is not None else None
 
 
 @dataclass(frozen=True)
 class Outcome:
     position: int
-    # A final state; "retry" (attempted, try again later) or "released" (not attempted: the
-    # campaign or sender was paused) both put the recipient back to pending.
+    # A final state; "retry" (attempted, try again at next_attempt_at) or "released" (not
+    # attempted: paused, rate-limited) both put the recipient back to pending.
     status: str
     reply: str | None
+    next_attempt_at: float | None = None  # epoch seconds, for "retry"
 
 
 async def record(conn: Conn, campaign_id: uuid.UUID, outcomes: Sequence[Outcome]) -> None:
@@ -85,12 +104,14 @@ async def record(conn: Conn, campaign_id: uuid.UUID, outcomes: Sequence[Outcome]
         UPDATE recipients AS r
            SET status = CASE WHEN u.status IN ('retry', 'released') THEN 'pending' ELSE u.status END,
                reply = COALESCE(u.reply, r.reply), claimed_at = NULL, updated_at = now(),
-               attempts = CASE WHEN u.status = 'released' THEN r.attempts - 1 ELSE r.attempts END
-          FROM unnest($2::int[], $3::text[], $4::text[]) AS u(position, status, reply)
+               attempts = CASE WHEN u.status = 'released' THEN r.attempts - 1 ELSE r.attempts END,
+               next_attempt_at = CASE WHEN u.status = 'retry' THEN to_timestamp(u.due) END
+          FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[]) AS u(position, status, reply, due)
          WHERE r.campaign_id = $1 AND r.position = u.position AND r.status = 'sending'
         """,
         campaign_id,
         [o.position for o in outcomes],
         [o.status for o in outcomes],
         [o.reply for o in outcomes],
+        [o.next_attempt_at for o in outcomes],
     )

@@ -103,6 +103,9 @@ def app_env(postgres: PostgresServer, kafka: KafkaServer, s3: S3Server, certs: L
         "SENDPY_DELIVERY_PARTITIONS": "4",
         "SENDPY_LOG_LEVEL": "INFO",
         "SENDPY_MAX_UPLOAD_BYTES": str(3 * 1024 * 1024),
+        "SENDPY_RETRY_BASE_SECONDS": "0.3",
+        "SENDPY_SENDER_PAUSE_SECONDS": "3",
+        "SENDPY_WAKER_INTERVAL": "0.5",
     }
     os.environ.update(env)
     from shared.settings import get_settings

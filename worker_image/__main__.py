@@ -7,10 +7,13 @@ import asyncio
 import logging
 import os
 
+import asyncpg
+
 from shared import broker
 from shared.crypto import key_provider_from_settings
 from shared.db import create_pool, migrate
-from shared.delivery import Deliverer
+from shared.deferrals import Publish, republish_due
+from shared.delivery import Deliverer, RetryPolicy
 from shared.fanout import plan
 from shared.mail.messenger import ConnectPolicy
 from shared.settings import get_settings
@@ -33,10 +36,13 @@ async def run_worker(kind: str) -> None:
     await broker.ensure_topics(settings)
     producer = await broker.start_producer(settings)
     deliverer: Deliverer | None = None
+    background: list[asyncio.Task[None]] = []
     if kind == "sender":
         deliverer = Deliverer(
             db, key_provider_from_settings(settings), ConnectPolicy.from_settings(settings),
             connections_per_sender=settings.smtp_pool_size,
+            retry=RetryPolicy(settings.retry_base_seconds, settings.retry_max_attempts,
+                              settings.sender_pause_seconds),
             unsubscribe_key=signing_key(settings), public_base_url=settings.public_base_url,
         )
         consumer = broker.new_consumer(settings, settings.topic_deliveries, settings.consumer_group_sender)
@@ -53,23 +59,44 @@ async def run_worker(kind: str) -> None:
             if isinstance(command, InspectUpload):
                 await inspect_in_worker(db, store, command.upload_id)
                 return
-            batches = await plan(db, command, settings.delivery_batch_size, store)
-            sends = [
-                await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches
-            ]
-            await asyncio.gather(*sends)  # every batch acknowledged before the command is committed
+            await publish(await plan(db, command, settings.delivery_batch_size, store))
+
+        async def publish(batches: list[DeliveryBatch]) -> None:
+            sends = [await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches]
+            await asyncio.gather(*sends)  # every batch acknowledged before anything is committed
+
+        background.append(asyncio.create_task(wake_deferred(db, publish, stopping)))
 
     await consumer.start()
     log.info("worker started", extra={"kind": kind, "pid": os.getpid()})
     try:
         await run(consumer, producer, handle, settings.topic_dead_letters, stopping)
     finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await consumer.stop()
         await producer.stop()
         if deliverer is not None:
             await deliverer.close()
         await db.close()
         log.info("worker stopped", extra={"kind": kind})
+
+
+async def wake_deferred(db: asyncpg.Pool, publish: Publish, stopping: asyncio.Event) -> None:
+    """Every couple of seconds, hand due deferred batches back to the sender workers."""
+    interval = float(os.environ.get("SENDPY_WAKER_INTERVAL", "2"))
+    while not stopping.is_set():
+        try:
+            republished = await republish_due(db, publish)
+            if republished:
+                log.info("deferred batches republished", extra={"count": republished})
+        except Exception:
+            log.warning("republishing deferred batches failed; will retry", exc_info=True)
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=interval)
+        except TimeoutError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:

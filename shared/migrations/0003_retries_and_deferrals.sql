@@ -1,0 +1,15 @@
+-- Retries with backoff, and work put off until later (rate limits, paused senders, leases).
+
+ALTER TABLE recipients ADD COLUMN next_attempt_at timestamptz;
+
+CREATE TABLE deferred_batches (
+    id          bigserial PRIMARY KEY,
+    campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    sender_id   bigint NOT NULL,
+    first_position integer NOT NULL,
+    last_position  integer NOT NULL,
+    not_before  timestamptz NOT NULL,
+    reason      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX deferred_batches_due ON deferred_batches (not_before);
