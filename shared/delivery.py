@@ -43,12 +43,13 @@ _SETTINGS_PROBLEMS = {"auth", "tls", "private", "plaintext", "dns"}
 @dataclass(frozen=True)
 class RetryPolicy:
     base_seconds: float = 30.0
-    max_attempts: int = 6
+    max_attempts: int = 10
     sender_pause_seconds: float = 3600.0
+    max_delay_seconds: float = 3600.0
 
     def delay(self, attempts: int) -> float:
-        """Exponential (×4) with full jitter, capped at an hour."""
-        ceiling = min(self.base_seconds * 4.0 ** max(attempts - 1, 0), 3600.0)
+        """Exponential (×4) with jitter, capped (an hour by default): ten attempts span about six hours."""
+        ceiling = min(self.base_seconds * 4.0 ** max(attempts - 1, 0), self.max_delay_seconds)
         return ceiling * (0.5 + random.random() / 2)
 
 
@@ -279,7 +280,8 @@ class Deliverer:
         except ConnectError as exc:
             if exc.kind in _SETTINGS_PROBLEMS:
                 stop.outcome = Outcome.PAUSE_CAMPAIGN
-                stop.reason = f"cannot use {state.sender.account.host}: {exc}"
+                code = f"{exc.code} " if exc.code else ""
+                stop.reason = f"{state.sender.account.host} refused ({exc.kind}): {code}{exc}"
                 return recipients.Outcome(item.position, "released", None)
             # The server is unreachable: stop hammering it, retry this recipient later.
             outcome = self._retry_or_fail(item, Reply(Outcome.RETRY, exc.code, f"{exc.kind}: {exc}"))

@@ -97,6 +97,7 @@ class Settings:
     delivery_batch_size: int
     retry_base_seconds: float  # first retry after a 4xx or network error; then ×4 each time
     retry_max_attempts: int
+    retry_max_delay_seconds: float
     sender_pause_seconds: float  # how long a quota / lock-out reply pauses the account
     public_base_url: str
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -137,7 +138,8 @@ def load_settings() -> Settings:
         smtp_pool_size=_int("SENDPY_SMTP_POOL_SIZE", 5, minimum=1),
         delivery_batch_size=_int("SENDPY_DELIVERY_BATCH_SIZE", 200, minimum=1),
         retry_base_seconds=_float("SENDPY_RETRY_BASE_SECONDS", 30.0),
-        retry_max_attempts=_int("SENDPY_RETRY_MAX_ATTEMPTS", 6, minimum=1),
+        retry_max_attempts=_int("SENDPY_RETRY_MAX_ATTEMPTS", 10, minimum=1),
+        retry_max_delay_seconds=_float("SENDPY_RETRY_MAX_DELAY_SECONDS", 3600.0),
         sender_pause_seconds=_float("SENDPY_SENDER_PAUSE_SECONDS", 3600.0),
         public_base_url=_str("SENDPY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         cors_origins=origins,

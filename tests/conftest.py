@@ -104,6 +104,7 @@ def app_env(postgres: PostgresServer, kafka: KafkaServer, s3: S3Server, certs: L
         "SENDPY_LOG_LEVEL": "INFO",
         "SENDPY_MAX_UPLOAD_BYTES": str(3 * 1024 * 1024),
         "SENDPY_RETRY_BASE_SECONDS": "0.3",
+        "SENDPY_RETRY_MAX_DELAY_SECONDS": "2",
         "SENDPY_SENDER_PAUSE_SECONDS": "3",
         "SENDPY_WAKER_INTERVAL": "0.5",
     }

@@ -110,3 +110,14 @@ async def test_api_keys_listed_by_prefix_and_revocable(api: httpx.AsyncClient, a
     assert (await api.delete(f"/v1/api-keys/{made.json()['id']}", headers=auth)).status_code == 204
     assert (await api.get("/v1/me", headers=new_auth)).status_code == 401
     assert (await api.delete(f"/v1/api-keys/{made.json()['id']}", headers=auth)).status_code == 404
+
+
+async def test_another_users_key_cannot_be_revoked(api: httpx.AsyncClient, api_key: str, db) -> None:
+    from tests.conftest import new_api_key
+
+    auth = {"Authorization": f"Bearer {api_key}"}
+    made = (await api.post("/v1/api-keys", json={"name": "mine"}, headers=auth)).json()
+    other = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    assert (await api.delete(f"/v1/api-keys/{made['id']}", headers=other)).status_code == 404
+    assert all(k["id"] != made["id"] for k in (await api.get("/v1/api-keys", headers=other)).json()["items"])
+    assert (await api.get("/v1/me", headers={"Authorization": f"Bearer {made['key']}"})).status_code == 200

@@ -13,7 +13,7 @@ import pytest
 
 from sendpy.devstack.smtp_sink import SmtpSink
 from tests.conftest import Workers, new_api_key
-from tests.uploading import complete, upload_file
+from tests.helpers import make_sender, make_upload, wait_status
 
 CONTACTS = "Почта;Имя;Город\r\nivan@example.ru;Иван;Москва\r\nolga@example.ru;Ольга;Казань\r\nOLGA@example.ru;Оля;Казань\r\nне-адрес;Пётр;Омск\r\nblocked@example.ru;Блок;Уфа\r\n"
 
@@ -21,33 +21,6 @@ CONTACTS = "Почта;Имя;Город\r\nivan@example.ru;Иван;Москв�
 @pytest.fixture
 def auth(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
-
-
-async def make_sender(api: httpx.AsyncClient, auth: dict[str, str], sink: SmtpSink, **extra: Any) -> dict[str, Any]:
-    body = {"from_email": f"news{time.monotonic_ns()}@example.org", "from_name": "Новости", "host": "127.0.0.1",
-            "port": sink.port, "security": "starttls", "password": "secret-pass", **extra}
-    made = await api.post("/v1/senders", json=body, headers=auth)
-    assert made.status_code == 201, made.text
-    verified = await api.post(f"/v1/senders/{made.json()['id']}/verify", headers=auth)
-    assert verified.status_code == 200, verified.text
-    return dict(made.json())
-
-
-async def make_upload(api: httpx.AsyncClient, auth: dict[str, str], data: bytes) -> dict[str, Any]:
-    upload = await upload_file(api, auth, data)
-    ready = await complete(api, auth, upload["id"])
-    assert ready.status_code == 200, ready.text
-    return dict(ready.json())
-
-
-async def wait_status(api: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, wanted: set[str],
-                      timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found: dict[str, Any] = (await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)).json()
-        if found["status"] in wanted or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.3)
 
 
 async def test_full_campaign_with_merge_fields_and_unsubscribe(

@@ -134,3 +134,19 @@ def test_presets_fill_server_and_limits() -> None:
                                     "per_minute": 5}, allow_plaintext=False)
     assert (office.host, office.port, office.security, office.per_minute) == ("smtp.office365.com", 587,
                                                                               "starttls", 5)
+
+
+async def test_sender_address_and_relay_refusals_are_explained(
+    api: httpx.AsyncClient, api_key: str, clean_sink: SmtpSink
+) -> None:
+    auth = {"Authorization": f"Bearer {api_key}"}
+    made = await api.post("/v1/senders", json=sender_body(clean_sink, from_email="alias@example.org"), headers=auth)
+    clean_sink.faults.mail_reply = lambda sender: "553 5.7.1 Sender address rejected: not owned by user"
+    answer = await api.post(f"/v1/senders/{made.json()['id']}/verify", headers=auth)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "smtp_sender_refused"
+    assert "alias@example.org" in answer.json()["error"]["message"]
+    clean_sink.faults.mail_reply = None
+    clean_sink.faults.rcpt_reply = lambda rcpt: "554 5.7.1 Relay access denied"
+    answer = await api.post(f"/v1/senders/{made.json()['id']}/verify", headers=auth)
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == "smtp_relay_denied"

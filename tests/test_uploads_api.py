@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.conftest import Workers, new_api_key
-from tests.uploading import complete, upload_file, wait_ready
+from tests.helpers import complete, upload_file, wait_ready
 
 RU_FILE = "Почта;Имя;Город\r\nivan@example.ru;Иван;Москва\r\nolga@example.ru;Ольга;Казань\r\nOLGA@example.ru;Оля;Казань\r\nне-адрес;Пётр;Омск\r\n"
 
@@ -94,3 +94,13 @@ async def test_other_users_uploads_are_not_found(api: httpx.AsyncClient, auth: d
                                    json={} if method == "PATCH" else None)
         assert answer.status_code == 404, (method, path, answer.text)
     assert (await api.delete(f"/v1/uploads/{upload['id']}", headers=auth)).status_code == 204
+
+
+async def test_a_wrong_encoding_choice_is_reported(api: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    upload = await upload_file(api, auth, RU_FILE.encode("cp1251"))
+    assert (await complete(api, auth, upload["id"])).json()["dialect"]["encoding"] == "cp1251"
+    wrong = await api.patch(f"/v1/uploads/{upload['id']}", json={"encoding": "utf-8"}, headers=auth)
+    assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "wrong_encoding"
+    assert "windows-1251" in wrong.json()["error"]["message"]
+    utf16 = await upload_file(api, auth, RU_FILE.replace(";", "\t").encode("utf-16"))
+    assert (await complete(api, auth, utf16["id"])).json()["dialect"]["delimiter"] == "\t"

@@ -42,7 +42,7 @@ async def run_worker(kind: str) -> None:
             db, key_provider_from_settings(settings), ConnectPolicy.from_settings(settings),
             connections_per_sender=settings.smtp_pool_size,
             retry=RetryPolicy(settings.retry_base_seconds, settings.retry_max_attempts,
-                              settings.sender_pause_seconds),
+                              settings.sender_pause_seconds, settings.retry_max_delay_seconds),
             unsubscribe_key=signing_key(settings), public_base_url=settings.public_base_url,
         )
         consumer = broker.new_consumer(settings, settings.topic_deliveries, settings.consumer_group_sender)

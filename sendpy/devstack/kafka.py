@@ -89,12 +89,16 @@ class KafkaServer:
         properties = self._properties()
         classpath = f"{libs}/*"
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            subprocess.run(
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # a leading dash would read as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            result = subprocess.run(
                 ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                  "-c", str(properties), "--ignore-formatted"],
-                check=True, capture_output=True,
+                capture_output=True, text=True, check=False,
             )
+            if result.returncode != 0:
+                raise RuntimeError(f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}")
         self._child = Child(
             "kafka",
             ["java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseG1GC",

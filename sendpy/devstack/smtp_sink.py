@@ -44,6 +44,7 @@ class Received:
 class Faults:
     """How the sink misbehaves; change the fields at any time, they apply to the next command."""
 
+    mail_reply: Callable[[str], str | None] | None = None  # e.g. "553 5.7.1 sender not owned"
     data_reply: Callable[[Envelope], str | None] | None = None  # e.g. "451 4.3.0 try later"
     rcpt_reply: Callable[[str], str | None] | None = None  # e.g. "550 5.1.1 no such user"
     rejected_passwords: set[str] = field(default_factory=set)
@@ -53,6 +54,16 @@ class Faults:
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        rule = self.sink.faults.mail_reply
+        answer = rule(address) if rule else None
+        if answer:
+            return answer
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
