@@ -195,5 +195,7 @@ async def test_other_users_campaigns_are_not_found(
         answer = await api.request(method, f"/v1/senders/{sender['id']}/suppressions{suffix}", headers=other,
                                    json={"emails": []} if method == "POST" else None)
         assert answer.status_code == 404
+    removal = await api.delete(f"/v1/senders/{sender['id']}/suppressions/x@example.com", headers=other)
+    assert removal.status_code == 404
     stolen = await api.post("/v1/campaigns", headers=other, json={"sender_id": sender["id"]})
     assert stolen.status_code == 400 and stolen.json()["error"]["code"] == "unknown_sender"
