@@ -24,6 +24,7 @@ import asyncpg
 from shared import campaigns, recipients, senders
 from shared.campaign_drafts import skip_open
 from shared.crypto import KeyProvider
+from shared.db import TRANSIENT_DB_ERRORS
 from shared.limits import SendLimiter, Window
 from shared.mail.compose import CampaignContent, CompiledCampaign
 from shared.mail.messenger import ConnectError, ConnectPolicy, Outcome, Reply, SmtpConnection
@@ -33,6 +34,7 @@ from shared.work import DeliveryBatch
 log = logging.getLogger("sendpy.delivery")
 
 CLAIM_CHUNK = 100
+FLUSH_SECONDS = 0.1
 # Waits shorter than this are slept through; longer ones defer the batch and free the partition.
 MAX_INLINE_WAIT = 2.0
 SENDER_REFRESH_SECONDS = 10.0
@@ -107,7 +109,9 @@ class Deliverer:
         retry: RetryPolicy | None = None,
         unsubscribe_key: bytes | None = None,
         public_base_url: str = "",
+        claim_lease_seconds: float = recipients.CLAIM_LEASE_SECONDS,
     ) -> None:
+        self._lease = claim_lease_seconds
         self._db = db
         self._keys = keys
         self._policy = policy
@@ -177,21 +181,77 @@ class Deliverer:
 
     async def _send_due(self, batch: DeliveryBatch, campaign: campaigns.CampaignForSending,
                         state: SenderState, stop: _Stop) -> None:
+        """Claim ahead, send on every connection, write outcomes every ~100 ms.
+
+        Outcomes are flushed often, not per chunk, because a crash between the server's "250"
+        and the status write is the one window in which a recipient can get a duplicate.
+        """
         async with self._db.acquire() as conn:
-            positions = await recipients.due_positions(conn, batch.campaign_id, batch.first, batch.last)
+            positions = await recipients.due_positions(conn, batch.campaign_id, batch.first, batch.last, self._lease)
+        if not positions:
+            return
         compiled = self._compiled_campaign(campaign, state.sender)
-        for start in range(0, len(positions), CLAIM_CHUNK):
-            chunk = positions[start : start + CLAIM_CHUNK]
-            async with self._db.acquire() as conn:
-                # Pause and cancel take effect between chunks: within seconds on every worker.
-                if await campaigns.status_of(conn, batch.campaign_id) not in campaigns.OPEN_FOR_SENDING:
-                    return
-                claimed = await recipients.claim(conn, batch.campaign_id, chunk)
-            outcomes = await self._send_chunk(state, compiled, claimed, stop)
-            async with self._db.acquire() as conn:
-                await recipients.record(conn, batch.campaign_id, outcomes)
-            if stop.outcome is not None:
-                return
+        lanes = min(state.size, len(positions))
+        queue: asyncio.Queue[recipients.Claimed | None] = asyncio.Queue(maxsize=CLAIM_CHUNK)
+        done: list[recipients.Outcome] = []
+
+        async def claimer() -> None:
+            try:
+                for start in range(0, len(positions), CLAIM_CHUNK):
+                    if stop.outcome is not None:
+                        break
+                    async with self._db.acquire() as conn:
+                        # Pause and cancel take effect between chunks: within seconds on every worker.
+                        if await campaigns.status_of(conn, batch.campaign_id) not in campaigns.OPEN_FOR_SENDING:
+                            break
+                        claimed = await recipients.claim(conn, batch.campaign_id,
+                                                         positions[start : start + CLAIM_CHUNK], self._lease)
+                    for item in claimed:
+                        await queue.put(item)
+            finally:
+                for _ in range(lanes):
+                    await queue.put(None)
+
+        async def lane() -> None:
+            while (item := await queue.get()) is not None:
+                if stop.outcome is not None or not await self._slot(state, stop):
+                    done.append(recipients.Outcome(item.position, "released", None))
+                    continue
+                state.limiter.begin()
+                outcome = await self._send_one(state, compiled, item, stop)
+                state.limiter.end(sent=outcome.status == "sent")
+                done.append(outcome)
+
+        async def together() -> None:
+            async with asyncio.TaskGroup() as group:  # one failing cancels the others
+                group.create_task(claimer())
+                for _ in range(lanes):
+                    group.create_task(lane())
+
+        sending = asyncio.create_task(together())
+        while not sending.done():
+            await asyncio.wait([sending], timeout=FLUSH_SECONDS)
+            await self._flush(batch.campaign_id, done)
+        await sending  # re-raise what failed
+        await self._flush(batch.campaign_id, done)
+
+    async def _flush(self, campaign_id: uuid.UUID, done: list[recipients.Outcome]) -> None:
+        """Write outcomes so far; while Postgres is away, keep them and retry, never drop them."""
+        if not done:
+            return
+        outcomes = done[:]
+        delay = 0.2
+        while True:
+            try:
+                async with self._db.acquire() as conn:
+                    await recipients.record(conn, campaign_id, outcomes)
+                break
+            except TRANSIENT_DB_ERRORS:
+                log.warning("recording outcomes failed; retrying", exc_info=True,
+                            extra={"campaign": str(campaign_id), "outcomes": len(outcomes)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        del done[: len(outcomes)]
 
     async def _after(self, batch: DeliveryBatch, stop: _Stop) -> None:
         """Pause what must pause, defer what is left, finish what is done."""
@@ -217,7 +277,7 @@ class Deliverer:
                 return
             if status not in campaigns.OPEN_FOR_SENDING:
                 return
-            not_before = await recipients.next_due(conn, batch.campaign_id, batch.first, batch.last)
+            not_before = await recipients.next_due(conn, batch.campaign_id, batch.first, batch.last, self._lease)
             if not_before is None:
                 return
             if stop.not_before:
@@ -228,28 +288,6 @@ class Deliverer:
                 batch.campaign_id, batch.sender_id, batch.first, batch.last, not_before,
                 (stop.reason or "retry")[:200],
             )
-
-    async def _send_chunk(
-        self, state: SenderState, compiled: CompiledCampaign, claimed: list[recipients.Claimed], stop: _Stop
-    ) -> list[recipients.Outcome]:
-        queue: asyncio.Queue[recipients.Claimed] = asyncio.Queue()
-        for item in claimed:
-            queue.put_nowait(item)
-        outcomes: list[recipients.Outcome] = []
-
-        async def lane() -> None:
-            while not queue.empty():
-                item = queue.get_nowait()
-                if stop.outcome is not None or not await self._slot(state, stop):
-                    outcomes.append(recipients.Outcome(item.position, "released", None))
-                    continue
-                state.limiter.begin()
-                outcome = await self._send_one(state, compiled, item, stop)
-                state.limiter.end(sent=outcome.status == "sent")
-                outcomes.append(outcome)
-
-        await asyncio.gather(*(lane() for _ in range(min(state.size, max(1, len(claimed))))))
-        return outcomes
 
     async def _slot(self, state: SenderState, stop: _Stop) -> bool:
         """Wait for the account's limits briefly; for longer, defer the rest of the batch."""
@@ -289,7 +327,11 @@ class Deliverer:
                 stop.outcome, stop.reason = Outcome.RETRY, f"{exc.kind}: {exc}"
                 stop.not_before = outcome.next_attempt_at or 0.0
             return outcome
-        message = compiled.render(item.position, item.email, item.fields)
+        try:
+            message = compiled.render(item.position, item.email, item.fields)
+        except Exception as exc:  # a template that fails for this row's data, e.g. {{ 1 / count }}
+            state.release(conn)
+            return recipients.Outcome(item.position, "failed", f"template error: {exc}"[:1000])
         reply = await conn.send(state.sender.from_email, item.email, message)
         state.release(conn)
         if reply.outcome is Outcome.SENT:

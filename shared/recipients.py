@@ -38,7 +38,8 @@ class Claimed:
     attempts: int
 
 
-async def claim(conn: Conn, campaign_id: uuid.UUID, positions: Sequence[int]) -> list[Claimed]:
+async def claim(conn: Conn, campaign_id: uuid.UUID, positions: Sequence[int],
+                lease: float = CLAIM_LEASE_SECONDS) -> list[Claimed]:
     """Mark open recipients among `positions` as being sent; final ones are never returned."""
     rows = await conn.fetch(
         """
@@ -49,14 +50,15 @@ async def claim(conn: Conn, campaign_id: uuid.UUID, positions: Sequence[int]) ->
                OR (status = 'sending' AND claimed_at < now() - make_interval(secs => $3)))
         RETURNING position, email, fields, attempts
         """,
-        campaign_id, list(positions), CLAIM_LEASE_SECONDS,
+        campaign_id, list(positions), lease,
     )
     claimed = [Claimed(r["position"], r["email"], json.loads(r["fields"]), r["attempts"]) for r in rows]
     claimed.sort(key=lambda c: c.position)
     return claimed
 
 
-async def due_positions(conn: Conn, campaign_id: uuid.UUID, first: int, last: int) -> list[int]:
+async def due_positions(conn: Conn, campaign_id: uuid.UUID, first: int, last: int,
+                        lease: float = CLAIM_LEASE_SECONDS) -> list[int]:
     """Open recipients in first..last that may be attempted now."""
     rows = await conn.fetch(
         """
@@ -66,12 +68,13 @@ async def due_positions(conn: Conn, campaign_id: uuid.UUID, first: int, last: in
                 OR (status = 'sending' AND claimed_at < now() - make_interval(secs => $4)))
          ORDER BY position
         """,
-        campaign_id, first, last, CLAIM_LEASE_SECONDS,
+        campaign_id, first, last, lease,
     )
     return [r["position"] for r in rows]
 
 
-async def next_due(conn: Conn, campaign_id: uuid.UUID, first: int, last: int) -> float | None:
+async def next_due(conn: Conn, campaign_id: uuid.UUID, first: int, last: int,
+                   lease: float = CLAIM_LEASE_SECONDS) -> float | None:
     """Epoch seconds when the earliest open recipient in first..last may be attempted; None if none is open."""
     due: float | None = await conn.fetchval(
         """
@@ -80,7 +83,7 @@ async def next_due(conn: Conn, campaign_id: uuid.UUID, first: int, last: int) ->
           FROM recipients
          WHERE campaign_id = $1 AND position BETWEEN $2 AND $3 AND status IN ('pending', 'sending')
         """,
-        campaign_id, first, last, CLAIM_LEASE_SECONDS,
+        campaign_id, first, last, lease,
     )
     return float(due) if due is not None else None
 

@@ -99,6 +99,7 @@ class Settings:
     retry_max_attempts: int
     retry_max_delay_seconds: float
     sender_pause_seconds: float  # how long a quota / lock-out reply pauses the account
+    claim_lease_seconds: float  # after this, a recipient claimed by a silent worker may be taken over
     public_base_url: str
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -141,6 +142,7 @@ def load_settings() -> Settings:
         retry_max_attempts=_int("SENDPY_RETRY_MAX_ATTEMPTS", 10, minimum=1),
         retry_max_delay_seconds=_float("SENDPY_RETRY_MAX_DELAY_SECONDS", 3600.0),
         sender_pause_seconds=_float("SENDPY_SENDER_PAUSE_SECONDS", 3600.0),
+        claim_lease_seconds=_float("SENDPY_CLAIM_LEASE_SECONDS", 120.0),
         public_base_url=_str("SENDPY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         cors_origins=origins,
     )

@@ -107,6 +107,7 @@ def app_env(postgres: PostgresServer, kafka: KafkaServer, s3: S3Server, certs: L
         "SENDPY_RETRY_MAX_DELAY_SECONDS": "2",
         "SENDPY_SENDER_PAUSE_SECONDS": "3",
         "SENDPY_WAKER_INTERVAL": "0.5",
+        "SENDPY_CLAIM_LEASE_SECONDS": "5",
     }
     os.environ.update(env)
     from shared.settings import get_settings

@@ -44,6 +44,7 @@ async def run_worker(kind: str) -> None:
             retry=RetryPolicy(settings.retry_base_seconds, settings.retry_max_attempts,
                               settings.sender_pause_seconds, settings.retry_max_delay_seconds),
             unsubscribe_key=signing_key(settings), public_base_url=settings.public_base_url,
+            claim_lease_seconds=settings.claim_lease_seconds,
         )
         consumer = broker.new_consumer(settings, settings.topic_deliveries, settings.consumer_group_sender)
 
