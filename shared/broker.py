@@ -92,7 +92,8 @@ async def start_producer(settings: Settings) -> AIOKafkaProducer:
     return producer
 
 
-def new_consumer(settings: Settings, topic: str, group: str, **overrides: Any) -> AIOKafkaConsumer:
+def new_consumer(settings: Settings, group: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer in `group`, not yet subscribed (subscribe with a rebalance listener)."""
     options: dict[str, Any] = {
         **client_options(settings),
         "group_id": group,
@@ -100,8 +101,8 @@ def new_consumer(settings: Settings, topic: str, group: str, **overrides: Any) -
         "auto_offset_reset": "earliest",
         "max_poll_records": 20,
         "max_poll_interval_ms": 600_000,
-        "session_timeout_ms": 15_000,
-        "heartbeat_interval_ms": 3_000,
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": max(settings.kafka_session_timeout_ms // 5, 500),
     }
     options.update(overrides)
-    return AIOKafkaConsumer(topic, **options)
+    return AIOKafkaConsumer(**options)

@@ -75,6 +75,7 @@ class Settings:
     topic_dead_letters: str
     delivery_partitions: int
     kafka_replication: int
+    kafka_session_timeout_ms: int  # how soon a dead worker's partitions move to the others
     consumer_group_fanout: str
     consumer_group_sender: str
 
@@ -122,6 +123,7 @@ def load_settings() -> Settings:
         topic_dead_letters=_str("SENDPY_TOPIC_DEAD_LETTERS", "sendpy.dead-letters"),
         delivery_partitions=_int("SENDPY_DELIVERY_PARTITIONS", 6, minimum=1),
         kafka_replication=_int("SENDPY_KAFKA_REPLICATION", 1, minimum=1),
+        kafka_session_timeout_ms=_int("SENDPY_KAFKA_SESSION_TIMEOUT_MS", 15_000, minimum=6_000),
         consumer_group_fanout=_str("SENDPY_GROUP_FANOUT", "sendpy-fanout"),
         consumer_group_sender=_str("SENDPY_GROUP_SENDER", "sendpy-sender"),
         s3_endpoint_url=os.environ.get("SENDPY_S3_ENDPOINT_URL") or None,

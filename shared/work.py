@@ -29,7 +29,7 @@ class CampaignCommand:
     def decode(cls, raw: bytes) -> CampaignCommand:
         try:
             data = json.loads(raw)
-            command = cls(uuid.UUID(data["campaign_id"]), str(data.get("action", "start")))
+            command = cls(uuid.UUID(str(data["campaign_id"])), str(data.get("action", "start")))
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedWork(f"not a campaign command: {exc}") from None
         if command.action not in ("start", "resume"):
@@ -60,7 +60,7 @@ def decode_command(raw: bytes) -> CampaignCommand | InspectUpload:
         raise MalformedWork(f"not JSON: {exc}") from None
     if kind == "inspect_upload":
         try:
-            return InspectUpload(uuid.UUID(data["upload_id"]))
+            return InspectUpload(uuid.UUID(str(data["upload_id"])))
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedWork(f"not an upload command: {exc}") from None
     return CampaignCommand.decode(raw)
@@ -89,7 +89,7 @@ class DeliveryBatch:
     def decode(cls, raw: bytes) -> DeliveryBatch:
         try:
             data = json.loads(raw)
-            batch = cls(uuid.UUID(data["campaign_id"]), int(data["sender_id"]), int(data["first"]),
+            batch = cls(uuid.UUID(str(data["campaign_id"])), int(data["sender_id"]), int(data["first"]),
                         int(data["last"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedWork(f"not a delivery batch: {exc}") from None

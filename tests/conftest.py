@@ -108,6 +108,7 @@ def app_env(postgres: PostgresServer, kafka: KafkaServer, s3: S3Server, certs: L
         "SENDPY_SENDER_PAUSE_SECONDS": "3",
         "SENDPY_WAKER_INTERVAL": "0.5",
         "SENDPY_CLAIM_LEASE_SECONDS": "5",
+        "SENDPY_KAFKA_SESSION_TIMEOUT_MS": "6000",
     }
     os.environ.update(env)
     from shared.settings import get_settings
@@ -152,6 +153,13 @@ class Workers:
         child.start()
         self.children.append(child)
         return child
+
+    def running(self, kind: str) -> list[Child]:
+        return [c for c in self.children if c.name.startswith(kind) and c.alive()]
+
+    def kill(self, child: Child) -> None:
+        child.kill()
+        self.children.remove(child)
 
     def stop_all(self) -> None:
         for child in self.children:

@@ -56,9 +56,13 @@ async def wait_status(api: httpx.AsyncClient, auth: dict[str, str], campaign_id:
                       timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        found: dict[str, Any] = (await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)).json()
-        if found["status"] in wanted or time.monotonic() > deadline:
+        answer = await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)
+        found: dict[str, Any] = answer.json()
+        # A 5xx can happen while a test restarts Postgres; keep polling through it.
+        if answer.status_code == 200 and (found["status"] in wanted or time.monotonic() > deadline):
             return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"campaign {campaign_id} still not {wanted}: {answer.text}")
         await asyncio.sleep(0.3)
 
 

@@ -21,7 +21,7 @@ from shared.storage import UploadStore
 from shared.unsubscribe import signing_key
 from shared.uploads import inspect_in_worker
 from shared.work import DeliveryBatch, InspectUpload, decode_command
-from worker_image.consume import configure_logging, run, stop_on_signals
+from worker_image.consume import Revocations, configure_logging, run, stop_on_signals
 
 log = logging.getLogger("sendpy.worker")
 
@@ -46,13 +46,15 @@ async def run_worker(kind: str) -> None:
             unsubscribe_key=signing_key(settings), public_base_url=settings.public_base_url,
             claim_lease_seconds=settings.claim_lease_seconds,
         )
-        consumer = broker.new_consumer(settings, settings.topic_deliveries, settings.consumer_group_sender)
+        consumer = broker.new_consumer(settings, settings.consumer_group_sender)
+        topic = settings.topic_deliveries
 
         async def handle(raw: bytes) -> None:
             assert deliverer is not None
             await deliverer.deliver(DeliveryBatch.decode(raw))
     else:
-        consumer = broker.new_consumer(settings, settings.topic_campaigns, settings.consumer_group_fanout)
+        consumer = broker.new_consumer(settings, settings.consumer_group_fanout)
+        topic = settings.topic_campaigns
         store = UploadStore(settings)
 
         async def handle(raw: bytes) -> None:
@@ -68,10 +70,12 @@ async def run_worker(kind: str) -> None:
 
         background.append(asyncio.create_task(wake_deferred(db, publish, stopping)))
 
+    revocations = Revocations()
+    consumer.subscribe([topic], listener=revocations)
     await consumer.start()
     log.info("worker started", extra={"kind": kind, "pid": os.getpid()})
     try:
-        await run(consumer, producer, handle, settings.topic_dead_letters, stopping)
+        await run(consumer, producer, handle, settings.topic_dead_letters, stopping, revocations)
     finally:
         for task in background:
             task.cancel()

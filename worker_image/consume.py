@@ -16,9 +16,10 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from shared.db import TRANSIENT_DB_ERRORS
 from shared.work import MalformedWork
 
 log = logging.getLogger("sendpy.worker")
@@ -47,23 +48,59 @@ async def _dead_letter(
                                       "offset": record.offset, "error": error})
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Trouble with Postgres or Kafka that passes: retried until it does, never dead-lettered."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_transient(inner) for inner in exc.exceptions)
+    return isinstance(exc, (*TRANSIENT_DB_ERRORS, KafkaError))
+
+
 async def _handle(
-    handler: Handler, record: ConsumerRecord, producer: AIOKafkaProducer, dead_letters: str
-) -> None:
-    for attempt in range(1, HANDLER_ATTEMPTS + 1):
+    handler: Handler, record: ConsumerRecord, producer: AIOKafkaProducer, dead_letters: str,
+    stopping: asyncio.Event,
+) -> bool:
+    """True when the record is done with (handled or dead-lettered) and may be committed."""
+    failures = 0
+    delay = 0.5
+    while True:
         try:
             await handler(record.value or b"")
-            return
+            return True
         except MalformedWork as exc:
             await _dead_letter(producer, dead_letters, record, f"malformed: {exc}")
-            return
+            return True
         except Exception as exc:
-            if attempt == HANDLER_ATTEMPTS:
-                await _dead_letter(producer, dead_letters, record, f"{type(exc).__name__}: {exc}")
-                return
-            log.warning("handler failed, retrying", exc_info=True,
-                        extra={"offset": record.offset, "attempt": attempt})
-            await asyncio.sleep(2**attempt)
+            if is_transient(exc):
+                log.warning("transient failure, retrying", exc_info=True, extra={"offset": record.offset})
+            else:
+                failures += 1
+                if failures >= HANDLER_ATTEMPTS:
+                    await _dead_letter(producer, dead_letters, record, f"{type(exc).__name__}: {exc}")
+                    return True
+                log.warning("handler failed, retrying", exc_info=True,
+                            extra={"offset": record.offset, "attempt": failures})
+            if stopping.is_set():
+                return False  # leave it uncommitted: the next owner of the partition retries it
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Remembers partitions taken away mid-batch, so their remaining records are left alone:
+    the new owner gets them from the last committed offset."""
+
+    def __init__(self) -> None:
+        self.revoked: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.revoked.update(revoked)
+        if revoked:
+            log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.revoked.difference_update(assigned)
+        if assigned:
+            log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
 
 
 async def run(
@@ -72,8 +109,13 @@ async def run(
     handler: Handler,
     dead_letters: str,
     stopping: asyncio.Event,
+    revocations: Revocations,
 ) -> None:
-    """Consume until `stopping` is set; the current batch always finishes first."""
+    """Consume until `stopping` is set; the record in hand always finishes first.
+
+    Each record is committed as soon as its outcome is durable, so a rebalance or a crash
+    redelivers at most the record that was in progress.
+    """
     while not stopping.is_set():
         _beat()
         try:
@@ -84,7 +126,10 @@ async def run(
             continue
         for tp, records in batches.items():
             for record in records:
-                await _handle(handler, record, producer, dead_letters)
+                if tp in revocations.revoked or stopping.is_set():
+                    break
+                if not await _handle(handler, record, producer, dead_letters, stopping):
+                    break
                 await _commit(consumer, tp, record.offset + 1)
 
 
@@ -92,7 +137,7 @@ async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -
     try:
         await consumer.commit({tp: offset})
     except CommitFailedError:
-        # The partition moved to another worker mid-batch. It will redeliver from the last
+        # The partition moved to another worker mid-record. It redelivers from the last
         # committed offset, and recipients already final are skipped there, not resent.
         log.warning("commit refused after a rebalance", extra={"partition": tp.partition, "offset": offset})
     except KafkaError:
