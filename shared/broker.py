@@ -10,10 +10,14 @@ import ssl
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    TopicAlreadyExistsError,
+)
 
 from shared.settings import Settings
 
@@ -106,3 +110,34 @@ def new_consumer(settings: Settings, group: str, **overrides: Any) -> AIOKafkaCo
     }
     options.update(overrides)
     return AIOKafkaConsumer(**options)
+
+
+async def consumer_lag(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Messages not yet committed by `group`, per partition of `topic` (what scaling reads)."""
+    options = client_options(settings)
+    admin = AIOKafkaAdminClient(**options)
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        described = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+        for attempt in range(20):
+            try:
+                committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+                break
+            except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                # A fresh cluster creates its offsets topic on first use; the answer comes shortly.
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.5)
+        ends = await consumer.end_offsets(partitions)
+        lag = {}
+        for tp in partitions:
+            position = committed.get(tp)
+            done = position.offset if position is not None and position.offset >= 0 else 0
+            lag[tp.partition] = max(ends[tp] - done, 0)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
