@@ -22,12 +22,12 @@ async def republish_due(db: asyncpg.Pool, publish: Publish, limit: int = 500) ->
             DELETE FROM deferred_batches WHERE id IN (
                 SELECT id FROM deferred_batches WHERE not_before <= now()
                  ORDER BY not_before LIMIT $1 FOR UPDATE SKIP LOCKED)
-            RETURNING campaign_id, sender_id, first_position, last_position
+            RETURNING campaign_id, sender_id, first_position, last_position, spread
             """,
             limit,
         )
         unique = {
-            (r["campaign_id"], r["sender_id"], r["first_position"], r["last_position"]) for r in rows
+            (r["campaign_id"], r["sender_id"], r["first_position"], r["last_position"], r["spread"]) for r in rows
         }
         if unique:
             await publish([DeliveryBatch(*key) for key in sorted(unique)])

@@ -283,9 +283,9 @@ class Deliverer:
             if stop.not_before:
                 not_before = max(not_before, stop.not_before)
             await conn.execute(
-                "INSERT INTO deferred_batches (campaign_id, sender_id, first_position, last_position, not_before,"
-                " reason) VALUES ($1, $2, $3, $4, to_timestamp($5), $6)",
-                batch.campaign_id, batch.sender_id, batch.first, batch.last, not_before,
+                "INSERT INTO deferred_batches (campaign_id, sender_id, first_position, last_position, spread,"
+                " not_before, reason) VALUES ($1, $2, $3, $4, $5, to_timestamp($6), $7)",
+                batch.campaign_id, batch.sender_id, batch.first, batch.last, batch.spread, not_before,
                 (stop.reason or "retry")[:200],
             )
 

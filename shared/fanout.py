@@ -126,7 +126,9 @@ async def plan(
         assert campaign is not None
         if await campaigns.finish_if_done(conn, command.campaign_id) or campaign.sender_id is None:
             return []
+        spread = bool(await conn.fetchval(
+            "SELECT per_minute IS NULL AND per_day IS NULL FROM senders WHERE id = $1", campaign.sender_id))
     return [
-        DeliveryBatch(campaign.id, campaign.sender_id, first, last)
+        DeliveryBatch(campaign.id, campaign.sender_id, first, last, spread)
         for first, last in batch_ranges(1, campaign.recipient_count, batch_size)
     ]

@@ -193,7 +193,7 @@ class VerifyProblem:
 
 async def verify(account: SmtpAccount, from_email: str, policy: ConnectPolicy) -> VerifyProblem | None:
     """Connect, TLS, EHLO, AUTH, then ask to send to ourselves (and reset): None when all is well."""
-    conn = SmtpConnection(account, policy)
+    conn = SmtpConnection(account, policy, pipelining=False)  # verification uses single commands
     try:
         await conn.open()
     except ConnectError as exc:

@@ -74,10 +74,15 @@ class DeliveryBatch:
     sender_id: int
     first: int
     last: int
+    spread: bool = False  # the sender has no rate limits, so its batches may go to any worker
 
     @property
     def key(self) -> bytes:
-        # One sender's mail lands on one partition: its limits need no cross-worker lock.
+        # A rate-limited sender's mail lands on one partition, so one worker at a time enforces
+        # its limits without a cross-worker lock. An unlimited one (a corporate relay) is spread
+        # over every partition and worker.
+        if self.spread:
+            return f"{self.sender_id}:{self.first}".encode()
         return str(self.sender_id).encode()
 
     def encode(self) -> bytes:
@@ -90,7 +95,7 @@ class DeliveryBatch:
         try:
             data = json.loads(raw)
             batch = cls(uuid.UUID(str(data["campaign_id"])), int(data["sender_id"]), int(data["first"]),
-                        int(data["last"]))
+                        int(data["last"]), bool(data.get("spread", False)))
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedWork(f"not a delivery batch: {exc}") from None
         if batch.first < 1 or batch.last < batch.first:

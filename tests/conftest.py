@@ -80,6 +80,7 @@ def sink(certs: LocalCertificates) -> Iterator[SmtpSink]:
 def clean_sink(sink: SmtpSink) -> SmtpSink:
     sink.clear()
     sink.faults.__init__()  # type: ignore[misc]
+    sink.pipelining = True
     return sink
 
 

@@ -21,12 +21,16 @@ def policy(certs: LocalCertificates, **overrides: object) -> ConnectPolicy:
 MESSAGE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\n\r\nbody\r\n"
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 @pytest.mark.parametrize("security", ["tls", "starttls"])
-async def test_sends_over_verified_tls(clean_sink: SmtpSink, certs: LocalCertificates, security: str) -> None:
+async def test_sends_over_verified_tls(clean_sink: SmtpSink, certs: LocalCertificates, security: str,
+                                       pipelining: bool) -> None:
+    clean_sink.pipelining = pipelining
     port = clean_sink.tls_port if security == "tls" else clean_sink.port
     assert port is not None
     conn = SmtpConnection(SmtpAccount("127.0.0.1", port, security, "me@example.com", "pw"), policy(certs))
     await conn.open()
+    assert conn.pipelined is pipelining
     reply = await conn.send("a@example.com", "b@example.com", MESSAGE)
     await conn.quit()
     assert reply.outcome is Outcome.SENT, reply
@@ -73,7 +77,9 @@ async def test_refused_connection(certs: LocalCertificates) -> None:
     assert caught.value.kind == "refused"
 
 
-async def test_replies_are_classified(clean_sink: SmtpSink, certs: LocalCertificates) -> None:
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_replies_are_classified(clean_sink: SmtpSink, certs: LocalCertificates, pipelining: bool) -> None:
+    clean_sink.pipelining = pipelining
     clean_sink.faults.rcpt_reply = lambda rcpt: "550 5.1.1 No such user" if rcpt.startswith("gone") else None
     conn = SmtpConnection(SmtpAccount("127.0.0.1", clean_sink.port, "starttls", "me", "pw"), policy(certs))
     await conn.open()
@@ -85,4 +91,12 @@ async def test_replies_are_classified(clean_sink: SmtpSink, certs: LocalCertific
     clean_sink.faults.data_reply = None
     ok = await conn.send("a@example.com", "b@example.com", MESSAGE)
     assert ok.outcome is Outcome.SENT
+    clean_sink.faults.mail_reply = lambda sender: "553 5.7.1 not owned"
+    refused = await conn.send("x@example.com", "b@example.com", MESSAGE)
+    assert (refused.outcome, refused.code) == (Outcome.PAUSE_CAMPAIGN, 553)
+    clean_sink.faults.mail_reply = None
+    dotted = b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\n.\r\nend\r\n"
+    assert (await conn.send("a@example.com", "c@example.com", dotted)).outcome is Outcome.SENT
     await conn.quit()
+    received = [m for m in clean_sink.messages if m.rcpt_tos == ("c@example.com",)]
+    assert received[0].data.replace(b"\r\n", b"\n").endswith(b".leading dot\n..two\n.\nend\n")

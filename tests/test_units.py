@@ -69,6 +69,8 @@ def test_work_messages_round_trip_and_reject_garbage() -> None:
     batch = DeliveryBatch(uuid.uuid4(), 9, 1, 50)
     assert DeliveryBatch.decode(batch.encode()) == batch
     assert batch.key == b"9"
+    spread = DeliveryBatch(uuid.uuid4(), 9, 51, 100, spread=True)
+    assert DeliveryBatch.decode(spread.encode()) == spread and spread.key == b"9:51"
     command = CampaignCommand(uuid.uuid4(), "resume")
     assert CampaignCommand.decode(command.encode()) == command
     for garbage in (b"", b"not json", b"{}", b'{"campaign_id": "x"}'):

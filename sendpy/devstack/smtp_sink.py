@@ -55,6 +55,15 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        # aiosmtpd reads commands one line at a time, so pipelined clients work; say so, as
+        # Gmail, Yandex and Postfix do.
+        session.host_name = hostname
+        if self.sink.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
         rule = self.sink.faults.mail_reply
@@ -105,6 +114,7 @@ class SmtpSink:
         self.port = port or free_port()
         self.tls_port = (tls_port or free_port()) if certs else None
         self.faults = Faults()
+        self.pipelining = True
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._maildir = mailbox.Maildir(str(maildir), create=True) if maildir else None

@@ -21,6 +21,7 @@ from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, meta
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
 
 from shared.unsubscribe import Unsubscriber
 
@@ -32,6 +33,7 @@ _FOOTER_HTML = (
 _FOOTER_TEXT = "\n\n--\nUnsubscribe / Отписаться: {{ unsubscribe_url }}\n"
 
 _HAS_TEMPLATE = re.compile(r"{[{%#]")
+_PLAIN_FIELD = re.compile(r"{{-?\s*([^\W\d]\w*)\s*-?}}")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
 
@@ -51,18 +53,36 @@ def html_to_text(html: str) -> str:
 
 
 class _Renderer:
-    """One template, or the literal text itself when it has no template syntax at all."""
+    """One template. Literal text is returned as is; a template that only substitutes plain
+    `{{ name }}` fields is filled by joining pieces (about ten times faster than Jinja, which
+    matters once per recipient); anything else is rendered by the sandboxed Jinja template."""
 
-    def __init__(self, env: SandboxedEnvironment, source: str, part: str) -> None:
+    def __init__(self, env: SandboxedEnvironment, source: str, part: str, *, fast: bool) -> None:
         self.source = source
         self._template = None
-        if _HAS_TEMPLATE.search(source):
-            try:
-                self._template = env.from_string(source)
-            except TemplateSyntaxError as exc:
-                raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
+        self._pieces: list[str] | None = None
+        self._escape = env.autoescape is True
+        if not _HAS_TEMPLATE.search(source):
+            return
+        try:
+            self._template = env.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
+        if fast and "{%" not in source and "{#" not in source:
+            pieces = _PLAIN_FIELD.split(source)
+            if not any("{{" in literal or "}}" in literal for literal in pieces[::2]):
+                self._pieces = pieces  # literal, field, literal, field, …, literal
 
     def render(self, fields: Mapping[str, Any]) -> str:
+        if self._pieces is not None:
+            pieces = self._pieces
+            out = [pieces[0]]
+            for index in range(1, len(pieces), 2):
+                value = fields.get(pieces[index])
+                text = "" if value is None else str(value)
+                out.append(str(escape(text)) if self._escape else text)
+                out.append(pieces[index + 1])
+            return "".join(out)
         if self._template is None:
             return self.source
         return self._template.render(fields)
@@ -108,9 +128,18 @@ class CampaignContent:
     text: str | None = None
 
 
-def _qp(text: str) -> bytes:
-    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
-    return binascii.b2a_qp(normalised.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+_MAX_LINE = 998
+
+
+def encode_body(text: str) -> tuple[bytes, bytes]:
+    """(Content-Transfer-Encoding, body): ASCII text with short lines goes as is ("7bit"),
+    anything else as base64 — compact for Cyrillic, and several times cheaper than
+    quoted-printable per message."""
+    crlf = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    if crlf.isascii() and all(len(line) <= _MAX_LINE for line in crlf.split("\r\n")):
+        return b"7bit", crlf.encode("ascii")
+    encoded = binascii.b2a_base64(crlf.encode("utf-8"), newline=False)
+    return b"base64", b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)])
 
 
 def _encode_header(value: str) -> bytes:
@@ -131,26 +160,26 @@ class CompiledCampaign:
     def __init__(self, content: CampaignContent, *, strict: bool = False,
                  unsubscriber: Unsubscriber | None = None, undefined: type[Undefined] | None = None) -> None:
         plain_env, html_env = _environments(undefined or (StrictUndefined if strict else ChainableUndefined))
+        fast = not strict and undefined is None
         self.content = content
         self.unsubscriber = unsubscriber
         html, text = content.html, content.text
         if unsubscriber is not None:
             html, text = with_unsubscribe_footer(html, text)
-        self._subject = _Renderer(plain_env, content.subject, "subject")
-        self._html = _Renderer(html_env, html, "html")
+        self._subject = _Renderer(plain_env, content.subject, "subject", fast=fast)
+        self._html = _Renderer(html_env, html, "html", fast=fast)
         text_source = text if text else html_to_text(html)
-        self._text = _Renderer(plain_env, text_source, "text")
+        self._text = _Renderer(plain_env, text_source, "text", fast=fast)
         self._domain = content.from_email.rpartition("@")[2].lower()
-        boundary = "=_sendpy_" + secrets.token_hex(12)  # "=" never occurs in QP output
+        boundary = "=_sendpy_" + secrets.token_hex(12)  # "=_" occurs in neither base64 nor 7bit text
         self._head = (
             "From: "
             + formataddr((content.from_name, content.from_email), charset="utf-8")
             + "\r\nMIME-Version: 1.0\r\n"
             + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
         ).encode("ascii")
-        part = '\r\nContent-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-        self._text_open = f"\r\n--{boundary}{part.format('plain')}".encode("ascii")
-        self._html_open = f"\r\n--{boundary}{part.format('html')}".encode("ascii")
+        self._text_open = f'\r\n--{boundary}\r\nContent-Type: text/plain; charset="utf-8"'.encode("ascii")
+        self._html_open = f'\r\n--{boundary}\r\nContent-Type: text/html; charset="utf-8"'.encode("ascii")
         self._close = f"\r\n--{boundary}--\r\n".encode("ascii")
         self._date_second = -1
         self._date = b""
@@ -175,32 +204,25 @@ class CompiledCampaign:
             merged["unsubscribe_url"] = self.unsubscriber.url(position)
         return merged
 
-    def render(
-        self,
-        position: int,
-        to_address: str,
-        fields: Mapping[str, Any],
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> bytes:
-        subject, text, html = self.render_parts(self.merge_fields(position, to_address, fields))
+    def render(self, position: int, to_address: str, fields: Mapping[str, Any]) -> bytes:
+        """The complete message for one recipient, CRLF line endings, ready for DATA."""
+        merged = {**fields, "email": to_address}
+        head = [self._head, b"To: ", to_address.encode("utf-8"), b"\r\nSubject: "]
         if self.unsubscriber is not None:
-            extra_headers = {**self.unsubscriber.headers(position), **(extra_headers or {})}
-        head = [
-            self._head,
-            b"To: ",
-            to_address.encode("utf-8"),
-            b"\r\nSubject: ",
-            _encode_header(subject),
-            b"\r\nDate: ",
-            self._date_header(),
-            b"\r\nMessage-ID: ",
-            self.message_id(position).encode("ascii"),
-            b"\r\n",
-        ]
-        if extra_headers:
-            for name, value in extra_headers.items():
-                head.append(f"{name}: {_LINE_BREAKS.sub(' ', value)}\r\n".encode())
-        return b"".join(
-            [*head, b"\r\nThis is a multi-part message in MIME format.\r\n",
-             self._text_open, _qp(text), self._html_open, _qp(html), self._close]
-        )
+            url = self.unsubscriber.url(position)
+            merged["unsubscribe_url"] = url
+            tail = (f"List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+                    .encode("ascii"))
+        else:
+            tail = b""
+        subject, text, html = self.render_parts(merged)
+        text_encoding, text_body = encode_body(text)
+        html_encoding, html_body = encode_body(html)
+        head += [_encode_header(subject), b"\r\nDate: ", self._date_header(), b"\r\nMessage-ID: ",
+                 self.message_id(position).encode("ascii"), b"\r\n", tail]
+        return b"".join([
+            *head, b"\r\nThis is a multi-part message in MIME format.\r\n",
+            self._text_open, b"\r\nContent-Transfer-Encoding: ", text_encoding, b"\r\n\r\n", text_body,
+            self._html_open, b"\r\nContent-Transfer-Encoding: ", html_encoding, b"\r\n\r\n", html_body,
+            self._close,
+        ])

@@ -11,9 +11,11 @@ import asyncio
 import enum
 import ssl
 from dataclasses import dataclass
+from typing import cast
 
 import aiosmtplib
 
+from shared.mail.pipelining import PipelinedSession, SessionLost
 from shared.netguard import HostRefused, open_socket, vet_host
 from shared.settings import Settings
 
@@ -118,13 +120,19 @@ class ConnectPolicy:
 
 
 class SmtpConnection:
-    """One logged-in SMTP session; `sent` counts messages sent through it."""
+    """One logged-in SMTP session; `sent` counts messages sent through it.
 
-    def __init__(self, account: SmtpAccount, policy: ConnectPolicy) -> None:
+    With `pipelining` (and a server that offers it), transactions run on PipelinedSession after
+    aiosmtplib has connected, verified TLS and logged in.
+    """
+
+    def __init__(self, account: SmtpAccount, policy: ConnectPolicy, *, pipelining: bool = True) -> None:
         self.account = account
         self.policy = policy
         self.sent = 0
+        self._pipelining = pipelining
         self._smtp: aiosmtplib.SMTP | None = None
+        self._pipe: PipelinedSession | None = None
 
     @property
     def smtp(self) -> aiosmtplib.SMTP | None:
@@ -132,7 +140,13 @@ class SmtpConnection:
         return self._smtp
 
     @property
+    def pipelined(self) -> bool:
+        return self._pipe is not None
+
+    @property
     def is_open(self) -> bool:
+        if self._pipe is not None:
+            return self._pipe.is_open
         return self._smtp is not None and self._smtp.is_connected
 
     async def open(self) -> None:
@@ -189,10 +203,21 @@ class SmtpConnection:
             raise ConnectError("protocol", getattr(exc, "message", str(exc)), code) from None
         self._smtp = smtp
         self.sent = 0
+        if self._pipelining and smtp.last_ehlo_response is None:
+            try:
+                await smtp.ehlo()  # without a login nothing has asked for the extensions yet
+            except aiosmtplib.SMTPException:
+                pass  # an old server that only knows HELO: no pipelining, plain transactions
+        transport = smtp.protocol.transport if smtp.protocol is not None else None
+        # Duck-typed: uvloop's transports are not asyncio.Transport subclasses but behave the same.
+        if self._pipelining and smtp.supports_extension("pipelining") and hasattr(transport, "set_protocol"):
+            self._pipe = PipelinedSession(cast(asyncio.Transport, transport), policy.timeout)
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
         """Send one message; never raises for SMTP or network trouble, returns the reply."""
-        if self._smtp is None or not self._smtp.is_connected:
+        if self._pipe is not None and sender.isascii() and recipient.isascii():
+            return await self._send_pipelined(sender, recipient, message)
+        if self._smtp is None or not self._smtp.is_connected or self._pipe is not None:
             return Reply(Outcome.RETRY, None, "connection is not open")
         try:
             _, text = await self._smtp.sendmail(sender, [recipient], message)
@@ -212,7 +237,26 @@ class SmtpConnection:
         self.sent += 1
         return Reply(Outcome.SENT, 250, text)  # aiosmtplib raises for anything but 250 after DATA
 
+    async def _send_pipelined(self, sender: str, recipient: str, message: bytes) -> Reply:
+        assert self._pipe is not None
+        try:
+            stage, reply = await self._pipe.send(sender, recipient, message)
+        except (SessionLost, OSError) as exc:
+            self.close()
+            return Reply(Outcome.RETRY, None, f"connection lost: {exc}")
+        if reply.code == 250 and stage == "data":
+            self.sent += 1
+            return Reply(Outcome.SENT, 250, reply.text)
+        if reply.code == 421:  # the server is closing the session
+            self.close()
+        return Reply(classify(reply.code, reply.text, stage=stage), reply.code, reply.text)
+
     async def quit(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            await pipe.quit()
+            self._smtp = None
+            return
         smtp, self._smtp = self._smtp, None
         if smtp is not None and smtp.is_connected:
             try:
@@ -221,6 +265,9 @@ class SmtpConnection:
                 smtp.close()
 
     def close(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.close()
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
             smtp.close()

@@ -8,6 +8,7 @@ CREATE TABLE deferred_batches (
     sender_id   bigint NOT NULL,
     first_position integer NOT NULL,
     last_position  integer NOT NULL,
+    spread      boolean NOT NULL DEFAULT false,
     not_before  timestamptz NOT NULL,
     reason      text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
