@@ -199,7 +199,8 @@ def main() -> None:
         "sender_workers": args.senders,
     }
     try:
-        postgres = PostgresServer(work / "postgres", durable=False)
+        postgres = PostgresServer(work / "postgres", durable=False,
+                                  settings={"log_min_duration_statement": os.environ.get("BENCH_PG_LOG_MS", "-1")})
         kafka = KafkaServer(work / "kafka", cache_dir())
         s3 = S3Server(logs)
         for service in (postgres, kafka, s3):
@@ -261,7 +262,10 @@ def main() -> None:
             child.stop()
         for service in reversed(services):
             service.stop()  # type: ignore[attr-defined]
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2))
 
 

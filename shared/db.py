@@ -25,6 +25,9 @@ async def create_pool(settings: Settings, *, max_size: int | None = None) -> asy
         min_size=0,
         max_size=max_size or settings.database_pool_max,
         command_timeout=60,
+        # Generic plans guess at the size of unnest($n) arrays and chose to scan a campaign's
+        # every recipient for each status write (measured: 30–200 ms instead of 1 ms).
+        server_settings={"plan_cache_mode": "force_custom_plan"},
     )
     assert pool is not None
     return pool

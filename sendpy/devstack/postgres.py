@@ -36,10 +36,12 @@ def _system_user() -> str | None:
 
 
 class PostgresServer:
-    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True,
+                 settings: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.durable = durable
+        self.settings = settings or {}
         self._child: Child | None = None
         self._user = _system_user()
 
@@ -70,6 +72,8 @@ class PostgresServer:
         socket_dir.mkdir(exist_ok=True)
         self._chown(socket_dir)
         options = ["-c", "max_connections=200", "-c", "shared_buffers=128MB"]
+        for name, value in self.settings.items():
+            options += ["-c", f"{name}={value}"]
         if not self.durable:
             # Only for tests: an OS crash could lose data, a killed postgres cannot.
             options += ["-c", "fsync=off", "-c", "full_page_writes=off"]
