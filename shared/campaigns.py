@@ -65,7 +65,7 @@ async def finish_if_done(conn: Conn, campaign_id: uuid.UUID) -> bool:
     status: str | None = await conn.fetchval(
         """
         UPDATE campaigns SET status = 'finished', finished_at = now()
-         WHERE id = $1 AND status = 'sending'
+         WHERE id = $1 AND status = 'sending' AND recipients_loaded
            AND NOT EXISTS (SELECT 1 FROM recipients
                             WHERE campaign_id = $1 AND status IN ('pending', 'sending'))
         RETURNING status

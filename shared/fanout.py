@@ -10,9 +10,10 @@ senders skip recipients already in a final state.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -24,21 +25,25 @@ from shared.contacts import Column, ContactRow, Dialect, address_key, iter_conta
 from shared.storage import UploadStore
 from shared.work import CampaignCommand, DeliveryBatch, batch_ranges
 
-COPY_BATCH = 5_000
+COPY_CHUNK = 20_000
 
 
 @dataclass
 class LoadCounts:
-    rows: int = 0
+    rows: int = 0  # data rows of the contact file consumed
     duplicates: int = 0
-    position: int = 0
+    position: int = 0  # recipients written
+
+
+Record = tuple[object, ...]
+Publish = Callable[[list[DeliveryBatch]], Awaitable[None]]
 
 
 def recipient_records(
-    contacts: Iterator[ContactRow], campaign_id: uuid.UUID, suppressed: set[str], counts: LoadCounts
-) -> Iterator[tuple[object, ...]]:
+    contacts: Iterator[ContactRow], campaign_id: uuid.UUID, suppressed: set[str], counts: LoadCounts,
+    seen: set[bytes],
+) -> Iterator[Record]:
     """Rows for COPY: (campaign_id, position, email, fields, status, reply)."""
-    seen: set[bytes] = set()
     for contact in contacts:
         counts.rows += 1
         checked = check_address(contact.email)
@@ -58,77 +63,90 @@ def recipient_records(
             yield (campaign_id, counts.position, email, fields, "pending", None)
 
 
-async def _in_batches(records: Iterator[tuple[object, ...]]) -> AsyncIterator[tuple[object, ...]]:
-    """Pull from a blocking iterator (S3 reads, parsing) in a thread, a batch at a time."""
-
-    def next_batch() -> list[tuple[object, ...]]:
-        batch = []
-        for record in records:
-            batch.append(record)
-            if len(batch) == COPY_BATCH:
-                break
-        return batch
-
-    while True:
-        batch = await asyncio.to_thread(next_batch)
-        if not batch:
-            return
-        for record in batch:
-            yield record
+async def _take(records: Iterator[Record], count: int) -> list[Record]:
+    """The next `count` records, pulled in a thread: S3 reads and parsing block."""
+    return await asyncio.to_thread(lambda: list(itertools.islice(records, count)))
 
 
-async def load_recipients(db: asyncpg.Pool, store: UploadStore, campaign_id: uuid.UUID) -> None:
-    """Create the recipient rows of an upload-based campaign, once."""
+async def load_recipients(
+    db: asyncpg.Pool, store: UploadStore, campaign_id: uuid.UUID, on_chunk: Callable[[int, int], Awaitable[None]],
+) -> None:
+    """Create the recipient rows of an upload-based campaign, a committed chunk at a time.
+
+    After each commit `on_chunk(first, last)` is told the new positions, so sending starts
+    while the rest of the file is still loading. Resumes after a crash from the file row the
+    last commit reached.
+    """
     async with db.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT c.sender_id, c.recipients_loaded, u.s3_key, u.encoding, u.delimiter, u.has_header,"
-            " u.email_column, u.columns FROM campaigns c JOIN uploads u ON u.id = c.upload_id WHERE c.id = $1",
+            "SELECT c.sender_id, c.recipients_loaded, c.loaded_rows, c.recipient_count, c.duplicates_removed,"
+            " u.s3_key, u.encoding, u.delimiter, u.has_header, u.email_column, u.columns"
+            " FROM campaigns c JOIN uploads u ON u.id = c.upload_id WHERE c.id = $1",
             campaign_id,
         )
         if row is None or row["recipients_loaded"]:
             return
         suppressed = {r["email"] for r in await conn.fetch(
             "SELECT email FROM suppressions WHERE sender_id = $1", row["sender_id"])}
-        dialect = Dialect(row["encoding"], row["delimiter"], row["has_header"], row["email_column"])
-        columns = [Column(**c) for c in json.loads(row["columns"])]
-        counts = LoadCounts()
-        contacts = iter_contacts(store.chunks(row["s3_key"]), dialect, columns)
-        async with conn.transaction():
-            await conn.copy_records_to_table(
-                "recipients",
-                records=_in_batches(recipient_records(contacts, campaign_id, suppressed, counts)),
-                columns=["campaign_id", "position", "email", "fields", "status", "reply"],
-            )
+        counts = LoadCounts(row["loaded_rows"], row["duplicates_removed"], row["recipient_count"])
+        seen: set[bytes] = set()
+        if counts.position:
+            seen = {address_key(r["email"]) for r in await conn.fetch(
+                "SELECT email FROM recipients WHERE campaign_id = $1", campaign_id)}
+    dialect = Dialect(row["encoding"], row["delimiter"], row["has_header"], row["email_column"])
+    columns = [Column(**c) for c in json.loads(row["columns"])]
+    contacts = itertools.islice(iter_contacts(store.chunks(row["s3_key"]), dialect, columns), counts.rows, None)
+    records = recipient_records(contacts, campaign_id, suppressed, counts, seen)
+    while True:
+        first = counts.position + 1
+        chunk = await _take(records, COPY_CHUNK)
+        done = len(chunk) < COPY_CHUNK
+        async with db.acquire() as conn, conn.transaction():
+            if chunk:
+                await conn.copy_records_to_table(
+                    "recipients", records=chunk,
+                    columns=["campaign_id", "position", "email", "fields", "status", "reply"],
+                )
             await conn.execute(
-                "UPDATE campaigns SET recipients_loaded = true, recipient_count = $2, duplicates_removed = $3"
-                " WHERE id = $1",
-                campaign_id, counts.position, counts.duplicates,
+                "UPDATE campaigns SET recipient_count = $2, loaded_rows = $3, duplicates_removed = $4,"
+                " recipients_loaded = $5 WHERE id = $1",
+                campaign_id, counts.position, counts.rows, counts.duplicates, done,
             )
+        if chunk:
+            await on_chunk(first, counts.position)
+        if done:
+            return
 
 
-async def plan(
-    db: asyncpg.Pool, command: CampaignCommand, batch_size: int, store: UploadStore | None = None
-) -> list[DeliveryBatch]:
-    """Load recipients if needed, mark the campaign sending, and return its delivery batches."""
-    async with db.acquire() as conn:
-        campaign = await campaigns.load_for_sending(conn, command.campaign_id)
-    if campaign is None or campaign.status not in campaigns.OPEN_FOR_SENDING:
-        return []
-    if store is not None:
-        await load_recipients(db, store, command.campaign_id)
+async def run(
+    db: asyncpg.Pool, command: CampaignCommand, batch_size: int, publish: Publish, store: UploadStore | None = None
+) -> None:
+    """Mark the campaign sending, publish its batches, loading its recipients first if needed.
+
+    A redelivered command or a resume publishes every batch again: harmless, since senders skip
+    recipients already in a final state.
+    """
     async with db.acquire() as conn:
         if not await campaigns.mark_sending(conn, command.campaign_id):
-            # Cancelled or paused while the recipients were loading.
-            if await campaigns.status_of(conn, command.campaign_id) == "cancelled":
-                await skip_open(conn, command.campaign_id, "cancelled")
-            return []
+            return  # gone, paused or cancelled
         campaign = await campaigns.load_for_sending(conn, command.campaign_id)
         assert campaign is not None
-        if await campaigns.finish_if_done(conn, command.campaign_id) or campaign.sender_id is None:
-            return []
+        if campaign.sender_id is None:
+            return
+        sender_id = campaign.sender_id
         spread = bool(await conn.fetchval(
-            "SELECT per_minute IS NULL AND per_day IS NULL FROM senders WHERE id = $1", campaign.sender_id))
-    return [
-        DeliveryBatch(campaign.id, campaign.sender_id, first, last, spread)
-        for first, last in batch_ranges(1, campaign.recipient_count, batch_size)
-    ]
+            "SELECT per_minute IS NULL AND per_day IS NULL FROM senders WHERE id = $1", sender_id))
+
+    async def publish_range(first: int, last: int) -> None:
+        await publish([DeliveryBatch(command.campaign_id, sender_id, a, b, spread)
+                       for a, b in batch_ranges(first, last, batch_size)])
+
+    if campaign.recipient_count:
+        await publish_range(1, campaign.recipient_count)
+    if store is not None:
+        await load_recipients(db, store, command.campaign_id, publish_range)
+    async with db.acquire() as conn:
+        if await campaigns.status_of(conn, command.campaign_id) == "cancelled":
+            await skip_open(conn, command.campaign_id, "cancelled")  # cancelled while loading
+        else:
+            await campaigns.finish_if_done(conn, command.campaign_id)  # e.g. every address skipped

@@ -9,12 +9,11 @@ import os
 
 import asyncpg
 
-from shared import broker
+from shared import broker, fanout
 from shared.crypto import key_provider_from_settings
 from shared.db import create_pool, migrate
 from shared.deferrals import Publish, republish_due
 from shared.delivery import Deliverer, RetryPolicy
-from shared.fanout import plan
 from shared.mail.messenger import ConnectPolicy
 from shared.settings import get_settings
 from shared.storage import UploadStore
@@ -62,7 +61,7 @@ async def run_worker(kind: str) -> None:
             if isinstance(command, InspectUpload):
                 await inspect_in_worker(db, store, command.upload_id)
                 return
-            await publish(await plan(db, command, settings.delivery_batch_size, store))
+            await fanout.run(db, command, settings.delivery_batch_size, publish, store)
 
         async def publish(batches: list[DeliveryBatch]) -> None:
             sends = [await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches]

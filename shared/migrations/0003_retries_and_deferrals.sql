@@ -14,3 +14,7 @@ CREATE TABLE deferred_batches (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX deferred_batches_due ON deferred_batches (not_before);
+
+-- The fan-out commits recipients in chunks and publishes each chunk at once; after a crash it
+-- resumes from the contact-file row it had reached.
+ALTER TABLE campaigns ADD COLUMN loaded_rows integer NOT NULL DEFAULT 0;
