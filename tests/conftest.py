@@ -213,3 +213,21 @@ async def new_api_key(db: asyncpg.Pool, email: str | None = None) -> str:
 @pytest.fixture
 async def api_key(db: asyncpg.Pool) -> str:
     return await new_api_key(db)
+
+
+@pytest.fixture(scope="session")
+def live_server(app_env: dict[str, str], topics: None, db: asyncpg.Pool, workdir: Path) -> Iterator[str]:
+    """The API and the web UI in a real uvicorn process, as a browser or a fuzzer sees them."""
+    from sendpy.devstack.ports import free_port, wait_for_port
+
+    port = free_port()
+    env = {**os.environ, **app_env, "SENDPY_SERVE_WEB": "true", "SENDPY_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    child = Child("api", [sys.executable, "-m", "uvicorn", "functions.app:app", "--host", "127.0.0.1",
+                         "--port", str(port), "--no-access-log"],
+                  workdir / "logs" / "api-live.log", env=env, cwd=ROOT)
+    child.start()
+    wait_for_port(port, 30, alive=child.alive)
+    yield f"http://127.0.0.1:{port}"
+    child.stop()
+    log = child.tail(300)
+    assert "Traceback" not in log, log

@@ -3,34 +3,16 @@ no 5xx, no response that breaks the schema, no undocumented status code."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from sendpy.devstack.ports import free_port, wait_for_port
-from sendpy.devstack.process import Child
-from tests.conftest import ROOT
-
 
 @pytest.fixture(scope="module")
-def server(app_env: dict[str, str], topics: None, db: object, workdir) -> Iterator[str]:
-    import os
-
-    port = free_port()
-    child = Child("api", [sys.executable, "-m", "uvicorn", "functions.app:app", "--host", "127.0.0.1",
-                         "--port", str(port), "--no-access-log"],
-                  workdir / "logs" / "api-openapi.log", env={**os.environ, **app_env}, cwd=ROOT)
-    child.start()
-    wait_for_port(port, 30, alive=child.alive)
-    yield f"http://127.0.0.1:{port}"
-    child.stop()
-    log = child.tail(200)
-    assert "Traceback" not in log, log
+def server(live_server: str) -> str:
+    return live_server
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,91 @@
+// A campaign being sent: live progress, controls, recipients with their SMTP replies.
+
+import { api } from "./api.js";
+import { esc, main, showError } from "./app.js";
+import { t } from "./i18n.js";
+
+const STATES = ["sent", "failed", "skipped", "pending", "sending"];
+let timer = null;
+
+function eta(seconds) {
+  if (seconds == null) return "";
+  if (seconds < 90) return t("campaign.eta", { t: `${seconds} s` });
+  if (seconds < 5400) return t("campaign.eta", { t: `${Math.round(seconds / 60)} min` });
+  return t("campaign.eta", { t: `${Math.round(seconds / 3600)} h` });
+}
+
+export async function campaignPage(campaignId) {
+  clearInterval(timer);
+  main().innerHTML = `<h1 id="title"></h1>
+    <section class="card" aria-labelledby="progress-title"><h2 id="progress-title">${t("campaign.progress")}</h2>
+      <div class="progress-line"><progress id="bar" max="100" value="0"></progress><span id="percent">0%</span></div>
+      <p><span id="status" class="badge"></span> <span id="reason"></span></p>
+      <dl class="stats" id="counts"></dl><p id="rate"></p>
+      <div class="row"><button type="button" id="pause">${t("campaign.pause")}</button>
+        <button type="button" id="resume">${t("campaign.resume")}</button>
+        <button type="button" id="cancel" class="danger">${t("campaign.cancel")}</button>
+        <a class="button" href="/v1/campaigns/${campaignId}/export.csv" download>${t("campaign.export")}</a></div>
+      <div id="control-error" aria-live="polite"></div></section>
+    <section class="card"><form id="filter" class="row">
+      <label>${t("campaign.search")}<input name="q" type="search"></label>
+      <label>${t("campaign.state")}<select name="status"><option value="">${t("campaign.all")}</option>
+        ${STATES.map((s) => `<option value="${s}">${t(`state.${s}`)}</option>`).join("")}</select></label></form>
+      <div class="scroll"><table><thead><tr><th>#</th><th>${t("auth.email")}</th><th></th><th>${t("campaign.reply")}</th><th>${t("campaign.attempts")}</th></tr></thead>
+      <tbody id="recipients"></tbody></table></div></section>`;
+
+  const refresh = async () => {
+    if (!document.getElementById("bar")) return clearInterval(timer);
+    const c = await api("GET", `/v1/campaigns/${campaignId}`);
+    const total = c.recipient_count || 0;
+    const done = c.counts.sent + c.counts.failed + c.counts.skipped;
+    const percent = total ? Math.floor((done / total) * 100) : 0;
+    document.getElementById("title").textContent = c.name || `${t("nav.campaigns")}: ${new Date(c.created_at).toLocaleDateString()}`;
+    document.getElementById("bar").value = percent;
+    document.getElementById("percent").textContent = `${percent}%`;
+    const status = document.getElementById("status");
+    status.textContent = t(`state.${c.status}`);
+    status.className = `badge ${c.status}`;
+    document.getElementById("reason").textContent = c.status_reason || "";
+    document.getElementById("counts").innerHTML = STATES.map((s) => `<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${c.counts[s]}</dd></div>`).join("");
+    document.getElementById("rate").textContent = c.status === "sending" ? `${t("campaign.rate", { n: c.rate_per_minute })} · ${eta(c.eta_seconds)}` : "";
+    document.getElementById("pause").hidden = !["queued", "sending"].includes(c.status);
+    document.getElementById("resume").hidden = c.status !== "paused";
+    document.getElementById("cancel").hidden = !["queued", "sending", "paused"].includes(c.status);
+    if (["finished", "cancelled"].includes(c.status)) clearInterval(timer);
+  };
+  const loadRecipients = async () => {
+    const form = document.getElementById("filter");
+    const params = new URLSearchParams({ limit: "100" });
+    if (form.q.value) params.set("q", form.q.value);
+    if (form.status.value) params.set("status", form.status.value);
+    const { items } = await api("GET", `/v1/campaigns/${campaignId}/recipients?${params}`);
+    document.getElementById("recipients").innerHTML = items.map((r) => `<tr><td>${r.position}</td><td>${esc(r.email)}</td>
+      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${esc(r.reply || "")}</td><td>${r.attempts}</td></tr>`).join("");
+  };
+  const control = (action, confirmText) => async () => {
+    if (confirmText && !confirm(confirmText)) return;
+    try {
+      await api("POST", `/v1/campaigns/${campaignId}/${action}`);
+      await refresh();
+      clearInterval(timer);
+      timer = setInterval(tick, 1500);
+    } catch (error) {
+      showError(document.getElementById("control-error"), error);
+    }
+  };
+  const tick = async () => {
+    try {
+      await refresh();
+      await loadRecipients();
+    } catch {
+      /* a missed poll is retried on the next tick */
+    }
+  };
+  document.getElementById("pause").addEventListener("click", control("pause"));
+  document.getElementById("resume").addEventListener("click", control("resume"));
+  document.getElementById("cancel").addEventListener("click", control("cancel", t("campaign.confirmcancel")));
+  document.getElementById("filter").addEventListener("input", () => loadRecipients());
+  document.getElementById("filter").addEventListener("submit", (event) => event.preventDefault());
+  await tick();
+  timer = setInterval(tick, 1500);
+}

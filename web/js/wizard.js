@@ -1,0 +1,354 @@
+// The campaign wizard: contacts → sender → message → review. Every step saves the draft.
+
+import { api, uploadToStorage } from "./api.js";
+import { esc, main, showError } from "./app.js";
+import { t } from "./i18n.js";
+
+const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
+const DELIMITERS = [",", ";", "\t", "|"];
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function wizard(campaignId, step) {
+  if (!campaignId) {
+    const draft = await api("POST", "/v1/campaigns", { name: "" }, { "Idempotency-Key": crypto.randomUUID() });
+    location.hash = `#/wizard/${draft.id}/1`;
+    return;
+  }
+  const campaign = await api("GET", `/v1/campaigns/${campaignId}`);
+  if (campaign.status !== "draft") {
+    location.hash = `#/campaign/${campaignId}`;
+    return;
+  }
+  main().innerHTML = `<h1>${t("wizard.title")}</h1>
+    <nav class="wizard-steps" aria-label="${t("wizard.title")}">
+      ${[1, 2, 3, 4].map((n) => `<a href="#/wizard/${campaignId}/${n}" ${n === step ? 'aria-current="step"' : ""}>${n}. ${t(`wizard.step${n}`)}</a>`).join("")}
+    </nav><section id="step" class="card"></section>`;
+  const section = document.getElementById("step");
+  const steps = { 1: contactsStep, 2: senderStep, 3: messageStep, 4: reviewStep };
+  await steps[step](section, campaign);
+}
+
+function nextButtons(campaign, step, beforeLeave = async () => {}) {
+  const back = step > 1 ? `<a class="button" href="#/wizard/${campaign.id}/${step - 1}" id="back">${t("common.back")}</a>` : "";
+  return {
+    html: `<div class="row wizard-nav">${back}<button type="button" class="primary" id="next">${t("common.next")}</button></div>`,
+    bind(root) {
+      root.querySelector("#next").addEventListener("click", async () => {
+        await beforeLeave();
+        location.hash = `#/wizard/${campaign.id}/${step + 1}`;
+      });
+      root.querySelector("#back")?.addEventListener("click", async (event) => {
+        event.preventDefault();
+        await beforeLeave();
+        location.hash = `#/wizard/${campaign.id}/${step - 1}`;
+      });
+    },
+  };
+}
+
+// Step 1 — contacts
+
+async function contactsStep(section, campaign) {
+  const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
+  const nav = nextButtons(campaign, 1);
+  section.innerHTML = `<h2>${t("wizard.step1")}</h2>
+    <div class="dropzone" id="dropzone" tabindex="0">
+      <p>${t("contacts.drop")}</p>
+      <label class="button">${t("contacts.choose")}<input type="file" id="file" accept=".csv,.txt,text/csv" class="visually-hidden"></label>
+      <progress id="progress" max="1" value="0" hidden></progress><p id="upload-status" aria-live="polite"></p>
+    </div>
+    <div id="report">${upload ? reportHtml(upload) : ""}</div>${nav.html}`;
+  nav.bind(section);
+  bindReport(section, campaign, upload);
+  const input = section.querySelector("#file");
+  input.addEventListener("change", () => input.files[0] && uploadFile(section, campaign, input.files[0]));
+  const zone = section.querySelector("#dropzone");
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    if (event.dataTransfer.files[0]) uploadFile(section, campaign, event.dataTransfer.files[0]);
+  });
+}
+
+async function uploadFile(section, campaign, file) {
+  const status = section.querySelector("#upload-status");
+  const progress = section.querySelector("#progress");
+  const report = section.querySelector("#report");
+  report.innerHTML = "";
+  progress.hidden = false;
+  progress.value = 0;
+  status.textContent = t("contacts.uploading");
+  try {
+    const { upload, post } = await api("POST", "/v1/uploads", { filename: file.name });
+    await uploadToStorage(post, file, (share) => { progress.value = share; });
+    status.textContent = t("contacts.checking");
+    let checked = await api("POST", `/v1/uploads/${upload.id}/complete`);
+    while (checked.status === "inspecting") {
+      status.textContent = t("contacts.progress", { n: checked.rows_read.toLocaleString() });
+      await sleep(800);
+      checked = await api("GET", `/v1/uploads/${upload.id}`);
+    }
+    if (checked.status === "failed") throw new Error(checked.error.detail);
+    await api("PATCH", `/v1/campaigns/${campaign.id}`, { upload_id: checked.id });
+    campaign.upload_id = checked.id;
+    status.textContent = "";
+    report.innerHTML = reportHtml(checked);
+    bindReport(section, campaign, checked);
+  } catch (error) {
+    status.textContent = "";
+    showError(report, error);
+  } finally {
+    progress.hidden = true;
+  }
+}
+
+function reportHtml(upload) {
+  const d = upload.dialect;
+  const r = upload.report;
+  const columns = upload.columns || [];
+  const option = (value, label, selected) => `<option value="${esc(value)}" ${selected ? "selected" : ""}>${esc(label)}</option>`;
+  return `<h3>${t("contacts.detected")}: ${esc(upload.filename)}</h3>
+    <form id="dialect" class="grid">
+      <label>${t("contacts.encoding")}<select name="encoding">${ENCODINGS.map((e) => option(e, e, e === d.encoding)).join("")}</select></label>
+      <label>${t("contacts.delimiter")}<select name="delimiter">${DELIMITERS.map((x) => option(x, t(`delim.${x}`), x === d.delimiter)).join("")}</select></label>
+      <label>${t("contacts.emailcol")}<select name="email_column">${columns.map((c, i) => option(i, c.label, i === d.email_column)).join("")}</select></label>
+      <label class="check"><input type="checkbox" name="has_header" ${d.has_header ? "checked" : ""}> ${t("contacts.header")}</label>
+      <button type="submit">${t("contacts.apply")}</button>
+    </form>
+    ${r ? `<dl class="stats">
+      <div><dt>${t("contacts.rows")}</dt><dd id="stat-rows">${r.rows}</dd></div>
+      <div><dt>${t("contacts.valid")}</dt><dd id="stat-valid">${r.valid}</dd></div>
+      <div><dt>${t("contacts.invalid")}</dt><dd>${r.invalid}</dd></div>
+      <div><dt>${t("contacts.duplicates")}</dt><dd>${r.duplicates}</dd></div>
+      <div><dt>${t("contacts.suppressed")}</dt><dd>${r.suppressed}</dd></div></dl>
+      ${r.invalid_examples.length ? `<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => `<li>${t("contacts.row")} ${x.row}: <code>${esc(x.value)}</code> — ${esc(x.reason)}</li>`).join("")}</ul>` : ""}` : ""}
+    <h4>${t("contacts.preview")}</h4>
+    <div class="scroll"><table id="preview"><thead><tr>${columns.map((c) => `<th>${esc(c.label)}</th>`).join("")}</tr></thead>
+    <tbody>${(upload.preview || []).map((row) => `<tr>${row.map((cell) => `<td>${esc(cell)}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
+}
+
+function bindReport(section, campaign, upload) {
+  const form = section.querySelector("#dialect");
+  if (!form || !upload) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const report = section.querySelector("#report");
+    try {
+      let fixed = await api("PATCH", `/v1/uploads/${upload.id}`, {
+        encoding: form.encoding.value, delimiter: form.delimiter.value,
+        email_column: Number(form.email_column.value), has_header: form.has_header.checked,
+      });
+      while (fixed.status === "inspecting") {
+        await sleep(800);
+        fixed = await api("GET", `/v1/uploads/${upload.id}`);
+      }
+      report.innerHTML = reportHtml(fixed);
+      bindReport(section, campaign, fixed);
+    } catch (error) {
+      showError(report, error);
+    }
+  });
+}
+
+// Step 2 — sender
+
+async function senderStep(section, campaign) {
+  const [{ items: senders }, { items: presets }] = await Promise.all([api("GET", "/v1/senders"), api("GET", "/v1/presets")]);
+  const nav = nextButtons(campaign, 2);
+  section.innerHTML = `<h2>${t("wizard.step2")}</h2>
+    <fieldset><legend>${t("sender.pick")}</legend>
+      ${senders.map((s) => `<label class="check"><input type="radio" name="sender" value="${s.id}" ${s.id === campaign.sender_id ? "checked" : ""}>
+        ${esc(s.from_name)} &lt;${esc(s.from_email)}&gt; — ${esc(s.host)} ${s.verified ? "✓" : `(${t("sender.notverified")})`}</label>`).join("") || `<p>${t("common.none")}</p>`}
+    </fieldset>
+    <details ${senders.length ? "" : "open"}><summary>${t("sender.add")}</summary>
+      <form id="new-sender" class="grid">
+        <label>${t("sender.provider")}<select name="preset"><option value="">${t("sender.custom")}</option>
+          ${presets.map((p) => `<option value="${p.key}">${esc(p.title)}</option>`).join("")}</select></label>
+        <label>${t("sender.from")}<input name="from_email" type="email" required autocomplete="email"></label>
+        <label>${t("sender.name")}<input name="from_name" maxlength="200"></label>
+        <label>${t("sender.host")}<input name="host"></label>
+        <label>${t("sender.port")}<input name="port" type="number" min="1" max="65535"></label>
+        <label>${t("sender.security")}<select name="security"><option value="tls">SSL/TLS (465)</option>
+          <option value="starttls">STARTTLS (587)</option><option value="none">—</option></select></label>
+        <label>${t("sender.username")}<input name="username" autocomplete="off"></label>
+        <label>${t("sender.password")}<input name="password" type="password" required autocomplete="off"></label>
+        <p><a href="#/guides" target="_blank">${t("sender.guide")}</a></p>
+        <button type="submit" class="primary">${t("sender.verify")}</button>
+      </form></details>
+    <div id="verify-result" aria-live="polite"></div>${nav.html}`;
+  nav.bind(section);
+  const result = section.querySelector("#verify-result");
+  const form = section.querySelector("#new-sender");
+  form.preset.addEventListener("change", () => {
+    const preset = presets.find((p) => p.key === form.preset.value);
+    if (!preset) return;
+    form.host.value = preset.host;
+    form.port.value = preset.port;
+    form.security.value = preset.security;
+  });
+  section.querySelectorAll('input[name="sender"]').forEach((radio) => radio.addEventListener("change", async () => {
+    await api("PATCH", `/v1/campaigns/${campaign.id}`, { sender_id: Number(radio.value) });
+    const chosen = senders.find((s) => s.id === Number(radio.value));
+    if (chosen && !chosen.verified) await verify(chosen.id, result);
+  }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { from_email: form.from_email.value, from_name: form.from_name.value, password: form.password.value };
+    if (form.preset.value) body.preset = form.preset.value;
+    if (form.host.value) body.host = form.host.value;
+    if (form.port.value) body.port = Number(form.port.value);
+    if (form.host.value) body.security = form.security.value;
+    if (form.username.value) body.username = form.username.value;
+    try {
+      const made = await api("POST", "/v1/senders", body);
+      await api("PATCH", `/v1/campaigns/${campaign.id}`, { sender_id: made.id });
+      if (await verify(made.id, result)) {
+        campaign.sender_id = made.id;
+        await senderStep(section, campaign);
+        section.querySelector("#verify-result").innerHTML = `<p class="notice">${t("sender.verified")}</p>`;
+      }
+    } catch (error) {
+      showError(result, error);
+    }
+  });
+}
+
+async function verify(senderId, result) {
+  result.innerHTML = `<p>${t("sender.verifying")}</p>`;
+  try {
+    await api("POST", `/v1/senders/${senderId}/verify`);
+    result.innerHTML = `<p class="notice">${t("sender.verified")}</p>`;
+    return true;
+  } catch (error) {
+    showError(result, error.body?.error ? new Error(error.body.error.message) : error);
+    return false;
+  }
+}
+
+// Step 3 — message
+
+async function messageStep(section, campaign) {
+  const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
+  const fields = ["email", ...((upload && upload.columns) || []).filter((_, i) => i !== upload.dialect.email_column).map((c) => c.field)];
+  let sourceMode = false;
+  const nav = nextButtons(campaign, 3, () => save());
+  section.innerHTML = `<h2>${t("wizard.step3")}</h2>
+    <label>${t("wizard.name")}<input id="name" value="${esc(campaign.name)}" maxlength="200"></label>
+    <label>${t("message.subject")}<input id="subject" value="${esc(campaign.subject)}" maxlength="998" required></label>
+    <div class="toolbar" role="toolbar" aria-label="${t("message.body")}">
+      <button type="button" data-cmd="bold"><b>B</b><span class="visually-hidden">${t("message.bold")}</span></button>
+      <button type="button" data-cmd="italic"><i>I</i><span class="visually-hidden">${t("message.italic")}</span></button>
+      <button type="button" data-cmd="list">• ${t("message.list")}</button>
+      <button type="button" data-cmd="link">${t("message.link")}</button>
+      <button type="button" id="toggle-source">${t("message.source")}</button>
+      <label>${t("message.fields")} <select id="field"><option value=""></option>${fields.map((f) => `<option value="${esc(f)}">${esc(f)}</option>`).join("")}</select></label>
+    </div>
+    <div id="editor" class="editor" aria-label="${t("message.body")}"></div>
+    <textarea id="source" class="source" rows="14" hidden aria-label="${t("message.source")}"></textarea>
+    <div class="row"><label>${t("message.preview")} <input id="row" type="number" min="1" value="1" class="narrow"></label>
+      <button type="button" id="refresh">${t("contacts.preview")}</button></div>
+    <p id="undefined" class="warning" aria-live="polite"></p>
+    <p><strong id="preview-subject"></strong></p>
+    <iframe id="preview" title="${t("contacts.preview")}" sandbox="" class="preview"></iframe>
+    <form id="test" class="row"><label>${t("message.testto")}<input name="email" type="email" required></label>
+      <button type="submit">${t("message.test")}</button></form><div id="test-result" aria-live="polite"></div>${nav.html}`;
+  const editor = new window.Squire(section.querySelector("#editor"), { blockTag: "P" });
+  editor.setHTML(campaign.html_body || "<p></p>");
+  const source = section.querySelector("#source");
+  const html = () => (sourceMode ? source.value : editor.getHTML());
+  async function save() {
+    await api("PATCH", `/v1/campaigns/${campaign.id}`, {
+      name: section.querySelector("#name").value, subject: section.querySelector("#subject").value, html_body: html(),
+    });
+  }
+  section.querySelectorAll("[data-cmd]").forEach((button) => button.addEventListener("click", () => {
+    const command = button.dataset.cmd;
+    if (command === "bold") editor.bold();
+    if (command === "italic") editor.italic();
+    if (command === "list") editor.makeUnorderedList();
+    if (command === "link") {
+      const url = prompt("https://");
+      if (url) editor.makeLink(url);
+    }
+    editor.focus();
+  }));
+  section.querySelector("#toggle-source").addEventListener("click", () => {
+    sourceMode = !sourceMode;
+    if (sourceMode) source.value = editor.getHTML();
+    else editor.setHTML(source.value);
+    source.hidden = !sourceMode;
+    section.querySelector("#editor").hidden = sourceMode;
+  });
+  section.querySelector("#field").addEventListener("change", (event) => {
+    const token = `{{ ${event.target.value} }}`;
+    if (!event.target.value) return;
+    if (sourceMode) source.setRangeText(token, source.selectionStart, source.selectionEnd, "end");
+    else editor.insertPlainText(token);
+    event.target.value = "";
+  });
+  const refresh = async () => {
+    const undefinedNote = section.querySelector("#undefined");
+    try {
+      await save();
+      const preview = await api("POST", `/v1/campaigns/${campaign.id}/preview`, { row: Number(section.querySelector("#row").value) || 1 });
+      section.querySelector("#preview").srcdoc = preview.html;
+      section.querySelector("#preview-subject").textContent = preview.subject;
+      undefinedNote.textContent = preview.undefined.length ? t("message.undefined", { names: preview.undefined.join(", ") }) : "";
+    } catch (error) {
+      showError(undefinedNote, error);
+    }
+  };
+  section.querySelector("#refresh").addEventListener("click", refresh);
+  section.querySelector("#test").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = section.querySelector("#test-result");
+    try {
+      await save();
+      const sent = await api("POST", `/v1/campaigns/${campaign.id}/test`, { email: event.target.email.value, row: Number(section.querySelector("#row").value) || 1 });
+      result.innerHTML = `<p class="notice">${t("message.testsent", { to: esc(sent.to) })}</p>`;
+    } catch (error) {
+      showError(result, error.body?.error ? new Error(error.body.error.message) : error);
+    }
+  });
+  nav.bind(section);
+  if (campaign.html_body) refresh();
+}
+
+// Step 4 — review
+
+function duration(count, perMinute, perDay) {
+  if (!perMinute && !perDay) return t("review.nolimit");
+  let minutes = perMinute ? count / perMinute : 0;
+  if (perDay && count > perDay) minutes = Math.max(minutes, Math.floor(count / perDay) * 1440);
+  if (minutes < 1) return "< 1 min";
+  if (minutes < 120) return `≈ ${Math.ceil(minutes)} min`;
+  if (minutes < 2880) return `≈ ${Math.ceil(minutes / 60)} h`;
+  return `≈ ${Math.ceil(minutes / 1440)} d`;
+}
+
+async function reviewStep(section, campaign) {
+  const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
+  const sender = campaign.sender_id ? await api("GET", `/v1/senders/${campaign.sender_id}`) : null;
+  const valid = upload?.report?.valid ?? 0;
+  section.innerHTML = `<h2>${t("review.summary")}</h2>
+    <dl class="summary">
+      <dt>${t("review.recipients")}</dt><dd id="review-count">${valid}</dd>
+      <dt>${t("review.from")}</dt><dd>${sender ? `${esc(sender.from_name)} &lt;${esc(sender.from_email)}&gt;` : "—"}</dd>
+      <dt>${t("review.subject")}</dt><dd>${esc(campaign.subject) || "—"}</dd>
+      <dt>${t("sender.limits")}</dt><dd>${sender ? `${sender.per_minute ?? "∞"} ${t("sender.perminute")}, ${sender.per_day ?? "∞"} ${t("sender.perday")}` : "—"}</dd>
+      <dt>${t("review.duration")}</dt><dd>${sender ? duration(valid, sender.per_minute, sender.per_day) : "—"}</dd>
+    </dl><div id="start-error" aria-live="polite"></div>
+    <div class="row wizard-nav"><a class="button" href="#/wizard/${campaign.id}/3">${t("common.back")}</a>
+    <button type="button" class="primary" id="send">${t("review.send")}</button></div>`;
+  const key = crypto.randomUUID();
+  section.querySelector("#send").addEventListener("click", async () => {
+    try {
+      await api("POST", `/v1/campaigns/${campaign.id}/start`, undefined, { "Idempotency-Key": key });
+      location.hash = `#/campaign/${campaign.id}`;
+    } catch (error) {
+      showError(section.querySelector("#start-error"), error);
+    }
+  });
+}
