@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import shutil
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,7 +32,7 @@ CONTACTS = (
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
+    if shutil.which(CHROMIUM) is None:
         pytest.fail("chromium is not installed: scripts/test installs Debian's chromium package")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -134,9 +133,7 @@ async def test_a_campaign_from_sign_up_to_every_inbox(
     await expect(page.locator("#count-sent")).to_have_text("3")
     await shot(page, "5-campaign-finished")
 
-    deadline = time.monotonic() + 10
-    while len(clean_sink.messages) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # "sent" is recorded only after the server accepted the message, so the sink has all three.
     mails = {m.rcpt_tos[0]: m.parsed() for m in clean_sink.messages}
     assert set(mails) == {"ivan@example.ru", "olga@example.ru", "petr@example.ru"}
     assert mails["olga@example.ru"]["Subject"] == "Привет, Ольга!"
