@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from sendpy.devstack.stack import Stack, default_home, load_env_file
 
@@ -122,6 +123,14 @@ def _new_master_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _package_lambda(args: argparse.Namespace) -> int:
+    from sendpy.packaging import build
+
+    built = build(Path(args.output))
+    print(f"{built} ({built.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     from worker_image.__main__ import main as worker_main
 
@@ -142,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     user.set_defaults(run=_create_user_cmd)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
     commands.add_parser("new-master-key", help="print a new local master key").set_defaults(run=_new_master_key)
+    package = commands.add_parser("package-lambda", help="build the Lambda deployment package (zip)")
+    package.add_argument("--output", default="build/lambda.zip")
+    package.set_defaults(run=_package_lambda)
     worker = commands.add_parser("worker", help="run one worker process")
     worker.add_argument("kind", choices=["sender", "fanout"])
     worker.set_defaults(run=_worker)

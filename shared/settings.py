@@ -66,6 +66,7 @@ def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
 class Settings:
     database_url: str
     database_pool_max: int
+    database_iam_auth: bool  # RDS (Proxy) IAM authentication: a fresh token as the password
 
     kafka_bootstrap: str
     kafka_security: str  # "plaintext" locally, "iam" on MSK
@@ -115,6 +116,7 @@ def load_settings() -> Settings:
     return Settings(
         database_url=_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         database_pool_max=_int("SENDPY_DB_POOL_MAX", 5, minimum=1),
+        database_iam_auth=_bool("SENDPY_DATABASE_IAM_AUTH", False),
         kafka_bootstrap=_str("SENDPY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         kafka_security=_choice("SENDPY_KAFKA_SECURITY", "plaintext", ("plaintext", "iam")),
         kafka_region=_str("SENDPY_KAFKA_REGION", _str("AWS_REGION", "us-east-1")),

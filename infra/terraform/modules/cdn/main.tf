@@ -1,0 +1,151 @@
+# One CloudFront distribution: the static site from its private bucket (origin access control)
+# and the API under /api/*, /v1/* and /u/* — one origin, so session cookies and CSRF just work.
+
+terraform {
+  required_version = ">= 1.6"
+  required_providers {
+    aws = { source = "hashicorp/aws", version = "~> 5.80" }
+  }
+}
+
+resource "aws_cloudfront_origin_access_control" "site" {
+  name                              = "${var.name}-site"
+  origin_access_control_origin_type = "s3"
+  signing_behavior                  = "always"
+  signing_protocol                  = "sigv4"
+}
+
+data "aws_cloudfront_cache_policy" "optimized" {
+  name = "Managed-CachingOptimized"
+}
+
+data "aws_cloudfront_cache_policy" "disabled" {
+  name = "Managed-CachingDisabled"
+}
+
+data "aws_cloudfront_origin_request_policy" "all_but_host" {
+  name = "Managed-AllViewerExceptHostHeader"
+}
+
+resource "aws_cloudfront_response_headers_policy" "security" {
+  name = "${var.name}-security-headers"
+  security_headers_config {
+    content_type_options {
+      override = true
+    }
+    frame_options {
+      frame_option = "DENY"
+      override     = true
+    }
+    referrer_policy {
+      referrer_policy = "same-origin"
+      override        = true
+    }
+    strict_transport_security {
+      access_control_max_age_sec = 31536000
+      include_subdomains         = true
+      preload                    = true
+      override                   = true
+    }
+    content_security_policy {
+      content_security_policy = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self' https://*.amazonaws.com; frame-src 'self'; object-src 'none'; base-uri 'self'"
+      override                = true
+    }
+  }
+}
+
+resource "aws_cloudfront_distribution" "this" {
+  #checkov:skip=CKV_AWS_374:Senders and recipients are worldwide; no country is blocked.
+  #checkov:skip=CKV_AWS_310:The API lives in one region; a failover origin would need a second deployment.
+  #checkov:skip=CKV2_AWS_47:WAF is optional (web_acl_arn); when used, its rule groups are the operator's choice.
+  #checkov:skip=CKV_AWS_68:WAF is optional (web_acl_arn), the app throttles log-ins and API Gateway throttles requests.
+  enabled             = true
+  comment             = "${var.name}: site and API"
+  default_root_object = "index.html"
+  aliases             = var.domain_names
+  price_class         = "PriceClass_100"
+  web_acl_id          = var.web_acl_arn
+  http_version        = "http2and3"
+
+  origin {
+    origin_id                = "site"
+    domain_name              = var.site_bucket_regional_domain
+    origin_access_control_id = aws_cloudfront_origin_access_control.site.id
+  }
+
+  origin {
+    origin_id   = "api"
+    domain_name = var.api_domain
+    custom_origin_config {
+      http_port              = 80
+      https_port             = 443
+      origin_protocol_policy = "https-only"
+      origin_ssl_protocols   = ["TLSv1.2"]
+    }
+  }
+
+  default_cache_behavior {
+    target_origin_id           = "site"
+    viewer_protocol_policy     = "redirect-to-https"
+    allowed_methods            = ["GET", "HEAD"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = data.aws_cloudfront_cache_policy.optimized.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.security.id
+  }
+
+  dynamic "ordered_cache_behavior" {
+    for_each = ["/api/*", "/v1/*", "/u/*"]
+    content {
+      path_pattern               = ordered_cache_behavior.value
+      target_origin_id           = "api"
+      viewer_protocol_policy     = "redirect-to-https"
+      allowed_methods            = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
+      cached_methods             = ["GET", "HEAD"]
+      cache_policy_id            = data.aws_cloudfront_cache_policy.disabled.id
+      origin_request_policy_id   = data.aws_cloudfront_origin_request_policy.all_but_host.id
+      response_headers_policy_id = aws_cloudfront_response_headers_policy.security.id
+    }
+  }
+
+  logging_config {
+    bucket          = var.logs_bucket_domain
+    prefix          = "cloudfront/"
+    include_cookies = false
+  }
+
+  restrictions {
+    geo_restriction {
+      restriction_type = "none"
+    }
+  }
+
+  viewer_certificate {
+    acm_certificate_arn      = var.certificate_arn
+    ssl_support_method       = "sni-only"
+    minimum_protocol_version = "TLSv1.2_2021"
+  }
+  tags = var.tags
+}
+
+data "aws_iam_policy_document" "site" {
+  statement {
+    sid       = "CloudFrontReadsTheSite"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.site_bucket_arn}/*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudfront.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "AWS:SourceArn"
+      values   = [aws_cloudfront_distribution.this.arn]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "site" {
+  bucket = var.site_bucket
+  policy = data.aws_iam_policy_document.site.json
+}
