@@ -249,6 +249,10 @@ def test_localstack_compose_is_pinned_and_matches_the_settings() -> None:
                                   "SENDPY_SIGNING_KEY"} <= set(env)
         assert set(env) - {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= SETTING_NAMES | OTHER_NAMES | {"SENDPY_SERVE_WEB"}
     assert services["fanout"]["command"] == ["fanout"] and services["sender"]["command"] == ["sender"]
+    # The API runs uvicorn from the worker image: it must be built with the server extra.
+    assert services["api"]["build"]["args"]["EXTRAS"] == "[server]"
+    assert "server" in __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
 
 
 async def test_msk_iam_options_and_token_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
