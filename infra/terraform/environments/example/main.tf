@@ -157,6 +157,8 @@ module "alarms" {
   name             = var.name
   worker_log_group = module.workers.log_group
   sender_service   = "${var.name}-sender"
-  alarm_emails     = var.alarm_emails
-  kms_key_arn      = module.data.platform_kms_key_arn
+  alarm_emails       = var.alarm_emails
+  kms_key_arn        = module.data.platform_kms_key_arn
+  msk_serverless     = var.msk_serverless
+  kafka_cluster_name = module.msk.cluster_name
 }

@@ -90,3 +90,23 @@ resource "aws_cloudwatch_metric_alarm" "lag" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
   tags                = var.tags
 }
+
+# On MSK Serverless the brokers also report how old the oldest unconsumed delivery is. The
+# metric disappears during rebalances, so missing data is not an alarm here (the backlog alarm
+# above covers a lag that cannot be read at all).
+resource "aws_cloudwatch_metric_alarm" "lag_age" {
+  count               = var.msk_serverless ? 1 : 0
+  alarm_name          = "${var.name}-delivery-lag-age"
+  alarm_description   = "The oldest waiting delivery batch is older than the threshold."
+  namespace           = "AWS/Kafka"
+  metric_name         = "MaxEstimatedTimeLag"
+  dimensions          = { "Cluster Name" = var.kafka_cluster_name, "Consumer Group" = var.sender_group, "Topic" = var.deliveries_topic }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 3
+  threshold           = var.lag_age_alarm_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+}
