@@ -110,11 +110,13 @@ class ConnectPolicy:
     tls: ssl.SSLContext | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ConnectPolicy:
+    def from_settings(cls, settings: Settings, *, max_timeout: float | None = None) -> ConnectPolicy:
+        """`max_timeout` caps waits for requests a person is waiting on (API Gateway gives 30 s)."""
+        timeout = settings.smtp_timeout if max_timeout is None else min(settings.smtp_timeout, max_timeout)
         return cls(
             allow_private=settings.smtp_allow_private,
             allow_plaintext=settings.smtp_allow_plaintext,
-            timeout=settings.smtp_timeout,
+            timeout=timeout,
             tls=tls_context(settings.smtp_ca_file),
         )
 
