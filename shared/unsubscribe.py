@@ -46,12 +46,6 @@ class Unsubscriber:
     def url(self, position: int) -> str:
         return f"{self.base_url}/u/{self.token(position)}"
 
-    def headers(self, position: int) -> dict[str, str]:
-        return {
-            "List-Unsubscribe": f"<{self.url(position)}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
-
 
 def read_token(key: bytes, token: str) -> tuple[uuid.UUID, int] | None:
     """(campaign id, recipient position) of a genuine token, else None."""
