@@ -70,6 +70,7 @@ async def _take(records: Iterator[Record], count: int) -> list[Record]:
 
 async def load_recipients(
     db: asyncpg.Pool, store: UploadStore, campaign_id: uuid.UUID, on_chunk: Callable[[int, int], Awaitable[None]],
+    chunk_rows: int = COPY_CHUNK,
 ) -> None:
     """Create the recipient rows of an upload-based campaign, a committed chunk at a time.
 
@@ -99,8 +100,8 @@ async def load_recipients(
     records = recipient_records(contacts, campaign_id, suppressed, counts, seen)
     while True:
         first = counts.position + 1
-        chunk = await _take(records, COPY_CHUNK)
-        done = len(chunk) < COPY_CHUNK
+        chunk = await _take(records, chunk_rows)
+        done = len(chunk) < chunk_rows
         async with db.acquire() as conn, conn.transaction():
             if chunk:
                 await conn.copy_records_to_table(
@@ -119,7 +120,8 @@ async def load_recipients(
 
 
 async def run(
-    db: asyncpg.Pool, command: CampaignCommand, batch_size: int, publish: Publish, store: UploadStore | None = None
+    db: asyncpg.Pool, command: CampaignCommand, batch_size: int, publish: Publish, store: UploadStore | None = None,
+    chunk_rows: int = COPY_CHUNK,
 ) -> None:
     """Mark the campaign sending, publish its batches, loading its recipients first if needed.
 
@@ -144,7 +146,7 @@ async def run(
     if campaign.recipient_count:
         await publish_range(1, campaign.recipient_count)
     if store is not None:
-        await load_recipients(db, store, command.campaign_id, publish_range)
+        await load_recipients(db, store, command.campaign_id, publish_range, chunk_rows)
     async with db.acquire() as conn:
         if await campaigns.status_of(conn, command.campaign_id) == "cancelled":
             await skip_open(conn, command.campaign_id, "cancelled")  # cancelled while loading

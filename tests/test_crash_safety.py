@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,7 @@ def slow_sink(sink: SmtpSink, seconds: float) -> None:
 
 async def start(api: httpx.AsyncClient, auth: dict[str, str], sink: SmtpSink, emails: list[str]) -> str:
     sender = await make_sender(api, auth, sink)
-    upload = await make_upload(api, auth, ("email\n" + "\n".join(emails) + "\n").encode()) \
-        if len(emails) < 40_000 else None
-    assert upload is not None
+    upload = await make_upload(api, auth, ("email\n" + "\n".join(emails) + "\n").encode())
     draft = (await api.post("/v1/campaigns", headers=auth, json={
         "sender_id": sender["id"], "upload_id": upload["id"], "subject": "Hello", "html_body": "<p>Hi</p>"})).json()
     assert (await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)).status_code == 202
@@ -185,6 +184,33 @@ async def test_postgres_restarted_mid_campaign(
     lost, duplicates = audit(clean_sink, emails, done)
     record("postgres_restarted", recipients=len(emails), lost=lost, duplicates=duplicates)
     assert lost == 0 and duplicates == 0  # outcomes wait in the worker until Postgres is back
+
+
+async def test_sigkill_the_fanout_worker_while_it_loads_recipients(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, db: Any
+) -> None:
+    emails = [f"loading{n}@example.com" for n in range(30_000)] + ["loading7@example.com"]  # one duplicate
+    campaign_id = await start(api, auth, clean_sink, emails)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until some chunks are committed, not all
+        loaded = await db.fetchval("SELECT recipient_count FROM campaigns WHERE id = $1", uuid.UUID(campaign_id))
+        if loaded >= 2000:
+            break
+        await asyncio.sleep(0.05)
+    assert 0 < loaded < 30_000, loaded
+    for child in workers.running("fanout"):
+        workers.kill(child)
+    workers.start("fanout")
+    done = await wait_status(api, auth, campaign_id, {"finished", "paused"}, timeout=240)
+    wanted = emails[:-1]
+    lost, duplicates = audit(clean_sink, wanted, done)
+    rows = await db.fetchrow(
+        "SELECT count(*) AS n, count(DISTINCT lower(email)) AS unique_n, max(position) AS last"
+        " FROM recipients WHERE campaign_id = $1", uuid.UUID(campaign_id))
+    assert (rows["n"], rows["unique_n"], rows["last"]) == (30_000, 30_000, 30_000)  # loaded exactly once
+    assert done["duplicates_removed"] == 1
+    record("sigkill_fanout_while_loading", recipients=len(wanted), kills=1, lost=lost, duplicates=duplicates)
+    assert lost == 0 and duplicates == 0
 
 
 async def test_cancel_mid_way_gives_exact_counts(

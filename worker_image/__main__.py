@@ -61,7 +61,7 @@ async def run_worker(kind: str) -> None:
             if isinstance(command, InspectUpload):
                 await inspect_in_worker(db, store, command.upload_id)
                 return
-            await fanout.run(db, command, settings.delivery_batch_size, publish, store)
+            await fanout.run(db, command, settings.delivery_batch_size, publish, store, settings.fanout_chunk_rows)
 
         async def publish(batches: list[DeliveryBatch]) -> None:
             sends = [await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches]
