@@ -32,7 +32,14 @@ def _with_session(response: Response, session: NewSession) -> Response:
     return response
 
 
+def _require_json(request: Request) -> None:
+    # Log-in CSRF: a cross-site <form> can post text/plain that parses as JSON, never application/json.
+    if not request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+        raise ApiError(415, "json_required")
+
+
 async def register(request: Request) -> Response:
+    _require_json(request)
     body = await json_object(request)
     email = accounts.check_email(body.get("email"))
     password = accounts.check_new_password(body.get("password"))
@@ -45,6 +52,7 @@ async def register(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
+    _require_json(request)
     body = await json_object(request)
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not email:

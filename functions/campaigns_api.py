@@ -185,7 +185,10 @@ async def test_send(request: Request) -> Response:
                               "[Test] " + campaign["subject"], campaign["html_body"], campaign["text_body"])
     compiled = CompiledCampaign(content, unsubscriber=Unsubscriber(signing_key(settings), settings.public_base_url,
                                                                    campaign_id))
-    message = compiled.render(0, to.normalized, fields)
+    try:
+        message = compiled.render(0, to.normalized, fields)
+    except Exception as exc:  # parses, but fails for this row's data
+        raise InputError("template", "html_body", part="html", where="", reason=str(exc)) from None
     policy = ConnectPolicy.from_settings(settings, max_timeout=10.0)  # well inside the gateway's 30 s
     connection = SmtpConnection(sender.account, policy)
     try:
@@ -274,7 +277,7 @@ def _recipient_filters(request: Request) -> tuple[str | None, str | None]:
     status = request.query_params.get("status") or None
     if status is not None and status not in RECIPIENT_STATES:
         raise InputError("invalid_choice", "status", choices=", ".join(RECIPIENT_STATES))
-    query = (request.query_params.get("q") or "").strip()[:200] or None
+    query = (request.query_params.get("q") or "").replace("\x00", "").strip()[:200] or None
     return status, query
 
 

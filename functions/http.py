@@ -171,7 +171,7 @@ async def caller(request: Request) -> Caller:
 def int_param(request: Request, name: str) -> int:
     """A numeric id from the path; anything else is simply not found."""
     raw = str(request.path_params[name])
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError(404, "not_found")
     return int(raw)
 

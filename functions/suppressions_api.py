@@ -25,7 +25,7 @@ async def _owned_sender(request: Request) -> int:
 
 async def list_suppressions(request: Request) -> Response:
     sender_id = await _owned_sender(request)
-    after = (request.query_params.get("after") or "").lower()
+    after = (request.query_params.get("after") or "").lower().replace("\x00", "")
     pool = await resources.db()
     rows = await pool.fetch(
         "SELECT email, reason, created_at FROM suppressions WHERE sender_id = $1 AND email > $2"
@@ -62,6 +62,8 @@ async def add_suppressions(request: Request) -> Response:
 async def remove_suppression(request: Request) -> Response:
     sender_id = await _owned_sender(request)
     email = str(request.path_params["email"]).lower()
+    if "\x00" in email:
+        raise ApiError(404, "not_found")
     pool = await resources.db()
     removed = await pool.fetchval("DELETE FROM suppressions WHERE sender_id = $1 AND email = $2 RETURNING 1",
                                   sender_id, email)

@@ -187,7 +187,10 @@ def preview(campaign: dict[str, Any], from_email: str, from_name: str, email: st
         compiled = CompiledCampaign(content, unsubscriber=unsubscriber, undefined=_recorder(seen))
     except TemplateError as exc:
         raise _template_error(exc) from None
-    subject, text, html = compiled.render_parts(compiled.merge_fields(1, email, fields))
+    try:
+        subject, text, html = compiled.render_parts(compiled.merge_fields(1, email, fields))
+    except Exception as exc:  # parses, but fails for this row's data, e.g. {{ 1 / count }}
+        raise InputError("template", "html_body", part="html", where="", reason=str(exc)) from None
     return Preview(subject, html, text, seen)
 
 

@@ -256,6 +256,10 @@ class Deliverer:
     async def _after(self, batch: DeliveryBatch, stop: _Stop) -> None:
         """Pause what must pause, defer what is left, finish what is done."""
         async with self._db.acquire() as conn:
+            if await campaigns.status_of(conn, batch.campaign_id) == "cancelled":
+                # Recipients handed back while the cancel landed must not stay pending.
+                await skip_open(conn, batch.campaign_id, "cancelled")
+                return
             if stop.outcome is Outcome.PAUSE_CAMPAIGN:
                 await campaigns.pause(conn, batch.campaign_id, stop.reason)
                 log.warning("campaign paused", extra={"campaign": str(batch.campaign_id), "reason": stop.reason})
@@ -270,12 +274,7 @@ class Deliverer:
             if await campaigns.finish_if_done(conn, batch.campaign_id):
                 log.info("campaign finished", extra={"campaign": str(batch.campaign_id)})
                 return
-            status = await campaigns.status_of(conn, batch.campaign_id)
-            if status == "cancelled":
-                # Recipients handed back while the cancel landed must not stay pending.
-                await skip_open(conn, batch.campaign_id, "cancelled")
-                return
-            if status not in campaigns.OPEN_FOR_SENDING:
+            if await campaigns.status_of(conn, batch.campaign_id) not in campaigns.OPEN_FOR_SENDING:
                 return
             not_before = await recipients.next_due(conn, batch.campaign_id, batch.first, batch.last, self._lease)
             if not_before is None:

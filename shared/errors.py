@@ -12,6 +12,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The request body must be a JSON object.",
         "ru": "Тело запроса должно быть JSON-объектом.",
     },
+    "json_required": {
+        "en": "Send this request as JSON, with the header 'Content-Type: application/json'.",
+        "ru": "Отправьте запрос в формате JSON с заголовком «Content-Type: application/json».",
+    },
     "invalid_text": {
         "en": "The request contains characters that are not valid text (NUL or broken Unicode).",
         "ru": "В запросе есть недопустимые символы (NUL или повреждённый Unicode).",

@@ -138,7 +138,7 @@ def parse(payload: Any) -> QuickSend:
 def _port(raw: Any) -> int:
     if isinstance(raw, bool):
         raise InputError("invalid_port", "server_port")
-    if isinstance(raw, str) and raw.strip().isdigit():
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
         raw = int(raw.strip())
     if not isinstance(raw, int) or not 1 <= raw <= 65535:
         raise InputError("invalid_port", "server_port")

@@ -100,3 +100,13 @@ async def test_replies_are_classified(clean_sink: SmtpSink, certs: LocalCertific
     await conn.quit()
     received = [m for m in clean_sink.messages if m.rcpt_tos == ("c@example.com",)]
     assert received[0].data.replace(b"\r\n", b"\n").endswith(b".leading dot\n..two\n.\nend\n")
+
+
+async def test_international_addresses_need_smtputf8(clean_sink: SmtpSink, certs: LocalCertificates) -> None:
+    conn = SmtpConnection(SmtpAccount("127.0.0.1", clean_sink.port, "starttls", "me", "pw"), policy(certs))
+    await conn.open()
+    assert conn.pipelined
+    reply = await conn.send("a@example.com", "пользователь@example.com", MESSAGE)
+    await conn.quit()
+    # The sink does not offer SMTPUTF8: a final, explained failure, not six hours of retries.
+    assert reply.outcome is Outcome.FAILED and "SMTPUTF8" in reply.text

@@ -115,7 +115,9 @@ def test_unknown_domain_has_no_preset_and_ports_imply_security() -> None:
     ("address", "public"),
     [("8.8.8.8", True), ("127.0.0.1", False), ("10.1.2.3", False), ("192.168.0.1", False),
      ("169.254.169.254", False), ("100.64.0.1", False), ("::1", False), ("::ffff:127.0.0.1", False),
-     ("fd00::1", False), ("2001:4860:4860::8888", True), ("0.0.0.0", False)],  # noqa: S104
+     ("fd00::1", False), ("2001:4860:4860::8888", True), ("0.0.0.0", False),  # noqa: S104
+     ("64:ff9b::7f00:1", False), ("64:ff9b::808:808", True), ("2002:7f00:1::", False), ("2002:808:808::", True),
+     ("64:ff9b:1::a00:1", False)],
 )
 def test_is_public(address: str, public: bool) -> None:
     assert is_public(address) is public

@@ -135,6 +135,7 @@ class SmtpConnection:
         self._pipelining = pipelining
         self._smtp: aiosmtplib.SMTP | None = None
         self._pipe: PipelinedSession | None = None
+        self._smtputf8 = False
 
     @property
     def smtp(self) -> aiosmtplib.SMTP | None:
@@ -214,10 +215,11 @@ class SmtpConnection:
         # Duck-typed: uvloop's transports are not asyncio.Transport subclasses but behave the same.
         if self._pipelining and smtp.supports_extension("pipelining") and hasattr(transport, "set_protocol"):
             self._pipe = PipelinedSession(cast(asyncio.Transport, transport), policy.timeout)
+            self._smtputf8 = smtp.supports_extension("smtputf8")
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
         """Send one message; never raises for SMTP or network trouble, returns the reply."""
-        if self._pipe is not None and sender.isascii() and recipient.isascii():
+        if self._pipe is not None:
             return await self._send_pipelined(sender, recipient, message)
         if self._smtp is None or not self._smtp.is_connected or self._pipe is not None:
             return Reply(Outcome.RETRY, None, "connection is not open")
@@ -241,8 +243,12 @@ class SmtpConnection:
 
     async def _send_pipelined(self, sender: str, recipient: str, message: bytes) -> Reply:
         assert self._pipe is not None
+        international = not (sender.isascii() and recipient.isascii())
+        if international and not self._smtputf8:
+            return Reply(Outcome.FAILED, None,
+                         "the server does not accept non-ASCII addresses (no SMTPUTF8 support)")
         try:
-            stage, reply = await self._pipe.send(sender, recipient, message)
+            stage, reply = await self._pipe.send(sender, recipient, message, smtputf8=international)
         except (SessionLost, OSError) as exc:
             self.close()
             return Reply(Outcome.RETRY, None, f"connection lost: {exc}")

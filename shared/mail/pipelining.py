@@ -136,12 +136,16 @@ class PipelinedSession(asyncio.Protocol):
 
     # commands
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> tuple[str, ServerReply]:
+    async def send(
+        self, sender: str, recipient: str, message: bytes, *, smtputf8: bool = False
+    ) -> tuple[str, ServerReply]:
         """One message; returns (stage, reply) where stage is "mail", "rcpt" or "data".
 
-        A refusal at any stage leaves the session clean (RSET) for the next message.
+        `smtputf8` declares non-ASCII addresses (RFC 6531). A refusal at any stage leaves the
+        session clean (RSET) for the next message.
         """
-        envelope = f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
+        option = " SMTPUTF8" if smtputf8 else ""
+        envelope = f"MAIL FROM:<{sender}>{option}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
         await self._write(envelope)
         mail, rcpt, data = await self._replies(3)
         if data.code == 354 and (mail.code != 250 or rcpt.code not in (250, 251)):
