@@ -256,6 +256,8 @@ class Deliverer:
     async def _after(self, batch: DeliveryBatch, stop: _Stop) -> None:
         """Pause what must pause, defer what is left, finish what is done."""
         async with self._db.acquire() as conn:
+            # A campaign's updated_at is its heartbeat: the stall sweeper (deferrals.py) reads it.
+            await conn.execute("UPDATE campaigns SET updated_at = now() WHERE id = $1", batch.campaign_id)
             if await campaigns.status_of(conn, batch.campaign_id) == "cancelled":
                 # Recipients handed back while the cancel landed must not stay pending.
                 await skip_open(conn, batch.campaign_id, "cancelled")

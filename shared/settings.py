@@ -98,6 +98,7 @@ class Settings:
 
     delivery_batch_size: int
     fanout_chunk_rows: int  # recipients committed (and published) per fan-out step
+    stall_seconds: float  # a sending campaign with no progress this long gets its batches again
     retry_base_seconds: float  # first retry after a 4xx or network error; then ×4 each time
     retry_max_attempts: int
     retry_max_delay_seconds: float
@@ -144,6 +145,7 @@ def load_settings() -> Settings:
         smtp_pool_size=_int("SENDPY_SMTP_POOL_SIZE", 5, minimum=1),
         delivery_batch_size=_int("SENDPY_DELIVERY_BATCH_SIZE", 200, minimum=1),
         fanout_chunk_rows=_int("SENDPY_FANOUT_CHUNK_ROWS", 20_000, minimum=100),
+        stall_seconds=_float("SENDPY_STALL_SECONDS", 900.0),
         retry_base_seconds=_float("SENDPY_RETRY_BASE_SECONDS", 30.0),
         retry_max_attempts=_int("SENDPY_RETRY_MAX_ATTEMPTS", 10, minimum=1),
         retry_max_delay_seconds=_float("SENDPY_RETRY_MAX_DELAY_SECONDS", 3600.0),

@@ -81,6 +81,7 @@ def clean_sink(sink: SmtpSink) -> SmtpSink:
     sink.clear()
     sink.faults.__init__()  # type: ignore[misc]
     sink.pipelining = True
+    sink.smtputf8 = True
     return sink
 
 
@@ -111,6 +112,7 @@ def app_env(postgres: PostgresServer, kafka: KafkaServer, s3: S3Server, certs: L
         "SENDPY_CLAIM_LEASE_SECONDS": "5",
         "SENDPY_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "SENDPY_FANOUT_CHUNK_ROWS": "1000",
+        "SENDPY_STALL_SECONDS": "8",
     }
     os.environ.update(env)
     from shared.settings import get_settings

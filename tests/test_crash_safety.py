@@ -213,6 +213,30 @@ async def test_sigkill_the_fanout_worker_while_it_loads_recipients(
     assert lost == 0 and duplicates == 0
 
 
+async def test_a_campaign_whose_kafka_work_was_lost_is_swept_up(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, db: Any
+) -> None:
+    # Delivery work that vanished (say, dead-lettered during an outage): recipients pending,
+    # nothing in Kafka or deferred_batches. The sweeper must notice and send them anyway.
+    sender = await make_sender(api, auth, clean_sink)
+    user_id = await db.fetchval("SELECT user_id FROM senders WHERE id = $1", sender["id"])
+    campaign_id = uuid.uuid4()
+    emails = [f"stalled{n}@example.com" for n in range(50)]
+    async with db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO campaigns (id, user_id, sender_id, subject, html_body, status, recipient_count,"
+            " recipients_loaded, started_at, updated_at) VALUES ($1, $2, $3, 'Hi', '<p>Hi</p>', 'sending', $4,"
+            " true, now(), now() - interval '1 hour')",
+            campaign_id, user_id, sender["id"], len(emails),
+        )
+        await conn.copy_records_to_table("recipients", records=[
+            (campaign_id, n + 1, email, "{}") for n, email in enumerate(emails)],
+            columns=["campaign_id", "position", "email", "fields"])
+    done = await wait_status(api, auth, str(campaign_id), {"finished"}, timeout=60)
+    lost, duplicates = audit(clean_sink, emails, done)
+    assert lost == 0 and duplicates == 0
+
+
 async def test_cancel_mid_way_gives_exact_counts(
     api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers
 ) -> None:

@@ -102,11 +102,17 @@ async def test_replies_are_classified(clean_sink: SmtpSink, certs: LocalCertific
     assert received[0].data.replace(b"\r\n", b"\n").endswith(b".leading dot\n..two\n.\nend\n")
 
 
-async def test_international_addresses_need_smtputf8(clean_sink: SmtpSink, certs: LocalCertificates) -> None:
+@pytest.mark.parametrize("offered", [True, False])
+async def test_international_addresses_need_smtputf8(clean_sink: SmtpSink, certs: LocalCertificates,
+                                                     offered: bool) -> None:
+    clean_sink.smtputf8 = offered
     conn = SmtpConnection(SmtpAccount("127.0.0.1", clean_sink.port, "starttls", "me", "pw"), policy(certs))
     await conn.open()
     assert conn.pipelined
     reply = await conn.send("a@example.com", "пользователь@example.com", MESSAGE)
     await conn.quit()
-    # The sink does not offer SMTPUTF8: a final, explained failure, not six hours of retries.
-    assert reply.outcome is Outcome.FAILED and "SMTPUTF8" in reply.text
+    if offered:
+        assert reply.outcome is Outcome.SENT
+        assert clean_sink.messages[-1].rcpt_tos == ("пользователь@example.com",)
+    else:  # a final, explained failure, not hours of retries
+        assert reply.outcome is Outcome.FAILED and "SMTPUTF8" in reply.text

@@ -12,7 +12,7 @@ import asyncpg
 from shared import broker, fanout
 from shared.crypto import key_provider_from_settings
 from shared.db import create_pool, migrate
-from shared.deferrals import Publish, republish_due
+from shared.deferrals import Publish, republish_due, republish_stalled
 from shared.delivery import Deliverer, RetryPolicy
 from shared.mail.messenger import ConnectPolicy
 from shared.settings import get_settings
@@ -68,6 +68,7 @@ async def run_worker(kind: str) -> None:
             await asyncio.gather(*sends)  # every batch acknowledged before anything is committed
 
         background.append(asyncio.create_task(wake_deferred(db, publish, stopping)))
+        background.append(asyncio.create_task(sweep_stalled(db, publish, stopping)))
 
     revocations = Revocations()
     consumer.subscribe([topic], listener=revocations)
@@ -97,6 +98,23 @@ async def wake_deferred(db: asyncpg.Pool, publish: Publish, stopping: asyncio.Ev
                 log.info("deferred batches republished", extra={"count": republished})
         except Exception:
             log.warning("republishing deferred batches failed; will retry", exc_info=True)
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+
+
+async def sweep_stalled(db: asyncpg.Pool, publish: Publish, stopping: asyncio.Event) -> None:
+    """Every few seconds, give campaigns that stopped moving their batches again."""
+    settings = get_settings()
+    interval = max(settings.stall_seconds / 10, 1.0)
+    while not stopping.is_set():
+        try:
+            swept = await republish_stalled(db, publish, settings.delivery_batch_size, settings.stall_seconds)
+            if swept:
+                log.warning("stalled campaigns republished", extra={"count": swept})
+        except Exception:
+            log.warning("sweeping stalled campaigns failed; will retry", exc_info=True)
         try:
             await asyncio.wait_for(stopping.wait(), timeout=interval)
         except TimeoutError:

@@ -62,6 +62,9 @@ class _Handler:
         session.host_name = hostname
         if self.sink.pipelining:
             responses.insert(-1, "250-PIPELINING")
+        if not self.sink.smtputf8:
+            responses = [r for r in responses if "SMTPUTF8" not in r]
+            responses[-1] = responses[-1].replace("250-", "250 ", 1)
         return responses
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -115,6 +118,7 @@ class SmtpSink:
         self.tls_port = (tls_port or free_port()) if certs else None
         self.faults = Faults()
         self.pipelining = True
+        self.smtputf8 = True
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._maildir = mailbox.Maildir(str(maildir), create=True) if maildir else None
