@@ -121,3 +121,12 @@ async def test_another_users_key_cannot_be_revoked(api: httpx.AsyncClient, api_k
     assert (await api.delete(f"/v1/api-keys/{made['id']}", headers=other)).status_code == 404
     assert all(k["id"] != made["id"] for k in (await api.get("/v1/api-keys", headers=other)).json()["items"])
     assert (await api.get("/v1/me", headers={"Authorization": f"Bearer {made['key']}"})).status_code == 200
+
+
+async def test_log_in_only_accepts_json_so_a_cross_site_form_cannot_log_you_in(api: httpx.AsyncClient) -> None:
+    email = unique_email()
+    await register(api, email)
+    forged = await api.post("/v1/auth/login", content=f'{{"email": "{email}", "password": "correct horse 1"}}',
+                            headers={"Content-Type": "text/plain"})
+    assert forged.status_code == 415 and forged.json()["error"]["code"] == "json_required"
+    assert "sendpy_session" not in forged.headers.get("set-cookie", "")
