@@ -14,6 +14,7 @@ from functions import resources
 from shared import accounts
 from shared.credentials import api_secret_matches, split_api_key
 from shared.errors import InputError, translate
+from shared.settings import get_settings
 
 MAX_JSON_BYTES = 6 * 1024 * 1024  # the Lambda payload limit
 SESSION_COOKIE = "sendpy_session"
@@ -111,10 +112,13 @@ async def json_object(request: Request) -> dict[str, Any]:
 
 
 def client_address(request: Request) -> str:
-    # Behind API Gateway/CloudFront the first X-Forwarded-For hop is the browser.
-    forwarded = request.headers.get("x-forwarded-for", "")
-    if forwarded:
-        return forwarded.split(",")[0].strip()
+    """The caller's IP for throttling. X-Forwarded-For entries are believed only as far as the
+    configured proxies appended them (CloudFront appends the viewer's address as the last
+    entry); anything earlier in the header is whatever the client chose to send."""
+    hops = get_settings().trusted_proxy_hops
+    forwarded = [part.strip() for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()]
+    if hops and len(forwarded) >= hops:
+        return forwarded[-hops]
     return request.client.host if request.client else "unknown"
 
 

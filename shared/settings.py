@@ -105,6 +105,7 @@ class Settings:
     sender_pause_seconds: float  # how long a quota / lock-out reply pauses the account
     claim_lease_seconds: float  # after this, a recipient claimed by a silent worker may be taken over
     public_base_url: str
+    trusted_proxy_hops: int  # X-Forwarded-For entries appended by proxies we trust (CloudFront: 1)
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -152,6 +153,7 @@ def load_settings() -> Settings:
         sender_pause_seconds=_float("SENDPY_SENDER_PAUSE_SECONDS", 3600.0),
         claim_lease_seconds=_float("SENDPY_CLAIM_LEASE_SECONDS", 120.0),
         public_base_url=_str("SENDPY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        trusted_proxy_hops=_int("SENDPY_TRUSTED_PROXY_HOPS", 0),
         cors_origins=origins,
     )
 

@@ -130,3 +130,24 @@ async def test_log_in_only_accepts_json_so_a_cross_site_form_cannot_log_you_in(a
                             headers={"Content-Type": "text/plain"})
     assert forged.status_code == 415 and forged.json()["error"]["code"] == "json_required"
     assert "sendpy_session" not in forged.headers.get("set-cookie", "")
+
+
+def test_forwarded_addresses_are_believed_only_from_trusted_hops(monkeypatch) -> None:
+    from starlette.requests import Request
+
+    from functions.http import client_address
+    from shared.settings import get_settings
+
+    def request(forwarded: str | None) -> Request:
+        headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+        return Request({"type": "http", "headers": headers, "client": ("198.51.100.9", 443)})
+
+    get_settings.cache_clear()
+    monkeypatch.setenv("SENDPY_TRUSTED_PROXY_HOPS", "0")
+    assert client_address(request("1.2.3.4")) == "198.51.100.9"  # no proxy trusted: the socket's peer
+    get_settings.cache_clear()
+    monkeypatch.setenv("SENDPY_TRUSTED_PROXY_HOPS", "1")
+    assert client_address(request("6.6.6.6, 203.0.113.5")) == "203.0.113.5"  # a forged first entry is ignored
+    assert client_address(request(None)) == "198.51.100.9"
+    monkeypatch.delenv("SENDPY_TRUSTED_PROXY_HOPS")
+    get_settings.cache_clear()

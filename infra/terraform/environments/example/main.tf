@@ -24,6 +24,7 @@ locals {
     SENDPY_KMS_KEY_ID           = module.data.smtp_kms_key_arn
     SENDPY_SIGNING_KEY          = random_password.signing_key.result
     SENDPY_PUBLIC_BASE_URL      = local.site_origin
+    SENDPY_TRUSTED_PROXY_HOPS   = "1" # CloudFront appends the viewer's address to X-Forwarded-For
     SENDPY_SMTP_ALLOW_PRIVATE   = "false"
     SENDPY_SMTP_ALLOW_PLAINTEXT = "false"
     SENDPY_LOG_LEVEL            = "INFO"
