@@ -195,6 +195,8 @@ class Deliverer:
         queue: asyncio.Queue[recipients.Claimed | None] = asyncio.Queue(maxsize=CLAIM_CHUNK)
         done: list[recipients.Outcome] = []
 
+        claim_failure: list[Exception] = []
+
         async def claimer() -> None:
             try:
                 for start in range(0, len(positions), CLAIM_CHUNK):
@@ -208,6 +210,12 @@ class Deliverer:
                                                          positions[start : start + CLAIM_CHUNK], self._lease)
                     for item in claimed:
                         await queue.put(item)
+            except Exception as exc:
+                # Stop handing out work but let the sends in flight finish and be recorded:
+                # cancelling them mid-DATA would turn accepted mail into later duplicates.
+                claim_failure.append(exc)
+                if stop.outcome is None:
+                    stop.outcome, stop.reason = Outcome.RETRY, f"claiming failed: {exc}"
             finally:
                 for _ in range(lanes):
                     await queue.put(None)
@@ -234,6 +242,8 @@ class Deliverer:
             await self._flush(batch.campaign_id, done)
         await sending  # re-raise what failed
         await self._flush(batch.campaign_id, done)
+        if claim_failure:
+            raise claim_failure[0]  # the consume loop retries the batch (transient) or dead-letters it
 
     async def _flush(self, campaign_id: uuid.UUID, done: list[recipients.Outcome]) -> None:
         """Write outcomes so far; while Postgres is away, keep them and retry, never drop them."""
