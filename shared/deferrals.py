@@ -49,6 +49,11 @@ async def republish_stalled(db: asyncpg.Pool, publish: Publish, batch_size: int,
                AND NOT EXISTS (SELECT 1 FROM deferred_batches d WHERE d.campaign_id = c.id)
                AND EXISTS (SELECT 1 FROM recipients r
                             WHERE r.campaign_id = c.id AND r.status IN ('pending', 'sending'))
+               -- A recent claim means a worker is (or was just) sending; it may be waiting out a
+               -- Postgres outage with outcomes to write: re-publishing now could send twice.
+               AND NOT EXISTS (SELECT 1 FROM recipients r
+                                WHERE r.campaign_id = c.id AND r.status = 'sending'
+                                  AND r.claimed_at > now() - make_interval(secs => $1))
              LIMIT 20
                FOR UPDATE OF c SKIP LOCKED
             """,

@@ -112,7 +112,7 @@ def app_env(postgres: PostgresServer, kafka: KafkaServer, s3: S3Server, certs: L
         "SENDPY_CLAIM_LEASE_SECONDS": "5",
         "SENDPY_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "SENDPY_FANOUT_CHUNK_ROWS": "1000",
-        "SENDPY_STALL_SECONDS": "8",
+        "SENDPY_STALL_SECONDS": "30",
     }
     os.environ.update(env)
     from shared.settings import get_settings
