@@ -154,35 +154,35 @@ async def test_two_workers_one_killed_its_partitions_move(
     assert lost == 0 and duplicates <= 30
 
 
+async def restart_mid_campaign(
+    api: httpx.AsyncClient, auth: dict[str, str], sink: SmtpSink, service: KafkaServer | PostgresServer,
+    down_seconds: float, tag: str,
+) -> tuple[int, int]:
+    """Stop `service` once 500 of 2,500 mails are out, start it again; (lost, duplicates)."""
+    slow_sink(sink, 0.01)
+    emails = [f"{tag}{n}@example.com" for n in range(2500)]
+    campaign_id = await start(api, auth, sink, emails)
+    await wait_sent(api, auth, campaign_id, 500)
+    service.stop()
+    await asyncio.sleep(down_seconds)
+    service.start()
+    done = await wait_status(api, auth, campaign_id, {"finished", "paused"}, timeout=240)
+    return audit(sink, emails, done)
+
+
 async def test_broker_stopped_and_restarted_mid_campaign(
     api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, kafka: KafkaServer
 ) -> None:
-    slow_sink(clean_sink, 0.01)
-    emails = [f"broker{n}@example.com" for n in range(2500)]
-    campaign_id = await start(api, auth, clean_sink, emails)
-    await wait_sent(api, auth, campaign_id, 500)
-    kafka.stop()
-    await asyncio.sleep(5)
-    kafka.start()
-    done = await wait_status(api, auth, campaign_id, {"finished", "paused"}, timeout=240)
-    lost, duplicates = audit(clean_sink, emails, done)
-    record("kafka_broker_restarted", recipients=len(emails), lost=lost, duplicates=duplicates)
+    lost, duplicates = await restart_mid_campaign(api, auth, clean_sink, kafka, 5, "broker")
+    record("kafka_broker_restarted", recipients=2500, lost=lost, duplicates=duplicates)
     assert lost == 0 and duplicates == 0  # the broker going away loses no outcome: they live in Postgres
 
 
 async def test_postgres_restarted_mid_campaign(
     api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, postgres: PostgresServer
 ) -> None:
-    slow_sink(clean_sink, 0.01)
-    emails = [f"pg{n}@example.com" for n in range(2500)]
-    campaign_id = await start(api, auth, clean_sink, emails)
-    await wait_sent(api, auth, campaign_id, 500)
-    postgres.stop()
-    await asyncio.sleep(4)
-    postgres.start()
-    done = await wait_status(api, auth, campaign_id, {"finished", "paused"}, timeout=240)
-    lost, duplicates = audit(clean_sink, emails, done)
-    record("postgres_restarted", recipients=len(emails), lost=lost, duplicates=duplicates)
+    lost, duplicates = await restart_mid_campaign(api, auth, clean_sink, postgres, 4, "pg")
+    record("postgres_restarted", recipients=2500, lost=lost, duplicates=duplicates)
     assert lost == 0 and duplicates == 0  # outcomes wait in the worker until Postgres is back
 
 
