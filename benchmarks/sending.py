@@ -79,12 +79,12 @@ def seed_way_rate(port: int, seconds: float) -> tuple[float, int]:
 
 async def prepare_campaign(env: dict[str, str], rows: int, sink_port: int) -> str:
     """A user, a sender pointed at smtp-sink (verified), a contact CSV in S3 and a draft."""
+    from shared.accounts import ensure_user
     from shared.crypto import key_provider_from_settings, seal
     from shared.db import create_pool, migrate
     from shared.settings import load_settings
     from shared.storage import UploadStore
     from shared.uploads import prepare, s3_key
-    from shared.users import ensure_user
 
     settings = load_settings()
     db = await create_pool(settings, max_size=2)
@@ -122,9 +122,9 @@ async def prepare_campaign(env: dict[str, str], rows: int, sink_port: int) -> st
 
 async def run_campaign(campaign_id: str) -> dict[str, float]:
     from shared import broker
+    from shared.commands import CampaignCommand
     from shared.db import create_pool
     from shared.settings import load_settings
-    from shared.work import CampaignCommand
 
     settings = load_settings()
     db = await create_pool(settings, max_size=2)

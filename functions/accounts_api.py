@@ -6,15 +6,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from functions import resources
-from functions.http import (
-    CSRF_COOKIE,
-    SESSION_COOKIE,
-    ApiError,
-    caller,
-    client_address,
-    int_param,
-    json_object,
-)
+from functions.auth import CSRF_COOKIE, SESSION_COOKIE, caller
+from functions.errors import ApiError
+from functions.parsing import client_address, int_param, json_object
 from shared import accounts
 from shared.accounts import NewSession
 from shared.errors import InputError

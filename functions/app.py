@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -17,14 +16,15 @@ from functions import (
     accounts_api,
     campaigns_api,
     openapi,
-    seed_api,
+    send_message_api,
     senders_api,
     suppressions_api,
     unsubscribe_api,
     uploads_api,
 )
-from functions.http import ApiError, error_response, input_error, language
+from functions.errors import ApiError, error_response, input_error, language
 from shared.errors import InputError
+from shared.settings import get_settings
 
 log = logging.getLogger("sendpy.api")
 
@@ -65,8 +65,8 @@ def create_app(serve_web: bool | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/api/health", health, methods=["GET"]),
         Route("/v1/openapi.json", openapi.openapi, methods=["GET"]),
-        Route("/api/send-message", seed_api.send_message, methods=["POST"]),
-        Route("/api/campaigns/{campaign_id}", seed_api.campaign_status, methods=["GET"]),
+        Route("/api/send-message", send_message_api.send_message, methods=["POST"]),
+        Route("/api/campaigns/{campaign_id}", send_message_api.campaign_status, methods=["GET"]),
         Route("/v1/auth/register", accounts_api.register, methods=["POST"]),
         Route("/v1/auth/login", accounts_api.login, methods=["POST"]),
         Route("/v1/auth/logout", accounts_api.logout, methods=["POST"]),
@@ -109,7 +109,7 @@ def create_app(serve_web: bool | None = None) -> Starlette:
         Route("/u/{token}", unsubscribe_api.unsubscribe_now, methods=["POST"]),
     ]
     if serve_web is None:
-        serve_web = os.environ.get("SENDPY_SERVE_WEB", "").lower() in ("1", "true", "yes")
+        serve_web = get_settings().serve_web
     if serve_web and WEB_DIR.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"))
     return Starlette(

@@ -12,23 +12,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from functions import resources
-from functions.http import ApiError, caller, json_object, uuid_param
+from functions.auth import caller
+from functions.errors import ApiError, language
 from functions.idempotency import idempotent
-from functions.senders_api import explain
-from shared import campaign_drafts, campaigns, senders, uploads
+from functions.parsing import json_object, uuid_param
+from shared import recipients, smtp_accounts, uploads
 from shared.addresses import check_address
-from shared.campaign_drafts import StateConflict
+from shared.campaigns import drafts, preview, progress, states
+from shared.campaigns.states import StateConflict
+from shared.commands import CampaignCommand
 from shared.contacts import iter_contacts
 from shared.errors import InputError
 from shared.export import csv_lines
 from shared.mail.compose import CampaignContent, CompiledCampaign
-from shared.mail.messenger import ConnectError, ConnectPolicy, Outcome, SmtpConnection
-from shared.sender_accounts import VerifyProblem
+from shared.mail.messenger import ConnectError, ConnectPolicy, ReplyKind, SmtpConnection
 from shared.settings import get_settings
+from shared.smtp_accounts import VerifyProblem
 from shared.unsubscribe import Unsubscriber, signing_key
-from shared.work import CampaignCommand
 
-RECIPIENT_STATES = ("pending", "sending", "sent", "failed", "skipped")
 EXPORT_COLUMNS = ("position", "email", "status", "reply", "attempts", "updated_at")
 
 
@@ -37,7 +38,7 @@ async def _owned(request: Request) -> tuple[int, uuid.UUID, dict[str, Any]]:
     campaign_id = uuid_param(request, "campaign_id")
     pool = await resources.db()
     async with pool.acquire() as conn:
-        campaign = await campaign_drafts.get(conn, who.user_id, campaign_id)
+        campaign = await drafts.get(conn, who.user_id, campaign_id)
     if campaign is None:
         raise ApiError(404, "not_found")
     return who.user_id, campaign_id, campaign
@@ -51,7 +52,7 @@ async def list_campaigns(request: Request) -> Response:
     who = await caller(request)
     pool = await resources.db()
     async with pool.acquire() as conn:
-        return JSONResponse({"items": await campaign_drafts.list_for(conn, who.user_id)})
+        return JSONResponse({"items": await drafts.list_for(conn, who.user_id)})
 
 
 async def create_campaign(request: Request) -> Response:
@@ -61,7 +62,7 @@ async def create_campaign(request: Request) -> Response:
     async def act() -> JSONResponse:
         pool = await resources.db()
         async with pool.acquire() as conn:
-            return JSONResponse(await campaign_drafts.create(conn, who.user_id, body), status_code=201)
+            return JSONResponse(await drafts.create(conn, who.user_id, body), status_code=201)
 
     return await idempotent(request, who, "create_campaign", act)
 
@@ -70,14 +71,10 @@ async def get_campaign(request: Request) -> Response:
     user_id, campaign_id, campaign = await _owned(request)
     pool = await resources.db()
     async with pool.acquire() as conn:
-        progress = await campaigns.progress(conn, user_id, campaign_id)
-        rate = await conn.fetchval(
-            "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND status = 'sent'"
-            " AND updated_at > now() - interval '60 seconds'",
-            campaign_id,
-        )
-    assert progress is not None
-    counts = progress["counts"]
+        found = await progress.progress(conn, user_id, campaign_id)
+        rate = await progress.sent_last_minute(conn, campaign_id)
+    assert found is not None
+    counts = found["counts"]
     open_count = counts["pending"] + counts["sending"]
     eta = round(open_count / rate * 60) if rate and open_count else None
     return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta})
@@ -90,7 +87,7 @@ async def update_campaign(request: Request) -> Response:
     pool = await resources.db()
     try:
         async with pool.acquire() as conn:
-            updated = await campaign_drafts.update(conn, who.user_id, campaign_id, body)
+            updated = await drafts.update(conn, who.user_id, campaign_id, body)
     except StateConflict as exc:
         raise _conflict(exc) from None
     if updated is None:
@@ -103,7 +100,7 @@ async def delete_campaign(request: Request) -> Response:
     pool = await resources.db()
     try:
         async with pool.acquire() as conn:
-            deleted = await campaign_drafts.delete(conn, who.user_id, uuid_param(request, "campaign_id"))
+            deleted = await drafts.delete(conn, who.user_id, uuid_param(request, "campaign_id"))
     except StateConflict as exc:
         raise _conflict(exc) from None
     if not deleted:
@@ -118,8 +115,8 @@ async def _row_fields(user_id: int, campaign: dict[str, Any], row: int) -> tuple
     pool = await resources.db()
     async with pool.acquire() as conn:
         upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"]))
-        key = await conn.fetchval("SELECT s3_key FROM uploads WHERE id = $1", uuid.UUID(campaign["upload_id"]))
-    if upload is None:
+        key = await uploads.object_key(conn, user_id, uuid.UUID(campaign["upload_id"]))
+    if upload is None or key is None:
         return "", {}
     dialect, columns = uploads.stored_detection(upload)
     store = resources.store()
@@ -150,7 +147,7 @@ async def preview_campaign(request: Request) -> Response:
     email, fields = await _row_fields(user_id, campaign, row)
     sender = await _sender(user_id, campaign)
     settings = get_settings()
-    result = campaign_drafts.preview(
+    result = preview.preview(
         campaign, sender.from_email if sender else "you@example.com", sender.from_name if sender else "",
         email, fields, Unsubscriber(signing_key(settings), settings.public_base_url, campaign_id),
     )
@@ -158,12 +155,12 @@ async def preview_campaign(request: Request) -> Response:
                          "html": result.html, "text": result.text, "undefined": result.undefined})
 
 
-async def _sender(user_id: int, campaign: dict[str, Any]) -> senders.Sender | None:
+async def _sender(user_id: int, campaign: dict[str, Any]) -> smtp_accounts.Sender | None:
     if not campaign["sender_id"]:
         return None
     pool = await resources.db()
     async with pool.acquire() as conn:
-        return await senders.load(conn, resources.keys(), campaign["sender_id"])
+        return await smtp_accounts.load(conn, campaign["sender_id"], user_id)
 
 
 async def test_send(request: Request) -> Response:
@@ -190,20 +187,25 @@ async def test_send(request: Request) -> Response:
     except Exception as exc:  # parses, but fails for this row's data
         raise InputError("template", "html_body", part="html", where="", reason=str(exc)) from None
     policy = ConnectPolicy.from_settings(settings, max_timeout=10.0)  # well inside the gateway's 30 s
-    connection = SmtpConnection(sender.account, policy)
+    connection = SmtpConnection(await sender.open_account(resources.keys()), policy)
     try:
         await connection.open()
     except ConnectError as exc:
         problem = VerifyProblem(exc.kind, str(exc), exc.code)
-        return JSONResponse({"sent": False, "error": explain(request, problem, sender)}, status_code=422)
+        return JSONResponse({"sent": False, "error": _explain(request, problem, sender)}, status_code=422)
     try:
         reply = await connection.send(sender.from_email, to.normalized, message)
     finally:
         await connection.quit()
-    if reply.outcome is not Outcome.SENT:
+    if reply.kind is not ReplyKind.SENT:
         problem = VerifyProblem("protocol", reply.describe(), reply.code)
-        return JSONResponse({"sent": False, "error": explain(request, problem, sender)}, status_code=422)
+        return JSONResponse({"sent": False, "error": _explain(request, problem, sender)}, status_code=422)
     return JSONResponse({"sent": True, "to": to.normalized, "reply": reply.describe()})
+
+
+def _explain(request: Request, problem: VerifyProblem, sender: smtp_accounts.Sender) -> dict[str, object]:
+    return smtp_accounts.explain(problem, sender.from_email, sender.host, sender.port, sender.preset,
+                                 language(request))
 
 
 async def _publish(campaign_id: uuid.UUID, action: str) -> None:
@@ -219,21 +221,21 @@ async def start_campaign(request: Request) -> Response:
     async def act() -> JSONResponse:
         pool = await resources.db()
         async with pool.acquire() as conn:
-            campaign = await campaign_drafts.get(conn, who.user_id, campaign_id)
+            campaign = await drafts.get(conn, who.user_id, campaign_id)
             if campaign is None:
                 raise ApiError(404, "not_found")
             if campaign["status"] == "draft":
-                await campaign_drafts.start_checks(conn, who.user_id, campaign)
+                await states.start_checks(conn, who.user_id, campaign)
             try:
-                started = await campaign_drafts.transition(conn, who.user_id, campaign_id, "start")
+                await states.transition(conn, who.user_id, campaign_id, "start")
             except StateConflict as exc:
                 raise _conflict(exc) from None
+            started = await drafts.get(conn, who.user_id, campaign_id)
         try:
             await _publish(campaign_id, "start")
         except Exception:
             async with pool.acquire() as conn:
-                await conn.execute("UPDATE campaigns SET status = 'draft', started_at = NULL WHERE id = $1",
-                                   campaign_id)
+                await states.undo_start(conn, campaign_id)
             raise ApiError(503, "unavailable", what="message broker") from None
         return JSONResponse(started, status_code=202)
 
@@ -246,17 +248,17 @@ async def _control(request: Request, action: str) -> Response:
     pool = await resources.db()
     try:
         async with pool.acquire() as conn:
-            changed = await campaign_drafts.transition(conn, who.user_id, campaign_id, action)
+            if not await states.transition(conn, who.user_id, campaign_id, action):
+                raise ApiError(404, "not_found")
+            changed = await drafts.get(conn, who.user_id, campaign_id)
     except StateConflict as exc:
         raise _conflict(exc) from None
-    if changed is None:
-        raise ApiError(404, "not_found")
     if action == "resume":
         try:
             await _publish(campaign_id, "resume")
         except Exception:
             async with pool.acquire() as conn:
-                await conn.execute("UPDATE campaigns SET status = 'paused' WHERE id = $1", campaign_id)
+                await states.undo_resume(conn, campaign_id)
             raise ApiError(503, "unavailable", what="message broker") from None
     return JSONResponse(changed, status_code=202 if action == "resume" else 200)
 
@@ -275,8 +277,8 @@ async def cancel_campaign(request: Request) -> Response:
 
 def _recipient_filters(request: Request) -> tuple[str | None, str | None]:
     status = request.query_params.get("status") or None
-    if status is not None and status not in RECIPIENT_STATES:
-        raise InputError("invalid_choice", "status", choices=", ".join(RECIPIENT_STATES))
+    if status is not None and status not in recipients.STATES:
+        raise InputError("invalid_choice", "status", choices=", ".join(recipients.STATES))
     query = (request.query_params.get("q") or "").replace("\x00", "").strip()[:200] or None
     return status, query
 
@@ -290,16 +292,9 @@ async def list_recipients(request: Request) -> Response:
     except ValueError:
         raise InputError("invalid_page", "after") from None
     pool = await resources.db()
-    rows = await pool.fetch(
-        """
-        SELECT position, email, status, reply, attempts, updated_at FROM recipients
-         WHERE campaign_id = $1 AND position > $2 AND ($3::text IS NULL OR status = $3)
-           AND ($4::text IS NULL OR email ILIKE '%' || $4 || '%')
-         ORDER BY position LIMIT $5
-        """,
-        campaign_id, after, status, query, limit,
-    )
-    items = [{**dict(r), "updated_at": r["updated_at"].isoformat()} for r in rows]
+    async with pool.acquire() as conn:
+        rows = await recipients.page(conn, campaign_id, after=after, limit=limit, status=status, search=query)
+    items = [{**r, "updated_at": r["updated_at"].isoformat()} for r in rows]
     next_after = items[-1]["position"] if len(items) == limit else None
     return JSONResponse({"items": items, "next_after": next_after})
 
@@ -313,12 +308,9 @@ async def export_recipients(request: Request) -> Response:
         yield "\ufeff".encode()  # lets Excel open the UTF-8 file with the right encoding
         after, header = 0, EXPORT_COLUMNS  # type: tuple[int, tuple[str, ...] | None]
         while True:
-            rows = await pool.fetch(
-                "SELECT position, email, status, reply, attempts, updated_at FROM recipients"
-                " WHERE campaign_id = $1 AND position > $2 AND ($3::text IS NULL OR status = $3)"
-                " AND ($4::text IS NULL OR email ILIKE '%' || $4 || '%') ORDER BY position LIMIT 5000",
-                campaign_id, after, status, query,
-            )
+            async with pool.acquire() as conn:
+                rows = await recipients.page(conn, campaign_id, after=after, limit=5000, status=status,
+                                             search=query)
             values = ([r["position"], r["email"], r["status"], r["reply"], r["attempts"], r["updated_at"].isoformat()]
                       for r in rows)
             for chunk in csv_lines(values, header):

@@ -10,29 +10,27 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 from typing import Any
 
 from shared import broker
 from shared.scaling import ScalingPolicy, desired_workers
-from shared.settings import get_settings
+from shared.settings import Settings, SettingsError, get_settings
 
 log = logging.getLogger("sendpy.lag")
 
 
-def _policy() -> ScalingPolicy:
-    return ScalingPolicy(
-        per_worker_lag=int(os.environ.get("SENDPY_SCALE_PER_WORKER_LAG", "25")),
-        min_workers=int(os.environ.get("SENDPY_SCALE_MIN", "1")),
-        max_workers=int(os.environ.get("SENDPY_SCALE_MAX", "6")),
-    )
+def _policy(settings: Settings) -> ScalingPolicy:
+    return ScalingPolicy(per_worker_lag=settings.scale_per_worker_lag, min_workers=settings.scale_min,
+                         max_workers=settings.scale_max)
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     import boto3
 
     settings = get_settings()
-    cluster, service = os.environ["SENDPY_ECS_CLUSTER"], os.environ["SENDPY_ECS_SERVICE"]
+    cluster, service = settings.ecs_cluster, settings.ecs_service
+    if not cluster or not service:
+        raise SettingsError("SENDPY_ECS_CLUSTER and SENDPY_ECS_SERVICE must name the sender service to scale")
     try:
         lag_by_partition: dict[int, int] | None = asyncio.run(
             broker.consumer_lag(settings, settings.consumer_group_sender, settings.topic_deliveries))
@@ -45,7 +43,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     current = int(described["desiredCount"])
     changed_at = described["deployments"][0]["updatedAt"]
     since = (dt.datetime.now(dt.UTC) - changed_at).total_seconds()
-    wanted = desired_workers(lag, settings.delivery_partitions, current, since, _policy())
+    wanted = desired_workers(lag, settings.delivery_partitions, current, since, _policy(settings))
     if lag is not None:
         boto3.client("cloudwatch").put_metric_data(Namespace="Sendpy", MetricData=[
             {"MetricName": "DeliveryLag", "Value": lag, "Unit": "Count",

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shared.campaign_drafts import EDITABLE
+from shared.campaigns.drafts import EDITABLE
 from shared.contacts import DELIMITERS, ENCODINGS
 
 
@@ -54,7 +54,7 @@ _SCHEMAS: dict[str, Any] = {
     "Preset": {"type": "object", "properties": {
         "key": {"type": "string"}, "title": {"type": "string"}, "host": {"type": "string"},
         "port": {"type": "integer"}, "security": {"type": "string"}, "per_minute": _nullable("integer"),
-        "per_day": _nullable("integer"), "recipients_per_message": {"type": "integer"},
+        "per_day": _nullable("integer"),
         "app_password_hint": {"type": "boolean"}}},
     "SenderInput": {"type": "object", "properties": {
         "from_email": {"type": "string"}, "from_name": {"type": "string"}, "preset": _nullable("string"),

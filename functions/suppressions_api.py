@@ -6,7 +6,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from functions import resources
-from functions.http import ApiError, caller, int_param, json_object
+from functions.auth import caller
+from functions.errors import ApiError
+from functions.parsing import int_param, json_object
+from shared import smtp_accounts, suppressions
 from shared.addresses import check_address
 from shared.errors import InputError
 
@@ -17,23 +20,19 @@ async def _owned_sender(request: Request) -> int:
     who = await caller(request)
     sender_id = int_param(request, "sender_id")
     pool = await resources.db()
-    if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM senders WHERE id = $1 AND user_id = $2)",
-                               sender_id, who.user_id):
-        raise ApiError(404, "not_found")
+    async with pool.acquire() as conn:
+        if not await smtp_accounts.owned(conn, who.user_id, sender_id):
+            raise ApiError(404, "not_found")
     return sender_id
 
 
 async def list_suppressions(request: Request) -> Response:
     sender_id = await _owned_sender(request)
-    after = (request.query_params.get("after") or "").lower().replace("\x00", "")
+    after = (request.query_params.get("after") or "").replace("\x00", "")
     pool = await resources.db()
-    rows = await pool.fetch(
-        "SELECT email, reason, created_at FROM suppressions WHERE sender_id = $1 AND email > $2"
-        " ORDER BY email LIMIT 500",
-        sender_id, after,
-    )
-    items = [{"email": r["email"], "reason": r["reason"], "created_at": r["created_at"].isoformat()} for r in rows]
-    return JSONResponse({"items": items, "next_after": items[-1]["email"] if len(items) == 500 else None})
+    async with pool.acquire() as conn:
+        items, next_after = await suppressions.list_page(conn, sender_id, after)
+    return JSONResponse({"items": items, "next_after": next_after})
 
 
 async def add_suppressions(request: Request) -> Response:
@@ -48,14 +47,10 @@ async def add_suppressions(request: Request) -> Response:
         checked = check_address(raw)
         if checked.normalized is None:
             raise InputError("invalid_email", "emails", value=raw, reason=checked.reason)
-        normalized.append(checked.normalized.lower())
+        normalized.append(checked.normalized)
     pool = await resources.db()
-    added = await pool.fetchval(
-        "WITH added AS (INSERT INTO suppressions (sender_id, email, reason)"
-        " SELECT $1, e, 'manual' FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING RETURNING 1)"
-        " SELECT count(*) FROM added",
-        sender_id, sorted(set(normalized)),
-    )
+    async with pool.acquire() as conn:
+        added = await suppressions.add(conn, sender_id, normalized, "manual")
     return JSONResponse({"added": added}, status_code=201)
 
 
@@ -65,8 +60,8 @@ async def remove_suppression(request: Request) -> Response:
     if "\x00" in email:
         raise ApiError(404, "not_found")
     pool = await resources.db()
-    removed = await pool.fetchval("DELETE FROM suppressions WHERE sender_id = $1 AND email = $2 RETURNING 1",
-                                  sender_id, email)
-    if removed is None:
+    async with pool.acquire() as conn:
+        removed = await suppressions.remove(conn, sender_id, email)
+    if not removed:
         raise ApiError(404, "not_found")
     return Response(status_code=204)

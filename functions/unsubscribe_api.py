@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from functions import resources
-from functions.http import language
-from shared import unsubscribe
+from functions.errors import language
+from shared import suppressions, unsubscribe
 from shared.settings import get_settings
 
 TEXTS = {
@@ -68,7 +68,7 @@ async def unsubscribe_now(request: Request) -> Response:
     campaign_id, position = target
     pool = await resources.db()
     async with pool.acquire() as conn:
-        email = await unsubscribe.unsubscribe(conn, campaign_id, position)  # type: ignore[arg-type]
+        email = await suppressions.unsubscribe(conn, campaign_id, position)  # type: ignore[arg-type]
     if email is None:
         return _page(lang, f"<p>{TEXTS[lang]['invalid']}</p>", 404)
     return _page(lang, f"<p>{html.escape(TEXTS[lang]['done'].format(email=email))}</p>")

@@ -8,12 +8,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from functions import resources
-from functions.http import ApiError, caller, json_object, uuid_param
+from functions.auth import caller
+from functions.errors import ApiError
+from functions.parsing import json_object, uuid_param
 from shared import uploads
+from shared.commands import InspectUpload
 from shared.contacts import DELIMITERS, ENCODINGS
 from shared.errors import InputError
 from shared.settings import get_settings
-from shared.work import InspectUpload
 
 
 async def create_upload(request: Request) -> Response:

@@ -76,10 +76,10 @@ def _ensure_dev_key(stack: Stack) -> str:
 
 async def _create_user(email: str, password: str | None) -> str:
     """Create the user if missing and a new API key for them; returns the key."""
+    from shared.accounts import create_api_key, ensure_user
     from shared.addresses import check_address
     from shared.db import create_pool, migrate
     from shared.settings import load_settings
-    from shared.users import create_api_key, ensure_user
 
     if email != "dev@localhost" and check_address(email).normalized is None:
         raise SystemExit(f"not an email address: {email} ({check_address(email).reason})")

@@ -1,20 +1,73 @@
-"""Accounts: registration, password log-in with throttling, browser sessions, API keys."""
+"""Accounts: users, passwords (Argon2id), log-in with throttling, browser sessions, API keys.
+
+API keys are random 256-bit secrets stored as SHA-256 digests: nobody can guess them offline,
+so they need no slow hash. A key is shown to its owner once and never stored in clear.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from shared.addresses import check_address
-from shared.credentials import hash_password, verify_password
 from shared.db import Conn
 from shared.errors import InputError
-from shared.users import create_api_key_row
+
+_hasher = PasswordHasher()  # argon2-cffi's defaults are Argon2id with RFC 9106 parameters
+
+API_KEY_PREFIX = "sp_"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    token: str  # shown once to the user, never stored
+    prefix: str  # stored in clear to find the row and to show in lists
+    secret_hash: bytes
+
+
+def new_api_key() -> NewApiKey:
+    # A 256-bit random secret needs no slow hash: nobody can guess it offline.
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    return NewApiKey(
+        token=f"{API_KEY_PREFIX}{prefix}_{secret}",
+        prefix=prefix,
+        secret_hash=hashlib.sha256(secret.encode()).digest(),
+    )
+
+
+def split_api_key(token: str) -> tuple[str, str] | None:
+    """Return (prefix, secret) of a well-formed token, or None."""
+    if not token.startswith(API_KEY_PREFIX):
+        return None
+    prefix, sep, secret = token[len(API_KEY_PREFIX) :].partition("_")
+    if not sep or len(prefix) != 8 or not secret:
+        return None
+    return prefix, secret
+
+
+def api_secret_matches(secret: str, secret_hash: bytes) -> bool:
+    return hmac.compare_digest(hashlib.sha256(secret.encode()).digest(), secret_hash)
+
 
 SESSION_DAYS = 14
 MIN_PASSWORD = 8
@@ -173,3 +226,53 @@ async def revoke_key(conn: Conn, user_id: int, key_id: int) -> bool:
         key_id, user_id,
     )
     return done is not None
+
+
+async def ensure_user(conn: Conn, email: str, password: str | None = None) -> int:
+    """The id of the user with this email (case-insensitive), created if missing."""
+    user_id: int | None = await conn.fetchval("SELECT id FROM users WHERE lower(email) = lower($1)", email)
+    if user_id is None:
+        user_id = await conn.fetchval(
+            "INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id",
+            email, hash_password(password) if password else None,
+        )
+    assert user_id is not None
+    return user_id
+
+
+async def create_api_key(conn: Conn, user_id: int, name: str = "") -> str:
+    """Store a new key (hashed) and return the token, which is shown only this once."""
+    token, _ = await create_api_key_row(conn, user_id, name)
+    return token
+
+
+async def create_api_key_row(conn: Conn, user_id: int, name: str) -> tuple[str, asyncpg.Record]:
+    key = new_api_key()
+    row = await conn.fetchrow(
+        "INSERT INTO api_keys (user_id, prefix, secret_hash, name) VALUES ($1, $2, $3, $4)"
+        " RETURNING id, prefix, name, created_at, last_used_at",
+        user_id, key.prefix, key.secret_hash, name,
+    )
+    assert row is not None
+    return key.token, row
+
+
+async def user_for_api_key(conn: Conn, token: str) -> int | None:
+    """The user behind a presented API key, or None for a malformed, unknown or revoked one."""
+    parts = split_api_key(token.strip())
+    if parts is None:
+        return None
+    prefix, secret = parts
+    row = await conn.fetchrow(
+        "SELECT id, user_id, secret_hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL", prefix
+    )
+    if row is None or not api_secret_matches(secret, bytes(row["secret_hash"])):
+        return None
+    # Written at most once a minute per key: a busy script must not turn every call into a write.
+    await conn.execute(
+        "UPDATE api_keys SET last_used_at = now() WHERE id = $1"
+        " AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        row["id"],
+    )
+    user_id: int = row["user_id"]
+    return user_id

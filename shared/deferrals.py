@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import asyncpg
 
-from shared.work import DeliveryBatch, batch_ranges
-
-Publish = Callable[[list[DeliveryBatch]], Awaitable[None]]
+from shared.commands import DeliveryBatch, Publish, batch_ranges
+from shared.db import Conn
 
 
 async def republish_due(db: asyncpg.Pool, publish: Publish, limit: int = 500) -> int:
@@ -69,3 +66,12 @@ async def republish_stalled(db: asyncpg.Pool, publish: Publish, batch_size: int,
                                [r["id"] for r in rows])
             await publish(batches)
     return len(rows)
+
+
+async def defer(conn: Conn, batch: DeliveryBatch, not_before: float, reason: str) -> None:
+    """Put a batch off until `not_before` (epoch seconds); `republish_due` hands it back."""
+    await conn.execute(
+        "INSERT INTO deferred_batches (campaign_id, sender_id, first_position, last_position, spread,"
+        " not_before, reason) VALUES ($1, $2, $3, $4, $5, to_timestamp($6), $7)",
+        batch.campaign_id, batch.sender_id, batch.first, batch.last, batch.spread, not_before, reason[:200],
+    )

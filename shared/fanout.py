@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared import campaigns
+from shared import recipients, suppressions
 from shared.addresses import check_address
-from shared.campaign_drafts import skip_open
+from shared.campaigns import states
+from shared.commands import CampaignCommand, DeliveryBatch, Publish, batch_ranges
 from shared.contacts import Column, ContactRow, Dialect, address_key, iter_contacts
 from shared.storage import UploadStore
-from shared.work import CampaignCommand, DeliveryBatch, batch_ranges
 
 COPY_CHUNK = 20_000
 
@@ -36,7 +36,6 @@ class LoadCounts:
 
 
 Record = tuple[object, ...]
-Publish = Callable[[list[DeliveryBatch]], Awaitable[None]]
 
 
 def recipient_records(
@@ -80,15 +79,14 @@ async def load_recipients(
     """
     async with db.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT c.sender_id, c.recipients_loaded, c.loaded_rows, c.recipient_count, c.duplicates_removed,"
-            " u.s3_key, u.encoding, u.delimiter, u.has_header, u.email_column, u.columns"
+            "SELECT c.user_id, c.sender_id, c.recipients_loaded, c.loaded_rows, c.recipient_count,"
+            " c.duplicates_removed, u.s3_key, u.encoding, u.delimiter, u.has_header, u.email_column, u.columns"
             " FROM campaigns c JOIN uploads u ON u.id = c.upload_id WHERE c.id = $1",
             campaign_id,
         )
         if row is None or row["recipients_loaded"]:
             return
-        suppressed = {r["email"] for r in await conn.fetch(
-            "SELECT email FROM suppressions WHERE sender_id = $1", row["sender_id"])}
+        suppressed = await suppressions.suppressed_addresses(conn, row["user_id"])
         counts = LoadCounts(row["loaded_rows"], row["duplicates_removed"], row["recipient_count"])
         seen: set[bytes] = set()
         if counts.position:
@@ -129,9 +127,9 @@ async def run(
     recipients already in a final state.
     """
     async with db.acquire() as conn:
-        if not await campaigns.mark_sending(conn, command.campaign_id):
+        if not await states.mark_sending(conn, command.campaign_id):
             return  # gone, paused or cancelled
-        campaign = await campaigns.load_for_sending(conn, command.campaign_id)
+        campaign = await states.load_for_sending(conn, command.campaign_id)
         assert campaign is not None
         if campaign.sender_id is None:
             return
@@ -148,7 +146,7 @@ async def run(
     if store is not None:
         await load_recipients(db, store, command.campaign_id, publish_range, chunk_rows)
     async with db.acquire() as conn:
-        if await campaigns.status_of(conn, command.campaign_id) == "cancelled":
-            await skip_open(conn, command.campaign_id, "cancelled")  # cancelled while loading
+        if await states.status_of(conn, command.campaign_id) == "cancelled":
+            await recipients.skip_open(conn, command.campaign_id, "cancelled")  # cancelled while loading
         else:
-            await campaigns.finish_if_done(conn, command.campaign_id)  # e.g. every address skipped
+            await states.finish_if_done(conn, command.campaign_id)  # e.g. every address skipped

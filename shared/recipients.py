@@ -10,8 +10,6 @@ from typing import Any
 
 from shared.db import Conn
 
-FINAL_STATES = ("sent", "failed", "skipped")
-
 # A claim older than this is from a process that died while sending; it may be taken over.
 CLAIM_LEASE_SECONDS = 120
 
@@ -89,7 +87,9 @@ async def next_due(conn: Conn, campaign_id: uuid.UUID, first: int, last: int,
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RecipientResult:
+    """What became of one claimed recipient, to be written by `record`."""
+
     position: int
     # A final state; "retry" (attempted, try again at next_attempt_at) or "released" (not
     # attempted: paused, rate-limited) both put the recipient back to pending.
@@ -98,9 +98,9 @@ class Outcome:
     next_attempt_at: float | None = None  # epoch seconds, for "retry"
 
 
-async def record(conn: Conn, campaign_id: uuid.UUID, outcomes: Sequence[Outcome]) -> None:
-    """Write many outcomes in one statement; only rows still claimed are changed."""
-    if not outcomes:
+async def record(conn: Conn, campaign_id: uuid.UUID, results: Sequence[RecipientResult]) -> None:
+    """Write many results in one statement; only rows still claimed are changed."""
+    if not results:
         return
     await conn.execute(
         """
@@ -113,8 +113,36 @@ async def record(conn: Conn, campaign_id: uuid.UUID, outcomes: Sequence[Outcome]
          WHERE r.campaign_id = $1 AND r.position = u.position AND r.status = 'sending'
         """,
         campaign_id,
-        [o.position for o in outcomes],
-        [o.status for o in outcomes],
-        [o.reply for o in outcomes],
-        [o.next_attempt_at for o in outcomes],
+        [o.position for o in results],
+        [o.status for o in results],
+        [o.reply for o in results],
+        [o.next_attempt_at for o in results],
     )
+
+
+async def skip_open(conn: Conn, campaign_id: uuid.UUID, reason: str) -> int:
+    """Mark recipients not being sent right now as skipped (a worker finishing one records it)."""
+    result = await conn.execute(
+        "UPDATE recipients SET status = 'skipped', reply = $2, updated_at = now()"
+        " WHERE campaign_id = $1 AND status = 'pending'",
+        campaign_id, reason,
+    )
+    return int(result.split()[-1])
+
+
+STATES = ("pending", "sending", "sent", "failed", "skipped")
+
+
+async def page(conn: Conn, campaign_id: uuid.UUID, *, after: int, limit: int, status: str | None = None,
+               search: str | None = None) -> list[dict[str, Any]]:
+    """Recipients after position `after`, in order, optionally of one state or matching `search`."""
+    rows = await conn.fetch(
+        """
+        SELECT position, email, status, reply, attempts, updated_at FROM recipients
+         WHERE campaign_id = $1 AND position > $2 AND ($3::text IS NULL OR status = $3)
+           AND ($4::text IS NULL OR email ILIKE '%' || $4 || '%')
+         ORDER BY position LIMIT $5
+        """,
+        campaign_id, after, status, search, limit,
+    )
+    return [dict(r) for r in rows]

@@ -8,8 +8,10 @@ explicitly.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 
 class SettingsError(ValueError):
@@ -106,7 +108,18 @@ class Settings:
     claim_lease_seconds: float  # after this, a recipient claimed by a silent worker may be taken over
     public_base_url: str
     trusted_proxy_hops: int  # X-Forwarded-For entries appended by proxies we trust (CloudFront: 1)
-    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    serve_web: bool  # the API also serves web/ (local stack, compose); in AWS the CDN does
+    log_level: str
+    heartbeat_file: str  # touched on every poll; the worker container's health check reads its age
+    waker_interval: float  # how often due deferred batches are handed back to the sender workers
+
+    # The lag publisher (functions/lag_publisher.py) scales this ECS service on consumer lag.
+    ecs_cluster: str
+    ecs_service: str
+    scale_per_worker_lag: int
+    scale_min: int
+    scale_max: int
 
 
 def load_settings() -> Settings:
@@ -115,7 +128,6 @@ def load_settings() -> Settings:
     kms_key_id = os.environ.get("SENDPY_KMS_KEY_ID") or None
     if key_provider == "kms" and not kms_key_id:
         raise SettingsError("SENDPY_KMS_KEY_ID is required when SENDPY_KEY_PROVIDER=kms")
-    origins = tuple(o.strip() for o in _str("SENDPY_CORS_ORIGINS", "").split(",") if o.strip())
     return Settings(
         database_url=_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         database_pool_max=_int("SENDPY_DB_POOL_MAX", 5, minimum=1),
@@ -154,7 +166,15 @@ def load_settings() -> Settings:
         claim_lease_seconds=_float("SENDPY_CLAIM_LEASE_SECONDS", 120.0),
         public_base_url=_str("SENDPY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         trusted_proxy_hops=_int("SENDPY_TRUSTED_PROXY_HOPS", 0),
-        cors_origins=origins,
+        serve_web=_bool("SENDPY_SERVE_WEB", False),
+        log_level=_choice("SENDPY_LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+        heartbeat_file=_str("SENDPY_HEARTBEAT_FILE", str(Path(tempfile.gettempdir()) / "sendpy-heartbeat")),
+        waker_interval=_float("SENDPY_WAKER_INTERVAL", 2.0),
+        ecs_cluster=_str("SENDPY_ECS_CLUSTER", ""),
+        ecs_service=_str("SENDPY_ECS_SERVICE", ""),
+        scale_per_worker_lag=_int("SENDPY_SCALE_PER_WORKER_LAG", 25, minimum=1),
+        scale_min=_int("SENDPY_SCALE_MIN", 1),
+        scale_max=_int("SENDPY_SCALE_MAX", 6, minimum=1),
     )
 
 

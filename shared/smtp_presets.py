@@ -18,19 +18,18 @@ class Preset:
     security: str  # "tls" (implicit, 465), "starttls" (587) or "none"
     per_minute: int | None
     per_day: int | None
-    recipients_per_message: int
     app_password_hint: bool
 
 
 PRESETS: dict[str, Preset] = {
     p.key: p
     for p in (
-        Preset("gmail", "Gmail", "smtp.gmail.com", 465, "tls", 20, 500, 100, True),
-        Preset("google_workspace", "Google Workspace", "smtp.gmail.com", 465, "tls", 60, 2000, 100, True),
-        Preset("yandex", "Yandex Mail", "smtp.yandex.ru", 465, "tls", 20, 500, 35, True),
-        Preset("mailru", "Mail.ru", "smtp.mail.ru", 465, "tls", 20, 500, 30, True),
-        Preset("outlook", "Outlook.com", "smtp-mail.outlook.com", 587, "starttls", 30, 300, 100, True),
-        Preset("office365", "Office 365", "smtp.office365.com", 587, "starttls", 30, 10000, 500, False),
+        Preset("gmail", "Gmail", "smtp.gmail.com", 465, "tls", 20, 500, True),
+        Preset("google_workspace", "Google Workspace", "smtp.gmail.com", 465, "tls", 60, 2000, True),
+        Preset("yandex", "Yandex Mail", "smtp.yandex.ru", 465, "tls", 20, 500, True),
+        Preset("mailru", "Mail.ru", "smtp.mail.ru", 465, "tls", 20, 500, True),
+        Preset("outlook", "Outlook.com", "smtp-mail.outlook.com", 587, "starttls", 30, 300, True),
+        Preset("office365", "Office 365", "smtp.office365.com", 587, "starttls", 30, 10000, False),
     )
 }
 

@@ -1,4 +1,4 @@
-"""Signed one-click unsubscribe links (RFC 8058) and the suppression list they feed."""
+"""Signed one-click unsubscribe links (RFC 8058); shared/suppressions.py records the unsubscribe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-from shared.db import Conn
 from shared.settings import Settings, SettingsError
 
 _SIGNATURE_BYTES = 16
@@ -60,21 +59,3 @@ def read_token(key: bytes, token: str) -> tuple[uuid.UUID, int] | None:
     if not hmac.compare_digest(expected, signature):
         return None
     return uuid.UUID(bytes=payload[:16]), int.from_bytes(payload[16:], "big")
-
-
-async def unsubscribe(conn: Conn, campaign_id: uuid.UUID, position: int) -> str | None:
-    """Add the recipient to the sender's suppression list; returns the address, None if unknown."""
-    row = await conn.fetchrow(
-        "SELECT r.email, c.sender_id FROM recipients r JOIN campaigns c ON c.id = r.campaign_id"
-        " WHERE r.campaign_id = $1 AND r.position = $2",
-        campaign_id, position,
-    )
-    if row is None or row["sender_id"] is None:
-        return None
-    await conn.execute(
-        "INSERT INTO suppressions (sender_id, email, reason) VALUES ($1, lower($2), 'unsubscribed')"
-        " ON CONFLICT (sender_id, email) DO NOTHING",
-        row["sender_id"], row["email"],
-    )
-    email: str = row["email"]
-    return email

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from shared import suppressions
 from shared.contacts import SAMPLE_BYTES, Column, Detection, Dialect, detect, inspect_rows, iter_contacts
 from shared.db import Conn
 from shared.errors import InputError
@@ -65,18 +66,24 @@ async def list_for(conn: Conn, user_id: int) -> list[dict[str, Any]]:
     return [to_json(r) for r in rows]
 
 
+async def owned(conn: Conn, user_id: int, upload_id: uuid.UUID) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND user_id = $2)", upload_id, user_id)
+    return found
+
+
+async def object_key(conn: Conn, user_id: int, upload_id: uuid.UUID) -> str | None:
+    """Where the file is in the uploads bucket."""
+    key: str | None = await conn.fetchval(
+        "SELECT s3_key FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id)
+    return key
+
+
 def stored_detection(upload: dict[str, Any]) -> tuple[Dialect, list[Column]]:
     dialect = upload["dialect"]
     if upload["status"] != "ready" or dialect is None:
         raise InputError("upload_not_ready", "upload_id")
     return Dialect(**dialect), [Column(**c) for c in upload["columns"]]
-
-
-async def _suppressed_for(conn: Conn, user_id: int) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT s.email FROM suppressions s JOIN senders d ON d.id = s.sender_id WHERE d.user_id = $1", user_id
-    )
-    return {r["email"] for r in rows}
 
 
 async def _fail(conn: Conn, upload_id: uuid.UUID, error: InputError) -> None:
@@ -115,7 +122,7 @@ async def prepare(
         if size <= INLINE_INSPECT_BYTES:
             data = sample if size <= SAMPLE_BYTES else await asyncio.to_thread(store.read_start, key, size)
             async with db.acquire() as conn:
-                suppressed = await _suppressed_for(conn, user_id)
+                suppressed = await suppressions.suppressed_addresses(conn, user_id)
             report = inspect_rows(iter_contacts([data], detection.dialect, detection.columns),
                                   suppressed.__contains__)
             if report.rows == 0:
@@ -160,7 +167,7 @@ async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uui
     dialect = Dialect(**upload["dialect"])
     columns = [Column(**c) for c in upload["columns"]]
     async with db.acquire() as conn:
-        suppressed = await _suppressed_for(conn, row["user_id"])
+        suppressed = await suppressions.suppressed_addresses(conn, row["user_id"])
     progress = [0]
     done = asyncio.Event()
 

@@ -206,7 +206,7 @@ async def api(new_client: Callable[[], httpx.AsyncClient]) -> AsyncIterator[http
 
 
 async def new_api_key(db: asyncpg.Pool, email: str | None = None) -> str:
-    from shared.users import create_api_key, ensure_user
+    from shared.accounts import create_api_key, ensure_user
 
     async with db.acquire() as conn:
         user_id = await ensure_user(conn, email or f"user-{uuid.uuid4().hex[:8]}@example.com")

@@ -135,7 +135,7 @@ async def test_log_in_only_accepts_json_so_a_cross_site_form_cannot_log_you_in(a
 def test_forwarded_addresses_are_believed_only_from_trusted_hops(monkeypatch) -> None:
     from starlette.requests import Request
 
-    from functions.http import client_address
+    from functions.parsing import client_address
     from shared.settings import get_settings
 
     def request(forwarded: str | None) -> Request:

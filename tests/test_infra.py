@@ -286,3 +286,330 @@ async def test_msk_iam_options_and_token_reuse(monkeypatch: pytest.MonkeyPatch) 
     provider._expires_at = time.time() + 30  # within a minute of expiry: renewed
     assert await provider.token() == "token-2"
     assert calls == ["eu-central-1", "eu-central-1"]
+
+
+# ---- What `terraform validate`, a first `plan` and a first `apply` on a new account refuse ----
+# The HCL is read module by module (a directory is a module) so that values can be followed
+# across module calls: var.X → the argument every caller passes, module.M.O → that output's
+# value, local.X → its expression.
+
+
+class Module:
+    def __init__(self, directory: Path, files: list[dict[str, Any]]) -> None:
+        self.path = directory
+        self.name = str(directory.relative_to(TERRAFORM))
+        self.resources: dict[str, dict[str, Any]] = {}  # "type.name" → body, also "data.type.name"
+        self.variables: dict[str, dict[str, Any]] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.locals: dict[str, Any] = {}
+        self.calls: dict[str, dict[str, Any]] = {}  # module "name" {...}
+        for parsed in files:
+            for kind, prefix in (("resource", ""), ("data", "data.")):
+                for entry in parsed.get(kind, []):
+                    for type_name, named in entry.items():
+                        for name, body in named.items():
+                            self.resources[f"{prefix}{type_name}.{name}"] = body
+            for kind, target in (("variable", self.variables), ("output", self.outputs), ("module", self.calls)):
+                for entry in parsed.get(kind, []):
+                    target.update(entry)
+            for entry in parsed.get("locals", []):
+                self.locals.update({k: v for k, v in entry.items() if not k.startswith("__")})
+
+    def of_type(self, type_name: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(address.split(".", 1)[1], body) for address, body in self.resources.items()
+                if address.split(".", 1)[0] == type_name]
+
+    def callee(self, call: str) -> Module:
+        return modules()[(self.path / unquote(self.calls[call]["source"])).resolve()]
+
+    def callers(self) -> list[tuple[Module, str, dict[str, Any]]]:
+        return [(module, call, body) for module in modules().values() for call, body in module.calls.items()
+                if module.callee(call) is self]
+
+
+_MODULES: dict[Path, Module] = {}
+
+
+def modules() -> dict[Path, Module]:
+    if not _MODULES:
+        by_directory: dict[Path, list[dict[str, Any]]] = {}
+        for path, parsed in all_tf().items():
+            by_directory.setdefault(path.parent.resolve(), []).append(parsed)
+        _MODULES.update({directory: Module(directory, files) for directory, files in by_directory.items()})
+    return _MODULES
+
+
+def _is_expression(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+# Security-group descriptions: AWS's character set for VPC groups and for rule descriptions
+# (EC2 CreateSecurityGroup / AuthorizeSecurityGroupIngress; the provider checks only rules, at validate).
+SECURITY_GROUP_TEXT = re.compile(r"^[0-9A-Za-z_ .:/()#,@\[\]+=&;{}!$*-]*$")
+RULE_TYPES = {"aws_security_group_rule", "aws_vpc_security_group_ingress_rule", "aws_vpc_security_group_egress_rule"}
+
+
+def _security_group_texts(type_name: str, body: dict[str, Any]) -> list[tuple[str, Any]]:
+    texts: list[tuple[str, Any]] = []
+    if type_name in RULE_TYPES:
+        texts.append(("description", body.get("description")))
+    if type_name in {"aws_security_group", "aws_default_security_group"}:
+        texts.append(("description", body.get("description")))
+        dynamic = {name: block for entry in body.get("dynamic", []) for name, block in entry.items()}
+        for direction in ("ingress", "egress"):
+            for rule in body.get(direction) or []:
+                texts.append((f"{direction}.description", rule.get("description")))
+            for content in dynamic.get(direction, {}).get("content", []):
+                texts.append((f"dynamic.{direction}.description", content.get("description")))
+    return [(field, text) for field, text in texts if text is not None]
+
+
+def test_security_group_and_rule_descriptions_use_only_what_aws_accepts() -> None:
+    bad = []
+    for module in modules().values():
+        for address, body in module.resources.items():
+            for field, text in _security_group_texts(address.split(".")[0], body):
+                # ${var.name} and the like: the name variable is validated to [a-z0-9-].
+                literal = re.sub(r"\$\{[^{}]*\}", "", str(text))
+                refused = sorted({char for char in literal if not SECURITY_GROUP_TEXT.match(char)})
+                if refused or len(str(text)) > 255:
+                    bad.append(f"{module.name}: {address}.{field} = {text!r} has {refused} "
+                               f"(AWS accepts only {SECURITY_GROUP_TEXT.pattern}, at most 255)")
+    assert not bad, "\n".join(bad)
+
+
+# for_each keys and count must be known at plan time, or the first plan on a new account fails
+# ("Invalid for_each argument"). The heuristic, sound for this configuration's idioms:
+# - a map literal `{ key = value }` is fine when its keys are literals: values may be anything
+#   (ids, ARNs) since Terraform needs only the keys at plan time;
+# - an expression that is exactly `var.X`, `local.X` or `module.M.O` is followed (to every caller's
+#   argument, the variable's default, the local's or output's expression) with the same rule;
+# - any other expression (`toset(var.x)`, `keys(...)`, a `for`) must be wholly known: every value
+#   it references is followed the same way and must end in literals or root-module variables
+#   (tfvars are known at plan time). A resource or data-source attribute is not known
+#   (ids, ARNs, names AWS generates), nor is a variable named `*_ids` / `*_arns`, whatever its
+#   caller passes today: lists of other resources' ids are exactly what fails on a new account;
+# - `count = length(X)` needs only X's length: a list or map literal of unknown values is fine.
+REFERENCE = re.compile(
+    r"(?<![\w.\"-])(?:(?P<var>var|local)\.(?P<name>\w+)|module\.(?P<call>\w+)\.(?P<output>\w+)"
+    r"|(?P<resource>(?:data\.)?[a-z][a-z0-9]*_\w+\.\w+))")
+LITERAL_STRING = re.compile(r'"(?:[^"\\$]|\\.|\$(?!\{))*"')
+PASS_THROUGH = re.compile(r"\$\{(?:(?P<var>var|local)\.(?P<name>\w+)|module\.(?P<call>\w+)\.(?P<output>\w+))\}")
+LENGTH_OF = re.compile(r"\$\{length\((?P<inner>(?:var|local)\.\w+|module\.\w+\.\w+)\)\}")
+
+
+def _follow(match: re.Match[str], module: Module, mode: str, trail: tuple[str, ...]) -> list[str]:
+    """Problems of the value a var./local./module. reference stands for."""
+    if match["call"]:
+        callee = module.callee(match["call"])
+        output = callee.outputs[match["output"]]
+        return _not_plan_time(output["value"], callee, mode,
+                              (*trail, f"{callee.name} output {match['output']} = {output['value']}"))
+    name = match["name"]
+    if match["var"] == "local":
+        return _not_plan_time(module.locals[name], module, mode, (*trail, f"local.{name} = {module.locals[name]}"))
+    problems = []
+    if re.search(r"_(ids|arns)$", name) and mode != "length":
+        problems.append(" ← ".join(trail) + f": var.{name} is by its name a list of ids/ARNs of other resources, "
+                        "only known after apply")
+    callers = module.callers()
+    for caller, call, body in callers:
+        if name in body:
+            problems += _not_plan_time(body[name], caller, mode,
+                                       (*trail, f"{caller.name} module.{call}.{name} = {body[name]}"))
+        else:
+            default = module.variables[name].get("default")
+            problems += _not_plan_time(default, module, mode, (*trail, f"default {default}"))
+    return problems  # no callers: a root variable, given at plan time
+
+
+def _not_plan_time(value: Any, module: Module, mode: str, trail: tuple[str, ...]) -> list[str]:
+    """Why `value` may be unknown at plan time ([] if known). mode: "keys" (a for_each: only map
+    keys matter), "length" (only the number of elements matters) or "value" (all of it)."""
+    if len(trail) > 12:
+        return [" ← ".join(trail) + ": too deep to follow"]
+    if isinstance(value, dict):
+        problems = [" ← ".join(trail) + f": map key {key} is computed" for key in value if _is_expression(key)]
+        if mode == "value":
+            for key, item in value.items():
+                if not key.startswith("__"):
+                    problems += _not_plan_time(item, module, mode, trail)
+        return problems
+    if isinstance(value, list):
+        return [] if mode == "length" else [p for item in value for p in _not_plan_time(item, module, "value", trail)]
+    if not _is_expression(value):
+        return []
+    whole = PASS_THROUGH.fullmatch(value)
+    if whole:
+        return _follow(whole, module, mode, trail)
+    length = LENGTH_OF.fullmatch(value)
+    inner = PASS_THROUGH.fullmatch("${" + length["inner"] + "}") if length else None
+    if inner and mode != "keys":
+        return _follow(inner, module, "length", trail)
+    problems = []
+    for reference in REFERENCE.finditer(LITERAL_STRING.sub('""', value)):
+        if reference["resource"]:
+            problems.append(" ← ".join(trail) + f": {reference['resource']} is an attribute of a resource or data "
+                            "source, only known after apply")
+        else:
+            problems += _follow(reference, module, "value", trail)
+    return problems
+
+
+def test_for_each_keys_and_counts_are_known_at_plan_time() -> None:
+    problems = []
+    for module in modules().values():
+        blocks_ = [*module.resources.items(), *((f"module.{call}", body) for call, body in module.calls.items())]
+        for address, body in blocks_:
+            for argument, mode in (("for_each", "keys"), ("count", "value")):
+                if argument in body:
+                    problems += _not_plan_time(body[argument], module, mode,
+                                               (f"{module.name}: {address}.{argument} = {body[argument]}",))
+    assert not problems, "\n".join(problems)
+
+
+def test_the_plan_time_heuristic_catches_ids_and_allows_static_keys() -> None:
+    module = Module(TERRAFORM / "modules" / "heuristic-example", [_clean(hcl2.loads("""
+variable "client_security_group_ids" { type = list(string) }
+variable "client_security_groups" { type = map(string) }
+resource "aws_security_group" "a" {}
+locals {
+  by_name = { a = aws_security_group.a.id }
+  ids     = [aws_security_group.a.id]
+}
+"""))])
+
+    def unknown(value: Any, mode: str = "keys") -> bool:
+        return bool(_not_plan_time(value, module, mode, ("example",)))
+
+    assert unknown("${toset(var.client_security_group_ids)}")  # the name alone gives it away
+    assert unknown("${toset([aws_security_group.a.id])}")
+    assert unknown("${toset(values(local.by_name))}") and unknown("${local.ids}")
+    assert unknown({"${aws_security_group.a.id}": "x"})  # a computed key
+    assert not unknown("${var.client_security_groups}")  # a root variable: given at plan time
+    assert not unknown("${local.by_name}") and not unknown({"a": "${aws_security_group.a.id}"})
+    assert not unknown('${toset(["ecr.api", "logs"])}')
+    assert not unknown("${length(local.ids)}", "value")  # count: only the length is needed
+    assert unknown("${local.by_name}", "value")
+
+
+def _trace(value: Any, module: Module, depends: frozenset[str] = frozenset()
+           ) -> list[tuple[Module, str, frozenset[str]]]:
+    """The resources (module, "type.name") a plain reference leads to, through variables,
+    locals and outputs, with the depends_on of the outputs passed on the way."""
+    if not _is_expression(value):
+        return []
+    whole = PASS_THROUGH.fullmatch(value)
+    if whole and whole["call"]:
+        callee = module.callee(whole["call"])
+        output = callee.outputs[whole["output"]]
+        extra = frozenset(unquote(d).strip("${}") for d in output.get("depends_on", []))
+        return _trace(output["value"], callee, depends | extra)
+    if whole and whole["var"] == "local":
+        return _trace(module.locals[whole["name"]], module, depends)
+    if whole:
+        return [found for caller, _, body in module.callers() for found in _trace(body.get(whole["name"]), caller, depends)]
+    resource = re.fullmatch(r"\$\{((?:data\.)?[a-z][a-z0-9]*_\w+\.\w+)(?:\.[\w\[\]\"]+)*\}", value)
+    return [(module, resource[1], depends)] if resource else []
+
+
+def _bucket_controls(module: Module, bucket: str, type_name: str) -> list[tuple[str, dict[str, Any]]]:
+    """The `type_name` resources (ownership controls, policy, ACL) configuring aws_s3_bucket `bucket`."""
+    return [(name, body) for name, body in module.of_type(type_name)
+            if any(found[:2] == (module, f"aws_s3_bucket.{bucket}") for found in _trace(body.get("bucket"), module))]
+
+
+def _object_ownership(module: Module, bucket: str) -> tuple[str, str | None]:
+    for name, body in _bucket_controls(module, bucket, "aws_s3_bucket_ownership_controls"):
+        return unquote(body["rule"][0]["object_ownership"]), f"aws_s3_bucket_ownership_controls.{name}"
+    return "BucketOwnerEnforced", None  # S3's default for new buckets since April 2023
+
+
+def _statements(module: Module, document: Any) -> list[dict[str, Any]]:
+    statements = []
+    for found_module, address, _ in _trace(document, module):
+        if address.startswith("data.aws_iam_policy_document."):
+            body = found_module.resources[address]
+            statements += body.get("statement", [])
+            for source in body.get("source_policy_documents", []):
+                statements += _statements(found_module, source)
+    return statements
+
+
+def _lets_s3_deliver_logs(statement: dict[str, Any]) -> bool:
+    return (statement.get("effect", "Allow") == "Allow"
+            and "s3:PutObject" in statement.get("actions", [])
+            and any(p.get("type") == "Service" and "logging.s3.amazonaws.com" in p.get("identifiers", [])
+                    for p in statement.get("principals", []))
+            and any(c.get("variable", "").lower() in {"aws:sourceaccount", "aws:sourcearn"}
+                    for c in statement.get("condition", [])))
+
+
+def test_buckets_receiving_server_access_logs_let_the_logging_service_write() -> None:
+    """With ACLs disabled (BucketOwnerEnforced, S3's default) S3 delivers access logs only where a
+    bucket policy lets logging.s3.amazonaws.com s3:PutObject (scoped to the source account or
+    bucket); PutBucketLogging checks that policy, so the logging resource must wait for it."""
+    problems = []
+    for module in modules().values():
+        for name, body in module.of_type("aws_s3_bucket_logging"):
+            where = f"{module.name}: aws_s3_bucket_logging.{name}"
+            targets = [address for found, address, _ in _trace(body["target_bucket"], module) if found is module]
+            if not targets or not targets[0].startswith("aws_s3_bucket."):
+                problems.append(f"{where}: target_bucket {body['target_bucket']} is not a bucket of this module")
+                continue
+            bucket = targets[0].split(".")[1]
+            ownership, _ = _object_ownership(module, bucket)
+            policies = [policy for policy, policy_body in _bucket_controls(module, bucket, "aws_s3_bucket_policy")
+                        if any(map(_lets_s3_deliver_logs, _statements(module, policy_body["policy"])))]
+            acl_grant = ownership != "BucketOwnerEnforced" and any(
+                unquote(acl.get("acl", "")) == "log-delivery-write"
+                for _, acl in _bucket_controls(module, bucket, "aws_s3_bucket_acl"))
+            if not policies and not acl_grant:
+                acls = "ACLs off" if ownership == "BucketOwnerEnforced" else "no log-delivery-write ACL either"
+                problems.append(f"{where} delivers to aws_s3_bucket.{bucket} (object ownership {ownership}: {acls}), "
+                                "which has no bucket policy letting logging.s3.amazonaws.com s3:PutObject with an "
+                                "aws:SourceAccount or aws:SourceArn condition (InvalidTargetBucketForLogging)")
+            depends = {unquote(d).strip("${}") for d in body.get("depends_on", [])}
+            if policies and not any(f"aws_s3_bucket_policy.{policy}" in depends for policy in policies):
+                problems.append(f"{where} must depend_on aws_s3_bucket_policy.{policies[0]}: S3 checks the target's "
+                                "policy when logging is turned on")
+    assert not problems, "\n".join(problems)
+
+
+def test_cloudfront_standard_logs_go_to_a_bucket_with_acls_enabled() -> None:
+    """CloudFront's standard (legacy) logs are granted by ACL: a BucketOwnerEnforced bucket is
+    refused ("The S3 bucket that you specified for CloudFront logs does not enable ACL access"), and
+    the distribution must not be created before the ownership controls enabling ACLs are."""
+    problems = []
+    for module in modules().values():
+        for name, body in module.of_type("aws_cloudfront_distribution"):
+            for logging_config in body.get("logging_config", []):
+                where = f"{module.name}: aws_cloudfront_distribution.{name} logs to {logging_config['bucket']}"
+                found = _trace(logging_config["bucket"], module)
+                if not found or not found[0][1].startswith("aws_s3_bucket."):
+                    problems.append(f"{where}: cannot follow it to an aws_s3_bucket")
+                    continue
+                for bucket_module, address, depends in found:
+                    ownership, controls = _object_ownership(bucket_module, address.split(".")[1])
+                    if ownership == "BucketOwnerEnforced":
+                        problems.append(f"{where} → {bucket_module.name} {address}, whose object ownership is "
+                                        "BucketOwnerEnforced (ACLs disabled)")
+                    elif controls not in depends:
+                        problems.append(f"{where} → {bucket_module.name} {address}: the output passing it on must "
+                                        f"depends_on {controls}, or CloudFront may see the bucket before ACLs are on")
+    assert not problems, "\n".join(problems)
+
+
+DEPRECATED_ARGUMENTS = Path(__file__).with_name("terraform_deprecated_arguments.yml")
+
+
+def test_no_deprecated_arguments() -> None:
+    deprecated: dict[str, dict[str, str]] = yaml.safe_load(DEPRECATED_ARGUMENTS.read_text())
+    assert deprecated["aws_iam_role"]["managed_policy_arns"]
+    found = []
+    for module in modules().values():
+        for address, body in module.resources.items():
+            type_name = address.split(".")[0]
+            for argument in set(body) & set(deprecated.get(type_name, {})):
+                found.append(f"{module.name}: {address}.{argument} is deprecated: {deprecated[type_name][argument]}")
+    assert not found, "\n".join(found)

@@ -8,7 +8,7 @@ import pytest
 
 from sendpy.devstack.smtp_sink import SmtpSink
 from sendpy.devstack.tls import LocalCertificates
-from shared.mail.messenger import ConnectError, ConnectPolicy, Outcome, SmtpAccount, SmtpConnection
+from shared.mail.messenger import ConnectError, ConnectPolicy, ReplyKind, SmtpAccount, SmtpConnection, classify
 
 
 def policy(certs: LocalCertificates, **overrides: object) -> ConnectPolicy:
@@ -33,7 +33,7 @@ async def test_sends_over_verified_tls(clean_sink: SmtpSink, certs: LocalCertifi
     assert conn.pipelined is pipelining
     reply = await conn.send("a@example.com", "b@example.com", MESSAGE)
     await conn.quit()
-    assert reply.outcome is Outcome.SENT, reply
+    assert reply.kind is ReplyKind.SENT, reply
     assert [m.rcpt_tos for m in clean_sink.messages] == [("b@example.com",)]
     assert clean_sink.messages[0].username == "me@example.com"
 
@@ -84,19 +84,19 @@ async def test_replies_are_classified(clean_sink: SmtpSink, certs: LocalCertific
     conn = SmtpConnection(SmtpAccount("127.0.0.1", clean_sink.port, "starttls", "me", "pw"), policy(certs))
     await conn.open()
     gone = await conn.send("a@example.com", "gone@example.com", MESSAGE)
-    assert (gone.outcome, gone.code) == (Outcome.FAILED, 550)
+    assert (gone.kind, gone.code) == (ReplyKind.FAILED, 550)
     clean_sink.faults.data_reply = lambda envelope: "451 4.3.0 Try again"
     later = await conn.send("a@example.com", "b@example.com", MESSAGE)
-    assert (later.outcome, later.code) == (Outcome.RETRY, 451)
+    assert (later.kind, later.code) == (ReplyKind.RETRY, 451)
     clean_sink.faults.data_reply = None
     ok = await conn.send("a@example.com", "b@example.com", MESSAGE)
-    assert ok.outcome is Outcome.SENT
+    assert ok.kind is ReplyKind.SENT
     clean_sink.faults.mail_reply = lambda sender: "553 5.7.1 not owned"
     refused = await conn.send("x@example.com", "b@example.com", MESSAGE)
-    assert (refused.outcome, refused.code) == (Outcome.PAUSE_CAMPAIGN, 553)
+    assert (refused.kind, refused.code) == (ReplyKind.PAUSE_CAMPAIGN, 553)
     clean_sink.faults.mail_reply = None
     dotted = b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\n.\r\nend\r\n"
-    assert (await conn.send("a@example.com", "c@example.com", dotted)).outcome is Outcome.SENT
+    assert (await conn.send("a@example.com", "c@example.com", dotted)).kind is ReplyKind.SENT
     await conn.quit()
     received = [m for m in clean_sink.messages if m.rcpt_tos == ("c@example.com",)]
     assert received[0].data.replace(b"\r\n", b"\n").endswith(b".leading dot\n..two\n.\nend\n")
@@ -112,7 +112,31 @@ async def test_international_addresses_need_smtputf8(clean_sink: SmtpSink, certs
     reply = await conn.send("a@example.com", "пользователь@example.com", MESSAGE)
     await conn.quit()
     if offered:
-        assert reply.outcome is Outcome.SENT
+        assert reply.kind is ReplyKind.SENT
         assert clean_sink.messages[-1].rcpt_tos == ("пользователь@example.com",)
     else:  # a final, explained failure, not hours of retries
-        assert reply.outcome is Outcome.FAILED and "SMTPUTF8" in reply.text
+        assert reply.kind is ReplyKind.FAILED and "SMTPUTF8" in reply.text
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "stage", "expected"),
+    [
+        (250, "ok", "data", ReplyKind.SENT),
+        (451, "4.3.0 Temporary failure", "data", ReplyKind.RETRY),
+        (421, "4.7.0 Try again later, closing connection", "data", ReplyKind.PAUSE_SENDER),
+        (450, "4.2.1 too many messages, slow down", "rcpt", ReplyKind.PAUSE_SENDER),
+        (550, "5.4.5 Daily user sending limit exceeded", "data", ReplyKind.PAUSE_SENDER),
+        (550, "5.1.1 The email account does not exist", "rcpt", ReplyKind.FAILED),
+        (554, "5.7.1 Message rejected", "data", ReplyKind.FAILED),
+        (535, "5.7.8 Username and Password not accepted", "auth", ReplyKind.PAUSE_CAMPAIGN),
+        (553, "5.7.1 Sender address rejected: not owned by user", "mail", ReplyKind.PAUSE_CAMPAIGN),
+        (452, "4.5.3 Too many recipients", "rcpt", ReplyKind.RETRY),
+    ],
+)
+def test_classify(code: int, text: str, stage: str, expected: ReplyKind) -> None:
+    assert classify(code, text, stage=stage) is expected
+
+
+def test_account_repr_hides_the_password() -> None:
+    account = SmtpAccount("smtp.example.com", 465, "tls", "me", "hunter2")
+    assert "hunter2" not in repr(account) and "hunter2" not in str(account)

@@ -38,7 +38,7 @@ def test_fuzz_every_operation(schema: schemathesis.BaseSchema, server: str, app_
 
     import asyncpg
 
-    from shared.users import create_api_key, ensure_user
+    from shared.accounts import create_api_key, ensure_user
 
     async def key() -> str:
         conn = await asyncpg.connect(app_env["DATABASE_URL"])

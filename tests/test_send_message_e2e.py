@@ -116,7 +116,7 @@ async def test_empty_host_and_port_detect_the_provider(api: httpx.AsyncClient, a
         "message": "<p>Hi</p>", "message_subject": "Hi", "recipient_email_list": ["a@example.com"],
         "sender_email": "someone@yandex.ru", "smtp_password": "x", "server_host": "", "server_port": "",
     }
-    from shared.quick_send import parse
+    from shared.send_message import parse
 
     parsed = parse(body)
     assert (parsed.host, parsed.port, parsed.security) == ("smtp.yandex.ru", 465, "tls")

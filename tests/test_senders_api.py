@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from sendpy.devstack.smtp_sink import SmtpSink
-from shared import sender_accounts
+from shared import smtp_accounts
 from shared.errors import InputError
 from tests.conftest import new_api_key
 
@@ -123,14 +123,14 @@ async def test_other_users_senders_are_not_found(api: httpx.AsyncClient, api_key
 )
 def test_sender_input_errors(body: dict[str, object], code: str, field: str) -> None:
     with pytest.raises(InputError) as caught:
-        sender_accounts.parse(body, allow_plaintext=False)
+        smtp_accounts.parse(body, allow_plaintext=False)
     assert (caught.value.code, caught.value.field) == (code, field)
 
 
 def test_presets_fill_server_and_limits() -> None:
-    value = sender_accounts.parse({"from_email": "me@yandex.ru", "password": "p"}, allow_plaintext=False)
+    value = smtp_accounts.parse({"from_email": "me@yandex.ru", "password": "p"}, allow_plaintext=False)
     assert (value.host, value.port, value.security, value.per_day) == ("smtp.yandex.ru", 465, "tls", 500)
-    office = sender_accounts.parse({"from_email": "me@corp.example", "preset": "office365", "password": "p",
+    office = smtp_accounts.parse({"from_email": "me@corp.example", "preset": "office365", "password": "p",
                                     "per_minute": 5}, allow_plaintext=False)
     assert (office.host, office.port, office.security, office.per_minute) == ("smtp.office365.com", 587,
                                                                               "starttls", 5)

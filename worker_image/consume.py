@@ -10,27 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from shared.commands import MalformedWork
 from shared.db import TRANSIENT_DB_ERRORS
-from shared.work import MalformedWork
+from shared.settings import get_settings
 
 log = logging.getLogger("sendpy.worker")
 
 Handler = Callable[[bytes], Awaitable[None]]
-# Touched on every poll; the container health check reads its age.
-HEARTBEAT = Path(os.environ.get("SENDPY_HEARTBEAT_FILE") or Path(tempfile.gettempdir()) / "sendpy-heartbeat")
-
-
 def _beat() -> None:
-    HEARTBEAT.touch()
+    """Touched on every poll; the container health check reads its age."""
+    Path(get_settings().heartbeat_file).touch()
 HANDLER_ATTEMPTS = 3
 
 

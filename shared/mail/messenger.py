@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import aiosmtplib
@@ -20,7 +20,7 @@ from shared.netguard import HostRefused, open_socket, vet_host
 from shared.settings import Settings
 
 
-class Outcome(enum.StrEnum):
+class ReplyKind(enum.StrEnum):
     SENT = "sent"
     RETRY = "retry"  # transient: 4xx, network trouble; try again later
     FAILED = "failed"  # permanent for this recipient: 5xx on RCPT or DATA
@@ -42,7 +42,7 @@ class SmtpAccount:
 
 @dataclass(frozen=True)
 class Reply:
-    outcome: Outcome
+    kind: ReplyKind
     code: int | None
     text: str
 
@@ -64,24 +64,24 @@ _QUOTA_WORDS = (
 )
 
 
-def classify(code: int, text: str, *, stage: str = "rcpt") -> Outcome:
+def classify(code: int, text: str, *, stage: str = "rcpt") -> ReplyKind:
     """What an SMTP reply means for the recipient it was about.
 
     `stage` is where the reply came: "auth", "mail" (MAIL FROM), "rcpt" or "data".
     """
     if 200 <= code < 300:
-        return Outcome.SENT
+        return ReplyKind.SENT
     lowered = text.lower()
     if code in (530, 534, 535) or stage == "auth":
-        return Outcome.PAUSE_CAMPAIGN if code >= 500 else Outcome.RETRY
+        return ReplyKind.PAUSE_CAMPAIGN if code >= 500 else ReplyKind.RETRY
     if any(word in lowered for word in _QUOTA_WORDS) or " 5.4.5" in f" {lowered}":
-        return Outcome.PAUSE_SENDER
+        return ReplyKind.PAUSE_SENDER
     if 400 <= code < 500:
-        return Outcome.RETRY
+        return ReplyKind.RETRY
     if stage == "mail":
         # The server refuses our sender address: every recipient would fail the same way.
-        return Outcome.PAUSE_CAMPAIGN
-    return Outcome.FAILED
+        return ReplyKind.PAUSE_CAMPAIGN
+    return ReplyKind.FAILED
 
 
 class ConnectError(Exception):
@@ -206,6 +206,7 @@ class SmtpConnection:
             raise ConnectError("protocol", getattr(exc, "message", str(exc)), code) from None
         self._smtp = smtp
         self.sent = 0
+        self.account = replace(account, password="")  # logged in: the secret is not needed any more
         if self._pipelining and smtp.last_ehlo_response is None:
             try:
                 await smtp.ehlo()  # without a login nothing has asked for the extensions yet
@@ -222,7 +223,7 @@ class SmtpConnection:
         if self._pipe is not None:
             return await self._send_pipelined(sender, recipient, message)
         if self._smtp is None or not self._smtp.is_connected or self._pipe is not None:
-            return Reply(Outcome.RETRY, None, "connection is not open")
+            return Reply(ReplyKind.RETRY, None, "connection is not open")
         try:
             _, text = await self._smtp.sendmail(sender, [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -237,24 +238,24 @@ class SmtpConnection:
             return Reply(classify(exc.code, exc.message), exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             self.close()
-            return Reply(Outcome.RETRY, None, f"connection lost: {exc}")
+            return Reply(ReplyKind.RETRY, None, f"connection lost: {exc}")
         self.sent += 1
-        return Reply(Outcome.SENT, 250, text)  # aiosmtplib raises for anything but 250 after DATA
+        return Reply(ReplyKind.SENT, 250, text)  # aiosmtplib raises for anything but 250 after DATA
 
     async def _send_pipelined(self, sender: str, recipient: str, message: bytes) -> Reply:
         assert self._pipe is not None
         international = not (sender.isascii() and recipient.isascii())
         if international and not self._smtputf8:
-            return Reply(Outcome.FAILED, None,
+            return Reply(ReplyKind.FAILED, None,
                          "the server does not accept non-ASCII addresses (no SMTPUTF8 support)")
         try:
             stage, reply = await self._pipe.send(sender, recipient, message, smtputf8=international)
         except (SessionLost, OSError) as exc:
             self.close()
-            return Reply(Outcome.RETRY, None, f"connection lost: {exc}")
+            return Reply(ReplyKind.RETRY, None, f"connection lost: {exc}")
         if reply.code == 250 and stage == "data":
             self.sent += 1
-            return Reply(Outcome.SENT, 250, reply.text)
+            return Reply(ReplyKind.SENT, 250, reply.text)
         if reply.code == 421:  # the server is closing the session
             self.close()
         return Reply(classify(reply.code, reply.text, stage=stage), reply.code, reply.text)

@@ -133,6 +133,9 @@ class PipelinedSession(asyncio.Protocol):
             return [await future for future in futures]
         finally:
             timer.cancel()
+            for future in futures:
+                if future.done() and not future.cancelled():
+                    future.exception()  # one failure ends the session; the rest say the same
 
     # commands
 

@@ -90,12 +90,12 @@ module "network" {
 }
 
 module "data" {
-  source                    = "../../modules/data"
-  name                      = var.name
-  vpc_id                    = module.network.vpc_id
-  subnet_ids                = module.network.private_subnet_ids
-  client_security_group_ids = [module.api.security_group_id, module.workers.security_group_id]
-  instance_class            = var.db_instance_class
+  source                 = "../../modules/data"
+  name                   = var.name
+  vpc_id                 = module.network.vpc_id
+  subnet_ids             = module.network.private_subnet_ids
+  client_security_groups = { api = module.api.security_group_id, workers = module.workers.security_group_id }
+  instance_class         = var.db_instance_class
 }
 
 module "storage" {
@@ -106,13 +106,13 @@ module "storage" {
 }
 
 module "msk" {
-  source                    = "../../modules/msk"
-  name                      = var.name
-  serverless                = var.msk_serverless
-  vpc_id                    = module.network.vpc_id
-  subnet_ids                = module.network.private_subnet_ids
-  client_security_group_ids = [module.api.security_group_id, module.workers.security_group_id]
-  kms_key_arn               = module.data.platform_kms_key_arn
+  source                 = "../../modules/msk"
+  name                   = var.name
+  serverless             = var.msk_serverless
+  vpc_id                 = module.network.vpc_id
+  subnet_ids             = module.network.private_subnet_ids
+  client_security_groups = { api = module.api.security_group_id, workers = module.workers.security_group_id }
+  kms_key_arn            = module.data.platform_kms_key_arn
 }
 
 module "api" {

@@ -34,7 +34,7 @@ variable "lambda_package" {
 }
 
 variable "worker_image_tag" {
-  description = "Tag of the worker image pushed to the ECR repository."
+  description = "Tag of the worker image pushed to the ECR repository (-var worker_image_tag=..., a new tag for every image)."
   type        = string
 }
 

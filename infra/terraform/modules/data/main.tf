@@ -77,13 +77,13 @@ resource "aws_kms_alias" "smtp" {
 
 resource "aws_security_group" "database" {
   name        = "${var.name}-database"
-  description = "Postgres from the app's security groups only"
+  description = "Postgres from the app security groups only"
   vpc_id      = var.vpc_id
   tags        = var.tags
 }
 
 resource "aws_vpc_security_group_ingress_rule" "database" {
-  for_each                     = toset(var.client_security_group_ids)
+  for_each                     = var.client_security_groups # keys: names known at plan time
   security_group_id            = aws_security_group.database.id
   referenced_security_group_id = each.value
   from_port                    = 5432
@@ -137,8 +137,12 @@ resource "aws_iam_role" "monitoring" {
     Version   = "2012-10-17"
     Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "monitoring.rds.amazonaws.com" } }]
   })
-  managed_policy_arns = ["arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"]
-  tags                = var.tags
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "monitoring" {
+  role       = aws_iam_role.monitoring.name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 }
 
 resource "aws_db_instance" "this" {
@@ -173,6 +177,8 @@ resource "aws_db_instance" "this" {
   monitoring_role_arn                   = aws_iam_role.monitoring.arn
   enabled_cloudwatch_logs_exports       = ["postgresql", "upgrade"]
   tags                                  = var.tags
+  # RDS checks the monitoring role's permissions when it creates the instance.
+  depends_on = [aws_iam_role_policy_attachment.monitoring]
 }
 
 data "aws_iam_policy_document" "proxy_assume" {

@@ -11,13 +11,13 @@ terraform {
 
 resource "aws_security_group" "msk" {
   name        = "${var.name}-msk"
-  description = "Kafka (IAM auth, TLS) from the app's security groups"
+  description = "Kafka (IAM auth, TLS) from the app security groups"
   vpc_id      = var.vpc_id
   tags        = var.tags
 }
 
 resource "aws_vpc_security_group_ingress_rule" "msk" {
-  for_each                     = toset(var.client_security_group_ids)
+  for_each                     = var.client_security_groups # keys: names known at plan time
   security_group_id            = aws_security_group.msk.id
   referenced_security_group_id = each.value
   from_port                    = 9098

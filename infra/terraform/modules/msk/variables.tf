@@ -19,9 +19,9 @@ variable "subnet_ids" {
   type        = list(string)
 }
 
-variable "client_security_group_ids" {
-  description = "Security groups allowed to reach the brokers."
-  type        = list(string)
+variable "client_security_groups" {
+  description = "Security groups allowed to reach the brokers, by a name fixed in the configuration: { api = sg-id, workers = sg-id }. A map, because for_each needs keys known at plan time and the ids are only known after apply."
+  type        = map(string)
 }
 
 variable "kafka_version" {

@@ -1,5 +1,6 @@
 # The uploads bucket (CSV files, reached by presigned POST from the site's origin only, expired
-# after a while) and the private bucket the static site is served from through CloudFront.
+# after a while), the private bucket the static site is served from through CloudFront, and the
+# bucket both deliver their S3 server access logs to (CloudFront's standard logs go there too).
 
 terraform {
   required_version = ">= 1.6"
@@ -83,10 +84,16 @@ resource "aws_s3_bucket_public_access_block" "logs" {
   restrict_public_buckets = true
 }
 
+# CloudFront's standard logs are delivered under an ACL grant that CloudFront adds to the bucket
+# when the distribution is created, and it refuses a bucket with ACLs disabled ("does not enable
+# ACL access"). BucketOwnerPreferred keeps ACLs on; objects written with
+# bucket-owner-full-control (CloudFront's) still belong to this account. The output
+# logs_bucket_domain depends on this, so the distribution is not created first.
 resource "aws_s3_bucket_ownership_controls" "logs" {
+  #checkov:skip=CKV2_AWS_65:CloudFront standard logging needs ACLs on its log bucket; public ACLs stay blocked and nothing else uses ACLs.
   bucket = aws_s3_bucket.logs.id
   rule {
-    object_ownership = "BucketOwnerEnforced"
+    object_ownership = "BucketOwnerPreferred"
   }
 }
 
@@ -124,6 +131,40 @@ resource "aws_s3_bucket_logging" "all" {
   bucket        = each.value
   target_bucket = aws_s3_bucket.logs.id
   target_prefix = "${each.key}/"
+  # S3 checks the target bucket's policy when logging is turned on (InvalidTargetBucketForLogging).
+  depends_on = [aws_s3_bucket_policy.logs]
+}
+
+data "aws_caller_identity" "current" {}
+
+# S3 server access logs are written by the logging service, which needs the bucket policy's
+# permission (AWS's recommended grant, and the only one when ACLs are off), limited to this
+# account's two logged buckets and their prefixes.
+data "aws_iam_policy_document" "logs" {
+  statement {
+    sid       = "S3ServerAccessLogs"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.logs.arn}/uploads/*", "${aws_s3_bucket.logs.arn}/site/*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logging.s3.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = [aws_s3_bucket.uploads.arn, aws_s3_bucket.site.arn]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  policy = data.aws_iam_policy_document.logs.json
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "uploads" {

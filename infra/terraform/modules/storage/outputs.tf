@@ -24,6 +24,7 @@ output "site_bucket_regional_domain" {
 }
 
 output "logs_bucket_domain" {
-  description = "Bucket for CloudFront access logs."
+  description = "Bucket for CloudFront access logs (ACLs enabled before this is known)."
   value       = aws_s3_bucket.logs.bucket_domain_name
+  depends_on  = [aws_s3_bucket_ownership_controls.logs]
 }

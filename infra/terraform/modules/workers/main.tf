@@ -42,10 +42,10 @@ resource "aws_cloudwatch_log_group" "workers" {
 
 resource "aws_security_group" "workers" {
   name        = "${var.name}-workers"
-  description = "Workers: outbound to Postgres, Kafka, AWS endpoints and users' SMTP servers"
+  description = "Workers: outbound to Postgres, Kafka, AWS endpoints and the SMTP servers of users"
   vpc_id      = var.vpc_id
   egress {
-    description = "SMTP servers on the internet (25, 465, 587, 2525 …), Postgres, Kafka, AWS endpoints"
+    description = "SMTP servers on the internet (25, 465, 587, 2525 and others), Postgres, Kafka, AWS endpoints"
     from_port   = 0
     to_port     = 65535
     protocol    = "tcp"

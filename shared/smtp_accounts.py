@@ -1,19 +1,25 @@
-"""SMTP accounts ("senders") as users manage them: validate, store sealed, verify live."""
+"""SMTP accounts ("senders"): validated, stored with the password sealed, verified live, and
+loaded by the workers with the password still sealed — it is opened only to open a connection.
+
+Every operation that accepts a host vets it (public addresses only unless the deployment allows
+private ones), so no caller can forget the SSRF check.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiosmtplib
 import asyncpg
 
 from shared.accounts import check_email
-from shared.crypto import KeyProvider, seal
+from shared.crypto import KeyProvider, open_sealed, seal
 from shared.db import Conn
-from shared.errors import InputError
+from shared.errors import InputError, translate
 from shared.mail.messenger import ConnectError, ConnectPolicy, SmtpAccount, SmtpConnection
+from shared.netguard import HostRefused, vet_host
 from shared.smtp_presets import PRESETS, preset_for_address
 
 SECURITY = ("tls", "starttls", "none")
@@ -122,8 +128,18 @@ def to_json(row: Any) -> dict[str, Any]:
     return data
 
 
-async def create(conn: Conn, keys: KeyProvider, user_id: int, value: SenderInput) -> dict[str, Any]:
+async def vet(value: SenderInput, *, allow_private: bool) -> None:
+    """Refuse a host that resolves to an address the workers must not connect to."""
+    try:
+        await vet_host(value.host, value.port, allow_private=allow_private)
+    except HostRefused as exc:
+        raise InputError("host_refused", "host", host=value.host, reason=str(exc)) from None
+
+
+async def create(conn: Conn, keys: KeyProvider, user_id: int, value: SenderInput, *,
+                 allow_private: bool) -> dict[str, Any]:
     assert value.password is not None
+    await vet(value, allow_private=allow_private)
     sealed = await seal(keys, value.password, f"user:{user_id}")
     row = await conn.fetchrow(
         f"""
@@ -146,12 +162,20 @@ async def get(conn: Conn, user_id: int, sender_id: int) -> dict[str, Any] | None
     return to_json(row) if row else None
 
 
+async def owned(conn: Conn, user_id: int, sender_id: int) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM senders WHERE id = $1 AND user_id = $2)", sender_id, user_id)
+    return found
+
+
 async def list_for(conn: Conn, user_id: int) -> list[dict[str, Any]]:
     rows = await conn.fetch(f"SELECT {_COLUMNS} FROM senders WHERE user_id = $1 ORDER BY id", user_id)
     return [to_json(r) for r in rows]
 
 
-async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, value: SenderInput) -> dict[str, Any]:
+async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, value: SenderInput, *,
+                 allow_private: bool) -> dict[str, Any]:
+    await vet(value, allow_private=allow_private)
     sealed = await seal(keys, value.password, f"user:{user_id}") if value.password else None
     try:
         row = await conn.fetchrow(
@@ -226,3 +250,78 @@ async def record_verification(conn: Conn, sender_id: int, problem: VerifyProblem
             "UPDATE senders SET verified_at = NULL, last_error = $2 WHERE id = $1", sender_id,
             f"{problem.kind}: {problem.detail}"[:1000],
         )
+
+
+def explain(problem: VerifyProblem, from_email: str, host: str, port: int, preset: str | None,
+            lang: str) -> dict[str, object]:
+    """An SMTP problem as a person reads it, in `lang`, with a provider hint for log-in failures."""
+    hint = ""
+    if problem.kind == "auth":
+        found = PRESETS.get(preset or "") or preset_for_address(from_email)
+        if found is not None and found.app_password_hint:
+            hint = translate("smtp_auth_hint", lang, provider=found.title)
+    message = translate(f"smtp_{problem.kind}", lang, host=host, port=port, detail=problem.detail, hint=hint,
+                        from_email=from_email)
+    return {"code": f"smtp_{problem.kind}", "message": message, "smtp_code": problem.code}
+
+
+@dataclass(frozen=True)
+class Sender:
+    """An account as the workers use it. The password stays sealed until a connection opens."""
+
+    id: int
+    user_id: int
+    from_email: str
+    from_name: str
+    host: str
+    port: int
+    security: str
+    username: str
+    preset: str | None
+    per_minute: int | None
+    per_day: int | None
+    recipients_per_connection: int | None
+    sealed_password: bytes = field(repr=False)
+
+    async def open_account(self, keys: KeyProvider) -> SmtpAccount:
+        """The account with its password opened, for one connection; do not keep it."""
+        password = await open_sealed(keys, self.sealed_password, f"user:{self.user_id}")
+        return SmtpAccount(self.host, self.port, self.security, self.username, password)
+
+
+async def load(conn: Conn, sender_id: int, user_id: int | None = None) -> Sender | None:
+    """The account for sending (any user's when `user_id` is None: workers act for everyone)."""
+    row = await conn.fetchrow(
+        "SELECT * FROM senders WHERE id = $1 AND ($2::bigint IS NULL OR user_id = $2)", sender_id, user_id)
+    if row is None:
+        return None
+    return Sender(
+        id=row["id"], user_id=row["user_id"], from_email=row["from_email"], from_name=row["from_name"],
+        host=row["host"], port=row["port"], security=row["security"], username=row["username"],
+        preset=row["preset"], per_minute=row["per_minute"], per_day=row["per_day"],
+        recipients_per_connection=row["recipients_per_connection"],
+        sealed_password=bytes(row["password_encrypted"]),
+    )
+
+
+async def paused_until(conn: Conn, sender_id: int) -> float:
+    """Epoch seconds until which a quota or lock-out reply paused the account (0 when not paused)."""
+    until = await conn.fetchval("SELECT extract(epoch FROM paused_until) FROM senders WHERE id = $1", sender_id)
+    return float(until or 0)
+
+
+async def pause(conn: Conn, sender_id: int, until: float, reason: str) -> None:
+    await conn.execute(
+        "UPDATE senders SET paused_until = to_timestamp($2), pause_reason = $3 WHERE id = $1",
+        sender_id, until, reason[:1000],
+    )
+
+
+async def recent_sends(conn: Conn, sender_id: int) -> list[float]:
+    """When the account's mail of the last 24 hours went out (epoch seconds), to seed its limits."""
+    rows = await conn.fetch(
+        "SELECT extract(epoch FROM r.updated_at) AS at FROM recipients r JOIN campaigns c ON c.id = r.campaign_id"
+        " WHERE c.sender_id = $1 AND r.status = 'sent' AND r.updated_at > now() - interval '24 hours'",
+        sender_id,
+    )
+    return [float(r["at"]) for r in rows]

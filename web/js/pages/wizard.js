@@ -1,8 +1,8 @@
 // The campaign wizard: contacts → sender → message → review. Every step saves the draft.
 
-import { api, uploadToStorage } from "./api.js";
-import { esc, main, showError } from "./app.js";
-import { t } from "./i18n.js";
+import { api, uploadToStorage } from "../api.js";
+import { html, main, render, showError } from "../dom.js";
+import { t } from "../i18n.js";
 
 const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
 const DELIMITERS = [",", ";", "\t", "|"];
@@ -19,19 +19,19 @@ export async function wizard(campaignId, step) {
     location.hash = `#/campaign/${campaignId}`;
     return;
   }
-  main().innerHTML = `<h1>${t("wizard.title")}</h1>
+  render(main(), html`<h1>${t("wizard.title")}</h1>
     <nav class="wizard-steps" aria-label="${t("wizard.title")}">
-      ${[1, 2, 3, 4].map((n) => `<a href="#/wizard/${campaignId}/${n}" ${n === step ? 'aria-current="step"' : ""}>${n}. ${t(`wizard.step${n}`)}</a>`).join("")}
-    </nav><section id="step" class="card"></section>`;
+      ${[1, 2, 3, 4].map((n) => html`<a href="#/wizard/${campaignId}/${n}" ${n === step && html`aria-current="step"`}>${n}. ${t(`wizard.step${n}`)}</a>`)}
+    </nav><section id="step" class="card"></section>`);
   const section = document.getElementById("step");
   const steps = { 1: contactsStep, 2: senderStep, 3: messageStep, 4: reviewStep };
   await steps[step](section, campaign);
 }
 
 function nextButtons(campaign, step, beforeLeave = async () => {}) {
-  const back = step > 1 ? `<a class="button" href="#/wizard/${campaign.id}/${step - 1}" id="back">${t("common.back")}</a>` : "";
+  const back = step > 1 && html`<a class="button" href="#/wizard/${campaign.id}/${step - 1}" id="back">${t("common.back")}</a>`;
   return {
-    html: `<div class="row wizard-nav">${back}<button type="button" class="primary" id="next">${t("common.next")}</button></div>`,
+    fragment: html`<div class="row wizard-nav">${back}<button type="button" class="primary" id="next">${t("common.next")}</button></div>`,
     bind(root) {
       root.querySelector("#next").addEventListener("click", async () => {
         await beforeLeave();
@@ -51,13 +51,13 @@ function nextButtons(campaign, step, beforeLeave = async () => {}) {
 async function contactsStep(section, campaign) {
   const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
   const nav = nextButtons(campaign, 1);
-  section.innerHTML = `<h2>${t("wizard.step1")}</h2>
+  render(section, html`<h2>${t("wizard.step1")}</h2>
     <div class="dropzone" id="dropzone" tabindex="0">
       <p>${t("contacts.drop")}</p>
       <label class="button">${t("contacts.choose")}<input type="file" id="file" accept=".csv,.txt,text/csv" class="visually-hidden"></label>
       <progress id="progress" max="1" value="0" hidden></progress><p id="upload-status" aria-live="polite"></p>
     </div>
-    <div id="report">${upload ? reportHtml(upload) : ""}</div>${nav.html}`;
+    <div id="report">${upload && reportHtml(upload)}</div>${nav.fragment}`);
   nav.bind(section);
   bindReport(section, campaign, upload);
   const input = section.querySelector("#file");
@@ -76,7 +76,7 @@ async function uploadFile(section, campaign, file) {
   const status = section.querySelector("#upload-status");
   const progress = section.querySelector("#progress");
   const report = section.querySelector("#report");
-  report.innerHTML = "";
+  report.replaceChildren();
   progress.hidden = false;
   progress.value = 0;
   status.textContent = t("contacts.uploading");
@@ -94,7 +94,7 @@ async function uploadFile(section, campaign, file) {
     await api("PATCH", `/v1/campaigns/${campaign.id}`, { upload_id: checked.id });
     campaign.upload_id = checked.id;
     status.textContent = "";
-    report.innerHTML = reportHtml(checked);
+    render(report, reportHtml(checked));
     bindReport(section, campaign, checked);
   } catch (error) {
     status.textContent = "";
@@ -108,25 +108,25 @@ function reportHtml(upload) {
   const d = upload.dialect;
   const r = upload.report;
   const columns = upload.columns || [];
-  const option = (value, label, selected) => `<option value="${esc(value)}" ${selected ? "selected" : ""}>${esc(label)}</option>`;
-  return `<h3>${t("contacts.detected")}: ${esc(upload.filename)}</h3>
+  const option = (value, label, selected) => html`<option value="${value}" ${selected ? "selected" : ""}>${label}</option>`;
+  return html`<h3>${t("contacts.detected")}: ${upload.filename}</h3>
     <form id="dialect" class="grid">
-      <label>${t("contacts.encoding")}<select name="encoding">${ENCODINGS.map((e) => option(e, e, e === d.encoding)).join("")}</select></label>
-      <label>${t("contacts.delimiter")}<select name="delimiter">${DELIMITERS.map((x) => option(x, t(`delim.${x}`), x === d.delimiter)).join("")}</select></label>
-      <label>${t("contacts.emailcol")}<select name="email_column">${columns.map((c, i) => option(i, c.label, i === d.email_column)).join("")}</select></label>
+      <label>${t("contacts.encoding")}<select name="encoding">${ENCODINGS.map((e) => option(e, e, e === d.encoding))}</select></label>
+      <label>${t("contacts.delimiter")}<select name="delimiter">${DELIMITERS.map((x) => option(x, t(`delim.${x}`), x === d.delimiter))}</select></label>
+      <label>${t("contacts.emailcol")}<select name="email_column">${columns.map((c, i) => option(i, c.label, i === d.email_column))}</select></label>
       <label class="check"><input type="checkbox" name="has_header" ${d.has_header ? "checked" : ""}> ${t("contacts.header")}</label>
       <button type="submit">${t("contacts.apply")}</button>
     </form>
-    ${r ? `<dl class="stats">
+    ${r && html`<dl class="stats">
       <div><dt>${t("contacts.rows")}</dt><dd id="stat-rows">${r.rows}</dd></div>
       <div><dt>${t("contacts.valid")}</dt><dd id="stat-valid">${r.valid}</dd></div>
       <div><dt>${t("contacts.invalid")}</dt><dd>${r.invalid}</dd></div>
       <div><dt>${t("contacts.duplicates")}</dt><dd>${r.duplicates}</dd></div>
       <div><dt>${t("contacts.suppressed")}</dt><dd>${r.suppressed}</dd></div></dl>
-      ${r.invalid_examples.length ? `<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => `<li>${t("contacts.row")} ${x.row}: <code>${esc(x.value)}</code> — ${esc(x.reason)}</li>`).join("")}</ul>` : ""}` : ""}
+      ${r.invalid_examples.length > 0 && html`<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => html`<li>${t("contacts.row")} ${x.row}: <code>${x.value}</code> — ${x.reason}</li>`)}</ul>`}`}
     <h4>${t("contacts.preview")}</h4>
-    <div class="scroll"><table id="preview"><thead><tr>${columns.map((c) => `<th>${esc(c.label)}</th>`).join("")}</tr></thead>
-    <tbody>${(upload.preview || []).map((row) => `<tr>${row.map((cell) => `<td>${esc(cell)}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
+    <div class="scroll"><table id="preview"><thead><tr>${columns.map((c) => html`<th>${c.label}</th>`)}</tr></thead>
+    <tbody>${(upload.preview || []).map((row) => html`<tr>${row.map((cell) => html`<td>${cell}</td>`)}</tr>`)}</tbody></table></div>`;
 }
 
 function bindReport(section, campaign, upload) {
@@ -144,7 +144,7 @@ function bindReport(section, campaign, upload) {
         await sleep(800);
         fixed = await api("GET", `/v1/uploads/${upload.id}`);
       }
-      report.innerHTML = reportHtml(fixed);
+      render(report, reportHtml(fixed));
       bindReport(section, campaign, fixed);
     } catch (error) {
       showError(report, error);
@@ -157,15 +157,15 @@ function bindReport(section, campaign, upload) {
 async function senderStep(section, campaign) {
   const [{ items: senders }, { items: presets }] = await Promise.all([api("GET", "/v1/senders"), api("GET", "/v1/presets")]);
   const nav = nextButtons(campaign, 2);
-  section.innerHTML = `<h2>${t("wizard.step2")}</h2>
+  render(section, html`<h2>${t("wizard.step2")}</h2>
     <fieldset><legend>${t("sender.pick")}</legend>
-      ${senders.map((s) => `<label class="check"><input type="radio" name="sender" value="${s.id}" ${s.id === campaign.sender_id ? "checked" : ""}>
-        ${esc(s.from_name)} &lt;${esc(s.from_email)}&gt; — ${esc(s.host)} ${s.verified ? "✓" : `(${t("sender.notverified")})`}</label>`).join("") || `<p>${t("common.none")}</p>`}
+      ${senders.length ? senders.map((s) => html`<label class="check"><input type="radio" name="sender" value="${s.id}" ${s.id === campaign.sender_id ? "checked" : ""}>
+        ${s.from_name} &lt;${s.from_email}&gt; — ${s.host} ${s.verified ? "✓" : `(${t("sender.notverified")})`}</label>`) : html`<p>${t("common.none")}</p>`}
     </fieldset>
     <details ${senders.length ? "" : "open"}><summary>${t("sender.add")}</summary>
       <form id="new-sender" class="grid">
         <label>${t("sender.provider")}<select name="preset"><option value="">${t("sender.custom")}</option>
-          ${presets.map((p) => `<option value="${p.key}">${esc(p.title)}</option>`).join("")}</select></label>
+          ${presets.map((p) => html`<option value="${p.key}">${p.title}</option>`)}</select></label>
         <label>${t("sender.from")}<input name="from_email" type="email" required autocomplete="email"></label>
         <label>${t("sender.name")}<input name="from_name" maxlength="200"></label>
         <label>${t("sender.host")}<input name="host"></label>
@@ -177,7 +177,7 @@ async function senderStep(section, campaign) {
         <p><a href="#/guides" target="_blank">${t("sender.guide")}</a></p>
         <button type="submit" class="primary">${t("sender.verify")}</button>
       </form></details>
-    <div id="verify-result" aria-live="polite"></div>${nav.html}`;
+    <div id="verify-result" aria-live="polite"></div>${nav.fragment}`);
   nav.bind(section);
   const result = section.querySelector("#verify-result");
   const form = section.querySelector("#new-sender");
@@ -207,7 +207,7 @@ async function senderStep(section, campaign) {
       if (await verify(made.id, result)) {
         campaign.sender_id = made.id;
         await senderStep(section, campaign);
-        section.querySelector("#verify-result").innerHTML = `<p class="notice">${t("sender.verified")}</p>`;
+        render(section.querySelector("#verify-result"), html`<p class="notice">${t("sender.verified")}</p>`);
       }
     } catch (error) {
       showError(result, error);
@@ -216,10 +216,10 @@ async function senderStep(section, campaign) {
 }
 
 async function verify(senderId, result) {
-  result.innerHTML = `<p>${t("sender.verifying")}</p>`;
+  render(result, html`<p>${t("sender.verifying")}</p>`);
   try {
     await api("POST", `/v1/senders/${senderId}/verify`);
-    result.innerHTML = `<p class="notice">${t("sender.verified")}</p>`;
+    render(result, html`<p class="notice">${t("sender.verified")}</p>`);
     return true;
   } catch (error) {
     showError(result, error.body?.error ? new Error(error.body.error.message) : error);
@@ -234,16 +234,16 @@ async function messageStep(section, campaign) {
   const fields = ["email", ...((upload && upload.columns) || []).filter((_, i) => i !== upload.dialect.email_column).map((c) => c.field)];
   let sourceMode = false;
   const nav = nextButtons(campaign, 3, () => save());
-  section.innerHTML = `<h2>${t("wizard.step3")}</h2>
-    <label>${t("wizard.name")}<input id="name" value="${esc(campaign.name)}" maxlength="200"></label>
-    <label>${t("message.subject")}<input id="subject" value="${esc(campaign.subject)}" maxlength="998" required></label>
+  render(section, html`<h2>${t("wizard.step3")}</h2>
+    <label>${t("wizard.name")}<input id="name" value="${campaign.name}" maxlength="200"></label>
+    <label>${t("message.subject")}<input id="subject" value="${campaign.subject}" maxlength="998" required></label>
     <div class="toolbar" role="toolbar" aria-label="${t("message.body")}">
       <button type="button" data-cmd="bold"><b>B</b><span class="visually-hidden">${t("message.bold")}</span></button>
       <button type="button" data-cmd="italic"><i>I</i><span class="visually-hidden">${t("message.italic")}</span></button>
       <button type="button" data-cmd="list">• ${t("message.list")}</button>
       <button type="button" data-cmd="link">${t("message.link")}</button>
       <button type="button" id="toggle-source">${t("message.source")}</button>
-      <label>${t("message.fields")} <select id="field"><option value=""></option>${fields.map((f) => `<option value="${esc(f)}">${esc(f)}</option>`).join("")}</select></label>
+      <label>${t("message.fields")} <select id="field"><option value=""></option>${fields.map((f) => html`<option value="${f}">${f}</option>`)}</select></label>
     </div>
     <div id="editor" class="editor" aria-label="${t("message.body")}"></div>
     <textarea id="source" class="source" rows="14" hidden aria-label="${t("message.source")}"></textarea>
@@ -253,14 +253,14 @@ async function messageStep(section, campaign) {
     <p><strong id="preview-subject"></strong></p>
     <iframe id="preview" title="${t("contacts.preview")}" sandbox="" class="preview"></iframe>
     <form id="test" class="row"><label>${t("message.testto")}<input name="email" type="email" required></label>
-      <button type="submit">${t("message.test")}</button></form><div id="test-result" aria-live="polite"></div>${nav.html}`;
+      <button type="submit">${t("message.test")}</button></form><div id="test-result" aria-live="polite"></div>${nav.fragment}`);
   const editor = new window.Squire(section.querySelector("#editor"), { blockTag: "P" });
   editor.setHTML(campaign.html_body || "<p></p>");
   const source = section.querySelector("#source");
-  const html = () => (sourceMode ? source.value : editor.getHTML());
+  const bodyHtml = () => (sourceMode ? source.value : editor.getHTML());
   async function save() {
     await api("PATCH", `/v1/campaigns/${campaign.id}`, {
-      name: section.querySelector("#name").value, subject: section.querySelector("#subject").value, html_body: html(),
+      name: section.querySelector("#name").value, subject: section.querySelector("#subject").value, html_body: bodyHtml(),
     });
   }
   section.querySelectorAll("[data-cmd]").forEach((button) => button.addEventListener("click", () => {
@@ -307,7 +307,7 @@ async function messageStep(section, campaign) {
     try {
       await save();
       const sent = await api("POST", `/v1/campaigns/${campaign.id}/test`, { email: event.target.email.value, row: Number(section.querySelector("#row").value) || 1 });
-      result.innerHTML = `<p class="notice">${t("message.testsent", { to: esc(sent.to) })}</p>`;
+      render(result, html`<p class="notice">${t("message.testsent", { to: sent.to })}</p>`);
     } catch (error) {
       showError(result, error.body?.error ? new Error(error.body.error.message) : error);
     }
@@ -332,16 +332,16 @@ async function reviewStep(section, campaign) {
   const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
   const sender = campaign.sender_id ? await api("GET", `/v1/senders/${campaign.sender_id}`) : null;
   const valid = upload?.report?.valid ?? 0;
-  section.innerHTML = `<h2>${t("review.summary")}</h2>
+  render(section, html`<h2>${t("review.summary")}</h2>
     <dl class="summary">
       <dt>${t("review.recipients")}</dt><dd id="review-count">${valid}</dd>
-      <dt>${t("review.from")}</dt><dd>${sender ? `${esc(sender.from_name)} &lt;${esc(sender.from_email)}&gt;` : "—"}</dd>
-      <dt>${t("review.subject")}</dt><dd>${esc(campaign.subject) || "—"}</dd>
+      <dt>${t("review.from")}</dt><dd>${sender ? html`${sender.from_name} &lt;${sender.from_email}&gt;` : "—"}</dd>
+      <dt>${t("review.subject")}</dt><dd>${campaign.subject || "—"}</dd>
       <dt>${t("sender.limits")}</dt><dd>${sender ? `${sender.per_minute ?? "∞"} ${t("sender.perminute")}, ${sender.per_day ?? "∞"} ${t("sender.perday")}` : "—"}</dd>
       <dt>${t("review.duration")}</dt><dd>${sender ? duration(valid, sender.per_minute, sender.per_day) : "—"}</dd>
     </dl><div id="start-error" aria-live="polite"></div>
     <div class="row wizard-nav"><a class="button" href="#/wizard/${campaign.id}/3">${t("common.back")}</a>
-    <button type="button" class="primary" id="send">${t("review.send")}</button></div>`;
+    <button type="button" class="primary" id="send">${t("review.send")}</button></div>`);
   const key = crypto.randomUUID();
   section.querySelector("#send").addEventListener("click", async () => {
     try {

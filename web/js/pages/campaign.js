@@ -1,8 +1,8 @@
 // A campaign being sent: live progress, controls, recipients with their SMTP replies.
 
-import { api } from "./api.js";
-import { esc, main, showError } from "./app.js";
-import { t } from "./i18n.js";
+import { api } from "../api.js";
+import { html, main, render, showError } from "../dom.js";
+import { t } from "../i18n.js";
 
 const STATES = ["sent", "failed", "skipped", "pending", "sending"];
 let timer = null;
@@ -16,7 +16,7 @@ function eta(seconds) {
 
 export async function campaignPage(campaignId) {
   clearInterval(timer);
-  main().innerHTML = `<h1 id="title"></h1>
+  render(main(), html`<h1 id="title"></h1>
     <section class="card" aria-labelledby="progress-title"><h2 id="progress-title">${t("campaign.progress")}</h2>
       <div class="progress-line"><progress id="bar" max="100" value="0"></progress><span id="percent">0%</span></div>
       <p><span id="status" class="badge"></span> <span id="reason"></span></p>
@@ -29,9 +29,9 @@ export async function campaignPage(campaignId) {
     <section class="card"><form id="filter" class="row">
       <label>${t("campaign.search")}<input name="q" type="search"></label>
       <label>${t("campaign.state")}<select name="status"><option value="">${t("campaign.all")}</option>
-        ${STATES.map((s) => `<option value="${s}">${t(`state.${s}`)}</option>`).join("")}</select></label></form>
+        ${STATES.map((s) => html`<option value="${s}">${t(`state.${s}`)}</option>`)}</select></label></form>
       <div class="scroll"><table><thead><tr><th>#</th><th>${t("auth.email")}</th><th></th><th>${t("campaign.reply")}</th><th>${t("campaign.attempts")}</th></tr></thead>
-      <tbody id="recipients"></tbody></table></div></section>`;
+      <tbody id="recipients"></tbody></table></div></section>`);
 
   const refresh = async () => {
     if (!document.getElementById("bar")) return clearInterval(timer);
@@ -46,7 +46,7 @@ export async function campaignPage(campaignId) {
     status.textContent = t(`state.${c.status}`);
     status.className = `badge ${c.status}`;
     document.getElementById("reason").textContent = c.status_reason || "";
-    document.getElementById("counts").innerHTML = STATES.map((s) => `<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${c.counts[s]}</dd></div>`).join("");
+    render(document.getElementById("counts"), STATES.map((s) => html`<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${c.counts[s]}</dd></div>`));
     document.getElementById("rate").textContent = c.status === "sending" ? `${t("campaign.rate", { n: c.rate_per_minute })} · ${eta(c.eta_seconds)}` : "";
     document.getElementById("pause").hidden = !["queued", "sending"].includes(c.status);
     document.getElementById("resume").hidden = c.status !== "paused";
@@ -59,8 +59,8 @@ export async function campaignPage(campaignId) {
     if (form.q.value) params.set("q", form.q.value);
     if (form.status.value) params.set("status", form.status.value);
     const { items } = await api("GET", `/v1/campaigns/${campaignId}/recipients?${params}`);
-    document.getElementById("recipients").innerHTML = items.map((r) => `<tr><td>${r.position}</td><td>${esc(r.email)}</td>
-      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${esc(r.reply || "")}</td><td>${r.attempts}</td></tr>`).join("");
+    render(document.getElementById("recipients"), items.map((r) => html`<tr><td>${r.position}</td><td>${r.email}</td>
+      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${r.reply || ""}</td><td>${r.attempts}</td></tr>`));
   };
   const control = (action, confirmText) => async () => {
     if (confirmText && !confirm(confirmText)) return;

@@ -17,6 +17,7 @@ from shared.addresses import check_address
 from shared.crypto import KeyProvider, seal
 from shared.errors import InputError
 from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError
+from shared.netguard import HostRefused, vet_host
 from shared.smtp_presets import preset_for_address, security_for_port
 
 MAX_RECIPIENTS = 10_000  # one request body; larger lists go through CSV uploads
@@ -25,7 +26,7 @@ MAX_MESSAGE = 2_000_000
 
 
 @dataclass(frozen=True)
-class QuickSend:
+class OneShotSend:
     subject: str
     html: str
     recipients: list[str]  # normalised, unique (case-insensitive), in the order given
@@ -39,7 +40,7 @@ class QuickSend:
     per_day: int | None
 
     def __repr__(self) -> str:
-        return f"QuickSend({self.sender_email!r} via {self.host}:{self.port}, {len(self.recipients)} recipients)"
+        return f"OneShotSend({self.sender_email!r} via {self.host}:{self.port}, {len(self.recipients)} recipients)"
 
 
 def _string(payload: dict[str, Any], field: str, *, required: bool = True) -> str:
@@ -53,7 +54,7 @@ def _string(payload: dict[str, Any], field: str, *, required: bool = True) -> st
     return value
 
 
-def parse(payload: Any) -> QuickSend:
+def parse(payload: Any) -> OneShotSend:
     """Validate the seed's JSON keys; raises InputError naming the first problem."""
     if not isinstance(payload, dict):
         raise InputError("invalid_json")
@@ -120,7 +121,7 @@ def parse(payload: Any) -> QuickSend:
         where = f" (line {exc.line})" if exc.line else ""
         raise InputError("template", "message", part=exc.part, where=where, reason=str(exc)) from None
 
-    return QuickSend(
+    return OneShotSend(
         subject=subject,
         html=html,
         recipients=recipients,
@@ -146,9 +147,13 @@ def _port(raw: Any) -> int:
 
 
 async def accept(
-    pool: asyncpg.Pool, keys: KeyProvider, user_id: int, request: QuickSend
+    pool: asyncpg.Pool, keys: KeyProvider, user_id: int, request: OneShotSend, *, allow_private: bool
 ) -> uuid.UUID:
-    """Store sender, campaign and recipients; the campaign is 'queued' until published."""
+    """Vet the host, then store sender, campaign and recipients; the campaign is 'queued' until published."""
+    try:
+        await vet_host(request.host, request.port, allow_private=allow_private)
+    except HostRefused as exc:
+        raise InputError("host_refused", "server_host", host=request.host, reason=str(exc)) from None
     sealed = await seal(keys, request.password, f"user:{user_id}")
     campaign_id = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():

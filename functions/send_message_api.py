@@ -10,12 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from functions import resources
-from functions.http import api_user, error, input_error, json_body
-from shared import campaigns, quick_send
+from functions.auth import api_user
+from functions.errors import error_response, input_error
+from functions.parsing import json_body
+from shared import send_message as one_shot
+from shared.campaigns import progress, states
+from shared.commands import CampaignCommand
 from shared.errors import InputError
-from shared.netguard import HostRefused, vet_host
 from shared.settings import get_settings
-from shared.work import CampaignCommand
 
 log = logging.getLogger("sendpy.api")
 
@@ -23,19 +25,15 @@ log = logging.getLogger("sendpy.api")
 async def send_message(request: Request) -> Response:
     user_id = await api_user(request)
     if user_id is None:
-        return error(request, 401, "unauthorized")
+        return error_response(request, 401, "unauthorized")
     settings = get_settings()
+    pool = await resources.db()
     try:
-        accepted = quick_send.parse(await json_body(request))
-        try:
-            await vet_host(accepted.host, accepted.port, allow_private=settings.smtp_allow_private)
-        except HostRefused as exc:
-            raise InputError("host_refused", "server_host", host=accepted.host, reason=str(exc)) from None
+        accepted = one_shot.parse(await json_body(request))
+        campaign_id = await one_shot.accept(pool, resources.keys(), user_id, accepted,
+                                            allow_private=settings.smtp_allow_private)
     except InputError as exc:
         return input_error(request, exc)
-
-    pool = await resources.db()
-    campaign_id = await quick_send.accept(pool, resources.keys(), user_id, accepted)
     try:
         producer = await resources.producer()
         await producer.send_and_wait(
@@ -43,8 +41,9 @@ async def send_message(request: Request) -> Response:
         )
     except KafkaError:
         log.exception("could not queue campaign", extra={"campaign": str(campaign_id)})
-        await pool.execute("DELETE FROM campaigns WHERE id = $1", campaign_id)
-        return error(request, 503, "unavailable", what="message broker")
+        async with pool.acquire() as conn:
+            await states.delete_queued(conn, campaign_id)
+        return error_response(request, 503, "unavailable", what="message broker")
     return JSONResponse(
         {
             "campaign_id": str(campaign_id),
@@ -60,14 +59,14 @@ async def send_message(request: Request) -> Response:
 async def campaign_status(request: Request) -> Response:
     user_id = await api_user(request)
     if user_id is None:
-        return error(request, 401, "unauthorized")
+        return error_response(request, 401, "unauthorized")
     try:
         campaign_id = uuid.UUID(request.path_params["campaign_id"])
     except ValueError:
-        return error(request, 404, "not_found")
+        return error_response(request, 404, "not_found")
     pool = await resources.db()
     async with pool.acquire() as conn:
-        found = await campaigns.progress(conn, user_id, campaign_id)
+        found = await progress.progress(conn, user_id, campaign_id)
     if found is None:
-        return error(request, 404, "not_found")
+        return error_response(request, 404, "not_found")
     return JSONResponse(found)

@@ -1,9 +1,10 @@
-"""The units of work that travel between processes. They carry ids, never addresses or secrets."""
+"""The commands that travel through Kafka between processes. They carry ids, never addresses or secrets."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
 
@@ -106,3 +107,7 @@ class DeliveryBatch:
 def batch_ranges(first: int, last: int, size: int) -> list[tuple[int, int]]:
     """Split positions first..last into consecutive ranges of at most `size`."""
     return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]
+
+
+# What hands delivery batches to the broker (the workers pass their producer's send).
+Publish = Callable[[list[DeliveryBatch]], Awaitable[None]]

@@ -1,7 +1,7 @@
 // Step-by-step mailbox setup guides, each step with a drawn (SVG) sketch of the screen to look for.
 
-import { esc, main } from "./app.js";
-import { currentLanguage, t } from "./i18n.js";
+import { html, main, render } from "../dom.js";
+import { currentLanguage, t } from "../i18n.js";
 
 // [title, [ [step text, screen title, screen rows, highlighted row], … ], settings]
 const GUIDES = {
@@ -79,27 +79,27 @@ const GUIDES = {
 
 function sketch(title, rows, highlight, number) {
   const height = 70 + rows.length * 34;
-  return `<svg class="sketch" viewBox="0 0 320 ${height}" role="img" aria-label="${esc(title)}" xmlns="http://www.w3.org/2000/svg">
+  return html`<svg class="sketch" viewBox="0 0 320 ${height}" role="img" aria-label="${title}" xmlns="http://www.w3.org/2000/svg">
     <rect x="1" y="1" width="318" height="${height - 2}" rx="10" fill="#fff" stroke="#9aa4b2"/>
     <rect x="1" y="1" width="318" height="26" rx="10" fill="#e8edf3"/>
     <circle cx="16" cy="14" r="4" fill="#e06c75"/><circle cx="30" cy="14" r="4" fill="#e5c07b"/><circle cx="44" cy="14" r="4" fill="#98c379"/>
-    <text x="20" y="52" font-size="15" font-weight="bold" fill="#1a1a1a">${esc(title)}</text>
-    ${rows.map((row, i) => `<rect x="20" y="${64 + i * 34}" width="280" height="26" rx="5" fill="${i === highlight ? "#fff4cc" : "#f5f7fa"}" stroke="${i === highlight ? "#d99a00" : "#d5dbe3"}" stroke-width="${i === highlight ? 2 : 1}"/>
-      <text x="30" y="${82 + i * 34}" font-size="13" fill="#1a1a1a">${esc(row)}</text>`).join("")}
+    <text x="20" y="52" font-size="15" font-weight="bold" fill="#1a1a1a">${title}</text>
+    ${rows.map((row, i) => html`<rect x="20" y="${64 + i * 34}" width="280" height="26" rx="5" fill="${i === highlight ? "#fff4cc" : "#f5f7fa"}" stroke="${i === highlight ? "#d99a00" : "#d5dbe3"}" stroke-width="${i === highlight ? 2 : 1}"/>
+      <text x="30" y="${82 + i * 34}" font-size="13" fill="#1a1a1a">${row}</text>`)}
     <circle cx="296" cy="44" r="13" fill="#1f5eff"/><text x="296" y="49" font-size="14" text-anchor="middle" fill="#fff">${number}</text>
   </svg>`;
 }
 
 export function guidesPage(key) {
   const lang = currentLanguage();
-  if (!key || !GUIDES[key]) {
-    main().innerHTML = `<h1>${t("guides.title")}</h1><ul class="guide-list">${Object.entries(GUIDES)
-      .map(([k, g]) => `<li><a href="#/guides/${k}">${esc(g.title)}</a></li>`).join("")}</ul>`;
+  if (!key || !Object.hasOwn(GUIDES, key)) {
+    render(main(), html`<h1>${t("guides.title")}</h1><ul class="guide-list">${Object.entries(GUIDES)
+      .map(([k, g]) => html`<li><a href="#/guides/${k}">${g.title}</a></li>`)}</ul>`);
     return;
   }
   const guide = GUIDES[key];
-  main().innerHTML = `<p><a href="#/guides">← ${t("guides.title")}</a></p><h1>${esc(guide.title)}</h1>
-    <p><code>${esc(guide.settings)}</code></p>
+  render(main(), html`<p><a href="#/guides">← ${t("guides.title")}</a></p><h1>${guide.title}</h1>
+    <p><code>${guide.settings}</code></p>
     <ol class="guide">${guide[lang].map(([text, title, rows, highlight], i) =>
-      `<li><p>${esc(text)}</p>${sketch(title, rows, highlight, i + 1)}</li>`).join("")}</ol>`;
+      html`<li><p>${text}</p>${sketch(title, rows, highlight, i + 1)}</li>`)}</ol>`);
 }

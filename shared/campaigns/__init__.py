@@ -1,0 +1,1 @@
+"""Campaigns: drafts (editing), states (the life cycle), preview, progress."""

@@ -1,0 +1,62 @@
+"""Rendering a campaign for one contact row before it is sent: the preview and the test send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import ChainableUndefined
+
+from shared.errors import InputError
+from shared.mail.compose import BUILTIN_FIELDS, CampaignContent, CompiledCampaign, TemplateError, template_fields
+from shared.unsubscribe import Unsubscriber
+
+
+def template_error(exc: TemplateError) -> InputError:
+    field = {"subject": "subject", "html": "html_body", "text": "text_body"}[exc.part]
+    where = f" (line {exc.line})" if exc.line else ""
+    return InputError("template", field, part=exc.part, where=where, reason=str(exc))
+
+
+def _recorder(seen: list[str]) -> type[ChainableUndefined]:
+    """An undefined that renders empty and remembers the names it stood for, for previews."""
+
+    class Recorder(ChainableUndefined):
+        def __str__(self) -> str:
+            if self._undefined_name and self._undefined_name not in seen:
+                seen.append(self._undefined_name)
+            return ""
+
+    return Recorder
+
+
+@dataclass(frozen=True)
+class Preview:
+    subject: str
+    html: str
+    text: str
+    undefined: list[str]
+
+
+def preview(campaign: dict[str, Any], from_email: str, from_name: str, email: str, fields: dict[str, Any],
+            unsubscriber: Unsubscriber | None = None) -> Preview:
+    """Render for one row; fields the templates use but the row lacks are listed, not fatal."""
+    content = CampaignContent(campaign["id"], from_email, from_name, campaign["subject"], campaign["html_body"],
+                              campaign["text_body"])
+    seen: list[str] = []
+    try:
+        compiled = CompiledCampaign(content, unsubscriber=unsubscriber, undefined=_recorder(seen))
+    except TemplateError as exc:
+        raise template_error(exc) from None
+    try:
+        subject, text, html = compiled.render_parts(compiled.merge_fields(1, email, fields))
+    except Exception as exc:  # parses, but fails for this row's data, e.g. {{ 1 / count }}
+        raise InputError("template", "html_body", part="html", where="", reason=str(exc)) from None
+    return Preview(subject, html, text, seen)
+
+
+def missing_fields(campaign: dict[str, Any], columns: list[dict[str, Any]]) -> list[str]:
+    """Merge fields the templates use that the contact file does not provide."""
+    used = template_fields(campaign["subject"], campaign["html_body"], campaign["text_body"] or "")
+    known = {c["field"] for c in columns} | set(BUILTIN_FIELDS)
+    return sorted(used - known)

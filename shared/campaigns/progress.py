@@ -1,0 +1,44 @@
+"""Where a campaign stands: status, counts by recipient state, sending rate and time left."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from shared.db import Conn
+
+
+async def progress(conn: Conn, user_id: int, campaign_id: uuid.UUID) -> dict[str, Any] | None:
+    """Status and counts by recipient state, or None when the user has no such campaign."""
+    row = await conn.fetchrow(
+        "SELECT id, status, status_reason, subject, recipient_count, created_at, started_at, finished_at"
+        " FROM campaigns WHERE id = $1 AND user_id = $2",
+        campaign_id, user_id,
+    )
+    if row is None:
+        return None
+    counts = {state: 0 for state in ("pending", "sending", "sent", "failed", "skipped")}
+    for r in await conn.fetch(
+        "SELECT status, count(*) AS n FROM recipients WHERE campaign_id = $1 GROUP BY status", campaign_id
+    ):
+        counts[r["status"]] = r["n"]
+    return {
+        "id": str(row["id"]),
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+        "subject": row["subject"],
+        "recipients": row["recipient_count"],
+        "counts": counts,
+        "created_at": row["created_at"].isoformat(),
+        "started_at": row["started_at"].isoformat() if row["started_at"] else None,
+        "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
+    }
+
+
+async def sent_last_minute(conn: Conn, campaign_id: uuid.UUID) -> int:
+    rate: int = await conn.fetchval(
+        "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND status = 'sent'"
+        " AND updated_at > now() - interval '60 seconds'",
+        campaign_id,
+    )
+    return rate

@@ -1,0 +1,163 @@
+"""A campaign's life: draft → queued → sending → finished, with paused and cancelled on the side.
+
+Users move it with start / pause / resume / cancel; workers with mark_sending, pause (a problem a
+person must fix) and finish_if_done.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from shared import recipients, smtp_accounts, uploads
+from shared.campaigns.preview import missing_fields
+from shared.db import Conn
+from shared.errors import InputError
+
+OPEN_FOR_SENDING = ("queued", "sending")
+
+
+class StateConflict(Exception):
+    """The campaign is not in a state that allows this action."""
+
+    def __init__(self, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} a campaign that is {status}")
+        self.status = status
+        self.action = action
+
+
+@dataclass(frozen=True)
+class CampaignForSending:
+    id: uuid.UUID
+    user_id: int
+    sender_id: int | None
+    status: str
+    subject: str
+    html: str
+    text: str | None
+    recipient_count: int
+
+
+async def load_for_sending(conn: Conn, campaign_id: uuid.UUID) -> CampaignForSending | None:
+    row = await conn.fetchrow(
+        "SELECT id, user_id, sender_id, status, subject, html_body, text_body, recipient_count"
+        " FROM campaigns WHERE id = $1",
+        campaign_id,
+    )
+    if row is None:
+        return None
+    return CampaignForSending(
+        row["id"], row["user_id"], row["sender_id"], row["status"], row["subject"],
+        row["html_body"], row["text_body"], row["recipient_count"],
+    )
+
+
+async def status_of(conn: Conn, campaign_id: uuid.UUID) -> str | None:
+    status: str | None = await conn.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id)
+    return status
+
+
+async def mark_sending(conn: Conn, campaign_id: uuid.UUID) -> bool:
+    """queued → sending; True if the campaign is (now) sending."""
+    status: str | None = await conn.fetchval(
+        "UPDATE campaigns SET status = 'sending', status_reason = NULL"
+        " WHERE id = $1 AND status IN ('queued', 'sending') RETURNING status",
+        campaign_id,
+    )
+    return status == "sending"
+
+
+async def pause(conn: Conn, campaign_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        "UPDATE campaigns SET status = 'paused', status_reason = $2"
+        " WHERE id = $1 AND status IN ('queued', 'sending')",
+        campaign_id, reason,
+    )
+
+
+async def finish_if_done(conn: Conn, campaign_id: uuid.UUID) -> bool:
+    """Mark the campaign finished when no recipient is open any more."""
+    status: str | None = await conn.fetchval(
+        """
+        UPDATE campaigns SET status = 'finished', finished_at = now()
+         WHERE id = $1 AND status = 'sending' AND recipients_loaded
+           AND NOT EXISTS (SELECT 1 FROM recipients
+                            WHERE campaign_id = $1 AND status IN ('pending', 'sending'))
+        RETURNING status
+        """,
+        campaign_id,
+    )
+    return status == "finished"
+
+
+async def start_checks(conn: Conn, user_id: int, campaign: dict[str, Any]) -> None:
+    """Everything that must hold before a draft may start; raises InputError naming what is missing."""
+    if not campaign["sender_id"]:
+        raise InputError("start_needs", "sender_id")
+    if not campaign["upload_id"]:
+        raise InputError("start_needs", "upload_id")
+    if not campaign["subject"].strip():
+        raise InputError("start_needs", "subject")
+    if not campaign["html_body"].strip():
+        raise InputError("start_needs", "html_body")
+    sender = await smtp_accounts.get(conn, user_id, campaign["sender_id"])
+    if sender is None or not sender["verified"]:
+        raise InputError("sender_not_verified", "sender_id")
+    upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"]))
+    if upload is None or upload["status"] != "ready":
+        raise InputError("upload_not_ready", "upload_id")
+    missing = missing_fields(campaign, upload["columns"])
+    if missing:
+        raise InputError("undefined_fields", "html_body", names=", ".join(missing))
+
+
+async def transition(conn: Conn, user_id: int, campaign_id: uuid.UUID, action: str) -> bool:
+    """start / pause / resume / cancel; False when the user has no such campaign."""
+    allowed = {
+        "start": (("draft",), "queued"),
+        "pause": (("queued", "sending"), "paused"),
+        "resume": (("paused",), "queued"),
+        "cancel": (("draft", "queued", "sending", "paused"), "cancelled"),
+    }
+    sources, target = allowed[action]
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT status FROM campaigns WHERE id = $1 AND user_id = $2 FOR UPDATE", campaign_id, user_id
+        )
+        if row is None:
+            return False
+        if row["status"] not in sources:
+            raise StateConflict(row["status"], action)
+        await conn.execute(
+            """
+            UPDATE campaigns SET status = $2, status_reason = NULL, updated_at = now(),
+                   started_at = CASE WHEN $3 = 'start' THEN now() ELSE started_at END,
+                   finished_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE finished_at END
+             WHERE id = $1
+            """,
+            campaign_id, target, action,
+        )
+        if action == "cancel":
+            await recipients.skip_open(conn, campaign_id, "cancelled")
+    return True
+
+
+async def undo_start(conn: Conn, campaign_id: uuid.UUID) -> None:
+    """Back to draft: the start could not be handed to the workers."""
+    await conn.execute("UPDATE campaigns SET status = 'draft', started_at = NULL WHERE id = $1", campaign_id)
+
+
+async def undo_resume(conn: Conn, campaign_id: uuid.UUID) -> None:
+    """Back to paused: the resume could not be handed to the workers."""
+    await conn.execute("UPDATE campaigns SET status = 'paused' WHERE id = $1", campaign_id)
+
+
+async def heartbeat(conn: Conn, campaign_id: uuid.UUID) -> None:
+    """A worker finished a batch: `updated_at` is what the stall sweeper reads (deferrals.py)."""
+    await conn.execute("UPDATE campaigns SET updated_at = now() WHERE id = $1", campaign_id)
+
+
+async def delete_queued(conn: Conn, campaign_id: uuid.UUID) -> None:
+    """Remove a one-shot campaign whose command never reached the broker (nothing was sent)."""
+    await conn.execute("DELETE FROM campaigns WHERE id = $1 AND status = 'queued'", campaign_id)
