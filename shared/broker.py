@@ -116,28 +116,34 @@ async def consumer_lag(settings: Settings, group: str, topic: str) -> dict[int, 
     """Messages not yet committed by `group`, per partition of `topic` (what scaling reads)."""
     options = client_options(settings)
     admin = AIOKafkaAdminClient(**options)
-    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
     await admin.start()
-    await consumer.start()
     try:
-        described = await admin.describe_topics([topic])
-        partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
-        for attempt in range(20):
-            try:
-                committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-                break
-            except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
-                # A fresh cluster creates its offsets topic on first use; the answer comes shortly.
-                if attempt == 19:
-                    raise
-                await asyncio.sleep(0.5)
-        ends = await consumer.end_offsets(partitions)
-        lag = {}
-        for tp in partitions:
-            position = committed.get(tp)
-            done = position.offset if position is not None and position.offset >= 0 else 0
-            lag[tp.partition] = max(ends[tp] - done, 0)
-        return lag
+        consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return await _lag(admin, consumer, group, topic)
+        finally:
+            await consumer.stop()
     finally:
-        await consumer.stop()
         await admin.close()
+
+
+async def _lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str, topic: str) -> dict[int, int]:
+    described = await admin.describe_topics([topic])
+    partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+    for attempt in range(20):
+        try:
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            break
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            # A fresh cluster creates its offsets topic on first use; the answer comes shortly.
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.5)
+    ends = await consumer.end_offsets(partitions)
+    lag = {}
+    for tp in partitions:
+        position = committed.get(tp)
+        done = position.offset if position is not None and position.offset >= 0 else 0
+        lag[tp.partition] = max(ends[tp] - done, 0)
+    return lag

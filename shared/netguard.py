@@ -27,26 +27,66 @@ class VettedAddress:
     family: int
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (includes :: and ::1)
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT ::ffff:0:a.b.c.d
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: 64:ff9b::a.b.c.d
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # local-use NAT64: never a public server
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated site-local, private in practice
 
 
-def is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address):
-        # IPv6 forms that carry an IPv4 address: judge the address they lead to.
-        if ip in _LOCAL_NAT64:
-            return False
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            ip = embedded
+def _public_ipv4(ip: ipaddress.IPv4Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def _carried_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address is a spelling of (or is translated to), if any."""
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d
+        return ip.ipv4_mapped
+    if ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED or ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour  # 2002:aabb:ccdd::/48, or None
+
+
+def is_public(address: str) -> bool:
+    """Whether `address` (an IP literal) is a public unicast address Sendpy may connect to.
+
+    An IPv6 address that carries an IPv4 address is judged by that IPv4 address: mapped,
+    compatible, translated, NAT64 and 6to4 forms of 127.0.0.1 are all 127.0.0.1. Teredo
+    (2001::/32) must embed a public server and client and then still fails as a non-global prefix.
+    """
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _SITE_LOCAL or ip in _LOCAL_NAT64:
+            return False
+        teredo = ip.teredo
+        if teredo is not None:
+            if not all(_public_ipv4(embedded) for embedded in teredo):
+                return False
+        else:
+            carried = _carried_ipv4(ip)
+            if carried is not None:
+                return _public_ipv4(carried)
+        return ip.is_global and not ip.is_multicast
+    return _public_ipv4(ip)
+
+
+def _is_localhost_name(host: str) -> bool:
+    """RFC 6761: "localhost" and every name under it mean this machine, whatever DNS says."""
+    name = host.rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost")
+
+
 async def vet_host(host: str, port: int, *, allow_private: bool) -> list[VettedAddress]:
-    """Resolve `host` and return addresses it is allowed to connect to, public ones first."""
+    """Resolve `host` and return addresses it is allowed to connect to, public ones first.
+
+    `host` is a name or an IP literal in any spelling getaddrinfo accepts (also `[v6]`); what
+    is checked is every address it resolves to, so spellings of one address are judged alike.
+    """
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # a bracketed IPv6 literal, as in URLs
+    if not allow_private and _is_localhost_name(host):
+        raise HostRefused("private", f"{host!r} names this machine; this deployment only connects to "
+                                     "public mail servers")
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)

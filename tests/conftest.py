@@ -5,8 +5,11 @@ Every service listens on a free loopback port, so two runs on one machine never 
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -26,8 +29,11 @@ from sendpy.devstack.smtp_sink import SmtpSink
 from sendpy.devstack.stack import cache_dir
 from sendpy.devstack.tls import LocalCertificates, ensure_certificates
 from shared.crypto import new_master_key
+from tests import fault_report
 
 ROOT = Path(__file__).resolve().parent.parent
+
+pytest_plugins = ["tests.mailpit"]
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +42,28 @@ def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="sendpy-test-"))
     path.chmod(0o711)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get("SENDPY_KEEP_TEST_WORKDIR"):
+        print(f"\ntest servers' data and logs kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (a CI time-out, `kill`) ends the run like Ctrl-C, so fixtures stop their servers.
+    # A SIGKILL cannot be caught: the children's parent-death signal covers that (process.py).
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fault_run() -> dict[str, object]:
+    """This run's fault report header; its seed also seeds `random` for the whole session."""
+    run = fault_report.start_run()
+    random.seed(run["seed"])
+    print(f"\nfault report run {run['id']} (commit {run['commit']}), random seed {run['seed']}")
+    return run
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +139,10 @@ def app_env(postgres: PostgresServer, kafka: KafkaServer, s3: S3Server, certs: L
         "SENDPY_CLAIM_LEASE_SECONDS": "5",
         "SENDPY_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "SENDPY_FANOUT_CHUNK_ROWS": "1000",
-        "SENDPY_STALL_SECONDS": "30",
+        # The stall sweeper stays out of the way: the crash tests must prove commit-after-durable
+        # on their own, not be rescued by a sweep. tests/test_crash_safety.py tests the sweeper
+        # with a worker of its own.
+        "SENDPY_STALL_SECONDS": "3600",
     }
     os.environ.update(env)
     from shared.settings import get_settings
@@ -149,11 +179,14 @@ class Workers:
         self.env = {**os.environ, **env}
         self.logs = logs
         self.children: list[Child] = []
+        self.started = 0
 
-    def start(self, kind: str) -> Child:
-        n = len(self.children) + 1
+    def start(self, kind: str, **env: str) -> Child:
+        """Start a worker; `env` overrides settings for this one process."""
+        self.started += 1
+        n = self.started
         child = Child(f"{kind}-{n}", [sys.executable, "-m", "worker_image", kind],
-                      self.logs / f"{kind}-{n}.log", env=self.env, cwd=ROOT)
+                      self.logs / f"{kind}-{n}.log", env={**self.env, **env}, cwd=ROOT)
         child.start()
         self.children.append(child)
         return child
@@ -169,6 +202,32 @@ class Workers:
         for child in self.children:
             child.stop()
         self.children.clear()
+
+    def restore(self) -> None:
+        """Back to one fan-out and one sender worker, whatever a test killed or added."""
+        for kind in ("fanout", "sender"):
+            running = self.running(kind)
+            for extra in running[1:]:
+                extra.stop()
+                self.children.remove(extra)
+            if not running:
+                self.start(kind)
+        for dead in [c for c in self.children if not c.alive()]:
+            self.children.remove(dead)
+
+    def log_marks(self) -> dict[Path, int]:
+        """Where every worker log ends now, for `logged(..., since=)`."""
+        return {path: path.stat().st_size for path in self.logs.glob("*.log")}
+
+    def logged(self, message: str, since: dict[Path, int] | None = None) -> list[str]:
+        """Worker log lines whose message is `message` (written after `since`, if given)."""
+        found = []
+        for path in sorted(self.logs.glob("*.log")):
+            with path.open("rb") as log:
+                log.seek((since or {}).get(path, 0))
+                text = log.read().decode(errors="replace")
+            found += [f"{path.name}: {line}" for line in text.splitlines() if f'"message": "{message}"' in line]
+        return found
 
 
 @pytest.fixture(scope="session")
@@ -189,12 +248,55 @@ async def asgi_app(app_env: dict[str, str], db: asyncpg.Pool) -> AsyncIterator[S
     await resources.close()
 
 
+class SecretWatch:
+    """Every secret the tests hand to the API or get from it, and any answer that gave one back.
+
+    SMTP passwords are taken from request bodies, API keys and session tokens from answers; the
+    last test (test_zz_secrets.py) searches every Kafka topic and log file for all of them.
+    """
+
+    def __init__(self) -> None:
+        self.smtp_passwords: set[str] = set()
+        self.tokens: set[str] = set()
+        self.leaks: list[str] = []
+
+    async def on_request(self, request: httpx.Request) -> None:
+        if not request.headers.get("content-type", "").startswith("application/json") or not request.content:
+            return
+        try:
+            body = json.loads(request.content)
+        except ValueError:
+            return
+        if not isinstance(body, dict):
+            return
+        fields = ("smtp_password", "password") if "/senders" in request.url.path else ("smtp_password",)
+        self.smtp_passwords |= {body[f] for f in fields if isinstance(body.get(f), str) and body[f]}
+
+    async def on_response(self, response: httpx.Response) -> None:
+        body = (await response.aread()).decode("utf-8", "replace")
+        for password in self.smtp_passwords:
+            if len(password) >= 6 and password in body:
+                self.leaks.append(f"{response.request.method} {response.request.url.path} answered an SMTP password")
+        if '"key": "sp_' in body:
+            self.tokens.add(json.loads(body)["key"])
+        for name in ("sendpy_session", "sendpy_csrf"):
+            if name in response.cookies:
+                self.tokens.add(response.cookies[name])
+
+
+@pytest.fixture(scope="session")
+def secret_watch() -> SecretWatch:
+    return SecretWatch()
+
+
 @pytest.fixture
-def new_client(asgi_app: Starlette) -> Callable[[], httpx.AsyncClient]:
+def new_client(asgi_app: Starlette, secret_watch: SecretWatch) -> Callable[[], httpx.AsyncClient]:
     """A fresh client per browser: each has its own cookie jar."""
 
     def make() -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi_app), base_url="http://sendpy.test")
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi_app), base_url="http://sendpy.test",
+                                 event_hooks={"request": [secret_watch.on_request],
+                                              "response": [secret_watch.on_response]})
 
     return make
 
@@ -205,12 +307,17 @@ async def api(new_client: Callable[[], httpx.AsyncClient]) -> AsyncIterator[http
         yield client
 
 
+ISSUED_API_KEYS: set[str] = set()
+
+
 async def new_api_key(db: asyncpg.Pool, email: str | None = None) -> str:
     from shared.accounts import create_api_key, ensure_user
 
     async with db.acquire() as conn:
         user_id = await ensure_user(conn, email or f"user-{uuid.uuid4().hex[:8]}@example.com")
-        return await create_api_key(conn, user_id)
+        key = await create_api_key(conn, user_id)
+    ISSUED_API_KEYS.add(key)
+    return key
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -137,7 +138,7 @@ async def test_start_requires_a_verified_sender_and_a_ready_upload(
 
 
 async def test_pause_resume_and_cancel(
-    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, db: Any
 ) -> None:
     sender = await make_sender(api, auth, clean_sink)
     rows = "".join(f"p{n}@example.com\n" for n in range(400))
@@ -157,11 +158,19 @@ async def test_pause_resume_and_cancel(
         await wait_status(api, auth, draft["id"], {"sending"})
         paused = await api.post(f"/v1/campaigns/{draft['id']}/pause", headers=auth)
         assert paused.status_code == 200 and paused.json()["status"] == "paused"
-        await asyncio.sleep(2)
-        frozen = (await api.get(f"/v1/campaigns/{draft['id']}", headers=auth)).json()["counts"]
-        await asyncio.sleep(1.5)
-        still = (await api.get(f"/v1/campaigns/{draft['id']}", headers=auth)).json()["counts"]
-        assert still["sent"] == frozen["sent"] < 400
+        paused_at = time.time()
+        in_flight = {r["email"] for r in await db.fetch(
+            "SELECT email FROM recipients WHERE campaign_id = $1 AND status = 'sending'", uuid.UUID(draft["id"]))}
+        deadline = time.monotonic() + 20
+        while (frozen := (await api.get(f"/v1/campaigns/{draft['id']}", headers=auth)).json()["counts"])["sending"]:
+            assert time.monotonic() < deadline, frozen  # sends under way at the pause finish
+            await asyncio.sleep(0.1)
+        # Watch the sink for a while: while paused, only the sends already under way may arrive.
+        await asyncio.sleep(max(0.0, paused_at + 3 - time.time()))
+        resumed_at = time.time()
+        late = {r for m in clean_sink.messages for r in m.rcpt_tos if paused_at < m.at < resumed_at}
+        assert late <= in_flight, sorted(late - in_flight)[:5]
+        assert frozen["sent"] < 400
         assert (await api.post(f"/v1/campaigns/{draft['id']}/resume", headers=auth)).status_code == 202
     finally:
         clean_sink.faults.data_reply = original

@@ -7,6 +7,7 @@ end-to-end and fault tests run the same scheduler against real Postgres and real
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -18,14 +19,15 @@ import pytest
 
 from shared.campaigns.states import OPEN_FOR_SENDING, CampaignForSending
 from shared.commands import DeliveryBatch
-from shared.crypto import LocalKeyProvider, seal
+from shared.crypto import DecryptionError, LocalKeyProvider, seal
 from shared.delivery import scheduler
 from shared.delivery.scheduler import Deliverer, RetryPolicy
 from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpAccount
 from shared.recipients import Claimed, RecipientResult
 from shared.smtp_accounts import Sender
 
-KEYS = LocalKeyProvider(os.urandom(32))
+KEYS_MASTER = os.urandom(32)
+KEYS = LocalKeyProvider(KEYS_MASTER)
 PASSWORD = "app-password-Секрет-42"
 
 
@@ -165,8 +167,10 @@ Answer = Callable[[str], Reply]
 class ScriptedServer:
     """Plays the SMTP server: `answer(recipient)` decides each reply; connections are counted."""
 
-    def __init__(self, answer: Answer | None = None, connect_error: ConnectError | None = None) -> None:
+    def __init__(self, answer: Answer | None = None, connect_error: ConnectError | None = None,
+                 send_seconds: float = 0.0) -> None:
         self.answer: Answer = answer or (lambda to: Reply(ReplyKind.SENT, 250, "2.0.0 queued"))
+        self.send_seconds = send_seconds
         self.connect_error = connect_error
         self.accepted: list[str] = []
         self.logins: list[SmtpAccount] = []
@@ -186,6 +190,7 @@ class ScriptedConnection:
         self.is_open = True
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
+        await asyncio.sleep(self.server.send_seconds)  # lets the other lanes run, as a real send does
         reply = self.server.answer(recipient)
         if reply.kind is ReplyKind.SENT:
             self.server.accepted.append(recipient)
@@ -405,3 +410,42 @@ async def test_idle_accounts_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> N
     await sending._evict_idle(keep=999)
     assert sending._senders == {}
 
+
+
+class FlakyKeys(LocalKeyProvider):
+    """Opens the first `good` secrets, then fails like KMS under throttling."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__(KEYS_MASTER)
+        self.good = good
+
+    async def unwrap(self, wrapped: bytes, context: str) -> bytes:
+        if self.good <= 0:
+            raise DecryptionError("throttled")
+        self.good -= 1
+        return await super().unwrap(wrapped, context)
+
+
+async def test_a_password_that_cannot_be_opened_mid_batch_loses_and_duplicates_nothing() -> None:
+    store = await make_store(10)
+    server = ScriptedServer(send_seconds=0.01)
+    policy = ConnectPolicy(allow_private=True, allow_plaintext=False, timeout=5.0)
+    sending = Deliverer(store, FlakyKeys(good=1), policy, connections_per_sender=3,  # type: ignore[arg-type]
+                        connect=server.connect)  # type: ignore[arg-type]
+    await sending.deliver(batch_of(store))
+    assert "sending" not in store.states()  # nobody left claimed: what was not sent is pending again
+    assert store.states().get("failed", 0) == 0 and store.deferred
+    assert sending._senders[3].limiter._in_flight == 0
+
+
+async def test_an_unexpected_error_sending_one_message_is_that_recipients_outcome() -> None:
+    store = await make_store(5)
+
+    def answer(to: str) -> Reply:
+        if to == "r3@example.com":
+            raise UnicodeEncodeError("ascii", to, 0, 1, "not ascii")
+        return Reply(ReplyKind.SENT, 250, "ok")
+
+    await deliverer(store, ScriptedServer(answer)).deliver(batch_of(store))
+    assert store.rows[3].status == "pending" and "unexpected error" in (store.rows[3].reply or "")
+    assert [store.rows[p].status for p in (1, 2, 4, 5)] == ["sent"] * 4

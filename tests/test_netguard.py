@@ -1,22 +1,107 @@
-"""The SSRF guard: which addresses the workers may connect to."""
+"""The SSRF guard: which addresses the workers may connect to.
+
+Every spelling of a private, loopback, link-local or reserved address must be refused, because
+the guard is only as good as the one spelling it forgot. Names are avoided for public cases
+(there is no DNS here): IP literals go through getaddrinfo without a lookup.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
-from shared.netguard import HostRefused, is_public, vet_host
+from shared.mail import messenger
+from shared.mail.messenger import ConnectError, ConnectPolicy, SmtpAccount, SmtpConnection
+from shared.netguard import HostRefused, VettedAddress, is_public, vet_host
+
+# Every way to write "this machine" or "a network behind the firewall".
+PRIVATE_SPELLINGS = [
+    "127.0.0.1",
+    "2130706433",  # 127.0.0.1 as one decimal number
+    "0x7f000001",  # ... in hex
+    "0X7F000001",
+    "0177.0.0.1",  # octal first octet
+    "127.1",  # short forms: the last part fills the remaining bytes
+    "127.0.1",
+    "localhost",
+    "LOCALHOST",
+    "localhost.",  # fully qualified
+    "LocalHost.",
+    "mail.localhost",  # RFC 6761: everything under localhost is this machine
+    "::1",
+    "[::1]",  # bracketed, as in a URL
+    "::",
+    "::127.0.0.1",  # IPv4-compatible (deprecated)
+    "::7f00:1",  # the same, in hex
+    "::ffff:127.0.0.1",  # IPv4-mapped
+    "::FFFF:7F00:1",
+    "[::ffff:127.0.0.1]",
+    "::ffff:0:7f00:1",  # IPv4-translated (SIIT)
+    "64:ff9b::7f00:1",  # NAT64 well-known prefix
+    "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+    "64:ff9b:1::a00:1",  # local-use NAT64
+    "2002:7f00:1::",  # 6to4 of 127.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1 (stored inverted)
+    "2001::ffff:fffe",  # Teredo, server 0.0.0.0, client 0.0.0.1
+    "fec0::1",  # site-local (deprecated)
+    "FEC0::1",
+    "fc00::1",  # unique local
+    "fd00::1",
+    "fe80::1",  # link-local
+    "fe80::1%lo",
+    "169.254.169.254",  # cloud metadata
+    "100.64.0.1",  # carrier-grade NAT
+    "0.0.0.0",  # noqa: S104
+    "0",
+    "10.0.0.1",
+    "192.168.1.1",
+    "172.16.0.1",
+    "224.0.0.1",  # multicast
+    "ff02::1",
+]
+
+PUBLIC_LITERALS = [
+    "8.8.8.8",
+    "2001:4860:4860::8888",
+    "[2001:4860:4860::8888]",
+    "::ffff:8.8.8.8",  # forms that carry a public IPv4 address stay public
+    "64:ff9b::808:808",
+    "2002:808:808::",
+]
 
 
 @pytest.mark.parametrize(
     ("address", "public"),
     [("8.8.8.8", True), ("127.0.0.1", False), ("10.1.2.3", False), ("192.168.0.1", False),
-     ("169.254.169.254", False), ("100.64.0.1", False), ("::1", False), ("::ffff:127.0.0.1", False),
+     ("169.254.169.254", False), ("100.64.0.1", False), ("::1", False), ("::", False), ("::ffff:127.0.0.1", False),
      ("fd00::1", False), ("2001:4860:4860::8888", True), ("0.0.0.0", False),  # noqa: S104
      ("64:ff9b::7f00:1", False), ("64:ff9b::808:808", True), ("2002:7f00:1::", False), ("2002:808:808::", True),
-     ("64:ff9b:1::a00:1", False)],
+     ("64:ff9b:1::a00:1", False), ("64:ff9b:1::808:808", False),
+     ("::127.0.0.1", False), ("::7f00:1", False), ("::a9fe:a9fe", False), ("::808:808", True),
+     ("::ffff:0:7f00:1", False), ("::ffff:0:808:808", True),
+     ("fec0::1", False), ("feff::1", False), ("fe80::1", False), ("fc00::1", False),
+     ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo to 10.0.0.1
+     ("2001:0:808:808::f7f7:f7f7", False),  # Teredo to 8.8.8.8: still not a global prefix
+     ("ff0e::1", False), ("224.0.0.1", False)],
 )
 def test_is_public(address: str, public: bool) -> None:
     assert is_public(address) is public
+
+
+@pytest.mark.parametrize("host", PRIVATE_SPELLINGS)
+async def test_every_spelling_of_a_private_address_is_refused(host: str) -> None:
+    with pytest.raises(HostRefused) as caught:
+        await vet_host(host, 25, allow_private=False)
+    assert caught.value.code == "private", caught.value
+
+
+@pytest.mark.parametrize("host", PUBLIC_LITERALS)
+async def test_public_literals_are_allowed(host: str) -> None:
+    vetted = await vet_host(host, 25, allow_private=False)
+    assert vetted and all(is_public(found.address) for found in vetted)
 
 
 async def test_private_hosts_are_refused_unless_allowed() -> None:
@@ -26,6 +111,69 @@ async def test_private_hosts_are_refused_unless_allowed() -> None:
         assert caught.value.code == "private"
     allowed = await vet_host("127.0.0.1", 25, allow_private=True)
     assert allowed[0].address == "127.0.0.1"
+    assert [a.address for a in await vet_host("[::1]", 25, allow_private=True)] == ["::1"]
     with pytest.raises(HostRefused) as caught:
         await vet_host("no-such-host.invalid", 25, allow_private=True)
     assert caught.value.code == "dns"
+
+
+class _Listener:
+    """A TCP server on 127.0.0.1 that counts connections and hangs up on each."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.connected = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> _Listener:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            self.connected.set()
+            writer.close()
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def _connection(host: str, port: int, *, allow_private: bool) -> SmtpConnection:
+    return SmtpConnection(SmtpAccount(host, port, "starttls", "u", "p"),
+                          ConnectPolicy(allow_private=allow_private, allow_plaintext=False, timeout=2))
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "localhost.", "::ffff:127.0.0.1",
+                                  "[::ffff:7f00:1]", "::7f00:1", "::127.0.0.1"])
+async def test_the_worker_never_connects_to_a_private_spelling(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SmtpConnection.open (what the sender worker and verify use) stops before any socket."""
+    dialed: list[list[VettedAddress]] = []
+    real_open_socket = messenger.open_socket
+
+    async def spy(addresses: list[VettedAddress], port: int, timeout: float) -> Any:
+        dialed.append(addresses)
+        return await real_open_socket(addresses, port, timeout)
+
+    monkeypatch.setattr(messenger, "open_socket", spy)
+    async with _Listener() as listener:
+        with pytest.raises(ConnectError) as caught:
+            await _connection(host, listener.port, allow_private=False).open()
+        assert caught.value.kind == "private", caught.value
+        await asyncio.sleep(0)  # let a connection that did arrive be accepted
+        assert dialed == [] and listener.connections == 0
+
+
+async def test_the_listener_sees_a_connection_when_private_hosts_are_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control for the test above: the same spelling, allowed, does reach the listener."""
+    async with _Listener() as listener:
+        with pytest.raises(ConnectError):  # it hangs up instead of greeting
+            await _connection("127.1", listener.port, allow_private=True).open()
+        await asyncio.wait_for(listener.connected.wait(), 5)
+        assert listener.connections == 1

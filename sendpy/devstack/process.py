@@ -1,8 +1,15 @@
-"""A child process with a log file, stopped gently then firmly."""
+"""A child process with a log file, stopped gently then firmly, and never outliving its parent.
+
+Each child runs in its own session (process group), so a Ctrl-C in the terminal reaches the
+parent, which stops the children in order. Where util-linux's `setpriv` exists, the child also
+gets a parent-death signal: if the parent dies any other way (SIGKILL, a crash), the kernel kills
+the child too, so no Kafka, Postgres or worker is left running.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -25,8 +32,12 @@ class Child:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        argv = self.argv
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
         self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=self.env, user=self.user, cwd=self.cwd,
             start_new_session=True,  # Ctrl-C in the terminal reaches us, not the children directly
         )

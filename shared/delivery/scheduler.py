@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from shared.campaigns.states import OPEN_FOR_SENDING, CampaignForSending
 from shared.commands import DeliveryBatch
-from shared.crypto import KeyProvider
+from shared.crypto import DecryptionError, KeyProvider
 from shared.delivery.store import DeliveryStore
 from shared.limits import SendLimiter, Window
 from shared.mail.compose import CampaignContent, CompiledCampaign
@@ -94,7 +94,11 @@ class SenderState:
             if conn.is_open and (limit is None or conn.sent < limit):
                 return conn
             await conn.quit()
-        conn = self.connect(await self.sender.open_account(self.keys), self.policy)
+        try:
+            account = await self.sender.open_account(self.keys)
+        except DecryptionError as exc:  # KMS throttled or unreachable: a moment's trouble, not the account's
+            raise ConnectError("keys", f"the SMTP password could not be opened: {exc}") from None
+        conn = self.connect(account, self.policy)
         await conn.open()
         return conn
 
@@ -241,8 +245,12 @@ class Deliverer:
                     done.append(RecipientResult(item.position, "released", None))
                     continue
                 state.limiter.begin()
-                outcome = await self._send_one(state, compiled, item, stop)
-                state.limiter.end(sent=outcome.status == "sent")
+                sent = False
+                try:
+                    outcome = await self._send_one(state, compiled, item, stop)
+                    sent = outcome.status == "sent"
+                finally:
+                    state.limiter.end(sent=sent)
                 done.append(outcome)
 
         async def together() -> None:
@@ -292,7 +300,9 @@ class Deliverer:
             return
         if stop.outcome is ReplyKind.PAUSE_SENDER and stop.reason != "sender paused":
             await store.pause_sender(batch.sender_id, stop.not_before, stop.reason)
-            self._senders.pop(batch.sender_id, None)
+            paused = self._senders.pop(batch.sender_id, None)
+            if paused is not None:
+                await paused.close()
             log.warning("sender paused", extra={"sender": batch.sender_id, "reason": stop.reason})
         if await store.finish_if_done(batch.campaign_id):
             log.info("campaign finished", extra={"campaign": str(batch.campaign_id)})
@@ -349,7 +359,12 @@ class Deliverer:
         except Exception as exc:  # a template that fails for this row's data, e.g. {{ 1 / count }}
             state.release(conn)
             return RecipientResult(item.position, "failed", f"template error: {exc}"[:1000])
-        reply = await conn.send(state.sender.from_email, item.email, message)
+        try:
+            reply = await conn.send(state.sender.from_email, item.email, message)
+        except Exception as exc:  # a library bug or an encoding problem: this recipient's outcome, not the batch's
+            conn.close()
+            log.exception("sending one message failed", extra={"position": item.position})
+            return self._retry_or_fail(item, Reply(ReplyKind.RETRY, None, f"unexpected error: {exc}"[:500]))
         state.release(conn)
         if reply.kind is ReplyKind.SENT:
             return RecipientResult(item.position, "sent", reply.describe())

@@ -224,8 +224,14 @@ class SmtpConnection:
             return await self._send_pipelined(sender, recipient, message)
         if self._smtp is None or not self._smtp.is_connected or self._pipe is not None:
             return Reply(ReplyKind.RETRY, None, "connection is not open")
+        options: list[str] = []
+        if not (sender.isascii() and recipient.isascii()):
+            if not self._smtp.supports_extension("smtputf8"):
+                return Reply(ReplyKind.FAILED, None,
+                             "the server does not accept non-ASCII addresses (no SMTPUTF8 support)")
+            options.append("SMTPUTF8")  # RFC 6531; without it aiosmtplib encodes addresses as ASCII
         try:
-            _, text = await self._smtp.sendmail(sender, [recipient], message)
+            _, text = await self._smtp.sendmail(sender, [recipient], message, mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             return Reply(classify(refused.code, refused.message, stage="rcpt"), refused.code, refused.message)

@@ -1,0 +1,113 @@
+"""The fault report: one per test run, written by the tests that measure each fault.
+
+`start_run` (called once per pytest session by conftest) resets `test-artifacts/fault-report.json`
+with the run's id, commit, machine and date; each fault test then `record`s its row. The README's
+fault table is generated from a report committed as `docs/fault-report.json`
+(`python -m tests.fault_report docs/fault-report.json` prints it), and
+tests/test_fault_report.py checks that the README still matches that committed report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "test-artifacts" / "fault-report.json"
+
+# Row order and wording of the README table; every key is written by exactly one test.
+ROWS: dict[str, str] = {
+    "sigkill_sender_worker": "SIGKILL the sender worker 3 times at random moments, restart it each time",
+    "two_workers_one_killed": "two sender workers, one SIGKILLed: its partitions move to the other",
+    "sigkill_fanout_while_loading": "SIGKILL the fan-out worker while it loads a 30,000-row file",
+    "kafka_broker_restarted": "Kafka broker stopped for 5 s and restarted",
+    "postgres_restarted": "Postgres stopped (fast shutdown) and restarted",
+    "poison_records": "poison records on every partition of both topics",
+    "cancel_mid_way": "cancel mid-way",
+}
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def start_run() -> dict[str, Any]:
+    run = {
+        "id": uuid.uuid4().hex[:12],
+        "commit": _git("rev-parse", "--short=12", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} cores, {_memory_gib()} GiB, {_cpu_model()}",
+        "python": sys.version.split()[0],
+        "seed": int(os.environ.get("SENDPY_TEST_SEED") or uuid.uuid4().int % 1_000_000),
+    }
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(json.dumps({"run": run, "faults": {}}, indent=2, sort_keys=True))
+    return run
+
+
+def load(path: Path = REPORT) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(path.read_text())
+    return report
+
+
+def record(name: str, **numbers: Any) -> None:
+    """Add this run's row for `name` (one of ROWS)."""
+    assert name in ROWS, name
+    report = load()
+    report["faults"][name] = numbers
+    REPORT.write_text(json.dumps(report, indent=2, sort_keys=True))
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The README's fault table for `report`."""
+    run = report["run"]
+    lines = [
+        f"Run `{run['id']}` of commit `{run['commit']}` on {run['date']}, {run['machine']}:",
+        "",
+        "| fault | recipients | lost | duplicates | at risk (were `sending` at a kill) |",
+        "|---|---|---|---|---|",
+    ]
+    for key, title in ROWS.items():
+        row = report["faults"].get(key)
+        if row is None:
+            lines.append(f"| {title} | not measured in this run | | | |")
+            continue
+        at_risk = row.get("at_risk")
+        lines.append(f"| {title} | {row['recipients']:,} | {row['lost']} | {row['duplicates']} |"
+                     f" {'' if at_risk is None else at_risk} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(load(Path(sys.argv[1]) if len(sys.argv) > 1 else REPORT)), end="")
