@@ -42,14 +42,17 @@ async def every_partition(bootstrap: str) -> list[TopicPartition]:
 async def every_record(bootstrap: str) -> list[bytes]:
     partitions = await every_partition(bootstrap)
     assert partitions
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])  # explicit: a reset racing the assignment could start at the end
         ends = await consumer.end_offsets(partitions)
         values: list[bytes] = []
-        remaining = {tp for tp in partitions if ends[tp] > 0}
+        remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=2000)
             if not batches:

@@ -2,12 +2,14 @@
 
 It offers STARTTLS (and optionally implicit TLS on a second port) with the local CA's
 certificate, accepts AUTH, and can be told to misbehave: answer 4xx/5xx to some messages or
-recipients, or refuse passwords.
+recipients, answer slowly, or refuse passwords. In memory (tests) it also keeps every RCPT and
+DATA it answered, accepted or not, and numbers the connections that carried them.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import mailbox
 import random
 import threading
@@ -18,6 +20,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -33,11 +36,28 @@ class Received:
     data: bytes
     at: float
     username: str | None
+    connection: int = 0  # which connection carried it: 1, 2, … in the order of their first RCPT
 
     def parsed(self) -> EmailMessage:
         message = message_from_bytes(self.data, policy=policy.default)
         assert isinstance(message, EmailMessage)
         return message
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One RCPT or DATA the sink answered, whatever the answer (kept in memory, for tests)."""
+
+    at: float
+    stage: str  # "rcpt" or "data"
+    mail_from: str
+    rcpt_tos: tuple[str, ...]  # the recipient of a RCPT; the accepted recipients of a DATA
+    reply: str
+    connection: int
+
+    @property
+    def accepted(self) -> bool:
+        return self.reply.startswith("250")
 
 
 @dataclass
@@ -49,6 +69,8 @@ class Faults:
     rcpt_reply: Callable[[str], str | None] | None = None  # e.g. "550 5.1.1 no such user"
     rejected_passwords: set[str] = field(default_factory=set)
     random_451_rate: float = 0.0
+    rng: random.Random | None = None  # draws random_451_rate (default: the `random` module); seed it to replay
+    data_delay: Callable[[Envelope], float] | None = None  # seconds to wait before answering DATA
 
 
 class _Handler:
@@ -81,34 +103,44 @@ class _Handler:
                           rcpt_options: list[str]) -> str:
         rule = self.sink.faults.rcpt_reply
         answer = rule(address) if rule else None
-        if answer:
-            return answer
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
+        if not answer:
+            envelope.rcpt_tos.append(address)
+        self.sink.note(Attempt(time.time(), "rcpt", str(envelope.mail_from), (address,), answer or "250 OK",
+                               self.sink.connection_of(session)))
+        return answer or "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         faults = self.sink.faults
+        delay = faults.data_delay(envelope) if faults.data_delay else 0.0
+        if delay > 0:
+            await asyncio.sleep(delay)  # this connection only: the others keep being served
+        connection = self.sink.connection_of(session)
         answer = faults.data_reply(envelope) if faults.data_reply else None
+        if not answer and faults.random_451_rate and (faults.rng or random).random() < faults.random_451_rate:
+            answer = "451 4.3.0 Temporary failure, try again"
         if answer:
+            self.sink.note(Attempt(time.time(), "data", str(envelope.mail_from), tuple(envelope.rcpt_tos), answer,
+                                   connection))
             return answer
-        if faults.random_451_rate and random.random() < faults.random_451_rate:
-            return "451 4.3.0 Temporary failure, try again"
         content = envelope.original_content or b""
         if isinstance(content, str):
             content = content.encode()
         login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
         received = Received(
             str(envelope.mail_from), tuple(envelope.rcpt_tos), content, time.time(),
-            login.decode() if isinstance(login, bytes) else login,
+            login.decode() if isinstance(login, bytes) else login, connection,
         )
         self.sink.store(received)
-        return "250 2.0.0 Ok: queued"
+        reply = "250 2.0.0 Ok: queued"
+        self.sink.note(Attempt(received.at, "data", received.mail_from, received.rcpt_tos, reply, connection))
+        return reply
 
 
 class SmtpSink:
     """Listens on 127.0.0.1: `port` (plain + STARTTLS) and, with certificates, `tls_port`.
 
-    Mail goes to `maildir` when given (the dev stack), else to the in-memory `messages` (tests).
+    Mail goes to `maildir` when given (the dev stack), else to the in-memory `messages` (tests),
+    and then every RCPT and DATA answered is also logged in `attempts`.
     """
 
     def __init__(self, certs: LocalCertificates | None = None, *, maildir: Path | None = None,
@@ -120,7 +152,11 @@ class SmtpSink:
         self.pipelining = True
         self.smtputf8 = True
         self.messages: list[Received] = []
+        self.attempts: list[Attempt] = []
         self._lock = threading.Lock()
+        # A session lives as long as its connection (STARTTLS starts a new one before any mail).
+        self._connections: WeakKeyDictionary[Session, int] = WeakKeyDictionary()
+        self._connection_count = 0
         self._maildir = mailbox.Maildir(str(maildir), create=True) if maildir else None
         self._require_auth = require_auth
         self._controllers: list[Controller] = []
@@ -141,9 +177,24 @@ class SmtpSink:
             else:
                 self.messages.append(received)
 
+    def note(self, attempt: Attempt) -> None:
+        if self._maildir is None:  # the dev stack runs for days: keep no log there
+            with self._lock:
+                self.attempts.append(attempt)
+
+    def connection_of(self, session: Session) -> int:
+        """The number of the connection `session` belongs to, given at its first use."""
+        with self._lock:
+            number = self._connections.get(session)
+            if number is None:
+                self._connection_count += 1
+                number = self._connections[session] = self._connection_count
+            return number
+
     def clear(self) -> None:
         with self._lock:
             self.messages.clear()
+            self.attempts.clear()
 
     def start(self) -> None:
         handler = _Handler(self)
