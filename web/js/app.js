@@ -53,6 +53,8 @@ function renderNav() {
 async function route() {
   document.documentElement.lang = currentLanguage();
   document.getElementById("tagline").textContent = t("app.tagline");
+  const skipLink = document.querySelector("a.skip");
+  if (skipLink) skipLink.textContent = t("nav.skip");
   const [, page, id, step] = (location.hash || "#/").split("/");
   if (me === null) await loadMe();
   renderNav();
@@ -79,5 +81,15 @@ async function route() {
   }
 }
 
-window.addEventListener("hashchange", route);
+// The skip link moves focus to the page's content; it is not a route.
+const skip = document.querySelector("a.skip");
+skip?.addEventListener("click", (event) => {
+  event.preventDefault();
+  main().focus();
+});
+
+window.addEventListener("hashchange", () => {
+  if (location.hash && !location.hash.startsWith("#/")) return;  // an in-page anchor, not a page
+  route();
+});
 route();
