@@ -180,6 +180,7 @@ class Workers:
         self.logs = logs
         self.children: list[Child] = []
         self.started = 0
+        self.customised: set[str] = set()  # log files of workers started with their own settings
 
     def start(self, kind: str, **env: str) -> Child:
         """Start a worker; `env` overrides settings for this one process."""
@@ -187,6 +188,8 @@ class Workers:
         n = self.started
         child = Child(f"{kind}-{n}", [sys.executable, "-m", "worker_image", kind],
                       self.logs / f"{kind}-{n}.log", env={**self.env, **env}, cwd=ROOT)
+        if env:
+            self.customised.add(child.log_path.name)
         child.start()
         self.children.append(child)
         return child
@@ -219,10 +222,13 @@ class Workers:
         """Where every worker log ends now, for `logged(..., since=)`."""
         return {path: path.stat().st_size for path in self.logs.glob("*.log")}
 
-    def logged(self, message: str, since: dict[Path, int] | None = None) -> list[str]:
-        """Worker log lines whose message is `message` (written after `since`, if given)."""
+    def logged(self, message: str, since: dict[Path, int] | None = None, *, usual_only: bool = False) -> list[str]:
+        """Worker log lines whose message is `message` (written after `since`, if given; only
+        from workers with the session's settings when `usual_only`)."""
         found = []
         for path in sorted(self.logs.glob("*.log")):
+            if usual_only and path.name in self.customised:
+                continue
             with path.open("rb") as log:
                 log.seek((since or {}).get(path, 0))
                 text = log.read().decode(errors="replace")

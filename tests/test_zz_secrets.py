@@ -15,7 +15,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.crypto import LocalKeyProvider, open_sealed
+from shared.crypto import DecryptionError, LocalKeyProvider, open_sealed
 from tests.conftest import ISSUED_API_KEYS, SecretWatch
 
 # Shorter values (a test's "p") would match innocent text; the tests' real secrets are longer.
@@ -25,7 +25,13 @@ MIN_SECRET = 6
 async def sealed_passwords(db: asyncpg.Pool, master_key: str) -> set[str]:
     keys = LocalKeyProvider(base64.b64decode(master_key))
     rows = await db.fetch("SELECT user_id, password_encrypted FROM senders")
-    return {await open_sealed(keys, bytes(r["password_encrypted"]), f"user:{r['user_id']}") for r in rows}
+    opened = set()
+    for row in rows:
+        try:
+            opened.add(await open_sealed(keys, bytes(row["password_encrypted"]), f"user:{row['user_id']}"))
+        except DecryptionError:
+            pass  # rows some tests write straight into the table, with no real secret in them
+    return opened
 
 
 async def every_partition(bootstrap: str) -> list[TopicPartition]:
