@@ -24,7 +24,7 @@ from shared.commands import CampaignCommand
 from shared.contacts import iter_contacts
 from shared.errors import InputError
 from shared.export import csv_lines
-from shared.mail.compose import CampaignContent, CompiledCampaign
+from shared.mail.compose import CampaignContent, CompiledCampaign, RenderTooLarge
 from shared.mail.messenger import ConnectError, ConnectPolicy, ReplyKind, SmtpConnection
 from shared.settings import get_settings
 from shared.smtp_accounts import VerifyProblem
@@ -184,6 +184,8 @@ async def test_send(request: Request) -> Response:
                                                                    campaign_id))
     try:
         message = compiled.render(0, to.normalized, fields)
+    except RenderTooLarge as exc:
+        raise preview.template_error(exc) from None
     except Exception as exc:  # parses, but fails for this row's data
         raise InputError("template", "html_body", part="html", where="", reason=str(exc)) from None
     policy = ConnectPolicy.from_settings(settings, max_timeout=10.0)  # well inside the gateway's 30 s

@@ -76,6 +76,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The {part} template has an error{where}: {reason}",
         "ru": "В шаблоне ({part}) ошибка{where}: {reason}",
     },
+    "template_construct": {
+        "en": "The {part} template uses {what_en}{where}. Merge fields support {{{{ field }}}}, filters such as"
+              " upper or default, and {{% if %}} conditions.",
+        "ru": "В шаблоне ({part}) есть {what_ru}{where}, а в полях подстановки их нет. Можно использовать"
+              " {{{{ поле }}}}, фильтры вроде upper или default и условия {{% if %}}.",
+    },
+    "template_filter": {
+        "en": "The {part} template uses the filter '{name}'{where}, which is not available. Available: {allowed}.",
+        "ru": "В шаблоне ({part}) фильтр «{name}»{where} недоступен. Доступны: {allowed}.",
+    },
+    "template_too_large": {
+        "en": "The {part} for this contact would be longer than {limit} characters. Shorten the template"
+              " or the contact's fields.",
+        "ru": "Текст ({part}) для этого контакта получился бы длиннее {limit} символов. Сократите шаблон"
+              " или поля контакта.",
+    },
     "unauthorized": {
         "en": "An API key is required: send it as 'Authorization: Bearer <key>'.",
         "ru": "Нужен API-ключ: передайте его в заголовке «Authorization: Bearer <ключ>».",

@@ -14,6 +14,7 @@ import asyncpg
 
 from shared import recipients as recipient_store
 from shared.addresses import check_address
+from shared.campaigns.preview import template_error
 from shared.crypto import KeyProvider, seal
 from shared.errors import InputError
 from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError
@@ -118,8 +119,7 @@ def parse(payload: Any) -> OneShotSend:
     try:
         CompiledCampaign(CampaignContent("check", sender.normalized, "", subject, html))
     except TemplateError as exc:
-        where = f" (line {exc.line})" if exc.line else ""
-        raise InputError("template", "message", part=exc.part, where=where, reason=str(exc)) from None
+        raise template_error(exc, {"subject": "message_subject", "html": "message", "text": "message"}) from None
 
     return OneShotSend(
         subject=subject,

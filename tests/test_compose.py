@@ -7,7 +7,15 @@ import pytest
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
 
-from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError, html_to_text
+from shared.mail.compose import (
+    MAX_RENDERED_CHARS,
+    CampaignContent,
+    CompiledCampaign,
+    RenderTooLarge,
+    TemplateError,
+    html_to_text,
+    template_fields,
+)
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -99,3 +107,48 @@ def test_explicit_text_body_is_used_instead_of_derived() -> None:
 def test_html_to_text_keeps_structure() -> None:
     text = html_to_text("<h1>Title</h1><ul><li>one</li><li>two</li></ul>")
     assert "Title" in text and "one" in text and "two" in text
+
+
+@pytest.mark.parametrize(("source", "code", "what"), [
+    ("{% for i in range(100000) %}{% for j in range(2500) %}{% endfor %}{% endfor %}", "template_construct",
+     "loops ({% for %})"),
+    ("{{ 'a' * 10**8 }}", "template_construct", "arithmetic"),
+    ("{{ 9 ** 9 ** 9 }}", "template_construct", "arithmetic"),
+    ("{{ -n }}", "template_construct", "arithmetic"),
+    ("{{ name|center(100000000) }}", "template_filter", None),
+    ("{{ name|replace('', 'xxxxxxxxxx') }}", "template_filter", None),
+    ("{{ lipsum(100000) }}", "template_construct", "function calls"),
+    ("{{ name.ljust(100000000) }}", "template_construct", "function calls"),
+    ("{% set x = 'a' %}{{ x }}", "template_construct", "{% set %}"),
+    ("{% macro m() %}{{ caller() }}{% endmacro %}", "template_construct", "macros"),
+    ("{% include 'other' %}", "template_construct", "other templates"),
+])
+def test_templates_that_could_run_away_are_refused_where_written(source: str, code: str, what: str | None) -> None:
+    with pytest.raises(TemplateError) as refused:
+        CompiledCampaign(CampaignContent("c", "a@example.org", "", "Hi", source))
+    assert refused.value.code == code
+    if what is not None:
+        assert refused.value.params["what_en"] == what and refused.value.params["what_ru"]
+    with pytest.raises(TemplateError):
+        template_fields("s", source)  # the draft and start checks refuse it too
+
+
+@pytest.mark.parametrize("source", [
+    "Hi {{ name }}", "{% if name %}Hi {{ name|title }}{% else %}Hello{% endif %}", "{{ name|default('друг') }}",
+    "{{ first ~ ' ' ~ last }}", "{{ row['Эл. почта'] }}", "{% if n is defined and n != '' %}x{% endif %}",
+    "{# a note #}text", "{{ name|truncate(10) }}", "{{ name|upper if vip == 'yes' else name }}",
+])
+def test_merge_field_templates_people_write_still_work(source: str) -> None:
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.org", "", "Hi", source))
+    compiled.render(1, "r@example.com", {"name": "ольга", "first": "A", "last": "B", "row": {}, "n": "1", "vip": "no"})
+
+
+def test_one_contacts_message_is_capped_however_long_its_fields() -> None:
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.org", "", "Hi", "<p>{{ note }}</p>" * 20))
+    compiled.render(1, "r@example.com", {"note": "x" * 1000})
+    with pytest.raises(RenderTooLarge):
+        compiled.render(1, "r@example.com", {"note": "x" * (MAX_RENDERED_CHARS // 10)})
+    slow_path = CompiledCampaign(CampaignContent("c", "a@example.org", "", "Hi",
+                                                 "{% if note %}{{ note }}{% endif %}" * 20))
+    with pytest.raises(RenderTooLarge):
+        slow_path.render(1, "r@example.com", {"note": "x" * (MAX_RENDERED_CHARS // 10)})

@@ -40,6 +40,12 @@ def test_a_child_dies_with_its_parent(tmp_path: Path, how: signal.Signals) -> No
                               stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     child_pid = int(parent.stdout.readline())
+    # setpriv sets the parent-death signal, then runs the program: wait until it has (a parent
+    # killed in those microseconds would leave the child without the signal).
+    deadline = time.monotonic() + 10
+    while b"time.sleep(120)" not in Path(f"/proc/{child_pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.02)
     assert alive(child_pid)
     parent.send_signal(how)  # the parent has no handler: SIGTERM ends it as abruptly as SIGKILL
     parent.wait(10)

@@ -175,6 +175,13 @@ BAD_BODIES: list[tuple[object, str, str | None]] = [
     ({"message": "x", "message_subject": "s", "sender_email": "a@example.com", "smtp_password": "p",
       "recipient_email_list": ["ok@example.com"], "server_host": "no-such-host.invalid", "server_port": 25},
      "host_refused", "server_host"),
+    ({"message": "{% for i in range(100000) %}{% for j in range(2500) %}{% endfor %}{% endfor %}",
+      "message_subject": "s", "sender_email": "a@example.com", "smtp_password": "p",
+      "recipient_email_list": ["ok@example.com"], "server_host": "127.0.0.1", "server_port": 25},
+     "template_construct", "message"),
+    ({"message": "{{ 'a' * 10**8 }}", "message_subject": "s", "sender_email": "a@example.com",
+      "smtp_password": "p", "recipient_email_list": ["ok@example.com"], "server_host": "127.0.0.1",
+      "server_port": 25}, "template_construct", "message"),
 ]
 
 

@@ -8,14 +8,27 @@ from typing import Any
 from jinja2 import ChainableUndefined
 
 from shared.errors import InputError
-from shared.mail.compose import BUILTIN_FIELDS, CampaignContent, CompiledCampaign, TemplateError, template_fields
+from shared.mail.compose import (
+    BUILTIN_FIELDS,
+    MAX_RENDERED_CHARS,
+    CampaignContent,
+    CompiledCampaign,
+    RenderTooLarge,
+    TemplateError,
+    template_fields,
+)
 from shared.unsubscribe import Unsubscriber
 
+_FIELDS = {"subject": "subject", "html": "html_body", "text": "text_body"}
 
-def template_error(exc: TemplateError) -> InputError:
-    field = {"subject": "subject", "html": "html_body", "text": "text_body"}[exc.part]
+
+def template_error(exc: TemplateError | RenderTooLarge, fields: dict[str, str] | None = None) -> InputError:
+    """The 4xx for a template problem, naming the request field (`fields` maps the parts)."""
+    field = (fields or _FIELDS)[exc.part]
+    if isinstance(exc, RenderTooLarge):
+        return InputError("template_too_large", field, part=exc.part, limit=f"{MAX_RENDERED_CHARS:,}")
     where = f" (line {exc.line})" if exc.line else ""
-    return InputError("template", field, part=exc.part, where=where, reason=str(exc))
+    return InputError(exc.code, field, part=exc.part, where=where, reason=str(exc), **exc.params)
 
 
 def _recorder(seen: list[str]) -> type[ChainableUndefined]:
@@ -50,6 +63,8 @@ def preview(campaign: dict[str, Any], from_email: str, from_name: str, email: st
         raise template_error(exc) from None
     try:
         subject, text, html = compiled.render_parts(compiled.merge_fields(1, email, fields))
+    except RenderTooLarge as exc:
+        raise template_error(exc) from None
     except Exception as exc:  # parses, but fails for this row's data, e.g. {{ 1 / count }}
         raise InputError("template", "html_body", part="html", where="", reason=str(exc)) from None
     return Preview(subject, html, text, seen)

@@ -19,7 +19,7 @@ from typing import Any
 
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, meta
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
@@ -37,13 +37,74 @@ _PLAIN_FIELD = re.compile(r"{{-?\s*([^\W\d]\w*)\s*-?}}")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
 
-class TemplateError(ValueError):
-    """A subject or body template that cannot be compiled; `part` names which."""
+# One rendered part (subject, text or HTML) of one recipient's message may not exceed this.
+MAX_RENDERED_CHARS = 1_000_000
 
-    def __init__(self, part: str, message: str, line: int | None = None) -> None:
+
+class TemplateError(ValueError):
+    """A subject or body template that cannot be compiled; `part` names which. `code` and
+    `params` name the problem for a translated message (shared/errors.py)."""
+
+    def __init__(self, part: str, message: str, line: int | None = None, *, code: str = "template",
+                 params: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.part = part
         self.line = line
+        self.code = code
+        self.params = params or {}
+
+
+class RenderTooLarge(ValueError):
+    """A template whose output for one contact passes MAX_RENDERED_CHARS."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__(f"the {part} for this contact would be larger than {MAX_RENDERED_CHARS:,} characters")
+        self.part = part
+
+
+# Merge-field templates are a small part of Jinja: fields, filters that cannot multiply their
+# input, and conditions. Loops, calls, arithmetic and assignments are refused where the template
+# is written, so rendering one message is linear in the template and the contact's fields, and
+# no user's template can hold a worker or the API for long (or fill its memory).
+_ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
+    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Const, nodes.Filter, nodes.Test,
+    nodes.If, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.CondExpr, nodes.Concat,
+    nodes.Getattr, nodes.Getitem, nodes.Slice, nodes.Keyword, nodes.List, nodes.Tuple,
+)
+ALLOWED_FILTERS = frozenset({
+    "upper", "lower", "title", "capitalize", "trim", "default", "d", "truncate", "striptags", "length",
+    "wordcount", "escape", "e", "first", "last", "int", "round", "string",
+})
+# What each refused construct is called in the error message (English, Russian).
+_CONSTRUCTS: dict[type[nodes.Node], tuple[str, str]] = {
+    nodes.For: ("loops ({% for %})", "циклы ({% for %})"),
+    nodes.Macro: ("macros", "макросы"),
+    nodes.CallBlock: ("macros", "макросы"),
+    nodes.Call: ("function calls", "вызовы функций"),
+    nodes.Assign: ("{% set %}", "{% set %}"),
+    nodes.AssignBlock: ("{% set %}", "{% set %}"),
+    nodes.Include: ("other templates", "другие шаблоны"),
+    nodes.Import: ("other templates", "другие шаблоны"),
+    nodes.FromImport: ("other templates", "другие шаблоны"),
+    nodes.Extends: ("other templates", "другие шаблоны"),
+    **{kind: ("arithmetic", "арифметику") for kind in (nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv,
+                                                    nodes.Pow, nodes.Mod, nodes.Neg, nodes.Pos)},
+}
+
+
+def _check_construct(tree: nodes.Template, part: str) -> None:
+    """Refuse anything outside the merge-field subset, naming it."""
+    for node in tree.find_all(nodes.Node):
+        if isinstance(node, nodes.Filter) and node.name not in ALLOWED_FILTERS:
+            raise TemplateError(part, f"the filter '{node.name}' is not available", node.lineno,
+                                code="template_filter", params={"name": node.name,
+                                                                "allowed": ", ".join(sorted(ALLOWED_FILTERS))})
+        if isinstance(node, _ALLOWED_NODES):
+            continue
+        en, ru = next((names for kind, names in _CONSTRUCTS.items() if isinstance(node, kind)),
+                      (type(node).__name__, type(node).__name__))
+        raise TemplateError(part, f"{en} cannot be used in merge fields", node.lineno,
+                            code="template_construct", params={"what_en": en, "what_ru": ru})
 
 
 def html_to_text(html: str) -> str:
@@ -59,33 +120,47 @@ class _Renderer:
 
     def __init__(self, env: SandboxedEnvironment, source: str, part: str, *, fast: bool) -> None:
         self.source = source
+        self._part = part
         self._template = None
         self._pieces: list[str] | None = None
         self._escape = env.autoescape is True
         if not _HAS_TEMPLATE.search(source):
             return
         try:
+            _check_construct(env.parse(source), part)
             self._template = env.from_string(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
+        self._part = part
         if fast and "{%" not in source and "{#" not in source:
             pieces = _PLAIN_FIELD.split(source)
             if not any("{{" in literal or "}}" in literal for literal in pieces[::2]):
                 self._pieces = pieces  # literal, field, literal, field, …, literal
 
     def render(self, fields: Mapping[str, Any]) -> str:
+        """The part for one contact; RenderTooLarge once it passes MAX_RENDERED_CHARS."""
         if self._pieces is not None:
             pieces = self._pieces
             out = [pieces[0]]
+            size = len(pieces[0])
             for index in range(1, len(pieces), 2):
                 value = fields.get(pieces[index])
                 text = "" if value is None else str(value)
                 out.append(str(escape(text)) if self._escape else text)
                 out.append(pieces[index + 1])
+                size += len(out[-2]) + len(out[-1])
+                if size > MAX_RENDERED_CHARS:
+                    raise RenderTooLarge(self._part)
             return "".join(out)
         if self._template is None:
             return self.source
-        return self._template.render(fields)
+        chunks, size = [], 0
+        for chunk in self._template.generate(fields):
+            size += len(chunk)
+            if size > MAX_RENDERED_CHARS:
+                raise RenderTooLarge(self._part)
+            chunks.append(chunk)
+        return "".join(chunks)
 
 
 def template_fields(*sources: str) -> set[str]:
@@ -94,7 +169,9 @@ def template_fields(*sources: str) -> set[str]:
     names: set[str] = set()
     for part, source in zip(("subject", "html", "text"), sources, strict=False):
         try:
-            names |= meta.find_undeclared_variables(env.parse(source))
+            tree = env.parse(source)
+            _check_construct(tree, part)
+            names |= meta.find_undeclared_variables(tree)
         except TemplateSyntaxError as exc:
             raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
     return names
