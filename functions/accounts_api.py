@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from functions import resources
 from functions.auth import CSRF_COOKIE, SESSION_COOKIE, caller
 from functions.errors import ApiError
-from functions.parsing import client_address, int_param, json_object
+from functions.parsing import SMALL_JSON_BYTES, client_address, int_param, json_object
 from shared import accounts
 from shared.accounts import NewSession
 from shared.errors import InputError
@@ -34,7 +34,7 @@ def _require_json(request: Request) -> None:
 
 async def register(request: Request) -> Response:
     _require_json(request)
-    body = await json_object(request)
+    body = await json_object(request, SMALL_JSON_BYTES)
     email = accounts.check_email(body.get("email"))
     password = accounts.check_new_password(body.get("password"))
     pool = await resources.db()
@@ -47,7 +47,7 @@ async def register(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     _require_json(request)
-    body = await json_object(request)
+    body = await json_object(request, SMALL_JSON_BYTES)
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not email:
         raise InputError("required", "email")

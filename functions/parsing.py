@@ -13,43 +13,66 @@ from shared.errors import InputError
 from shared.settings import get_settings
 
 MAX_JSON_BYTES = 6 * 1024 * 1024  # the Lambda payload limit
+# Routes anyone may call (sign-up, log-in) read at most this much before answering 413.
+SMALL_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
 
 
-async def json_body(request: Request) -> Any:
-    """The parsed JSON body; InputError for anything that is not JSON within the size limit."""
-    body = await request.body()
-    if len(body) > MAX_JSON_BYTES:
-        raise InputError("too_long", "body", limit=MAX_JSON_BYTES)
+async def read_body(request: Request, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The body, read only as far as `limit`: a larger one is refused as soon as it passes it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", limit_kb=limit // 1024)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", limit_kb=limit // 1024)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # Starlette's own cache: later request.body() calls get these bytes
+    return body
+
+
+async def json_body(request: Request, limit: int = MAX_JSON_BYTES) -> Any:
+    """The parsed JSON body; InputError for anything that is not JSON within the size and depth limits."""
+    body = await read_body(request, limit)
     if not body.strip():
         raise InputError("invalid_json")
     try:
         parsed = json.loads(body)
+    except RecursionError:
+        raise InputError("json_too_deep", limit=MAX_JSON_DEPTH) from None
     except (ValueError, UnicodeDecodeError):
         raise InputError("invalid_json") from None
-    if not _storable(parsed):
-        raise InputError("invalid_text")
+    _check_storable(parsed)
     return parsed
 
 
-def _storable(value: Any) -> bool:
-    """False for text Postgres cannot store: NUL, or halves of surrogate pairs (valid JSON escapes)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return False
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable(v) for v in value)
-    return True
+def _check_storable(value: Any) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH and text Postgres cannot store: NUL, or halves
+    of surrogate pairs (valid JSON escapes). Iterative, so no input can exhaust the stack."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InputError("json_too_deep", limit=MAX_JSON_DEPTH)
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InputError("invalid_text")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError("invalid_text") from None
+        elif isinstance(item, dict):
+            pending.extend((k, depth + 1) for k in item)
+            pending.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1) for v in item)
 
 
-async def json_object(request: Request) -> dict[str, Any]:
-    body = await json_body(request)
+async def json_object(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    body = await json_body(request, limit)
     if not isinstance(body, dict):
         raise InputError("invalid_json")
     return body

@@ -8,6 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 MESSAGES: dict[str, dict[str, str]] = {
+    "body_too_large": {
+        "en": "The request body is larger than {limit_kb} KB.",
+        "ru": "Тело запроса больше {limit_kb} КБ.",
+    },
+    "json_too_deep": {
+        "en": "The JSON is nested more than {limit} levels deep.",
+        "ru": "JSON вложен глубже чем на {limit} уровней.",
+    },
     "invalid_json": {
         "en": "The request body must be a JSON object.",
         "ru": "Тело запроса должно быть JSON-объектом.",

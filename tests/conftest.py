@@ -267,12 +267,12 @@ class SecretWatch:
         self.leaks: list[str] = []
 
     async def on_request(self, request: httpx.Request) -> None:
-        if not request.headers.get("content-type", "").startswith("application/json") or not request.content:
-            return
         try:
+            if not request.headers.get("content-type", "").startswith("application/json") or not request.content:
+                return
             body = json.loads(request.content)
-        except ValueError:
-            return
+        except (ValueError, RecursionError, httpx.RequestNotRead):
+            return  # not a JSON object the app could take a password from
         if not isinstance(body, dict):
             return
         fields = ("smtp_password", "password") if "/senders" in request.url.path else ("smtp_password",)
@@ -283,7 +283,7 @@ class SecretWatch:
         for password in self.smtp_passwords:
             if len(password) >= 6 and password in body:
                 self.leaks.append(f"{response.request.method} {response.request.url.path} answered an SMTP password")
-        if '"key": "sp_' in body:
+        if '"key": "sp_' in body and response.status_code == 201:
             self.tokens.add(json.loads(body)["key"])
         for name in ("sendpy_session", "sendpy_csrf"):
             if name in response.cookies:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -67,3 +69,28 @@ async def test_unknown_routes_and_methods_are_json_4xx(api: httpx.AsyncClient, a
     assert (await api.get("/v1/nothing-here")).status_code == 404
     wrong_method = await api.put("/v1/campaigns", headers={"Authorization": f"Bearer {api_key}"})
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "http_405"
+
+
+async def test_a_huge_body_is_refused_while_it_is_read(api: httpx.AsyncClient) -> None:
+    sent = [0]
+
+    async def endless() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse it by
+        for _ in range(400):  # up to 400 MB if nobody stops reading
+            sent[0] += 1
+            yield b"[" + b" " * (1024 * 1024 - 1)
+
+    answer = await api.post("/v1/auth/login", content=endless(), headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "body_too_large"
+    assert sent[0] <= 2, f"{sent[0]} MB were read before the answer"
+    declared = await api.post("/v1/auth/register", content=b"{}" + b" " * 70_000,
+                              headers={"Content-Type": "application/json"})
+    assert declared.status_code == 413
+
+
+@pytest.mark.parametrize("path", ["/v1/campaigns", "/v1/senders", "/api/send-message", "/v1/auth/login"])
+async def test_deeply_nested_json_is_a_400(api: httpx.AsyncClient, api_key: str, path: str) -> None:
+    for body in (b"[" * 500 + b"]" * 500, b'{"a":' * 100_000 + b"1" + b"}" * 100_000):
+        answer = await api.post(path, content=body, headers={"Authorization": f"Bearer {api_key}",
+                                                             "Content-Type": "application/json"})
+        assert answer.status_code in (400, 413), answer.text
+        assert answer.json()["error"]["code"] in ("json_too_deep", "body_too_large", "invalid_json")
