@@ -32,6 +32,11 @@ def _require_json(request: Request) -> None:
         raise ApiError(415, "json_required")
 
 
+def _throttled(exc: accounts.TooManyAttempts) -> ApiError:
+    return ApiError(429, "too_many_attempts", headers={"Retry-After": str(exc.retry_after)},
+                    minutes=exc.retry_after // 60)
+
+
 async def register(request: Request) -> Response:
     _require_json(request)
     body = await json_object(request, SMALL_JSON_BYTES)
@@ -58,8 +63,7 @@ async def login(request: Request) -> Response:
         try:
             user_id = await accounts.authenticate(conn, email.strip(), password, client_address(request))
         except accounts.TooManyAttempts as exc:
-            raise ApiError(429, "too_many_attempts", headers={"Retry-After": str(exc.retry_after)},
-                           minutes=exc.retry_after // 60) from None
+            raise _throttled(exc) from None
         if user_id is None:
             raise ApiError(401, "bad_credentials")
         session = await accounts.create_session(conn, user_id)
@@ -88,7 +92,12 @@ async def change_password(request: Request) -> Response:
     new = accounts.check_new_password(body.get("new_password"), "new_password")
     pool = await resources.db()
     async with pool.acquire() as conn:
-        if not await accounts.change_password(conn, who.user_id, current, new, who.session_token):
+        try:
+            changed = await accounts.change_password(conn, who.user_id, current, new, who.session_token,
+                                                     client_address(request))
+        except accounts.TooManyAttempts as exc:
+            raise _throttled(exc) from None
+        if not changed:
             raise InputError("wrong_password", "current_password")
     return Response(status_code=204)
 

@@ -72,9 +72,13 @@ def api_secret_matches(secret: str, secret_hash: bytes) -> bool:
 SESSION_DAYS = 14
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
-# Failed log-ins allowed in the window, per address and per client, before answering 429.
-FAILURES_PER_EMAIL = 5
+# Failed log-ins (and password changes) allowed in the window before answering 429. Counting
+# per address *and* client stops a guesser without letting a stranger lock the owner out: the
+# owner's own browser or network is another client. Only a guessing campaign from many clients
+# (FAILURES_PER_EMAIL) closes the address for everyone, for the window.
+FAILURES_PER_EMAIL_AND_CLIENT = 5
 FAILURES_PER_CLIENT = 20
+FAILURES_PER_EMAIL = 100
 FAILURE_WINDOW_MINUTES = 15
 # Verifying against this keeps unknown addresses as slow as known ones (no user enumeration).
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
@@ -118,18 +122,7 @@ async def register(conn: Conn, email: str, password: str) -> int:
 
 async def authenticate(conn: Conn, email: str, password: str, client: str) -> int | None:
     """The user id for correct credentials, None for wrong ones; TooManyAttempts when throttled."""
-    counts = await conn.fetchrow(
-        """
-        SELECT count(*) FILTER (WHERE lower(email) = lower($1)) AS by_email,
-               count(*) FILTER (WHERE client = $2) AS by_client
-          FROM login_failures
-         WHERE at > now() - make_interval(mins => $3) AND (lower(email) = lower($1) OR client = $2)
-        """,
-        email, client, FAILURE_WINDOW_MINUTES,
-    )
-    assert counts is not None
-    if counts["by_email"] >= FAILURES_PER_EMAIL or counts["by_client"] >= FAILURES_PER_CLIENT:
-        raise TooManyAttempts(FAILURE_WINDOW_MINUTES * 60)
+    await check_throttle(conn, email, client)
     row = await conn.fetchrow("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)", email)
     stored = row["password_hash"] if row and row["password_hash"] else _DUMMY_HASH
     if row is not None and verify_password(stored, password):
@@ -140,6 +133,24 @@ async def authenticate(conn: Conn, email: str, password: str, client: str) -> in
         verify_password(_DUMMY_HASH, password)
     await conn.execute("INSERT INTO login_failures (email, client) VALUES ($1, $2)", email, client)
     return None
+
+
+async def check_throttle(conn: Conn, email: str, client: str) -> None:
+    """TooManyAttempts when this address, this client, or the pair failed too often lately."""
+    counts = await conn.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE lower(email) = lower($1) AND client = $2) AS by_pair,
+               count(*) FILTER (WHERE lower(email) = lower($1)) AS by_email,
+               count(*) FILTER (WHERE client = $2) AS by_client
+          FROM login_failures
+         WHERE at > now() - make_interval(mins => $3) AND (lower(email) = lower($1) OR client = $2)
+        """,
+        email, client, FAILURE_WINDOW_MINUTES,
+    )
+    assert counts is not None
+    if (counts["by_pair"] >= FAILURES_PER_EMAIL_AND_CLIENT or counts["by_client"] >= FAILURES_PER_CLIENT
+            or counts["by_email"] >= FAILURES_PER_EMAIL):
+        raise TooManyAttempts(FAILURE_WINDOW_MINUTES * 60)
 
 
 @dataclass(frozen=True)
@@ -176,10 +187,15 @@ async def end_session(conn: Conn, token: str) -> None:
     await conn.execute("DELETE FROM sessions WHERE token_hash = $1", _digest(token))
 
 
-async def change_password(conn: Conn, user_id: int, current: str, new: str, keep_session: str | None) -> bool:
-    """False when `current` is wrong. Other sessions are ended: a changed password locks them out."""
-    stored = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", user_id)
-    if not stored or not verify_password(stored, current):
+async def change_password(conn: Conn, user_id: int, current: str, new: str, keep_session: str | None,
+                          client: str) -> bool:
+    """False when `current` is wrong, throttled like log-in (TooManyAttempts): a stolen API key or
+    session must not become a way to guess the password. Other sessions are ended."""
+    row = await conn.fetchrow("SELECT email, password_hash FROM users WHERE id = $1", user_id)
+    assert row is not None
+    await check_throttle(conn, row["email"], client)
+    if not row["password_hash"] or not verify_password(row["password_hash"], current):
+        await conn.execute("INSERT INTO login_failures (email, client) VALUES ($1, $2)", row["email"], client)
         return False
     async with conn.transaction():
         await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, hash_password(new))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+from starlette.applications import Starlette
 
 
 def unique_email() -> str:
@@ -151,3 +152,48 @@ def test_forwarded_addresses_are_believed_only_from_trusted_hops(monkeypatch) ->
     assert client_address(request(None)) == "198.51.100.9"
     monkeypatch.delenv("SENDPY_TRUSTED_PROXY_HOPS")
     get_settings.cache_clear()
+
+
+def client_at(asgi_app: Starlette, address: str) -> httpx.AsyncClient:
+    """A browser at another network address (the app sees it as the caller's IP)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi_app, client=(address, 40000)),
+                             base_url="http://sendpy.test")
+
+
+async def test_a_stranger_guessing_cannot_lock_the_owner_out(api: httpx.AsyncClient, asgi_app: Starlette) -> None:
+    email = unique_email()
+    await register(api, email)
+    async with client_at(asgi_app, "203.0.113.66") as stranger:
+        for _ in range(5):
+            assert (await stranger.post("/v1/auth/login", json={"email": email, "password": "guess"})).status_code == 401
+        blocked = await stranger.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+        assert blocked.status_code == 429  # the guesser is stopped, even with the right password
+    async with client_at(asgi_app, "198.51.100.7") as owner:
+        assert (await owner.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})).status_code == 200
+
+
+async def test_password_change_is_throttled_and_ends_other_sessions(api: httpx.AsyncClient,
+                                                                     asgi_app: Starlette) -> None:
+    email = unique_email()
+    await register(api, email)
+    async with client_at(asgi_app, "192.0.2.10") as other_browser:
+        assert (await other_browser.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+                ).status_code == 200
+        assert (await other_browser.get("/v1/me")).status_code == 200
+        key = (await api.post("/v1/api-keys", json={"name": "script"},
+                              headers={"X-CSRF-Token": api.cookies["sendpy_csrf"]})).json()["key"]
+        leaked = {"Authorization": f"Bearer {key}"}
+        for _ in range(5):
+            wrong = await api.post("/v1/auth/password", headers=leaked,
+                                   json={"current_password": "guess", "new_password": "taken over 1"})
+            assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "wrong_password"
+        stopped = await api.post("/v1/auth/password", headers=leaked,
+                                 json={"current_password": "correct horse 1", "new_password": "taken over 1"})
+        assert stopped.status_code == 429
+        async with client_at(asgi_app, "192.0.2.11") as owner:
+            login = await owner.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+            changed = await owner.post("/v1/auth/password", headers={"X-CSRF-Token": login.json()["csrf_token"]},
+                                       json={"current_password": "correct horse 1", "new_password": "brand new pass"})
+            assert changed.status_code == 204
+            assert (await owner.get("/v1/me")).status_code == 200  # the session that changed it stays
+        assert (await other_browser.get("/v1/me")).status_code == 401  # every other session ended
