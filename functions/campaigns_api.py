@@ -227,7 +227,7 @@ async def start_campaign(request: Request) -> Response:
             if campaign is None:
                 raise ApiError(404, "not_found")
             if campaign["status"] == "draft":
-                await states.start_checks(conn, who.user_id, campaign)
+                await states.start_checks(conn, resources.store(), who.user_id, campaign)
             try:
                 await states.transition(conn, who.user_id, campaign_id, "start")
             except StateConflict as exc:

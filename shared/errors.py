@@ -200,6 +200,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This deployment does not allow SMTP without TLS.",
         "ru": "Этот сервер не разрешает SMTP без шифрования.",
     },
+    "contacts_file_gone": {
+        "en": "The contact file is no longer in storage (files are kept for 30 days). Upload it again.",
+        "ru": "Файла контактов больше нет в хранилище (файлы хранятся 30 дней). Загрузите его снова.",
+    },
     "upload_missing": {
         "en": "The file has not arrived in storage yet; upload it to the URL you were given, then try again.",
         "ru": "Файл ещё не загружен в хранилище; загрузите его по выданной ссылке и повторите.",

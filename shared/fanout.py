@@ -23,7 +23,7 @@ from shared.addresses import check_address
 from shared.campaigns import states
 from shared.commands import CampaignCommand, DeliveryBatch, Publish, batch_ranges
 from shared.contacts import Column, ContactRow, Dialect, address_key, iter_contacts
-from shared.storage import UploadStore
+from shared.storage import ObjectMissing, UploadStore
 
 COPY_CHUNK = 20_000
 
@@ -144,7 +144,12 @@ async def run(
     if campaign.recipient_count:
         await publish_range(1, campaign.recipient_count)
     if store is not None:
-        await load_recipients(db, store, command.campaign_id, publish_range, chunk_rows)
+        try:
+            await load_recipients(db, store, command.campaign_id, publish_range, chunk_rows)
+        except ObjectMissing:
+            async with db.acquire() as conn:
+                await states.pause(conn, command.campaign_id, states.CONTACTS_FILE_GONE)
+            return
     async with db.acquire() as conn:
         if await states.status_of(conn, command.campaign_id) == "cancelled":
             await recipients.skip_open(conn, command.campaign_id, "cancelled")  # cancelled while loading

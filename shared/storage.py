@@ -17,6 +17,10 @@ from shared.settings import Settings
 CHUNK_BYTES = 1024 * 1024
 
 
+class ObjectMissing(LookupError):
+    """The file is not in the bucket: never uploaded, expired by the lifecycle rule, or deleted."""
+
+
 class UploadStore:
     def __init__(self, settings: Settings) -> None:
         self.bucket = settings.s3_bucket_uploads
@@ -54,7 +58,13 @@ class UploadStore:
         return data
 
     def chunks(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-        answer = self._client.get_object(Bucket=self.bucket, Key=key)
+        """The object's bytes in chunks; ObjectMissing when it is not (or no longer) there."""
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ObjectMissing(key) from None
+            raise
         body = answer["Body"]
         try:
             yield from body.iter_chunks(chunk_bytes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -24,14 +23,23 @@ time.sleep(120)
 """
 
 
-def alive(pid: int) -> bool:
+def started_at(pid: int) -> str | None:
+    """The process's start time (its identity: a pid can be reused), None once it is gone or a zombie."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead too: it only waits for its (new) parent to reap it.
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().split(")")[-1].split()[0] != "Z"
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def describe(pid: int) -> str:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone"
+    wanted = ("State", "PPid", "SigBlk", "SigIgn", "SigCgt")
+    return cmdline + " | " + ", ".join(line for line in status.splitlines() if line.split(":")[0] in wanted)
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
@@ -46,10 +54,15 @@ def test_a_child_dies_with_its_parent(tmp_path: Path, how: signal.Signals) -> No
     while b"time.sleep(120)" not in Path(f"/proc/{child_pid}/cmdline").read_bytes():
         assert time.monotonic() < deadline, "the child never started"
         time.sleep(0.02)
-    assert alive(child_pid)
+    identity = started_at(child_pid)
+    assert identity is not None
+
+    def alive(pid: int) -> bool:
+        return started_at(pid) == identity
+
     parent.send_signal(how)  # the parent has no handler: SIGTERM ends it as abruptly as SIGKILL
     parent.wait(10)
     deadline = time.monotonic() + 10
     while alive(child_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not alive(child_pid), f"the child {child_pid} outlived its parent"
+    assert not alive(child_pid), f"the child {child_pid} outlived its parent: {describe(child_pid)}"

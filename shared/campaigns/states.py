@@ -6,6 +6,7 @@ person must fix) and finish_if_done.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from shared import recipients, smtp_accounts, uploads
 from shared.campaigns.preview import missing_fields
 from shared.db import Conn
 from shared.errors import InputError
+from shared.storage import UploadStore
 
 OPEN_FOR_SENDING = ("queued", "sending")
 
@@ -91,7 +93,7 @@ async def finish_if_done(conn: Conn, campaign_id: uuid.UUID) -> bool:
     return status == "finished"
 
 
-async def start_checks(conn: Conn, user_id: int, campaign: dict[str, Any]) -> None:
+async def start_checks(conn: Conn, store: UploadStore, user_id: int, campaign: dict[str, Any]) -> None:
     """Everything that must hold before a draft may start; raises InputError naming what is missing."""
     if not campaign["sender_id"]:
         raise InputError("start_needs", "sender_id")
@@ -107,6 +109,9 @@ async def start_checks(conn: Conn, user_id: int, campaign: dict[str, Any]) -> No
     upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"]))
     if upload is None or upload["status"] != "ready":
         raise InputError("upload_not_ready", "upload_id")
+    key = await uploads.object_key(conn, user_id, uuid.UUID(campaign["upload_id"]))
+    if key is None or await asyncio.to_thread(store.size, key) is None:
+        raise InputError("contacts_file_gone", "upload_id")
     missing = missing_fields(campaign, upload["columns"])
     if missing:
         raise InputError("undefined_fields", "html_body", names=", ".join(missing))
@@ -161,3 +166,9 @@ async def heartbeat(conn: Conn, campaign_id: uuid.UUID) -> None:
 async def delete_queued(conn: Conn, campaign_id: uuid.UUID) -> None:
     """Remove a one-shot campaign whose command never reached the broker (nothing was sent)."""
     await conn.execute("DELETE FROM campaigns WHERE id = $1 AND status = 'queued'", campaign_id)
+
+
+# Shown on the campaign page as it is: both languages, since workers do not know the reader's.
+CONTACTS_FILE_GONE = ("Файл контактов больше не хранится (файлы хранятся 30 дней). Отмените эту рассылку"
+                      " и создайте новую с файлом. / The contact file is no longer in storage (files are kept"
+                      " for 30 days). Cancel this campaign and start a new one with the file.")

@@ -1,0 +1,89 @@
+"""Users as a fault source: each mistake or hostile input ends in a visible state with a reason,
+within a bounded time, and never slows anyone else down. Real stack, real workers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from sendpy.devstack.smtp_sink import SmtpSink
+from shared.commands import CampaignCommand
+from shared.settings import get_settings
+from shared.storage import UploadStore
+from tests.conftest import Workers, new_api_key
+from tests.helpers import make_sender, make_upload, wait_status
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+async def draft_with_file(api: httpx.AsyncClient, auth: dict[str, str], sink: SmtpSink, db: Any) -> tuple[str, str]:
+    sender = await make_sender(api, auth, sink)
+    upload = await make_upload(api, auth, b"email\nann@example.com\nbob@example.com\n")
+    draft = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": sender["id"], "upload_id": upload["id"], "subject": "Hi", "html_body": "<p>Hi</p>"})).json()
+    key = await db.fetchval("SELECT s3_key FROM uploads WHERE id = $1", uuid.UUID(upload["id"]))
+    return str(draft["id"]), str(key)
+
+
+async def test_a_contact_file_gone_before_start_is_refused_with_the_reason(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, db: Any
+) -> None:
+    campaign_id, key = await draft_with_file(api, auth, clean_sink, db)
+    UploadStore(get_settings()).delete(key)  # the bucket's 30-day expiry, or a dev stack restart
+    started = await api.post(f"/v1/campaigns/{campaign_id}/start", headers={**auth, "Accept-Language": "ru"})
+    assert started.status_code == 400 and started.json()["error"]["code"] == "contacts_file_gone"
+    assert "Файла контактов больше нет" in started.json()["error"]["message"]
+    assert (await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)).json()["status"] == "draft"
+
+
+async def test_a_contact_file_gone_after_start_pauses_the_campaign_with_the_reason(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, db: Any, workers: Workers
+) -> None:
+    campaign_id, key = await draft_with_file(api, auth, clean_sink, db)
+    # Started, then the file vanished before the fan-out read it: queue the campaign the way the
+    # start does, with the file already gone.
+    await db.execute("UPDATE campaigns SET status = 'queued', started_at = now() WHERE id = $1",
+                     uuid.UUID(campaign_id))
+    UploadStore(get_settings()).delete(key)
+    producer = AIOKafkaProducer(bootstrap_servers=get_settings().kafka_bootstrap)
+    await producer.start()
+    try:
+        command = CampaignCommand(uuid.UUID(campaign_id))
+        await producer.send_and_wait(get_settings().topic_campaigns, command.encode(), key=command.key)
+    finally:
+        await producer.stop()
+    began = time.monotonic()
+    done = await wait_status(api, auth, campaign_id, {"paused", "finished"}, timeout=30)
+    assert done["status"] == "paused", done
+    assert "contact file is no longer in storage" in done["status_reason"]
+    assert "Файл контактов больше не хранится" in done["status_reason"]
+    print(f"paused with the reason {time.monotonic() - began:.1f} s after the command")
+
+
+async def test_a_hostile_template_is_refused_at_once_and_others_mail_goes_on(
+    api: httpx.AsyncClient, db: Any, clean_sink: SmtpSink, workers: Workers
+) -> None:
+    hostile = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    other = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    message = {"message_subject": "s", "sender_email": "me@example.org", "smtp_password": "p",
+               "recipient_email_list": ["x@example.com"], "server_host": "127.0.0.1", "server_port": clean_sink.port}
+    began = time.monotonic()
+    for body in ("{% for i in range(100000) %}{% for j in range(2500) %}{% endfor %}{% endfor %}",
+                 "{{ 'a' * 10**8 }}", "{{ name|center(100000000) }}"):
+        refused = await api.post("/api/send-message", headers=hostile, json={**message, "message": body})
+        assert refused.status_code == 400, refused.text
+    refused_in = time.monotonic() - began
+    sent = await api.post("/api/send-message", headers=other,
+                          json={**message, "message": "<p>Hello</p>", "recipient_email_list": ["ok@example.com"]})
+    assert sent.status_code == 202
+    done = await wait_status(api, other, sent.json()["campaign_id"], {"finished"}, timeout=30)
+    assert done["counts"]["sent"] == 1
+    print(f"three hostile templates refused in {refused_in:.2f} s; another user's mail finished after")
