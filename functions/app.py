@@ -7,6 +7,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -23,6 +24,7 @@ from functions import (
     uploads_api,
 )
 from functions.errors import ApiError, error_response, input_error, language
+from functions.security_headers import SecurityHeaders
 from shared.errors import InputError
 from shared.settings import get_settings
 
@@ -114,6 +116,7 @@ def create_app(serve_web: bool | None = None) -> Starlette:
         routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"))
     return Starlette(
         routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={
             HTTPException: _http_error,
             ApiError: _api_error,

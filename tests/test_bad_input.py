@@ -94,3 +94,12 @@ async def test_deeply_nested_json_is_a_400(api: httpx.AsyncClient, api_key: str,
                                                              "Content-Type": "application/json"})
         assert answer.status_code in (400, 413), answer.text
         assert answer.json()["error"]["code"] in ("json_too_deep", "body_too_large", "invalid_json")
+
+
+@pytest.mark.parametrize("path", ["/api/health", "/v1/me", "/v1/nothing-here", "/u/not-a-token"])
+async def test_every_answer_carries_the_security_headers(api: httpx.AsyncClient, path: str) -> None:
+    answer = await api.get(path)
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["referrer-policy"] == "no-referrer"
