@@ -176,6 +176,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The secure connection to {host} failed: {detail}. Check the security setting and port.",
         "ru": "Не удалось установить защищённое соединение с {host}: {detail}. Проверьте шифрование и порт.",
     },
+    "smtp_starttls": {
+        "en": "{host}:{port} does not offer STARTTLS, so the password would travel unencrypted. Use port 465"
+              " with SSL/TLS, or a port where the server offers STARTTLS (usually 587).",
+        "ru": "{host}:{port} не поддерживает STARTTLS, и пароль ушёл бы без шифрования. Укажите порт 465"
+              " с SSL/TLS или порт, где сервер поддерживает STARTTLS (обычно 587).",
+    },
     "smtp_auth": {
         "en": "The server did not accept the login or password ({detail}).{hint}",
         "ru": "Сервер не принял логин или пароль ({detail}).{hint}",

@@ -210,7 +210,7 @@ async def delete(conn: Conn, user_id: int, sender_id: int) -> str:
 
 @dataclass(frozen=True)
 class VerifyProblem:
-    kind: str  # dns, private, refused, timeout, tls, auth, protocol, plaintext, sender_refused, relay_denied
+    kind: str  # dns, private, refused, timeout, tls, starttls, auth, protocol, plaintext, sender_refused, relay_denied
     detail: str
     code: int | None = None
 

@@ -140,3 +140,17 @@ def test_classify(code: int, text: str, stage: str, expected: ReplyKind) -> None
 def test_account_repr_hides_the_password() -> None:
     account = SmtpAccount("smtp.example.com", 465, "tls", "me", "hunter2")
     assert "hunter2" not in repr(account) and "hunter2" not in str(account)
+
+
+async def test_a_server_without_starttls_is_a_settings_problem_not_a_retry() -> None:
+    plain = SmtpSink()  # no certificates: offers no STARTTLS at all
+    plain.start()
+    try:
+        conn = SmtpConnection(SmtpAccount("127.0.0.1", plain.port, "starttls", "u", "p"),
+                              ConnectPolicy(allow_private=True, allow_plaintext=False, timeout=5))
+        with pytest.raises(ConnectError) as refused:
+            await conn.open()
+        assert refused.value.kind == "starttls"
+        assert plain.messages == []
+    finally:
+        plain.stop()

@@ -87,3 +87,24 @@ async def test_a_hostile_template_is_refused_at_once_and_others_mail_goes_on(
     done = await wait_status(api, other, sent.json()["campaign_id"], {"finished"}, timeout=30)
     assert done["counts"]["sent"] == 1
     print(f"three hostile templates refused in {refused_in:.2f} s; another user's mail finished after")
+
+
+async def test_one_shot_mail_to_a_server_without_starttls_pauses_at_once_with_the_reason(
+    api: httpx.AsyncClient, auth: dict[str, str], workers: Workers
+) -> None:
+    plain = SmtpSink()  # a relay that offers no STARTTLS
+    plain.start()
+    try:
+        sent = await api.post("/api/send-message", headers=auth, json={
+            "message": "<p>Hello</p>", "message_subject": "s", "sender_email": "me@example.org",
+            "smtp_password": "p", "recipient_email_list": ["a@example.com", "b@example.com"],
+            "server_host": "127.0.0.1", "server_port": plain.port})
+        assert sent.status_code == 202, sent.text
+        began = time.monotonic()
+        done = await wait_status(api, auth, sent.json()["campaign_id"], {"paused", "finished"}, timeout=30)
+        assert done["status"] == "paused" and "STARTTLS" in done["status_reason"], done
+        assert done["counts"]["pending"] == 2 and done["counts"]["failed"] == 0
+        assert plain.messages == []
+        print(f"paused with the reason {time.monotonic() - began:.1f} s after the request")
+    finally:
+        plain.stop()

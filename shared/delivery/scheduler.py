@@ -41,7 +41,7 @@ SENDER_REFRESH_SECONDS = 10.0
 # An account this worker has not sent for in this long is dropped with its connections.
 SENDER_IDLE_SECONDS = 300.0
 # Connection problems that retrying cannot fix: a person has to change the sender's settings.
-_SETTINGS_PROBLEMS = {"auth", "tls", "private", "plaintext", "dns"}
+_SETTINGS_PROBLEMS = {"auth", "tls", "starttls", "private", "plaintext", "dns"}
 
 Connect = Callable[[SmtpAccount, ConnectPolicy], SmtpConnection]
 

@@ -203,7 +203,11 @@ class SmtpConnection:
         except aiosmtplib.SMTPException as exc:
             smtp.close()
             code = getattr(exc, "code", None)
-            raise ConnectError("protocol", getattr(exc, "message", str(exc)), code) from None
+            message = getattr(exc, "message", str(exc))
+            if account.security == "starttls" and "starttls" in message.lower() and "not supported" in message.lower():
+                # A settings problem, not a passing one: retrying cannot make the server offer TLS.
+                raise ConnectError("starttls", f"{account.host}:{account.port} does not offer STARTTLS") from None
+            raise ConnectError("protocol", message, code) from None
         self._smtp = smtp
         self.sent = 0
         self.account = replace(account, password="")  # logged in: the secret is not needed any more
