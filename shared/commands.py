@@ -111,3 +111,16 @@ def batch_ranges(first: int, last: int, size: int) -> list[tuple[int, int]]:
 
 # What hands delivery batches to the broker (the workers pass their producer's send).
 Publish = Callable[[list[DeliveryBatch]], Awaitable[None]]
+
+
+def campaign_of(raw: bytes) -> uuid.UUID | None:
+    """The campaign a record is about, when it is a well-formed campaign command or delivery batch."""
+    for decode in (DeliveryBatch.decode, decode_command):
+        try:
+            command = decode(raw)
+        except MalformedWork:
+            continue
+        campaign_id = getattr(command, "campaign_id", None)
+        if isinstance(campaign_id, uuid.UUID):
+            return campaign_id
+    return None

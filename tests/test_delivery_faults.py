@@ -337,6 +337,9 @@ async def test_a_batch_whose_handling_fails_three_times_is_dead_lettered_and_the
         assert not arrived(clean_sink, poison_emails)
         poisoned = await get_campaign(api, auth, poison)
         assert poisoned["counts"]["sent"] == 0 and poisoned["counts"]["sending"] == 0, poisoned
+        # Nothing stalls silently: the campaign whose work was dead-lettered says so.
+        assert poisoned["status"] == "paused", poisoned
+        assert "could not be processed" in poisoned["status_reason"] and "TemplateError" in poisoned["status_reason"]
     finally:
         await campaign_action(api, auth, poison, "cancel")
 

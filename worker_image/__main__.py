@@ -10,7 +10,8 @@ import os
 import asyncpg
 
 from shared import broker, fanout
-from shared.commands import DeliveryBatch, InspectUpload, Publish, decode_command
+from shared.campaigns import states
+from shared.commands import DeliveryBatch, InspectUpload, Publish, campaign_of, decode_command
 from shared.crypto import key_provider_from_settings
 from shared.db import create_pool, migrate
 from shared.deferrals import republish_due, republish_stalled
@@ -71,12 +72,20 @@ async def run_worker(kind: str) -> None:
         background.append(asyncio.create_task(wake_deferred(db, publish, stopping)))
         background.append(asyncio.create_task(sweep_stalled(db, publish, stopping)))
 
+    async def gave_up(raw: bytes, error: str) -> None:
+        """Work that went to the dead-letter topic pauses its campaign with the reason, so the
+        campaign does not sit in `sending` with nothing happening and nothing said."""
+        campaign_id = campaign_of(raw)
+        if campaign_id is not None:
+            async with db.acquire() as conn:
+                await states.pause(conn, campaign_id, states.could_not_process(error))
+
     revocations = Revocations()
     consumer.subscribe([topic], listener=revocations)
     await consumer.start()
     log.info("worker started", extra={"kind": kind, "pid": os.getpid()})
     try:
-        await run(consumer, producer, handle, settings.topic_dead_letters, stopping, revocations)
+        await run(consumer, producer, handle, settings.topic_dead_letters, stopping, revocations, gave_up)
     finally:
         for task in background:
             task.cancel()

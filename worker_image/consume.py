@@ -51,9 +51,12 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (*TRANSIENT_DB_ERRORS, KafkaError))
 
 
+GiveUp = Callable[[bytes, str], Awaitable[None]]
+
+
 async def _handle(
     handler: Handler, record: ConsumerRecord, producer: AIOKafkaProducer, dead_letters: str,
-    stopping: asyncio.Event,
+    stopping: asyncio.Event, on_give_up: GiveUp | None = None,
 ) -> bool:
     """True when the record is done with (handled or dead-lettered) and may be committed."""
     failures = 0
@@ -71,7 +74,13 @@ async def _handle(
             else:
                 failures += 1
                 if failures >= HANDLER_ATTEMPTS:
-                    await _dead_letter(producer, dead_letters, record, f"{type(exc).__name__}: {exc}")
+                    error = f"{type(exc).__name__}: {exc}"
+                    await _dead_letter(producer, dead_letters, record, error)
+                    if on_give_up is not None:
+                        try:
+                            await on_give_up(record.value or b"", error)
+                        except Exception:  # telling the user must never block the partition
+                            log.warning("could not record why a record was dead-lettered", exc_info=True)
                     return True
                 log.warning("handler failed, retrying", exc_info=True,
                             extra={"offset": record.offset, "attempt": failures})
@@ -106,6 +115,7 @@ async def run(
     dead_letters: str,
     stopping: asyncio.Event,
     revocations: Revocations,
+    on_give_up: GiveUp | None = None,
 ) -> None:
     """Consume until `stopping` is set; the record in hand always finishes first.
 
@@ -124,7 +134,7 @@ async def run(
             for record in records:
                 if tp in revocations.revoked or stopping.is_set():
                     break
-                if not await _handle(handler, record, producer, dead_letters, stopping):
+                if not await _handle(handler, record, producer, dead_letters, stopping, on_give_up):
                     break
                 await _commit(consumer, tp, record.offset + 1)
 

@@ -172,3 +172,9 @@ async def delete_queued(conn: Conn, campaign_id: uuid.UUID) -> None:
 CONTACTS_FILE_GONE = ("Файл контактов больше не хранится (файлы хранятся 30 дней). Отмените эту рассылку"
                       " и создайте новую с файлом. / The contact file is no longer in storage (files are kept"
                       " for 30 days). Cancel this campaign and start a new one with the file.")
+
+
+def could_not_process(error: str) -> str:
+    """The reason shown when part of a campaign's work was dead-lettered (both languages)."""
+    return (f"Часть рассылки не удалось обработать ({error[:300]}); нажмите «Продолжить», чтобы повторить."
+            f" / Part of this campaign could not be processed ({error[:300]}); resume it to try again.")
