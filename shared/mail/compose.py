@@ -127,11 +127,11 @@ class _Renderer:
         if not _HAS_TEMPLATE.search(source):
             return
         try:
-            _check_construct(env.parse(source), part)
-            self._template = env.from_string(source)
+            tree = env.parse(source)
+            _check_construct(tree, part)
+            self._template = env.from_string(tree)
         except TemplateSyntaxError as exc:
             raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
-        self._part = part
         if fast and "{%" not in source and "{#" not in source:
             pieces = _PLAIN_FIELD.split(source)
             if not any("{{" in literal or "}}" in literal for literal in pieces[::2]):

@@ -218,22 +218,22 @@ class SmtpConnection:
                 pass  # an old server that only knows HELO: no pipelining, plain transactions
         transport = smtp.protocol.transport if smtp.protocol is not None else None
         # Duck-typed: uvloop's transports are not asyncio.Transport subclasses but behave the same.
+        self._smtputf8 = smtp.supports_extension("smtputf8")
         if self._pipelining and smtp.supports_extension("pipelining") and hasattr(transport, "set_protocol"):
             self._pipe = PipelinedSession(cast(asyncio.Transport, transport), policy.timeout)
-            self._smtputf8 = smtp.supports_extension("smtputf8")
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
         """Send one message; never raises for SMTP or network trouble, returns the reply."""
+        # Non-ASCII addresses need SMTPUTF8 (RFC 6531) on every path; a server without it never will.
+        international = not (sender.isascii() and recipient.isascii())
+        if international and not self._smtputf8:
+            return Reply(ReplyKind.FAILED, None,
+                         "the server does not accept non-ASCII addresses (no SMTPUTF8 support)")
         if self._pipe is not None:
-            return await self._send_pipelined(sender, recipient, message)
-        if self._smtp is None or not self._smtp.is_connected or self._pipe is not None:
+            return await self._send_pipelined(sender, recipient, message, international)
+        if self._smtp is None or not self._smtp.is_connected:
             return Reply(ReplyKind.RETRY, None, "connection is not open")
-        options: list[str] = []
-        if not (sender.isascii() and recipient.isascii()):
-            if not self._smtp.supports_extension("smtputf8"):
-                return Reply(ReplyKind.FAILED, None,
-                             "the server does not accept non-ASCII addresses (no SMTPUTF8 support)")
-            options.append("SMTPUTF8")  # RFC 6531; without it aiosmtplib encodes addresses as ASCII
+        options = ["SMTPUTF8"] if international else []  # without it aiosmtplib encodes addresses as ASCII
         try:
             _, text = await self._smtp.sendmail(sender, [recipient], message, mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -252,12 +252,8 @@ class SmtpConnection:
         self.sent += 1
         return Reply(ReplyKind.SENT, 250, text)  # aiosmtplib raises for anything but 250 after DATA
 
-    async def _send_pipelined(self, sender: str, recipient: str, message: bytes) -> Reply:
+    async def _send_pipelined(self, sender: str, recipient: str, message: bytes, international: bool) -> Reply:
         assert self._pipe is not None
-        international = not (sender.isascii() and recipient.isascii())
-        if international and not self._smtputf8:
-            return Reply(ReplyKind.FAILED, None,
-                         "the server does not accept non-ASCII addresses (no SMTPUTF8 support)")
         try:
             stage, reply = await self._pipe.send(sender, recipient, message, smtputf8=international)
         except (SessionLost, OSError) as exc:
