@@ -14,13 +14,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from functions import resources
 from functions.auth import caller
 from functions.errors import ApiError, language
+from functions.handover import hand_over
 from functions.idempotency import idempotent
 from functions.parsing import json_object, uuid_param
 from shared import recipients, smtp_accounts, uploads
 from shared.addresses import check_address
 from shared.campaigns import drafts, preview, progress, states
 from shared.campaigns.states import StateConflict
-from shared.commands import CampaignCommand
 from shared.contacts import iter_contacts
 from shared.errors import InputError
 from shared.export import csv_lines
@@ -210,12 +210,6 @@ def _explain(request: Request, problem: VerifyProblem, sender: smtp_accounts.Sen
                                  language(request))
 
 
-async def _publish(campaign_id: uuid.UUID, action: str) -> None:
-    command = CampaignCommand(campaign_id, action)
-    producer = await resources.producer()
-    await producer.send_and_wait(get_settings().topic_campaigns, command.encode(), key=command.key)
-
-
 async def start_campaign(request: Request) -> Response:
     who = await caller(request)
     campaign_id = uuid_param(request, "campaign_id")
@@ -233,12 +227,7 @@ async def start_campaign(request: Request) -> Response:
             except StateConflict as exc:
                 raise _conflict(exc) from None
             started = await drafts.get(conn, who.user_id, campaign_id)
-        try:
-            await _publish(campaign_id, "start")
-        except Exception:
-            async with pool.acquire() as conn:
-                await states.undo_start(conn, campaign_id)
-            raise ApiError(503, "unavailable", what="message broker") from None
+        await hand_over(str(campaign_id).encode())
         return JSONResponse(started, status_code=202)
 
     return await idempotent(request, who, "start_campaign", act)
@@ -256,12 +245,7 @@ async def _control(request: Request, action: str) -> Response:
     except StateConflict as exc:
         raise _conflict(exc) from None
     if action == "resume":
-        try:
-            await _publish(campaign_id, "resume")
-        except Exception:
-            async with pool.acquire() as conn:
-                await states.undo_resume(conn, campaign_id)
-            raise ApiError(503, "unavailable", what="message broker") from None
+        await hand_over(str(campaign_id).encode())
     return JSONResponse(changed, status_code=202 if action == "resume" else 200)
 
 

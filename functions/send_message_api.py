@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 import uuid
 
-from aiokafka.errors import KafkaError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from functions import resources
 from functions.auth import api_user
 from functions.errors import error_response, input_error
+from functions.handover import hand_over
 from functions.parsing import json_body
 from shared import send_message as one_shot
-from shared.campaigns import progress, states
-from shared.commands import CampaignCommand
+from shared.campaigns import progress
 from shared.errors import InputError
 from shared.settings import get_settings
 
@@ -34,16 +33,7 @@ async def send_message(request: Request) -> Response:
                                             allow_private=settings.smtp_allow_private)
     except InputError as exc:
         return input_error(request, exc)
-    try:
-        producer = await resources.producer()
-        await producer.send_and_wait(
-            settings.topic_campaigns, CampaignCommand(campaign_id).encode(), key=str(campaign_id).encode()
-        )
-    except KafkaError:
-        log.exception("could not queue campaign", extra={"campaign": str(campaign_id)})
-        async with pool.acquire() as conn:
-            await states.delete_queued(conn, campaign_id)
-        return error_response(request, 503, "unavailable", what="message broker")
+    await hand_over(str(campaign_id).encode())
     return JSONResponse(
         {
             "campaign_id": str(campaign_id),

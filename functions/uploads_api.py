@@ -10,9 +10,9 @@ from starlette.responses import JSONResponse, Response
 from functions import resources
 from functions.auth import caller
 from functions.errors import ApiError
+from functions.handover import hand_over
 from functions.parsing import json_object, uuid_param
 from shared import uploads
-from shared.commands import InspectUpload
 from shared.contacts import DELIMITERS, ENCODINGS
 from shared.errors import InputError
 from shared.settings import get_settings
@@ -44,9 +44,7 @@ async def _prepare(request: Request, overrides: dict[str, Any] | None) -> Respon
     except LookupError:
         raise ApiError(404, "not_found") from None
     if needs_worker:
-        producer = await resources.producer()
-        command = InspectUpload(upload_id)
-        await producer.send_and_wait(get_settings().topic_campaigns, command.encode(), key=command.key)
+        await hand_over(str(upload_id).encode())
     return JSONResponse(upload, status_code=202 if needs_worker else 200)
 
 

@@ -124,3 +124,12 @@ def campaign_of(raw: bytes) -> uuid.UUID | None:
         if isinstance(campaign_id, uuid.UUID):
             return campaign_id
     return None
+
+
+def upload_of(raw: bytes) -> uuid.UUID | None:
+    """The upload a record is about, when it is a well-formed inspection command."""
+    try:
+        command = decode_command(raw)
+    except MalformedWork:
+        return None
+    return command.upload_id if isinstance(command, InspectUpload) else None

@@ -210,6 +210,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The contact file is no longer in storage (files are kept for 30 days). Upload it again.",
         "ru": "Файла контактов больше нет в хранилище (файлы хранятся 30 дней). Загрузите его снова.",
     },
+    "upload_unprocessable": {
+        "en": "The file could not be read to the end ({error}). Upload it again; if this repeats, save it as"
+              " UTF-8 CSV and try once more.",
+        "ru": "Файл не удалось прочитать до конца ({error}). Загрузите его снова; если ошибка повторится,"
+              " сохраните его как CSV в UTF-8 и попробуйте ещё раз.",
+    },
     "upload_missing": {
         "en": "The file has not arrived in storage yet; upload it to the URL you were given, then try again.",
         "ru": "Файл ещё не загружен в хранилище; загрузите его по выданной ссылке и повторите.",

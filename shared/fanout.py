@@ -108,7 +108,7 @@ async def load_recipients(
                 )
             await conn.execute(
                 "UPDATE campaigns SET recipient_count = $2, loaded_rows = $3, duplicates_removed = $4,"
-                " recipients_loaded = $5 WHERE id = $1",
+                " recipients_loaded = $5, updated_at = now() WHERE id = $1",
                 campaign_id, counts.position, counts.rows, counts.duplicates, done,
             )
         if chunk:

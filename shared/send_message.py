@@ -12,9 +12,11 @@ from typing import Any
 
 import asyncpg
 
+from shared import outbox
 from shared import recipients as recipient_store
 from shared.addresses import check_address
 from shared.campaigns.preview import template_error
+from shared.commands import CampaignCommand
 from shared.crypto import KeyProvider, seal
 from shared.errors import InputError
 from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError
@@ -149,7 +151,7 @@ def _port(raw: Any) -> int:
 async def accept(
     pool: asyncpg.Pool, keys: KeyProvider, user_id: int, request: OneShotSend, *, allow_private: bool
 ) -> uuid.UUID:
-    """Vet the host, then store sender, campaign and recipients; the campaign is 'queued' until published."""
+    """Vet the host, then store sender, campaign, recipients and the start command (in the outbox)."""
     try:
         await vet_host(request.host, request.port, allow_private=allow_private)
     except HostRefused as exc:
@@ -180,4 +182,5 @@ async def accept(
             request.duplicates,
         )
         await recipient_store.copy_in(conn, campaign_id, ((email, {}) for email in request.recipients))
+        await outbox.add(conn, CampaignCommand(campaign_id))
     return campaign_id

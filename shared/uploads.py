@@ -9,11 +9,12 @@ from typing import Any
 
 import asyncpg
 
-from shared import suppressions
+from shared import outbox, suppressions
+from shared.commands import InspectUpload
 from shared.contacts import SAMPLE_BYTES, Column, Detection, Dialect, detect, inspect_rows, iter_contacts
 from shared.db import Conn
 from shared.errors import InputError
-from shared.storage import UploadStore
+from shared.storage import ObjectMissing, UploadStore
 
 # Files up to this size are inspected within the request (about 20,000 rows: well under a second,
 # in a thread so other requests go on); larger ones by a worker, with progress.
@@ -88,10 +89,16 @@ def stored_detection(upload: dict[str, Any]) -> tuple[Dialect, list[Column]]:
 
 
 async def _fail(conn: Conn, upload_id: uuid.UUID, error: InputError) -> None:
+    # Both languages: the row is read later by whoever opens the upload, in either.
     await conn.execute(
         "UPDATE uploads SET status = 'failed', error_code = $2, error_detail = $3, updated_at = now() WHERE id = $1",
-        upload_id, error.code, error.message("en"),
+        upload_id, error.code, f"{error.message('ru')} / {error.message('en')}",
     )
+
+
+async def could_not_inspect(conn: Conn, upload_id: uuid.UUID, error: str) -> None:
+    """The worker gave up on the file (dead-lettered after repeated failures)."""
+    await _fail(conn, upload_id, InputError("upload_unprocessable", "file", error=error[:300]))
 
 
 async def prepare(
@@ -100,7 +107,8 @@ async def prepare(
 ) -> tuple[dict[str, Any], bool]:
     """Check the uploaded object and detect its dialect; small files are fully inspected too.
 
-    Returns (upload, needs_worker). Bad files raise InputError and the upload is marked failed.
+    Returns (upload, needs_worker); when a worker must count the file, its command is in the
+    outbox. Bad files raise InputError and the upload is marked failed.
     """
     async with db.acquire() as conn:
         row = await conn.fetchrow("SELECT s3_key FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id)
@@ -133,7 +141,10 @@ async def prepare(
             await _fail(conn, upload_id, error)
         raise
     async with db.acquire() as conn:
-        await _save_detection(conn, upload_id, size, detection, report.to_json() if report else None)
+        async with conn.transaction():
+            await _save_detection(conn, upload_id, size, detection, report.to_json() if report else None)
+            if report is None:
+                await outbox.add(conn, InspectUpload(upload_id))
         upload = await get(conn, user_id, upload_id)
     assert upload is not None
     return upload, report is None
@@ -177,7 +188,8 @@ async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uui
             try:
                 await asyncio.wait_for(done.wait(), timeout=1.0)
             except TimeoutError:
-                await db.execute("UPDATE uploads SET rows_read = $2 WHERE id = $1", upload_id, progress[0])
+                await db.execute("UPDATE uploads SET rows_read = $2, updated_at = now() WHERE id = $1",
+                                 upload_id, progress[0])
 
     def count() -> dict[str, Any]:
         contacts = iter_contacts(store.chunks(row["s3_key"]), dialect, columns)
@@ -185,7 +197,10 @@ async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uui
 
     reporter = asyncio.create_task(report_progress())
     try:
-        report = await asyncio.to_thread(count)
+        try:
+            report = await asyncio.to_thread(count)
+        except ObjectMissing:
+            raise InputError("contacts_file_gone", "file") from None
         if report["rows"] == 0:
             raise InputError("no_rows", "file")
     except InputError as error:

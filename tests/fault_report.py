@@ -28,6 +28,7 @@ ROWS: dict[str, str] = {
     "two_workers_one_killed": "two sender workers, one SIGKILLed: its partitions move to the other",
     "sigkill_fanout_while_loading": "SIGKILL the fan-out worker while it loads a 30,000-row file",
     "kafka_broker_restarted": "Kafka broker stopped for 5 s and restarted",
+    "kafka_down_at_start": "Kafka broker down while a campaign and a one-shot mail are started",
     "postgres_restarted": "Postgres stopped (fast shutdown) and restarted",
     "poison_records": "poison records on every partition of both topics",
     "cancel_mid_way": "cancel mid-way",

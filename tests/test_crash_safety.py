@@ -283,7 +283,7 @@ async def test_a_campaign_whose_kafka_work_was_lost_is_swept_up(
         await conn.execute(
             "INSERT INTO campaigns (id, user_id, sender_id, subject, html_body, status, recipient_count,"
             " recipients_loaded, started_at, updated_at) VALUES ($1, $2, $3, 'Hi', '<p>Hi</p>', 'sending', $4,"
-            " true, now(), now() - interval '1 hour')",
+            " true, now(), now() - interval '60 seconds')",
             campaign_id, user_id, sender["id"], len(emails),
         )
         await conn.copy_records_to_table("recipients", records=[
@@ -296,6 +296,72 @@ async def test_a_campaign_whose_kafka_work_was_lost_is_swept_up(
         workers.kill(sweeper)
     lost, duplicates = audit(clean_sink, emails, done)
     assert lost == 0 and duplicates == 0
+
+
+async def test_a_campaign_started_while_the_broker_is_down_goes_out_when_it_returns(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, kafka: KafkaServer, db: Any
+) -> None:
+    # The start is written to the outbox with the campaign; the API answers without the broker,
+    # and the fan-out's relay publishes the command once the broker is back.
+    sender = await make_sender(api, auth, clean_sink)
+    emails = [f"outbox{n}@example.com" for n in range(300)]
+    upload = await make_upload(api, auth, ("email\n" + "\n".join(emails) + "\n").encode())
+    draft = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": sender["id"], "upload_id": upload["id"], "subject": "Hello", "html_body": "<p>Hi</p>"})).json()
+    one_shot = {"message": "<p>Hi</p>", "message_subject": "s", "sender_email": "me@example.org",
+                "smtp_password": "p", "recipient_email_list": ["outbox-one-shot@example.com"],
+                "server_host": "127.0.0.1", "server_port": clean_sink.port}
+    kafka.stop()
+    try:
+        began = time.monotonic()
+        started = await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)
+        answered_in = time.monotonic() - began
+        assert started.status_code == 202 and started.json()["status"] == "queued", started.text
+        sent = await api.post("/api/send-message", headers=auth, json=one_shot)
+        assert sent.status_code == 202, sent.text
+        waiting = await db.fetchval("SELECT count(*) FROM outbox WHERE key = ANY($1::bytea[])",
+                                    [draft["id"].encode(), sent.json()["campaign_id"].encode()])
+        assert waiting == 2
+        await asyncio.sleep(3)
+    finally:
+        kafka.start()
+    done = await wait_status(api, auth, draft["id"], {"finished", "paused"}, timeout=180)
+    lost, duplicates = audit(clean_sink, emails, done)
+    one = await wait_status(api, auth, sent.json()["campaign_id"], {"finished", "paused"}, timeout=60)
+    assert one["status"] == "finished" and one["counts"]["sent"] == 1, one
+    record("kafka_down_at_start", recipients=len(emails) + 1, lost=lost, duplicates=duplicates)
+    print(f"start answered in {answered_in:.1f} s with the broker down")
+    assert lost == 0 and duplicates == 0
+
+
+async def test_a_campaign_left_queued_or_loading_gets_its_command_again(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, db: Any
+) -> None:
+    # A start command consumed and then lost (say, a bug): the campaign is queued, nothing in the
+    # outbox, nothing in Kafka. The sweeper writes the command again after stall_seconds.
+    sweeper = workers.start("fanout", SENDPY_STALL_SECONDS="5")
+    try:
+        ids = []
+        for status in ("queued", "sending"):
+            emails = [f"stuck-{status}{n}@example.com" for n in range(20)]
+            campaign_id = await start(api, auth, clean_sink, emails)
+            await wait_status(api, auth, campaign_id, {"finished"}, timeout=60)
+            ids.append((campaign_id, emails))
+        clean_sink.messages.clear()
+        for (campaign_id, _), status in zip(ids, ("queued", "sending"), strict=True):
+            # Back to how a lost command would leave it: not loaded (or never taken), long idle.
+            await db.execute("DELETE FROM recipients WHERE campaign_id = $1", uuid.UUID(campaign_id))
+            await db.execute(
+                "UPDATE campaigns SET status = $2, recipients_loaded = false, recipient_count = 0, loaded_rows = 0,"
+                " duplicates_removed = 0, updated_at = now() - interval '60 seconds' WHERE id = $1",
+                uuid.UUID(campaign_id), status)
+        for campaign_id, emails in ids:
+            done = await wait_status(api, auth, campaign_id, {"finished"}, timeout=60)
+            lost, duplicates = audit(clean_sink, emails, done)
+            assert lost == 0 and duplicates == 0
+        assert any(sweeper.name in line for line in workers.logged("stuck commands written again"))
+    finally:
+        workers.kill(sweeper)
 
 
 async def test_cancel_mid_way_gives_exact_counts(

@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
-from shared import deferrals, recipients
+from shared import deferrals, recipients, sweeper
 from shared.accounts import ensure_user
 from shared.commands import DeliveryBatch
 
@@ -76,11 +76,11 @@ async def test_the_sweeper_republishes_a_campaign_that_stopped_moving(db: asyncp
     async with db.acquire() as conn:
         await recipients.claim(conn, being_sent, [1])  # a worker holds a recent claim: leave it alone
     published = Published()
-    await deferrals.republish_stalled(db, published, batch_size=3, idle_seconds=60)
+    await sweeper.republish_stalled(db, published, batch_size=3, idle_seconds=60)
     swept = {b.campaign_id for b in published.batches}
     assert stalled in swept and moving not in swept and being_sent not in swept
     ranges = [(b.first, b.last) for b in published.batches if b.campaign_id == stalled]
     assert ranges == [(1, 3), (4, 6), (7, 7)]
     again = Published()
-    await deferrals.republish_stalled(db, again, batch_size=3, idle_seconds=60)
+    await sweeper.republish_stalled(db, again, batch_size=3, idle_seconds=60)
     assert stalled not in {b.campaign_id for b in again.batches}  # its heartbeat was renewed

@@ -6,20 +6,22 @@ import argparse
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from shared import broker, fanout
+from shared import broker, fanout, outbox, uploads
 from shared.campaigns import states
-from shared.commands import DeliveryBatch, InspectUpload, Publish, campaign_of, decode_command
+from shared.commands import DeliveryBatch, InspectUpload, Publish, campaign_of, decode_command, upload_of
 from shared.crypto import key_provider_from_settings
 from shared.db import create_pool, migrate
-from shared.deferrals import republish_due, republish_stalled
+from shared.deferrals import republish_due
 from shared.delivery.postgres_store import PostgresDeliveryStore
 from shared.delivery.scheduler import Deliverer, RetryPolicy
 from shared.mail.messenger import ConnectPolicy
 from shared.settings import get_settings
 from shared.storage import UploadStore
+from shared.sweeper import republish_stalled, requeue_stuck
 from shared.unsubscribe import signing_key
 from shared.uploads import inspect_in_worker
 from worker_image.consume import Revocations, configure_logging, run, stop_on_signals
@@ -69,16 +71,21 @@ async def run_worker(kind: str) -> None:
             sends = [await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches]
             await asyncio.gather(*sends)  # every batch acknowledged before anything is committed
 
-        background.append(asyncio.create_task(wake_deferred(db, publish, stopping)))
-        background.append(asyncio.create_task(sweep_stalled(db, publish, stopping)))
+        async def send_commands(records: list[tuple[bytes, bytes]]) -> None:
+            sends = [await producer.send(settings.topic_campaigns, value=v, key=k) for k, v in records]
+            await asyncio.gather(*sends)
+
+        background = background_steps(db, publish, send_commands, stopping)
 
     async def gave_up(raw: bytes, error: str) -> None:
         """Work that went to the dead-letter topic pauses its campaign with the reason, so the
         campaign does not sit in `sending` with nothing happening and nothing said."""
-        campaign_id = campaign_of(raw)
-        if campaign_id is not None:
-            async with db.acquire() as conn:
+        campaign_id, upload_id = campaign_of(raw), upload_of(raw)
+        async with db.acquire() as conn:
+            if campaign_id is not None:
                 await states.pause(conn, campaign_id, states.could_not_process(error))
+            if upload_id is not None:
+                await uploads.could_not_inspect(conn, upload_id, error)
 
     revocations = Revocations()
     consumer.subscribe([topic], listener=revocations)
@@ -98,37 +105,44 @@ async def run_worker(kind: str) -> None:
         log.info("worker stopped", extra={"kind": kind})
 
 
-async def wake_deferred(db: asyncpg.Pool, publish: Publish, stopping: asyncio.Event) -> None:
-    """Every couple of seconds, hand due deferred batches back to the sender workers."""
-    interval = get_settings().waker_interval
+async def repeat(step: Callable[[], Awaitable[int]], interval: float, stopping: asyncio.Event, what: str,
+                 level: int = logging.INFO) -> None:
+    """Run `step` every `interval` seconds until stopping; a failure is logged and retried."""
     while not stopping.is_set():
         try:
-            republished = await republish_due(db, publish)
-            if republished:
-                log.info("deferred batches republished", extra={"count": republished})
+            count = await step()
+            if count:
+                log.log(level, what, extra={"count": count})
         except Exception:
-            log.warning("republishing deferred batches failed; will retry", exc_info=True)
+            log.warning("%s: failed; will retry", what, exc_info=True)
         try:
             await asyncio.wait_for(stopping.wait(), timeout=interval)
         except TimeoutError:
             pass
 
 
-async def sweep_stalled(db: asyncpg.Pool, publish: Publish, stopping: asyncio.Event) -> None:
-    """Every few seconds, give campaigns that stopped moving their batches again."""
+def background_steps(db: asyncpg.Pool, publish: Publish, send_commands: outbox.SendRecords,
+                     stopping: asyncio.Event) -> list[asyncio.Task[None]]:
+    """The fan-out's timers: due deferrals, the outbox relay, and the stall sweeper (sweeper.py)."""
     settings = get_settings()
-    interval = max(settings.stall_seconds / 10, 1.0)
-    while not stopping.is_set():
-        try:
-            swept = await republish_stalled(db, publish, settings.delivery_batch_size, settings.stall_seconds)
-            if swept:
-                log.warning("stalled campaigns republished", extra={"count": swept})
-        except Exception:
-            log.warning("sweeping stalled campaigns failed; will retry", exc_info=True)
-        try:
-            await asyncio.wait_for(stopping.wait(), timeout=interval)
-        except TimeoutError:
-            pass
+    sweep_interval = max(settings.stall_seconds / 10, 1.0)
+
+    async def relay_all() -> int:
+        relayed = 0
+        while count := await outbox.relay(db, send_commands):
+            relayed += count
+        return relayed
+
+    return [
+        asyncio.create_task(repeat(lambda: republish_due(db, publish), settings.waker_interval, stopping,
+                                   "deferred batches republished")),
+        asyncio.create_task(repeat(relay_all, settings.waker_interval, stopping, "outbox commands published")),
+        asyncio.create_task(repeat(
+            lambda: republish_stalled(db, publish, settings.delivery_batch_size, settings.stall_seconds),
+            sweep_interval, stopping, "stalled campaigns republished", logging.WARNING)),
+        asyncio.create_task(repeat(lambda: requeue_stuck(db, settings.stall_seconds), sweep_interval, stopping,
+                                   "stuck commands written again", logging.WARNING)),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

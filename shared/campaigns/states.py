@@ -11,8 +11,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from shared import recipients, smtp_accounts, uploads
+from shared import outbox, recipients, smtp_accounts, uploads
 from shared.campaigns.preview import missing_fields
+from shared.commands import CampaignCommand
 from shared.db import Conn
 from shared.errors import InputError
 from shared.storage import UploadStore
@@ -118,7 +119,10 @@ async def start_checks(conn: Conn, store: UploadStore, user_id: int, campaign: d
 
 
 async def transition(conn: Conn, user_id: int, campaign_id: uuid.UUID, action: str) -> bool:
-    """start / pause / resume / cancel; False when the user has no such campaign."""
+    """start / pause / resume / cancel; False when the user has no such campaign.
+
+    Start and resume write the fan-out's command to the outbox in the same transaction.
+    """
     allowed = {
         "start": (("draft",), "queued"),
         "pause": (("queued", "sending"), "paused"),
@@ -145,27 +149,14 @@ async def transition(conn: Conn, user_id: int, campaign_id: uuid.UUID, action: s
         )
         if action == "cancel":
             await recipients.skip_open(conn, campaign_id, "cancelled")
+        if action in ("start", "resume"):
+            await outbox.add(conn, CampaignCommand(campaign_id, action))
     return True
-
-
-async def undo_start(conn: Conn, campaign_id: uuid.UUID) -> None:
-    """Back to draft: the start could not be handed to the workers."""
-    await conn.execute("UPDATE campaigns SET status = 'draft', started_at = NULL WHERE id = $1", campaign_id)
-
-
-async def undo_resume(conn: Conn, campaign_id: uuid.UUID) -> None:
-    """Back to paused: the resume could not be handed to the workers."""
-    await conn.execute("UPDATE campaigns SET status = 'paused' WHERE id = $1", campaign_id)
 
 
 async def heartbeat(conn: Conn, campaign_id: uuid.UUID) -> None:
     """A worker finished a batch: `updated_at` is what the stall sweeper reads (deferrals.py)."""
     await conn.execute("UPDATE campaigns SET updated_at = now() WHERE id = $1", campaign_id)
-
-
-async def delete_queued(conn: Conn, campaign_id: uuid.UUID) -> None:
-    """Remove a one-shot campaign whose command never reached the broker (nothing was sent)."""
-    await conn.execute("DELETE FROM campaigns WHERE id = $1 AND status = 'queued'", campaign_id)
 
 
 # Shown on the campaign page as it is: both languages, since workers do not know the reader's.
