@@ -59,7 +59,7 @@ _SCHEMAS: dict[str, Any] = {
     "SenderInput": {"type": "object", "properties": {
         "from_email": {"type": "string"}, "from_name": {"type": "string"}, "preset": _nullable("string"),
         "host": {"type": "string"}, "port": {"type": "integer"},
-        "security": {"type": "string", "enum": ["tls", "starttls", "none"]},
+        "security": {"type": "string", "enum": ["tls", "starttls", "starttls_optional", "none"]},
         "username": {"type": "string"}, "password": {"type": "string", "writeOnly": True},
         "per_minute": _nullable("integer"), "per_day": _nullable("integer"),
         "recipients_per_connection": _nullable("integer")}},

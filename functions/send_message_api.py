@@ -28,7 +28,7 @@ async def send_message(request: Request) -> Response:
     settings = get_settings()
     pool = await resources.db()
     try:
-        accepted = one_shot.parse(await json_body(request))
+        accepted = one_shot.parse(await json_body(request), allow_plaintext=settings.smtp_allow_plaintext)
         campaign_id = await one_shot.accept(pool, resources.keys(), user_id, accepted,
                                             allow_private=settings.smtp_allow_private)
     except InputError as exc:

@@ -141,8 +141,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "«{field}» — недопустимое имя сервера.",
     },
     "invalid_security": {
-        "en": "'security' must be 'tls' (port 465), 'starttls' (port 587) or 'none'.",
-        "ru": "«security» должно быть 'tls' (порт 465), 'starttls' (порт 587) или 'none'.",
+        "en": "'security' must be 'tls' (port 465), 'starttls' (port 587), 'starttls_optional' (STARTTLS if"
+              " offered, else plaintext) or 'none'.",
+        "ru": "«security» должно быть 'tls' (порт 465), 'starttls' (порт 587), 'starttls_optional' (STARTTLS, если"
+              " сервер его предлагает, иначе без шифрования) или 'none'.",
     },
     "plaintext_refused": {
         "en": "This deployment does not allow SMTP without TLS; choose 'tls' or 'starttls'.",

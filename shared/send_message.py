@@ -57,8 +57,12 @@ def _string(payload: dict[str, Any], field: str, *, required: bool = True) -> st
     return value
 
 
-def parse(payload: Any) -> OneShotSend:
-    """Validate the seed's JSON keys; raises InputError naming the first problem."""
+def parse(payload: Any, *, allow_plaintext: bool = False) -> OneShotSend:
+    """Validate the seed's JSON keys; raises InputError naming the first problem.
+
+    The JSON has no security field: port 465 means TLS, any other port STARTTLS — or, where the
+    operator allows plaintext SMTP, STARTTLS when the server offers it and plaintext otherwise.
+    """
     if not isinstance(payload, dict):
         raise InputError("invalid_json")
     html = _string(payload, "message")
@@ -117,6 +121,8 @@ def parse(payload: Any) -> OneShotSend:
     else:
         port = _port(port_raw)
         security = security_for_port(port)
+        if security == "starttls" and allow_plaintext:
+            security = "starttls_optional"  # a relay inside a network may offer no TLS at all
 
     try:
         CompiledCampaign(CampaignContent("check", sender.normalized, "", subject, html))

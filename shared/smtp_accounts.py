@@ -22,7 +22,7 @@ from shared.mail.messenger import ConnectError, ConnectPolicy, SmtpAccount, Smtp
 from shared.netguard import HostRefused, vet_host
 from shared.smtp_presets import PRESETS, preset_for_address
 
-SECURITY = ("tls", "starttls", "none")
+SECURITY = ("tls", "starttls", "starttls_optional", "none")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _COLUMNS = ("id, from_email, from_name, host, port, security, username, preset, per_minute, per_day,"
             " recipients_per_connection, verified_at, paused_until, pause_reason, last_error, created_at")
@@ -96,7 +96,7 @@ def parse(body: dict[str, Any], *, allow_plaintext: bool, current: dict[str, Any
     security = merged.get("security") or (preset.security if preset else ("tls" if port == 465 else "starttls"))
     if security not in SECURITY:
         raise InputError("invalid_security", "security")
-    if security == "none" and not allow_plaintext:
+    if security in ("none", "starttls_optional") and not allow_plaintext:
         raise InputError("plaintext_refused", "security")
     password = body.get("password")
     if password is not None and not isinstance(password, str):

@@ -108,3 +108,41 @@ async def test_one_shot_mail_to_a_server_without_starttls_pauses_at_once_with_th
         print(f"paused with the reason {time.monotonic() - began:.1f} s after the request")
     finally:
         plain.stop()
+
+
+async def test_one_shot_mail_where_plaintext_is_allowed_uses_starttls_when_offered(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A corporate relay inside a network: no TLS, no AUTH. With SENDPY_SMTP_ALLOW_PLAINTEXT=true
+    # the one-shot API sends to it in plaintext, and still upgrades where STARTTLS is offered.
+    monkeypatch.setenv("SENDPY_SMTP_ALLOW_PLAINTEXT", "true")
+    get_settings.cache_clear()
+    for usual in workers.running("sender"):
+        workers.kill(usual)
+    sender = workers.start("sender", SENDPY_SMTP_ALLOW_PLAINTEXT="true")
+    relay = SmtpSink()
+    relay.start()
+    try:
+        answers = {}
+        for name, port in (("relay", relay.port), ("starttls", clean_sink.port)):
+            sent = await api.post("/api/send-message", headers=auth, json={
+                "message": "<p>Hello</p>", "message_subject": "s", "sender_email": "me@example.org",
+                "smtp_password": "p", "recipient_email_list": [f"{name}@example.com"],
+                "server_host": "127.0.0.1", "server_port": port})
+            assert sent.status_code == 202, sent.text
+            answers[name] = sent.json()["campaign_id"]
+        for name, campaign_id in answers.items():
+            done = await wait_status(api, auth, campaign_id, {"paused", "finished"}, timeout=30)
+            assert done["status"] == "finished" and done["counts"]["sent"] == 1, (name, done)
+        assert [m.rcpt_tos for m in relay.messages] == [("relay@example.com",)]
+        assert relay.messages[0].username is None  # the relay offered no AUTH: none was tried
+        upgraded = [m for m in clean_sink.messages if m.rcpt_tos == ("starttls@example.com",)]
+        # The sink offers AUTH only after STARTTLS, so a logged-in sender proves the upgrade.
+        assert len(upgraded) == 1 and upgraded[0].username == "me@example.org"
+    finally:
+        relay.stop()
+        workers.kill(sender)
+        workers.restore()
+        monkeypatch.delenv("SENDPY_SMTP_ALLOW_PLAINTEXT")
+        get_settings.cache_clear()

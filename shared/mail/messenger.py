@@ -32,7 +32,7 @@ class ReplyKind(enum.StrEnum):
 class SmtpAccount:
     host: str
     port: int
-    security: str  # "tls", "starttls" or "none"
+    security: str  # "tls", "starttls", "starttls_optional" (plaintext if not offered) or "none"
     username: str
     password: str
 
@@ -121,6 +121,16 @@ class ConnectPolicy:
         )
 
 
+async def _should_log_in(smtp: aiosmtplib.SMTP, account: SmtpAccount) -> bool:
+    """A relay reached without TLS that offers no AUTH relays by network address: send without
+    logging in. Everywhere else a missing AUTH is the server's error to report."""
+    if account.security not in ("none", "starttls_optional"):
+        return True
+    if smtp.last_ehlo_response is None:
+        await smtp.ehlo()
+    return smtp.supports_extension("auth")
+
+
 class SmtpConnection:
     """One logged-in SMTP session; `sent` counts messages sent through it.
 
@@ -170,19 +180,24 @@ class SmtpConnection:
             reason = exc.strerror or str(exc)
             raise ConnectError("refused", f"cannot reach {account.host}:{account.port}: {reason}") from None
         context = policy.tls or tls_context()
+        # None is aiosmtplib's "STARTTLS if offered"; where plaintext is not allowed (any more),
+        # "starttls_optional" demands STARTTLS like "starttls".
+        required = account.security == "starttls" or (account.security == "starttls_optional"
+                                                      and not policy.allow_plaintext)
+        start_tls: bool | None = True if required else None if account.security == "starttls_optional" else False
         smtp = aiosmtplib.SMTP(
             hostname=account.host,
             sock=sock,
             timeout=policy.timeout,
             use_tls=account.security == "tls",
-            start_tls=account.security == "starttls",
+            start_tls=start_tls,
             tls_context=context,
-            # On "none" we must not upgrade opportunistically with an unverified context either.
+            # An offered STARTTLS is verified like any TLS: a bad certificate is an error, not plaintext.
             validate_certs=True,
         )
         try:
             await smtp.connect()
-            if account.username:
+            if account.username and await _should_log_in(smtp, account):
                 await smtp.login(account.username, account.password)
         except aiosmtplib.SMTPAuthenticationError as exc:
             smtp.close()
@@ -204,7 +219,7 @@ class SmtpConnection:
             smtp.close()
             code = getattr(exc, "code", None)
             message = getattr(exc, "message", str(exc))
-            if account.security == "starttls" and "starttls" in message.lower() and "not supported" in message.lower():
+            if required and "starttls" in message.lower() and "not supported" in message.lower():
                 # A settings problem, not a passing one: retrying cannot make the server offer TLS.
                 raise ConnectError("starttls", f"{account.host}:{account.port} does not offer STARTTLS") from None
             raise ConnectError("protocol", message, code) from None
