@@ -15,6 +15,7 @@ from shared.mail.compose import (
     TemplateError,
     html_to_text,
     template_fields,
+    text_template,
 )
 
 
@@ -152,3 +153,14 @@ def test_one_contacts_message_is_capped_however_long_its_fields() -> None:
                                                  "{% if note %}{{ note }}{% endif %}" * 20))
     with pytest.raises(RenderTooLarge):
         slow_path.render(1, "r@example.com", {"note": "x" * (MAX_RENDERED_CHARS // 10)})
+
+
+def test_braces_written_as_entities_stay_literal_in_the_derived_text() -> None:
+    # The HTML shows "{{ name }}" literally; its plain-text alternative must too, and must not
+    # become a broken template (it used to fail only in the worker, after the start's checks).
+    html = "<p>Type &#123;&#123; name &#x7D;&#125; or &lbrace;x&rcub; &#1234; to get {{ name }}</p>"
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", html))
+    _, text, rendered = compiled.render_parts({"name": "Ann"})
+    assert text == "Type {{ name }} or {x} \u04d2 to get Ann\n"
+    assert rendered == "<p>Type &#123;&#123; name &#x7D;&#125; or &lbrace;x&rcub; &#1234; to get Ann</p>"
+    template_fields("s", html, text_template("<p>Hello &#123;&#123; oops</p>"))  # no TemplateError

@@ -25,10 +25,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiosmtpd.smtp import Envelope
 
 from sendpy.devstack.smtp_sink import SmtpSink
+from shared import broker
+from shared.commands import DeliveryBatch
 from shared.settings import get_settings
 from tests.conftest import Workers
 from tests.helpers import (
@@ -285,25 +288,34 @@ async def test_a_waiting_account_does_not_hold_up_another_accounts_campaign(
 
 
 async def test_a_batch_whose_handling_fails_three_times_is_dead_lettered_and_the_partition_flows(
-    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, db: asyncpg.Pool
 ) -> None:
     settings = get_settings()
 
-    def template_failures() -> list[dict[str, Any]]:
+    def poison_failures() -> list[dict[str, Any]]:
         return [line for line in worker_log(workers.logs, "sender")
-                if line["message"].endswith(", retrying") and "TemplateError" in line.get("exception", "")]
+                if line["message"].endswith(", retrying") and "out of int32 range" in line.get("exception", "")]
 
-    before = len(template_failures())
+    before = len(poison_failures())
     # A rate limit keys all of this account's batches to one partition, in order.
     sender = await make_sender(api, auth, clean_sink, per_minute=100_000)
     key = str(sender["id"]).encode()
-    # The HTML is literal text, but its plain-text alternative becomes "Hello {{ oops": the
-    # draft's and the start's template checks pass, and compiling it in the worker raises. (A
-    # product bug: see the report. It makes a realistic record whose handling always fails.)
+    # A record whose handling always fails: a well-formed batch of a sending campaign whose last
+    # position is past what Postgres' integer holds, so every query for it raises.
     poison_emails = addresses(5, "poisoned")
-    poison = await start_campaign(api, auth, sender["id"], poison_emails, html="<p>Hello &#123;&#123; oops</p>")
+    poison = await start_campaign(api, auth, sender["id"], poison_emails)
+    await wait_status(api, auth, poison, FINAL, timeout=60)
+    clean_sink.messages.clear()
+    await db.execute("UPDATE campaigns SET status = 'sending' WHERE id = $1", uuid.UUID(poison))
+    batch = DeliveryBatch(uuid.UUID(poison), sender["id"], 1, 2**40)
+    producer = AIOKafkaProducer(**broker.client_options(settings))
+    await producer.start()
     try:
-        await eventually(lambda: len(template_failures()) > before, 60, "the worker failed on the poison batch")
+        await producer.send_and_wait(settings.topic_deliveries, batch.encode(), key=batch.key)
+    finally:
+        await producer.stop()
+    try:
+        await eventually(lambda: len(poison_failures()) > before, 60, "the worker failed on the poison batch")
         # Published now, this campaign's batch sits behind the poison one on the same partition.
         emails = addresses(20, "after-poison")
         normal = await start_campaign(api, auth, sender["id"], emails)
@@ -318,7 +330,7 @@ async def test_a_batch_whose_handling_fails_three_times_is_dead_lettered_and_the
 
         [record, *_] = await eventually(dead_lettered, 30, "the poison batch is in the dead-letter topic")
         headers = {name: value.decode() for name, value in record.headers}
-        assert headers["error"].startswith("TemplateError: "), headers
+        assert "out of int32 range" in headers["error"], headers
         assert headers["source-topic"] == settings.topic_deliveries
         assert record.key == key
         partition, offset = int(headers["source-partition"]), int(headers["source-offset"])
@@ -330,16 +342,16 @@ async def test_a_batch_whose_handling_fails_three_times_is_dead_lettered_and_the
         log = worker_log(workers.logs, "sender")
         retried = [line["attempt"] for line in log
                    if line["message"] == "handler failed, retrying" and line.get("offset") == offset
-                   and "TemplateError" in line.get("exception", "")]
+                   and "out of int32 range" in line.get("exception", "")]
         gave_up = [line for line in log if line["message"] == "dead-lettered" and line.get("offset") == offset
                    and line.get("partition") == partition and line.get("topic") == settings.topic_deliveries]
         assert retried == [1, 2] and len(gave_up) == 1, (retried, gave_up)
         assert not arrived(clean_sink, poison_emails)
         poisoned = await get_campaign(api, auth, poison)
-        assert poisoned["counts"]["sent"] == 0 and poisoned["counts"]["sending"] == 0, poisoned
+        assert poisoned["counts"]["sent"] == 5 and poisoned["counts"]["sending"] == 0, poisoned  # before the poison
         # Nothing stalls silently: the campaign whose work was dead-lettered says so.
         assert poisoned["status"] == "paused", poisoned
-        assert "could not be processed" in poisoned["status_reason"] and "TemplateError" in poisoned["status_reason"]
+        assert "could not be processed" in poisoned["status_reason"] and "int32" in poisoned["status_reason"]
     finally:
         await campaign_action(api, auth, poison, "cancel")
 

@@ -113,6 +113,21 @@ def html_to_text(html: str) -> str:
     return text.strip() + "\n"
 
 
+# Braces the author wrote as entities are literal text in the HTML; once html_to_text decodes
+# them they would read as template syntax in the derived text, so they are carried through as
+# private-use characters and come out as Jinja string literals.
+_OPEN_BRACE = re.compile(r"&(?:#0*123(?![0-9])|#[xX]0*7[bB](?![0-9a-fA-F])|lbrace;|lcub;);?")
+_CLOSE_BRACE = re.compile(r"&(?:#0*125(?![0-9])|#[xX]0*7[dD](?![0-9a-fA-F])|rbrace;|rcub;);?")
+_OPEN_MARK, _CLOSE_MARK = "\ue000", "\ue001"
+
+
+def text_template(html: str) -> str:
+    """The plain-text template derived from an HTML template, for campaigns without their own."""
+    marked = html.replace(_OPEN_MARK, "").replace(_CLOSE_MARK, "")
+    marked = _CLOSE_BRACE.sub(_CLOSE_MARK, _OPEN_BRACE.sub(_OPEN_MARK, marked))
+    return html_to_text(marked).replace(_OPEN_MARK, "{{ '{' }}").replace(_CLOSE_MARK, "{{ '}' }}")
+
+
 class _Renderer:
     """One template. Literal text is returned as is; a template that only substitutes plain
     `{{ name }}` fields is filled by joining pieces (about ten times faster than Jinja, which
@@ -245,7 +260,7 @@ class CompiledCampaign:
             html, text = with_unsubscribe_footer(html, text)
         self._subject = _Renderer(plain_env, content.subject, "subject", fast=fast)
         self._html = _Renderer(html_env, html, "html", fast=fast)
-        text_source = text if text else html_to_text(html)
+        text_source = text if text else text_template(html)
         self._text = _Renderer(plain_env, text_source, "text", fast=fast)
         self._domain = content.from_email.rpartition("@")[2].lower()
         boundary = "=_sendpy_" + secrets.token_hex(12)  # "=_" occurs in neither base64 nor 7bit text
