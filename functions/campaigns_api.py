@@ -187,7 +187,8 @@ async def test_send(request: Request) -> Response:
     except RenderTooLarge as exc:
         raise preview.template_error(exc) from None
     except Exception as exc:  # parses, but fails for this row's data
-        raise InputError("template", "html_body", part="html", where="", reason=str(exc)) from None
+        raise InputError("template", "html_body", part="html", part_en="HTML", part_ru="HTML", where="",
+                         reason=str(exc)) from None
     policy = ConnectPolicy.from_settings(settings, max_timeout=10.0)  # well inside the gateway's 30 s
     connection = SmtpConnection(await sender.open_account(resources.keys()), policy)
     try:

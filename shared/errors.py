@@ -343,7 +343,11 @@ class InputError(ValueError):
 
 
 def translate(code: str, lang: str, **params: Any) -> str:
+    """The message in `lang` (English if missing); a parameter `x_ru` stands for `{x}` in Russian."""
     texts = MESSAGES.get(code)
     if texts is None:
         return code
-    return texts.get(lang, texts["en"]).format(**params)
+    chosen = lang if lang in texts else "en"
+    suffix = f"_{chosen}"
+    localized = {name[: -len(suffix)]: value for name, value in params.items() if name.endswith(suffix)}
+    return texts[chosen].format(**{**params, **localized})

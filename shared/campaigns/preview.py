@@ -20,15 +20,20 @@ from shared.mail.compose import (
 from shared.unsubscribe import Unsubscriber
 
 _FIELDS = {"subject": "subject", "html": "html_body", "text": "text_body"}
+_PART_NAMES = {"subject": ("subject", "тема"), "html": ("HTML", "HTML"), "text": ("plain-text", "текст")}
 
 
 def template_error(exc: TemplateError | RenderTooLarge, fields: dict[str, str] | None = None) -> InputError:
     """The 4xx for a template problem, naming the request field (`fields` maps the parts)."""
     field = (fields or _FIELDS)[exc.part]
+    part_en, part_ru = _PART_NAMES[exc.part]
     if isinstance(exc, RenderTooLarge):
-        return InputError("template_too_large", field, part=exc.part, limit=f"{MAX_RENDERED_CHARS:,}")
-    where = f" (line {exc.line})" if exc.line else ""
-    return InputError(exc.code, field, part=exc.part, where=where, reason=str(exc), **exc.params)
+        return InputError("template_too_large", field, part=exc.part, part_en=part_en, part_ru=part_ru,
+                          limit=f"{MAX_RENDERED_CHARS:,}")
+    return InputError(exc.code, field, part=exc.part, part_en=part_en, part_ru=part_ru,
+                      where_en=f" (line {exc.line})" if exc.line else "",
+                      where_ru=f" (строка {exc.line})" if exc.line else "",
+                      reason=str(exc), **exc.params)
 
 
 def _recorder(seen: list[str]) -> type[ChainableUndefined]:
@@ -66,7 +71,8 @@ def preview(campaign: dict[str, Any], from_email: str, from_name: str, email: st
     except RenderTooLarge as exc:
         raise template_error(exc) from None
     except Exception as exc:  # parses, but fails for this row's data, e.g. {{ 1 / count }}
-        raise InputError("template", "html_body", part="html", where="", reason=str(exc)) from None
+        raise InputError("template", "html_body", part="html", part_en="HTML", part_ru="HTML", where="",
+                         reason=str(exc)) from None
     return Preview(subject, html, text, seen)
 
 
