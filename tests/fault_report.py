@@ -34,6 +34,25 @@ ROWS: dict[str, str] = {
     "cancel_mid_way": "cancel mid-way",
 }
 
+# The user-fault table: each mistake or attack a user can make, what they see and how soon.
+USER_ROWS: dict[str, str] = {
+    "hostile_template": "templates with a 250-million-step loop, `'a' * 10**8`, `center(10**8)` to `/api/send-message`",
+    "hostile_template_neighbour": "… meanwhile, another user's 1-recipient mail",
+    "huge_body_unauthenticated": "a 400 MB body to `/v1/auth/login` (no account needed)",
+    "deep_json": "JSON nested 500 and 100,000 deep, on four JSON routes",
+    "big_contact_file": "a 2.3 MB, 60,002-row contact file completed (and `/api/health` meanwhile)",
+    "file_gone_before_start": "the contact file expired before Start",
+    "file_gone_after_start": "the contact file expired between Start and the fan-out",
+    "no_starttls": "`/api/send-message` to a server without STARTTLS (plaintext not allowed)",
+    "plaintext_relay": "… the same with `SENDPY_SMTP_ALLOW_PLAINTEXT=true`",
+    "non_ascii_address": "`Мария@пример.рф` through Mailpit (SMTPUTF8, no PIPELINING), one-shot",
+    "dead_lettered_work": "work whose handling fails three times (dead-lettered)",
+    "lost_command": "a start command lost after it was taken (campaign queued / loading)",
+    "stranger_guesses_password": "a stranger's wrong passwords for someone's address",
+    "password_change_guessing": "guessing the password through `POST /v1/auth/password` with an API key",
+    "ssrf_ipv6": "SMTP host `::7f00:1` (IPv4-compatible IPv6 of 127.0.0.1)",
+}
+
 
 def _git(*args: str) -> str:
     try:
@@ -90,6 +109,33 @@ def record(name: str, **numbers: Any) -> None:
     REPORT.write_text(json.dumps(report, indent=2, sort_keys=True))
 
 
+def record_user(name: str, shows: str, seconds: float, lost: int = 0) -> None:
+    """Add this run's row for the user fault `name` (one of USER_ROWS): what the user sees."""
+    assert name in USER_ROWS, name
+    report = load()
+    report.setdefault("user_faults", {})[name] = {"shows": shows, "seconds": round(seconds, 3), "lost": lost}
+    REPORT.write_text(json.dumps(report, indent=2, sort_keys=True))
+
+
+def user_markdown(report: dict[str, Any]) -> str:
+    """The README's user-fault table for `report`."""
+    run = report["run"]
+    lines = [
+        f"Run `{run['id']}` of commit `{run['commit']}` on {run['date']}, {run['machine']}:",
+        "",
+        "| user fault | what the user sees | seconds until it shows | lost |",
+        "|---|---|---|---|",
+    ]
+    for key, title in USER_ROWS.items():
+        row = report.get("user_faults", {}).get(key)
+        if row is None:
+            lines.append(f"| {title} | not measured in this run | | |")
+            continue
+        shows = row["shows"].replace("|", "\\|")
+        lines.append(f"| {title} | {shows} | {row['seconds']:.3f} | {row['lost']} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The README's fault table for `report`."""
     run = report["run"]
@@ -111,4 +157,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown(load(Path(sys.argv[1]) if len(sys.argv) > 1 else REPORT)), end="")
+    # python -m tests.fault_report [report.json] [--user]
+    arguments = [a for a in sys.argv[1:] if a != "--user"]
+    chosen = load(Path(arguments[0]) if arguments else REPORT)
+    print((user_markdown if "--user" in sys.argv else markdown)(chosen), end="")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
 from starlette.applications import Starlette
+
+from tests.fault_report import record_user
 
 
 def unique_email() -> str:
@@ -164,12 +167,16 @@ async def test_a_stranger_guessing_cannot_lock_the_owner_out(api: httpx.AsyncCli
     email = unique_email()
     await register(api, email)
     async with client_at(asgi_app, "203.0.113.66") as stranger:
+        began = time.monotonic()
         for _ in range(5):
             assert (await stranger.post("/v1/auth/login", json={"email": email, "password": "guess"})).status_code == 401
         blocked = await stranger.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
         assert blocked.status_code == 429  # the guesser is stopped, even with the right password
+        stopped_in = time.monotonic() - began
     async with client_at(asgi_app, "198.51.100.7") as owner:
         assert (await owner.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})).status_code == 200
+    record_user("stranger_guesses_password", "the 6th try from that client: 429 `too_many_attempts`; the owner,"
+                " from their own address, logs in (200)", stopped_in)
 
 
 async def test_password_change_is_throttled_and_ends_other_sessions(api: httpx.AsyncClient,
@@ -183,6 +190,7 @@ async def test_password_change_is_throttled_and_ends_other_sessions(api: httpx.A
         key = (await api.post("/v1/api-keys", json={"name": "script"},
                               headers={"X-CSRF-Token": api.cookies["sendpy_csrf"]})).json()["key"]
         leaked = {"Authorization": f"Bearer {key}"}
+        began = time.monotonic()
         for _ in range(5):
             wrong = await api.post("/v1/auth/password", headers=leaked,
                                    json={"current_password": "guess", "new_password": "taken over 1"})
@@ -190,6 +198,7 @@ async def test_password_change_is_throttled_and_ends_other_sessions(api: httpx.A
         stopped = await api.post("/v1/auth/password", headers=leaked,
                                  json={"current_password": "correct horse 1", "new_password": "taken over 1"})
         assert stopped.status_code == 429
+        stopped_in = time.monotonic() - began
         async with client_at(asgi_app, "192.0.2.11") as owner:
             login = await owner.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
             changed = await owner.post("/v1/auth/password", headers={"X-CSRF-Token": login.json()["csrf_token"]},
@@ -197,3 +206,5 @@ async def test_password_change_is_throttled_and_ends_other_sessions(api: httpx.A
             assert changed.status_code == 204
             assert (await owner.get("/v1/me")).status_code == 200  # the session that changed it stays
         assert (await other_browser.get("/v1/me")).status_code == 401  # every other session ended
+    record_user("password_change_guessing", "after 5 wrong tries 429, even with the right password; a change"
+                " by the owner ends every other session", stopped_in)

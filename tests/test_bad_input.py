@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from tests.conftest import new_api_key
+from tests.fault_report import record_user
 
 CORPUS: list[tuple[object, int, str, str | None]] = [
     ("not an object", 400, "invalid_json", None),
@@ -79,21 +81,36 @@ async def test_a_huge_body_is_refused_while_it_is_read(api: httpx.AsyncClient) -
             sent[0] += 1
             yield b"[" + b" " * (1024 * 1024 - 1)
 
+    began = time.monotonic()
     answer = await api.post("/v1/auth/login", content=endless(), headers={"Content-Type": "application/json"})
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "body_too_large"
     assert sent[0] <= 2, f"{sent[0]} MB were read before the answer"
+    record_user("huge_body_unauthenticated", f"413 `body_too_large` after {sent[0]} MB were read",
+                time.monotonic() - began)
     declared = await api.post("/v1/auth/register", content=b"{}" + b" " * 70_000,
                               headers={"Content-Type": "application/json"})
     assert declared.status_code == 413
 
 
+DEEP_JSON_ANSWERS: dict[str, tuple[float, set[str]]] = {}
+
+
 @pytest.mark.parametrize("path", ["/v1/campaigns", "/v1/senders", "/api/send-message", "/v1/auth/login"])
 async def test_deeply_nested_json_is_a_400(api: httpx.AsyncClient, api_key: str, path: str) -> None:
+    slowest, answers = 0.0, set()
     for body in (b"[" * 500 + b"]" * 500, b'{"a":' * 100_000 + b"1" + b"}" * 100_000):
+        began = time.monotonic()
         answer = await api.post(path, content=body, headers={"Authorization": f"Bearer {api_key}",
                                                              "Content-Type": "application/json"})
+        slowest = max(slowest, time.monotonic() - began)
         assert answer.status_code in (400, 413), answer.text
         assert answer.json()["error"]["code"] in ("json_too_deep", "body_too_large", "invalid_json")
+        answers.add(f"{answer.status_code} `{answer.json()['error']['code']}`")
+    DEEP_JSON_ANSWERS[path] = (slowest, answers)
+    if len(DEEP_JSON_ANSWERS) == 4:
+        every = sorted(set().union(*(a for _, a in DEEP_JSON_ANSWERS.values())))
+        record_user("deep_json", " or ".join(every) + ", never a 500",
+                    max(t for t, _ in DEEP_JSON_ANSWERS.values()))
 
 
 @pytest.mark.parametrize("path", ["/api/health", "/v1/me", "/v1/nothing-here", "/u/not-a-token"])

@@ -30,7 +30,7 @@ from sendpy.devstack.process import Child
 from sendpy.devstack.smtp_sink import SmtpSink
 from tests import fault_report
 from tests.conftest import Workers
-from tests.fault_report import record
+from tests.fault_report import record, record_user
 from tests.helpers import make_sender, make_upload, wait_status
 
 
@@ -355,11 +355,14 @@ async def test_a_campaign_left_queued_or_loading_gets_its_command_again(
                 "UPDATE campaigns SET status = $2, recipients_loaded = false, recipient_count = 0, loaded_rows = 0,"
                 " duplicates_removed = 0, updated_at = now() - interval '60 seconds' WHERE id = $1",
                 uuid.UUID(campaign_id), status)
+        began = time.monotonic()
         for campaign_id, emails in ids:
             done = await wait_status(api, auth, campaign_id, {"finished"}, timeout=60)
             lost, duplicates = audit(clean_sink, emails, done)
             assert lost == 0 and duplicates == 0
         assert any(sweeper.name in line for line in workers.logged("stuck commands written again"))
+        record_user("lost_command", "`queued` / `sending` until `stall_seconds` (900 s by default, 5 here), then"
+                    " the command is written again and the campaign `finished`", time.monotonic() - began)
     finally:
         workers.kill(sweeper)
 

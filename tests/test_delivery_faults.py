@@ -34,6 +34,7 @@ from shared import broker
 from shared.commands import DeliveryBatch
 from shared.settings import get_settings
 from tests.conftest import Workers
+from tests.fault_report import record_user
 from tests.helpers import (
     campaign_action,
     committed_offset,
@@ -314,6 +315,7 @@ async def test_a_batch_whose_handling_fails_three_times_is_dead_lettered_and_the
         await producer.send_and_wait(settings.topic_deliveries, batch.encode(), key=batch.key)
     finally:
         await producer.stop()
+    published = time.monotonic()
     try:
         await eventually(lambda: len(poison_failures()) > before, 60, "the worker failed on the poison batch")
         # Published now, this campaign's batch sits behind the poison one on the same partition.
@@ -352,6 +354,9 @@ async def test_a_batch_whose_handling_fails_three_times_is_dead_lettered_and_the
         # Nothing stalls silently: the campaign whose work was dead-lettered says so.
         assert poisoned["status"] == "paused", poisoned
         assert "could not be processed" in poisoned["status_reason"] and "int32" in poisoned["status_reason"]
+        paused_in = time.monotonic() - published  # an upper bound: checked only now
+        record_user("dead_lettered_work", "`paused`: «Часть рассылки не удалось обработать (…); нажмите"
+                    " «Продолжить», чтобы повторить. / Part of this campaign could not be processed …»", paused_in)
     finally:
         await campaign_action(api, auth, poison, "cancel")
 

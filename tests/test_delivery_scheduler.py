@@ -321,7 +321,8 @@ async def test_a_refused_login_pauses_the_campaign_with_the_reason() -> None:
     server = ScriptedServer(connect_error=ConnectError("auth", "5.7.8 Username and Password not accepted", 535))
     await deliverer(store, server).deliver(batch_of(store))
     assert store.status == "paused"
-    assert "535" in store.campaign_reason and "auth" in store.campaign_reason
+    assert "535 5.7.8" in store.campaign_reason
+    assert "не принял логин или пароль" in store.campaign_reason and "did not accept the login" in store.campaign_reason
     assert store.states() == {"pending": 6}  # nobody failed, nobody lost an attempt
     assert all(row.attempts == 0 for row in store.rows.values())
 

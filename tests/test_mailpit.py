@@ -19,6 +19,7 @@ from sendpy.devstack.mailpit import MailpitServer
 from sendpy.devstack.tls import LocalCertificates
 from shared.mail.messenger import ConnectPolicy, ReplyKind, SmtpAccount, SmtpConnection
 from tests.conftest import Workers
+from tests.fault_report import record_user
 from tests.helpers import make_upload, wait_status
 from tests.mailpit import MAILPIT_PASSWORD, MAILPIT_USER, MailpitInbox, recipients_of
 
@@ -191,6 +192,7 @@ async def test_non_ascii_recipient_without_pipelining_is_delivered_or_failed(
     answer = await api.post("/api/send-message", json=seed_request(mailpit, [address]), headers=bearer(api_key))
     assert answer.status_code == 202, answer.text
     campaign_id = answer.json()["campaign_id"]
+    began = time.monotonic()
     try:
         status = await wait_seed_finished(api, api_key, campaign_id, timeout=60)
         recipients = (await api.get(f"/v1/campaigns/{campaign_id}/recipients", headers=bearer(api_key))).json()
@@ -205,6 +207,8 @@ async def test_non_ascii_recipient_without_pipelining_is_delivered_or_failed(
         else:
             assert recipient["status"] == "failed" and recipient["reply"], recipient
             assert recipient["attempts"] <= 1, recipient  # at once, not after hours of retries
+        record_user("non_ascii_address", f"`finished`, the recipient `{recipient['status']}`"
+                    f" ({(recipient['reply'] or '')[:60]})", time.monotonic() - began)
     finally:
         # Whatever happened, leave nothing looping for the tests after this one.
         await api.post(f"/v1/campaigns/{campaign_id}/cancel", headers=bearer(api_key))

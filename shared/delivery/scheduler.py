@@ -28,7 +28,7 @@ from shared.limits import SendLimiter, Window
 from shared.mail.compose import CampaignContent, CompiledCampaign
 from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpAccount, SmtpConnection
 from shared.recipients import CLAIM_LEASE_SECONDS, Claimed, RecipientResult
-from shared.smtp_accounts import Sender
+from shared.smtp_accounts import Sender, VerifyProblem, explain
 from shared.unsubscribe import Unsubscriber
 
 log = logging.getLogger("sendpy.delivery")
@@ -111,6 +111,13 @@ class SenderState:
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(conn.quit() for conn in idle))
+
+
+def settings_problem(sender: Sender, exc: ConnectError) -> str:
+    """Why the campaign paused, in both languages (a worker does not know its reader's)."""
+    problem = VerifyProblem(exc.kind, f"{exc.code} {exc}" if exc.code else str(exc), exc.code)
+    return " / ".join(str(explain(problem, sender.from_email, sender.host, sender.port, sender.preset, lang)["message"])
+                      for lang in ("ru", "en"))
 
 
 class Deliverer:
@@ -345,8 +352,7 @@ class Deliverer:
         except ConnectError as exc:
             if exc.kind in _SETTINGS_PROBLEMS:
                 stop.outcome = ReplyKind.PAUSE_CAMPAIGN
-                code = f"{exc.code} " if exc.code else ""
-                stop.reason = f"{state.sender.host} refused ({exc.kind}): {code}{exc}"
+                stop.reason = settings_problem(state.sender, exc)
                 return RecipientResult(item.position, "released", None)
             # The server is unreachable: stop hammering it, retry this recipient later.
             outcome = self._retry_or_fail(item, Reply(ReplyKind.RETRY, exc.code, f"{exc.kind}: {exc}"))
