@@ -91,6 +91,7 @@ class Settings:
     local_master_key: str
     kms_key_id: str | None
     signing_key: str  # signs unsubscribe links; derived from the local master key when unset
+    signing_key_secret_arn: str | None  # or a Secrets Manager secret holding it (AWS Lambda)
 
     smtp_allow_private: bool
     smtp_allow_plaintext: bool
@@ -151,6 +152,7 @@ def load_settings() -> Settings:
         local_master_key=_str("SENDPY_LOCAL_MASTER_KEY", ""),
         kms_key_id=kms_key_id,
         signing_key=_str("SENDPY_SIGNING_KEY", ""),
+        signing_key_secret_arn=os.environ.get("SENDPY_SIGNING_KEY_SECRET_ARN") or None,
         smtp_allow_private=_bool("SENDPY_SMTP_ALLOW_PRIVATE", False),
         smtp_allow_plaintext=_bool("SENDPY_SMTP_ALLOW_PLAINTEXT", False),
         smtp_timeout=_float("SENDPY_SMTP_TIMEOUT", 30.0),

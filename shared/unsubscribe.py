@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from shared.settings import Settings, SettingsError
 
@@ -14,11 +16,30 @@ _SIGNATURE_BYTES = 16
 
 
 def signing_key(settings: Settings) -> bytes:
+    """SENDPY_SIGNING_KEY when set (ECS injects it from Secrets Manager), else the secret that
+    SENDPY_SIGNING_KEY_SECRET_ARN names (the API function; read once per container), else a key
+    derived from the local master key (the local stack)."""
     if settings.signing_key:
         return settings.signing_key.encode()
+    if settings.signing_key_secret_arn:
+        return _secret_string(settings.signing_key_secret_arn, settings.aws_region).encode()
     if settings.local_master_key:
         return hmac.new(settings.local_master_key.encode(), b"sendpy unsubscribe links", hashlib.sha256).digest()
-    raise SettingsError("SENDPY_SIGNING_KEY is required (a long random string) when no local master key is set")
+    raise SettingsError("SENDPY_SIGNING_KEY (a long random string) or SENDPY_SIGNING_KEY_SECRET_ARN is required "
+                        "when no local master key is set")
+
+
+@lru_cache(maxsize=4)
+def _secret_string(secret_arn: str, region: str) -> str:
+    """The secret's current value, asked for once per process (a blocking call of a few ms, on
+    the first unsubscribe link a Lambda container signs or checks)."""
+    import boto3
+
+    client: Any = boto3.client("secretsmanager", region_name=region)
+    value = client.get_secret_value(SecretId=secret_arn).get("SecretString")
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError("the secret SENDPY_SIGNING_KEY_SECRET_ARN names holds no text")
+    return value.strip()
 
 
 def _b64(data: bytes) -> str:

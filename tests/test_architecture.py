@@ -103,9 +103,9 @@ def test_the_domain_does_not_import_upwards_or_web_frameworks(path: Path) -> Non
 
 CLIENTS = {
     # library: the modules allowed to import it
-    "aiokafka": {"shared/broker.py", "functions/resources.py", "worker_image/__main__.py", "worker_image/consume.py",
-                 "functions/send_message_api.py"},
-    "boto3": {"shared/storage.py", "shared/crypto.py", "shared/db.py", "functions/lag_publisher.py"},
+    "aiokafka": {"shared/broker.py", "functions/resources.py", "worker_image/__main__.py", "worker_image/consume.py"},
+    "boto3": {"shared/storage.py", "shared/crypto.py", "shared/db.py", "shared/unsubscribe.py",
+              "functions/lag_publisher.py"},
 }
 
 

@@ -24,11 +24,12 @@ SETTING_NAMES = set(re.findall(r'"((?:SENDPY_[A-Z0-9_]+)|DATABASE_URL|AWS_REGION
 # What only the lag function reads (functions/lag_publisher.py) and the worker's log level.
 OTHER_NAMES = {"SENDPY_ECS_CLUSTER", "SENDPY_ECS_SERVICE", "SENDPY_SCALE_MIN", "SENDPY_SCALE_MAX",
                "SENDPY_SCALE_PER_WORKER_LAG", "SENDPY_LOG_LEVEL"}
-# Settings whose local default would be wrong in AWS: Terraform must set every one of them.
+# Settings whose local default would be wrong in AWS: Terraform must set every one of them. (The
+# unsubscribe signing key too, but as a secret: test_the_signing_key_is_a_secret_not_an_environment_variable.)
 REQUIRED_IN_AWS = {
     "DATABASE_URL", "SENDPY_KAFKA_BOOTSTRAP", "SENDPY_KAFKA_SECURITY", "SENDPY_KAFKA_REGION",
     "SENDPY_KAFKA_REPLICATION", "SENDPY_DELIVERY_PARTITIONS", "SENDPY_S3_BUCKET_UPLOADS", "SENDPY_KEY_PROVIDER",
-    "SENDPY_KMS_KEY_ID", "SENDPY_SIGNING_KEY", "SENDPY_PUBLIC_BASE_URL",
+    "SENDPY_KMS_KEY_ID", "SENDPY_PUBLIC_BASE_URL",
 }
 
 
@@ -166,6 +167,7 @@ CALLS = {
     ("shared/broker.py", "list_consumer_group_offsets"): "kafka-cluster:DescribeGroup",
     ("shared/broker.py", '"group_id"'): "kafka-cluster:AlterGroup",
     ("shared/db.py", "generate_db_auth_token"): "rds-db:connect",
+    ("shared/unsubscribe.py", "get_secret_value"): "secretsmanager:GetSecretValue",
     ("functions/lag_publisher.py", "describe_services"): "ecs:DescribeServices",
     ("functions/lag_publisher.py", "update_service"): "ecs:UpdateService",
     ("functions/lag_publisher.py", "put_metric_data"): "cloudwatch:PutMetricData",
@@ -179,6 +181,175 @@ def test_iam_covers_what_the_code_calls() -> None:
         assert call in (ROOT / source).read_text(), f"{source} no longer calls {call}: update this table"
         assert action in granted, f"{source} calls {call} but no policy grants {action}"
     assert "kafka-cluster:Connect" in _actions(dict(blocks("data", "aws_iam_policy_document"))["app"])
+
+
+def _policy(name: str) -> dict[str, Any]:
+    return dict(_policy_documents())[name]
+
+
+def _statement(document: dict[str, Any], sid: str) -> dict[str, Any]:
+    found = [statement for statement in document.get("statement", []) if statement.get("sid") == sid]
+    assert len(found) == 1, f"no statement {sid}"
+    return found[0]
+
+
+def test_the_signing_key_is_a_secret_not_an_environment_variable() -> None:
+    """The key that signs unsubscribe links is in Secrets Manager (encrypted with the platform
+    key): ECS injects it into the workers (task definition `secrets`, as PGPASSWORD); the API
+    function gets only the secret's ARN and may read that one secret; no environment map holds it."""
+    main = (TERRAFORM / "environments" / "example" / "main.tf").read_text()
+    environments = _environment_keys()
+    for name, keys in environments.items():
+        assert "SENDPY_SIGNING_KEY" not in keys, f"{name} puts the signing key in the environment"
+    assert "SENDPY_SIGNING_KEY_SECRET_ARN" in environments["api_environment"]
+    assert "SENDPY_SIGNING_KEY_SECRET_ARN" in SETTING_NAMES  # read by shared/settings.py
+    example = modules()[(TERRAFORM / "environments" / "example").resolve()]
+    # The generated key reaches only the secret's value.
+    assert main.count("random_password.signing_key.result") == 1
+    secret = example.resources["aws_secretsmanager_secret.signing_key"]
+    assert secret["kms_key_id"] == "${module.data.platform_kms_key_arn}"
+    version = example.resources["aws_secretsmanager_secret_version.signing_key"]
+    assert version["secret_id"] == "${aws_secretsmanager_secret.signing_key.id}"
+    assert version["secret_string"] == "${random_password.signing_key.result}"
+    # Both consumers get the ARN from the version, so nothing starts before the secret has a value.
+    assert example.locals["signing_key_secret_arn"] == "${aws_secretsmanager_secret_version.signing_key.arn}"
+    assert "SENDPY_SIGNING_KEY_SECRET_ARN = local.signing_key_secret_arn" in example.locals["api_environment"]
+    assert example.calls["workers"]["signing_key_secret_arn"] == "${local.signing_key_secret_arn}"
+
+    # Lambda: that secret and nothing else; its key only through Secrets Manager.
+    api = _policy("api")
+    reads = _statement(api, "SigningKey")
+    assert reads["actions"] == ["secretsmanager:GetSecretValue"]
+    assert reads["resources"] == ["${aws_secretsmanager_secret.signing_key.arn}"]
+    decrypt = _statement(api, "SigningKeyDecrypt")
+    assert decrypt["actions"] == ["kms:Decrypt"] and decrypt["resources"] == ["${module.data.platform_kms_key_arn}"]
+    assert decrypt["condition"][0]["variable"] == "kms:ViaService"
+    assert all("secretsmanager:" not in action for action in _actions(_policy("app")))  # not the workers' task role
+
+    # ECS: the execution role reads it (and the key's decrypt was already there for PGPASSWORD).
+    workers = modules()[(TERRAFORM / "modules" / "workers").resolve()]
+    execution = workers.resources["data.aws_iam_policy_document.execution"]
+    statements = {statement["sid"]: statement for statement in execution["statement"]}
+    assert statements["SigningKey"]["actions"] == ["secretsmanager:GetSecretValue"]
+    assert statements["SigningKey"]["resources"] == ["${var.signing_key_secret_arn}"]
+    assert statements["DecryptSecretAndImage"]["resources"] == ["${var.kms_key_arn}"]
+    assert example.calls["workers"]["kms_key_arn"] == "${module.data.platform_kms_key_arn}"
+    container = workers.resources["aws_ecs_task_definition.worker"]["container_definitions"]
+    assert '{name = "SENDPY_SIGNING_KEY", valueFrom = var.signing_key_secret_arn}' in container
+
+
+def test_the_api_function_reads_the_signing_key_from_its_secret_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    from shared import unsubscribe
+    from shared.settings import load_settings
+
+    calls = []
+
+    class FakeSecrets:
+        def get_secret_value(self, SecretId: str) -> dict[str, str]:
+            calls.append(SecretId)
+            return {"SecretString": "k" * 48}
+
+    monkeypatch.setattr(boto3, "client", lambda service, **kwargs: FakeSecrets() if service == "secretsmanager" else None)
+    monkeypatch.delenv("SENDPY_SIGNING_KEY", raising=False)
+    monkeypatch.setenv("SENDPY_SIGNING_KEY_SECRET_ARN", "arn:aws:secretsmanager:eu-central-1:1:secret:sendpy-signing-key")
+    unsubscribe._secret_string.cache_clear()
+    try:
+        settings = load_settings()
+        assert unsubscribe.signing_key(settings) == b"k" * 48
+        assert unsubscribe.signing_key(settings) == b"k" * 48
+        assert calls == ["arn:aws:secretsmanager:eu-central-1:1:secret:sendpy-signing-key"]  # cached
+        monkeypatch.setenv("SENDPY_SIGNING_KEY", "from-the-environment")  # the local stack, ECS
+        assert unsubscribe.signing_key(load_settings()) == b"from-the-environment"
+        assert len(calls) == 1
+    finally:
+        unsubscribe._secret_string.cache_clear()
+
+
+def test_the_api_answers_only_on_its_custom_domain_which_cloudfront_uses() -> None:
+    """execute-api is disabled, so nothing may point at it: CloudFront's API origin is the custom
+    domain (regional certificate, modern TLS), mapped to the $default stage."""
+    api = modules()[(TERRAFORM / "modules" / "api").resolve()]
+    assert api.resources["aws_apigatewayv2_api.http"]["disable_execute_api_endpoint"] is True
+    domain = api.resources["aws_apigatewayv2_domain_name.api"]
+    configuration = domain["domain_name_configuration"][0]
+    assert configuration["endpoint_type"] == "REGIONAL" and configuration["security_policy"] == "TLS_1_2"
+    assert configuration["certificate_arn"] == "${var.certificate_arn}"
+    mapping = api.resources["aws_apigatewayv2_api_mapping.api"]
+    assert mapping["domain_name"] == "${aws_apigatewayv2_domain_name.api.domain_name}"
+    assert mapping["stage"] == "${aws_apigatewayv2_stage.default.id}" and "api_mapping_key" not in mapping
+    # CloudFront's API origin follows back to the mapped custom domain, nothing else.
+    cdn = modules()[(TERRAFORM / "modules" / "cdn").resolve()]
+    origins = {o["origin_id"]: o for o in cdn.resources["aws_cloudfront_distribution.this"]["origin"]}
+    assert [address for _, address, _ in _trace(origins["api"]["domain_name"], cdn)] == ["aws_apigatewayv2_api_mapping.api"]
+    for path in TERRAFORM.rglob("*.tf"):
+        assert not re.search(r"\.api_endpoint\b", path.read_text()), f"{path} uses the disabled execute-api endpoint"
+    example = modules()[(TERRAFORM / "environments" / "example").resolve()]
+    assert example.calls["api"]["domain_name"] == "${var.api_origin_domain}"
+
+
+def test_cloudfront_sends_the_same_security_headers_as_the_app() -> None:
+    from functions.security_headers import PREVIEW_CONTENT_SECURITY_POLICY, content_security_policy, headers
+    from shared.settings import load_settings
+
+    cdn = modules()[(TERRAFORM / "modules" / "cdn").resolve()]
+    policies = {name: body["security_headers_config"][0]
+                for name, body in cdn.of_type("aws_cloudfront_response_headers_policy")}
+    assert set(policies) == {"security", "preview"}
+    origins = ("https://b.s3.amazonaws.com", "https://b.s3.eu-central-1.amazonaws.com")
+    template = cdn.locals["content_security_policy"]
+    assert template.count('${join(" ", var.upload_origins)}') == 1
+    assert template.replace('${join(" ", var.upload_origins)}', " ".join(origins)) == content_security_policy(origins)
+    assert cdn.locals["preview_content_security_policy"] == PREVIEW_CONTENT_SECURITY_POLICY
+    app = {kind: {name.decode(): value.decode() for name, value in pairs} for kind, pairs in headers(load_settings()).items()}
+    for name, kind in (("security", "app"), ("preview", "preview")):
+        config = policies[name]
+        csp = config["content_security_policy"][0]
+        assert csp["content_security_policy"] == f"${{local.{'' if name == 'security' else 'preview_'}content_security_policy}}"
+        assert config["frame_options"][0]["frame_option"] == app[kind]["x-frame-options"]
+        assert config["referrer_policy"][0]["referrer_policy"] == app[kind]["referrer-policy"]
+        assert app[kind]["x-content-type-options"] == "nosniff" and config["content_type_options"]
+        assert all(block[0]["override"] is True for key, block in config.items() if isinstance(block, list))
+    behaviors = cdn.resources["aws_cloudfront_distribution.this"]
+    assert behaviors["default_cache_behavior"][0]["response_headers_policy_id"] == \
+        "${aws_cloudfront_response_headers_policy.security.id}"
+    ordered = {b["path_pattern"]: b for b in behaviors.get("ordered_cache_behavior", [])}
+    assert ordered["/preview.html"]["response_headers_policy_id"] == "${aws_cloudfront_response_headers_policy.preview.id}"
+    assert ordered["/preview.html"]["target_origin_id"] == "site"
+    api_paths = behaviors["dynamic"][0]["ordered_cache_behavior"]
+    assert api_paths["content"][0]["response_headers_policy_id"] == "${aws_cloudfront_response_headers_policy.security.id}"
+
+
+def test_the_upload_origin_in_the_policy_is_where_presigned_posts_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """connect-src allows the uploads bucket, exactly where boto3's presigned POST sends the
+    browser: in AWS (Terraform's origins, and the app's own) and with a local endpoint (moto)."""
+    from urllib.parse import urlsplit
+
+    import boto3
+    from botocore.config import Config
+
+    from functions.security_headers import upload_origins
+    from shared.settings import load_settings
+
+    def presigned_origin(endpoint: str | None, region: str) -> str:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id="x",
+                              aws_secret_access_key="y", config=Config(signature_version="s3v4"))
+        url = urlsplit(client.generate_presigned_post(Bucket="sendpy-prod-uploads", Key="uploads/k")["url"])
+        return f"{url.scheme}://{url.netloc}"
+
+    monkeypatch.delenv("SENDPY_S3_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("SENDPY_S3_BUCKET_UPLOADS", "sendpy-prod-uploads")
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    in_aws = upload_origins(load_settings())
+    assert presigned_origin(None, "eu-central-1") in in_aws
+    example = modules()[(TERRAFORM / "environments" / "example").resolve()]
+    rendered = tuple(origin.replace("${module.storage.uploads_bucket}", "sendpy-prod-uploads")
+                     .replace("${var.region}", "eu-central-1") for origin in example.locals["upload_origins"])
+    assert rendered == in_aws
+    assert example.calls["cdn"]["upload_origins"] == "${local.upload_origins}"
+    monkeypatch.setenv("SENDPY_S3_ENDPOINT_URL", "http://127.0.0.1:4566")
+    assert upload_origins(load_settings()) == (presigned_origin("http://127.0.0.1:4566", "eu-central-1"),)
 
 
 def test_lambda_package_imports_and_answers_an_api_gateway_event(tmp_path: Path) -> None:

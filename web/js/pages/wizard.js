@@ -251,7 +251,7 @@ async function messageStep(section, campaign) {
       <button type="button" id="refresh">${t("contacts.preview")}</button></div>
     <p id="undefined" class="warning" aria-live="polite"></p>
     <p><strong id="preview-subject"></strong></p>
-    <iframe id="preview" title="${t("contacts.preview")}" sandbox="" class="preview"></iframe>
+    <iframe id="preview" title="${t("contacts.preview")}" sandbox="allow-same-origin" class="preview"></iframe>
     <form id="test" class="row"><label>${t("message.testto")}<input name="email" type="email" required></label>
       <button type="submit">${t("message.test")}</button></form><div id="test-result" aria-live="polite"></div>${nav.fragment}`);
   const editor = new window.Squire(section.querySelector("#editor"), { blockTag: "P" });
@@ -293,7 +293,7 @@ async function messageStep(section, campaign) {
     try {
       await save();
       const preview = await api("POST", `/v1/campaigns/${campaign.id}/preview`, { row: Number(section.querySelector("#row").value) || 1 });
-      section.querySelector("#preview").srcdoc = preview.html;
+      await showPreview(section.querySelector("#preview"), preview.html);
       section.querySelector("#preview-subject").textContent = preview.subject;
       undefinedNote.textContent = preview.undefined.length ? t("message.undefined", { names: preview.undefined.join(", ") }) : "";
     } catch (error) {
@@ -314,6 +314,20 @@ async function messageStep(section, campaign) {
   });
   nav.bind(section);
   if (campaign.html_body) refresh();
+}
+
+// The preview frame holds preview.html, a document with a policy of its own: the email as a mail
+// client shows it (inline CSS, remote images) and never a script — its sandbox has no
+// allow-scripts, nor has its Content-Security-Policy. A srcdoc frame would inherit the app's strict
+// policy and drop the email's styles and images. The frame is same-origin (allow-same-origin), so
+// the HTML is parsed here with the frame's own parser, under the frame's policy, and put in place.
+async function showPreview(frame, markup) {
+  const loaded = new Promise((resolve) => frame.addEventListener("load", resolve, { once: true }));
+  frame.src = "preview.html"; // a fresh document every time: a link followed in the preview leaves it
+  await loaded;
+  const doc = frame.contentDocument;
+  const parsed = new frame.contentWindow.DOMParser().parseFromString(markup, "text/html");
+  doc.replaceChild(doc.importNode(parsed.documentElement, true), doc.documentElement);
 }
 
 // Step 4 — review

@@ -8,6 +8,11 @@ output "cloudfront_domain" {
   value       = module.cdn.distribution_domain
 }
 
+output "api_origin_target" {
+  description = "CNAME target for api_origin_domain (created already when route53_zone_id is set)."
+  value       = module.api.domain_target
+}
+
 output "site_bucket" {
   description = "Upload web/ here (aws s3 sync web s3://…)."
   value       = module.storage.site_bucket

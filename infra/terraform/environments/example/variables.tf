@@ -27,6 +27,22 @@ variable "certificate_arn" {
   type        = string
 }
 
+variable "api_origin_domain" {
+  description = "The API's own name (e.g. api-origin.mail.example.com), distinct from domain_name: CloudFront's origin for the API, whose execute-api endpoint is disabled. Point it at output api_origin_target (or give route53_zone_id)."
+  type        = string
+}
+
+variable "api_certificate_arn" {
+  description = "ACM certificate in `region` covering api_origin_domain (API Gateway needs one in its own region; in us-east-1 certificate_arn may serve if it covers the name)."
+  type        = string
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 hosted zone of api_origin_domain, to create its alias record here; null to create the CNAME yourself."
+  type        = string
+  default     = null
+}
+
 variable "lambda_package" {
   description = "Path of the deployment package built by `sendpy package-lambda`."
   type        = string

@@ -1,5 +1,7 @@
 # The HTTP API: API Gateway HTTP API ($default stage) → Lambda (functions/lambda_handler.py via
 # Mangum) in the private subnets, with a least-privilege role and retained logs.
+# The default execute-api endpoint is off: the API answers only on its custom domain, which is
+# CloudFront's origin (a regional ACM certificate for it in this region).
 
 terraform {
   required_version = ">= 1.6"
@@ -125,9 +127,34 @@ resource "aws_lambda_function" "api" {
 }
 
 resource "aws_apigatewayv2_api" "http" {
-  name          = "${var.name}-api"
-  protocol_type = "HTTP"
-  tags          = var.tags
+  name                         = "${var.name}-api"
+  protocol_type                = "HTTP"
+  disable_execute_api_endpoint = true # only the custom domain below answers
+  tags                         = var.tags
+}
+
+data "aws_region" "current" {}
+
+resource "aws_apigatewayv2_domain_name" "api" {
+  domain_name = var.domain_name
+  domain_name_configuration {
+    certificate_arn = var.certificate_arn
+    endpoint_type   = "REGIONAL"
+    security_policy = "TLS_1_2"
+  }
+  tags = var.tags
+  lifecycle {
+    precondition {
+      condition     = split(":", var.certificate_arn)[3] == data.aws_region.current.name
+      error_message = "The API's certificate must be an ACM certificate in the API's own region (CloudFront's is in us-east-1)."
+    }
+  }
+}
+
+resource "aws_apigatewayv2_api_mapping" "api" {
+  api_id      = aws_apigatewayv2_api.http.id
+  domain_name = aws_apigatewayv2_domain_name.api.domain_name
+  stage       = aws_apigatewayv2_stage.default.id
 }
 
 resource "aws_apigatewayv2_integration" "lambda" {

@@ -13,6 +13,24 @@ variable "subnet_ids" {
   type        = list(string)
 }
 
+variable "domain_name" {
+  description = "The API's custom domain (e.g. api-origin.mail.example.com): CloudFront's origin, the only name the API answers on."
+  type        = string
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$", var.domain_name))
+    error_message = "domain_name must be a lowercase DNS name such as api-origin.mail.example.com."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate in the API's region (not CloudFront's us-east-1, unless that is the region) covering domain_name."
+  type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]+:certificate/", var.certificate_arn))
+    error_message = "certificate_arn must be the ARN of an ACM certificate."
+  }
+}
+
 variable "package_zip" {
   description = "The deployment package built by `sendpy package-lambda` (build/lambda.zip)."
   type        = string

@@ -1,5 +1,10 @@
 # One CloudFront distribution: the static site from its private bucket (origin access control)
 # and the API under /api/*, /v1/* and /u/* — one origin, so session cookies and CSRF just work.
+# The API is reached on its custom domain (its execute-api endpoint is disabled).
+#
+# Security headers: the same as the app sends itself (functions/security_headers.py; the tests
+# check the policies below equal it). /preview.html, the frame the campaign preview is drawn in,
+# has a policy of its own: the email's inline CSS and remote images, no scripts.
 
 terraform {
   required_version = ">= 1.6"
@@ -27,6 +32,14 @@ data "aws_cloudfront_origin_request_policy" "all_but_host" {
   name = "Managed-AllViewerExceptHostHeader"
 }
 
+locals {
+  # = functions/security_headers.py content_security_policy(upload_origins) (tests/test_infra.py).
+  content_security_policy = "default-src 'self'; script-src 'self'; style-src 'self' 'sha256-xPbTzzMysJesYjhce+rA3/XojT3rtQ6jq2tY20wmyI0='; img-src 'self' data:; connect-src 'self' ${join(" ", var.upload_origins)}; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+  # = functions/security_headers.py PREVIEW_CONTENT_SECURITY_POLICY.
+  preview_content_security_policy = "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; font-src https: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox allow-same-origin"
+}
+
+# Every answer: the site's files and the API's.
 resource "aws_cloudfront_response_headers_policy" "security" {
   name = "${var.name}-security-headers"
   security_headers_config {
@@ -38,7 +51,7 @@ resource "aws_cloudfront_response_headers_policy" "security" {
       override     = true
     }
     referrer_policy {
-      referrer_policy = "same-origin"
+      referrer_policy = "no-referrer"
       override        = true
     }
     strict_transport_security {
@@ -48,7 +61,35 @@ resource "aws_cloudfront_response_headers_policy" "security" {
       override                   = true
     }
     content_security_policy {
-      content_security_policy = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self' https://*.amazonaws.com; frame-src 'self'; object-src 'none'; base-uri 'self'"
+      content_security_policy = local.content_security_policy
+      override                = true
+    }
+  }
+}
+
+# /preview.html only: framed by the site, its own policy.
+resource "aws_cloudfront_response_headers_policy" "preview" {
+  name = "${var.name}-preview-headers"
+  security_headers_config {
+    content_type_options {
+      override = true
+    }
+    frame_options {
+      frame_option = "SAMEORIGIN"
+      override     = true
+    }
+    referrer_policy {
+      referrer_policy = "no-referrer"
+      override        = true
+    }
+    strict_transport_security {
+      access_control_max_age_sec = 31536000
+      include_subdomains         = true
+      preload                    = true
+      override                   = true
+    }
+    content_security_policy {
+      content_security_policy = local.preview_content_security_policy
       override                = true
     }
   }
@@ -94,6 +135,17 @@ resource "aws_cloudfront_distribution" "this" {
     response_headers_policy_id = aws_cloudfront_response_headers_policy.security.id
   }
 
+  ordered_cache_behavior {
+    path_pattern               = "/preview.html"
+    target_origin_id           = "site"
+    viewer_protocol_policy     = "redirect-to-https"
+    allowed_methods            = ["GET", "HEAD"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = data.aws_cloudfront_cache_policy.optimized.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.preview.id
+  }
+
   dynamic "ordered_cache_behavior" {
     for_each = ["/api/*", "/v1/*", "/u/*"]
     content {
@@ -126,6 +178,12 @@ resource "aws_cloudfront_distribution" "this" {
     minimum_protocol_version = "TLSv1.2_2021"
   }
   tags = var.tags
+  lifecycle {
+    precondition {
+      condition     = !contains(var.domain_names, var.api_domain)
+      error_message = "The API's custom domain (CloudFront's origin) must be a name of its own, not one of the site's."
+    }
+  }
 }
 
 data "aws_iam_policy_document" "site" {

@@ -43,8 +43,17 @@ variable "site_bucket_regional_domain" {
 }
 
 variable "api_domain" {
-  description = "The HTTP API's execute-api domain."
+  description = "The HTTP API's custom domain (its execute-api endpoint is disabled): the origin of /api/*, /v1/* and /u/*."
   type        = string
+}
+
+variable "upload_origins" {
+  description = "Origins the browser posts contact files to (the uploads bucket): added to the Content-Security-Policy's connect-src."
+  type        = list(string)
+  validation {
+    condition     = alltrue([for origin in var.upload_origins : can(regex("^https://[^/ ;']+$", origin))])
+    error_message = "Each upload origin must be https://host, without a path."
+  }
 }
 
 variable "logs_bucket_domain" {

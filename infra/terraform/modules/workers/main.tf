@@ -92,6 +92,11 @@ data "aws_iam_policy_document" "execution" {
     resources = [var.database_secret_arn]
   }
   statement {
+    sid       = "SigningKey"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.signing_key_secret_arn]
+  }
+  statement {
     sid       = "DecryptSecretAndImage"
     actions   = ["kms:Decrypt"]
     resources = [var.kms_key_arn]
@@ -147,8 +152,11 @@ resource "aws_ecs_task_definition" "worker" {
     readonlyRootFilesystem = true
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
     environment            = [for key, value in var.environment : { name = key, value = value }]
-    secrets                = [{ name = "PGPASSWORD", valueFrom = "${var.database_secret_arn}:password::" }]
-    stopTimeout            = 120 # let the record in hand finish and its outcome be written
+    secrets = [
+      { name = "PGPASSWORD", valueFrom = "${var.database_secret_arn}:password::" },
+      { name = "SENDPY_SIGNING_KEY", valueFrom = var.signing_key_secret_arn },
+    ]
+    stopTimeout = 120 # let the record in hand finish and its outcome be written
     logConfiguration = {
       logDriver = "awslogs"
       options = {

@@ -42,6 +42,11 @@ variable "database_secret_arn" {
   type        = string
 }
 
+variable "signing_key_secret_arn" {
+  description = "Secret whose value becomes SENDPY_SIGNING_KEY (signs unsubscribe links)."
+  type        = string
+}
+
 variable "kafka_resource_arns" {
   description = "Cluster, topic and group ARNs the lag function reads."
   type        = list(string)
