@@ -8,7 +8,7 @@ from typing import Any
 
 from shared import smtp_accounts, uploads
 from shared.campaigns.preview import template_error
-from shared.campaigns.states import StateConflict
+from shared.campaigns.states import WAITING_SQL, StateConflict, shown_reason
 from shared.db import Conn
 from shared.errors import InputError
 from shared.mail.compose import TemplateError, template_fields, text_template
@@ -18,12 +18,14 @@ MAX_SUBJECT = 998
 MAX_BODY = 2_000_000
 _COLUMNS = (
     "id, name, status, status_reason, sender_id, upload_id, subject, html_body, text_body, recipient_count,"
-    " duplicates_removed, created_at, updated_at, started_at, finished_at"
+    " duplicates_removed, created_at, updated_at, started_at, finished_at, " + WAITING_SQL
 )
 
 
 def to_json(row: Any) -> dict[str, Any]:
     data = dict(row)
+    data["status_reason"] = shown_reason(row)
+    del data["waiting_for_queue"]
     data["id"] = str(data["id"])
     data["upload_id"] = str(data["upload_id"]) if data.get("upload_id") else None
     for key in ("created_at", "updated_at", "started_at", "finished_at"):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from shared.campaigns.states import WAITING_SQL, shown_reason
 from shared.db import Conn
 
 
 async def progress(conn: Conn, user_id: int, campaign_id: uuid.UUID) -> dict[str, Any] | None:
     """Status and counts by recipient state, or None when the user has no such campaign."""
     row = await conn.fetchrow(
-        "SELECT id, status, status_reason, subject, recipient_count, created_at, started_at, finished_at"
+        "SELECT id, status, status_reason, subject, recipient_count, created_at, started_at, finished_at, "
+        + WAITING_SQL +
         " FROM campaigns WHERE id = $1 AND user_id = $2",
         campaign_id, user_id,
     )
@@ -25,7 +27,7 @@ async def progress(conn: Conn, user_id: int, campaign_id: uuid.UUID) -> dict[str
     return {
         "id": str(row["id"]),
         "status": row["status"],
-        "status_reason": row["status_reason"],
+        "status_reason": shown_reason(row),
         "subject": row["subject"],
         "recipients": row["recipient_count"],
         "counts": counts,

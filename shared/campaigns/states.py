@@ -160,6 +160,22 @@ async def heartbeat(conn: Conn, campaign_id: uuid.UUID) -> None:
 
 
 # Shown on the campaign page as it is: both languages, since workers do not know the reader's.
+WAITING_FOR_QUEUE = ("Рассылка ждёт очереди сообщений: она сейчас недоступна. Отправка начнётся сама, когда"
+                     " очередь вернётся; ничего не потеряно. / Waiting for the message queue, which is unavailable"
+                     " right now. Sending starts by itself when it is back; nothing is lost.")
+
+# A column for reads of a campaign: its start has waited in the outbox longer than a healthy
+# broker would take (then `shown_reason` says so).
+WAITING_SQL = (
+    "(status = 'queued' AND EXISTS (SELECT 1 FROM outbox o WHERE o.key = convert_to(campaigns.id::text, 'UTF8')"
+    " AND o.created_at < now() - interval '10 seconds')) AS waiting_for_queue"
+)
+
+
+def shown_reason(row: Any) -> str | None:
+    """The reason a campaign shows: the stored one, or that its start waits for the queue."""
+    reason: str | None = row["status_reason"]
+    return reason or (WAITING_FOR_QUEUE if row["waiting_for_queue"] else None)
 CONTACTS_FILE_GONE = ("Файл контактов больше не хранится (файлы хранятся 30 дней). Отмените эту рассылку"
                       " и создайте новую с файлом. / The contact file is no longer in storage (files are kept"
                       " for 30 days). Cancel this campaign and start a new one with the file.")

@@ -339,8 +339,9 @@ class Deliverer:
 
     def _retry_or_fail(self, item: Claimed, reply: Reply) -> RecipientResult:
         if item.attempts >= self._retry.max_attempts:
+            tries = item.attempts
             return RecipientResult(item.position, "failed",
-                                      f"gave up after {item.attempts} attempts: {reply.describe()}")
+                                   f"{tries} попыток не удались; gave up after {tries} attempts: {reply.describe()}")
         return RecipientResult(item.position, "retry", reply.describe(),
                                   time.time() + self._retry.delay(item.attempts))
 
@@ -364,13 +365,14 @@ class Deliverer:
             message = compiled.render(item.position, item.email, item.fields)
         except Exception as exc:  # a template that fails for this row's data, e.g. {{ 1 / count }}
             state.release(conn)
-            return RecipientResult(item.position, "failed", f"template error: {exc}"[:1000])
+            return RecipientResult(item.position, "failed", f"ошибка шаблона / template error: {exc}"[:1000])
         try:
             reply = await conn.send(state.sender.from_email, item.email, message)
         except Exception as exc:  # a library bug or an encoding problem: this recipient's outcome, not the batch's
             conn.close()
             log.exception("sending one message failed", extra={"position": item.position})
-            return self._retry_or_fail(item, Reply(ReplyKind.RETRY, None, f"unexpected error: {exc}"[:500]))
+            reason = f"непредвиденная ошибка / unexpected error: {exc}"[:500]
+            return self._retry_or_fail(item, Reply(ReplyKind.RETRY, None, reason))
         state.release(conn)
         if reply.kind is ReplyKind.SENT:
             return RecipientResult(item.position, "sent", reply.describe())

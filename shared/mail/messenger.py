@@ -243,7 +243,8 @@ class SmtpConnection:
         international = not (sender.isascii() and recipient.isascii())
         if international and not self._smtputf8:
             return Reply(ReplyKind.FAILED, None,
-                         "the server does not accept non-ASCII addresses (no SMTPUTF8 support)")
+                         "сервер не принимает адреса не латиницей (нет SMTPUTF8) /"
+                         " the server does not accept non-ASCII addresses (no SMTPUTF8 support)")
         if self._pipe is not None:
             return await self._send_pipelined(sender, recipient, message, international)
         if self._smtp is None or not self._smtp.is_connected:
