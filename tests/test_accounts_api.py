@@ -175,8 +175,8 @@ async def test_a_stranger_guessing_cannot_lock_the_owner_out(api: httpx.AsyncCli
         stopped_in = time.monotonic() - began
     async with client_at(asgi_app, "198.51.100.7") as owner:
         assert (await owner.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})).status_code == 200
-    record_user("stranger_guesses_password", "the 6th try from that client: 429 `too_many_attempts`; the owner,"
-                " from their own address, logs in (200)", stopped_in)
+    record_user("stranger_guesses_password", f"the 6th try from that client: 429 `{blocked.json()['error']['code']}`;"
+                " the owner, from their own address, logs in (200)", stopped_in)
 
 
 async def test_password_change_is_throttled_and_ends_other_sessions(api: httpx.AsyncClient,

@@ -72,7 +72,7 @@ async def test_large_file_is_inspected_by_a_worker_with_progress(
     ready = await wait_ready(api, auth, upload["id"])
     record_user("big_contact_file", f"202 `inspecting` with `rows_read` progress, then `ready` with the counts"
                 f" after {time.monotonic() - began:.1f} s; `/api/health` meanwhile at most"
-                f" {max(health) * 1000:.0f} ms ({len(health)} calls)", answered_in)
+                f" {max(health) * 1000:.1f} ms ({len(health)} calls)", answered_in)
     assert ready["status"] == "ready", ready
     report = ready["report"]
     assert (report["rows"], report["valid"], report["invalid"], report["duplicates"]) == (60_002, 60_000, 1, 1)

@@ -152,6 +152,20 @@ async def test_a_file_that_is_not_csv_is_refused_in_plain_words(page: Page, tmp_
     await shot(page, "1-contacts-not-csv")
 
 
+async def test_a_step_that_cannot_be_saved_says_why_and_stays(page: Page) -> None:
+    await sign_up(page)
+    await page.get_by_role("link", name="New campaign").first.click()
+    await expect(page.locator("#file")).to_be_attached()
+    await page.goto(page.url.removesuffix("/1") + "/3")
+    await page.get_by_label("Subject").fill("Hello {{ name")
+    await page.get_by_role("button", name="Next").click()
+    problem = page.locator("#nav-error .error")
+    await expect(problem).to_contain_text("subject template has an error")
+    await expect(problem).to_be_focused()
+    assert page.url.endswith("/3")
+    await shot(page, "3-message-broken-template")
+
+
 async def test_russian_interface_and_guides(page: Page) -> None:
     await page.goto("/")
     await page.get_by_label("Language").select_option("ru")

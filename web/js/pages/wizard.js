@@ -31,16 +31,28 @@ export async function wizard(campaignId, step) {
 function nextButtons(campaign, step, beforeLeave = async () => {}) {
   const back = step > 1 && html`<a class="button" href="#/wizard/${campaign.id}/${step - 1}" id="back">${t("common.back")}</a>`;
   return {
-    fragment: html`<div class="row wizard-nav">${back}<button type="button" class="primary" id="next">${t("common.next")}</button></div>`,
+    fragment: html`<div id="nav-error"></div><div class="row wizard-nav">${back}<button type="button" class="primary" id="next">${t("common.next")}</button></div>`,
     bind(root) {
-      root.querySelector("#next").addEventListener("click", async () => {
-        await beforeLeave();
-        location.hash = `#/wizard/${campaign.id}/${step + 1}`;
-      });
-      root.querySelector("#back")?.addEventListener("click", async (event) => {
+      // A step that cannot be saved (a template error, a lost connection) keeps the user here and
+      // says why, with focus on the reason; it never fails silently.
+      const leave = async (target) => {
+        const problem = root.querySelector("#nav-error");
+        try {
+          await beforeLeave();
+        } catch (error) {
+          showError(problem, error);
+          const shown = problem.querySelector("p");
+          shown.tabIndex = -1;
+          shown.focus();
+          return;
+        }
+        render(problem, html``);
+        location.hash = target;
+      };
+      root.querySelector("#next").addEventListener("click", () => leave(`#/wizard/${campaign.id}/${step + 1}`));
+      root.querySelector("#back")?.addEventListener("click", (event) => {
         event.preventDefault();
-        await beforeLeave();
-        location.hash = `#/wizard/${campaign.id}/${step - 1}`;
+        leave(`#/wizard/${campaign.id}/${step - 1}`);
       });
     },
   };
