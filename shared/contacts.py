@@ -198,7 +198,7 @@ def decode_lines(chunks: Iterable[bytes], encoding: str) -> Iterator[str]:
     pending = ""
     first = True
     for chunk in chunks:
-        text = decoder.decode(chunk)
+        text = decoder.decode(chunk).replace("\x00", "")  # a NUL is never data, and Postgres text cannot hold it
         if first and text:
             text, first = text.lstrip("\ufeff"), False
         pending += text

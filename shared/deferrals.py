@@ -36,5 +36,6 @@ async def defer(conn: Conn, batch: DeliveryBatch, not_before: float, reason: str
     await conn.execute(
         "INSERT INTO deferred_batches (campaign_id, sender_id, first_position, last_position, spread,"
         " not_before, reason) VALUES ($1, $2, $3, $4, $5, to_timestamp($6), $7)",
-        batch.campaign_id, batch.sender_id, batch.first, batch.last, batch.spread, not_before, reason[:200],
+        batch.campaign_id, batch.sender_id, batch.first, batch.last, batch.spread, not_before,
+        reason.replace("\x00", "")[:200],
     )

@@ -115,7 +115,7 @@ async def record(conn: Conn, campaign_id: uuid.UUID, results: Sequence[Recipient
         campaign_id,
         [o.position for o in results],
         [o.status for o in results],
-        [o.reply for o in results],
+        [o.reply.replace("\x00", "") if o.reply else o.reply for o in results],  # Postgres text holds no NUL
         [o.next_attempt_at for o in results],
     )
 

@@ -313,7 +313,7 @@ async def paused_until(conn: Conn, sender_id: int) -> float:
 async def pause(conn: Conn, sender_id: int, until: float, reason: str) -> None:
     await conn.execute(
         "UPDATE senders SET paused_until = to_timestamp($2), pause_reason = $3 WHERE id = $1",
-        sender_id, until, reason[:1000],
+        sender_id, until, reason.replace("\x00", "")[:1000],
     )
 
 

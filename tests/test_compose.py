@@ -164,3 +164,17 @@ def test_braces_written_as_entities_stay_literal_in_the_derived_text() -> None:
     assert text == "Type {{ name }} or {x} \u04d2 to get Ann\n"
     assert rendered == "<p>Type &#123;&#123; name &#x7D;&#125; or &lbrace;x&rcub; &#1234; to get Ann</p>"
     template_fields("s", html, text_template("<p>Hello &#123;&#123; oops</p>"))  # no TemplateError
+
+
+@pytest.mark.parametrize("source", [
+    "{% if a %}" * 100 + "x" + "{% endif %}" * 100,  # Python refuses the generated code (IndentationError)
+    "{% if a %}" * 3000 + "x" + "{% endif %}" * 3000,  # the parser runs out of recursion
+    "{{ " + "(" * 3000 + "a" + ")" * 3000 + " }}",
+])
+def test_templates_nested_too_deeply_are_refused_by_name(source: str) -> None:
+    with pytest.raises(TemplateError) as refused:
+        template_fields("s", source)
+    assert refused.value.code == "template_too_deep"
+    with pytest.raises(TemplateError) as refused:
+        CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", source))
+    assert refused.value.code == "template_too_deep"

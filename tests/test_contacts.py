@@ -107,3 +107,15 @@ def test_idn_addresses_are_valid() -> None:
     found = detect(data, complete=True)
     report = inspect_rows(iter_contacts([data], found.dialect, found.columns), is_suppressed=lambda e: False)
     assert report.valid == 1
+
+
+def test_nul_bytes_in_a_file_are_dropped_not_stored() -> None:
+    # Postgres text cannot hold NUL: a file with them used to fail the fan-out's COPY again and again.
+    # Detection refuses a sample with NUL as binary; past the 64 KB sample only the full read sees them.
+    clean = b"email,name\nzed@example.com,Zed\n"
+    data = clean + b"ann@example.com,An\x00n\nb\x00ob@example.com,Bob\n"
+    found = detect(clean, complete=False)
+    rows = list(iter_contacts([data], found.dialect, found.columns))
+    assert [(r.email, r.fields) for r in rows] == [("zed@example.com", {"name": "Zed"}),
+                                                    ("ann@example.com", {"name": "Ann"}),
+                                                    ("bob@example.com", {"name": "Bob"})]

@@ -8,7 +8,15 @@ import pytest
 
 from sendpy.devstack.smtp_sink import SmtpSink
 from sendpy.devstack.tls import LocalCertificates
-from shared.mail.messenger import ConnectError, ConnectPolicy, ReplyKind, SmtpAccount, SmtpConnection, classify
+from shared.mail.messenger import (
+    ConnectError,
+    ConnectPolicy,
+    Reply,
+    ReplyKind,
+    SmtpAccount,
+    SmtpConnection,
+    classify,
+)
 
 
 def policy(certs: LocalCertificates, **overrides: object) -> ConnectPolicy:
@@ -154,3 +162,8 @@ async def test_a_server_without_starttls_is_a_settings_problem_not_a_retry() -> 
         assert plain.messages == []
     finally:
         plain.stop()
+
+
+def test_a_reply_with_control_characters_is_described_without_them() -> None:
+    # A hostile server's NUL would make the outcome unstorable (the batch failed again and again).
+    assert Reply(ReplyKind.FAILED, 550, "no\x00such\x1b[31m user\r\n").describe() == "550 no such [31m user"

@@ -75,7 +75,7 @@ async def pause(conn: Conn, campaign_id: uuid.UUID, reason: str) -> None:
     await conn.execute(
         "UPDATE campaigns SET status = 'paused', status_reason = $2"
         " WHERE id = $1 AND status IN ('queued', 'sending')",
-        campaign_id, reason,
+        campaign_id, reason.replace("\x00", "")[:2000],
     )
 
 

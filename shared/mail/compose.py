@@ -92,6 +92,35 @@ _CONSTRUCTS: dict[type[nodes.Node], tuple[str, str]] = {
 }
 
 
+# How deep the template's tree may nest (about one level per {% if %} or bracket): far beyond any real
+# merge-field template, and well inside what Jinja's code generation and Python's compiler take
+# (about 100 nested {% if %} make Python refuse the generated code).
+MAX_NESTING = 50
+
+
+def _too_deep(part: str) -> TemplateError:
+    return TemplateError(part, "the template nests too deeply", None, code="template_too_deep",
+                         params={"limit": MAX_NESTING})
+
+
+def _checked_tree(env: SandboxedEnvironment, source: str, part: str) -> nodes.Template:
+    """Parse and vet one template; every way it can fail is a TemplateError naming the part."""
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
+    except (RecursionError, MemoryError):
+        raise _too_deep(part) from None
+    stack: list[tuple[nodes.Node, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise _too_deep(part)
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    _check_construct(tree, part)
+    return tree
+
+
 def _check_construct(tree: nodes.Template, part: str) -> None:
     """Refuse anything outside the merge-field subset, naming it."""
     for node in tree.find_all(nodes.Node):
@@ -141,12 +170,11 @@ class _Renderer:
         self._escape = env.autoescape is True
         if not _HAS_TEMPLATE.search(source):
             return
+        tree = _checked_tree(env, source, part)
         try:
-            tree = env.parse(source)
-            _check_construct(tree, part)
             self._template = env.from_string(tree)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
+        except (RecursionError, SyntaxError, MemoryError):
+            raise _too_deep(part) from None
         if fast and "{%" not in source and "{#" not in source:
             pieces = _PLAIN_FIELD.split(source)
             if not any("{{" in literal or "}}" in literal for literal in pieces[::2]):
@@ -183,12 +211,8 @@ def template_fields(*sources: str) -> set[str]:
     env = SandboxedEnvironment()
     names: set[str] = set()
     for part, source in zip(("subject", "html", "text"), sources, strict=False):
-        try:
-            tree = env.parse(source)
-            _check_construct(tree, part)
-            names |= meta.find_undeclared_variables(tree)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
+        tree = _checked_tree(env, source, part)
+        names |= meta.find_undeclared_variables(tree)
     return names
 
 

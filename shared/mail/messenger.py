@@ -47,8 +47,12 @@ class Reply:
     text: str
 
     def describe(self) -> str:
-        return f"{self.code} {self.text}".strip() if self.code else self.text
+        # A hostile or broken server may answer with control characters (NUL cannot even be stored).
+        text = self.text.translate(_CONTROL_CHARACTERS)
+        return f"{self.code} {text}".strip() if self.code else text
 
+
+_CONTROL_CHARACTERS = {c: " " for c in range(32) if c != 9} | {127: " "}
 
 _QUOTA_WORDS = (
     "quota",
