@@ -25,7 +25,7 @@ CORPUS: list[tuple[object, int, str, str | None]] = [
     ({"html_body": "{{ 'a' * 10**8 }}"}, 400, "template_construct", "html_body"),
     ({"subject": "{{ name|center(99999999) }}"}, 400, "template_filter", "subject"),
     ({"html_body": "{% if a %}" * 100 + "x" + "{% endif %}" * 100}, 400, "template_too_deep", "html_body"),
-    ({"subject": "{{ " + "(" * 3000 + "a" + ")" * 3000 + " }}"}, 400, "template_too_deep", "subject"),
+    ({"text_body": "{{ " + "(" * 3000 + "a" + ")" * 3000 + " }}"}, 400, "template_too_deep", "text_body"),
     ({"subject": "x" * 1000}, 400, "too_long", "subject"),
     ({"colour": "red"}, 400, "unknown_field", "colour"),
     ({"sender_id": "1; DROP TABLE senders"}, 400, "unknown_sender", "sender_id"),
