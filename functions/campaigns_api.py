@@ -17,12 +17,12 @@ from functions.errors import ApiError, language
 from functions.handover import hand_over
 from functions.idempotency import idempotent
 from functions.parsing import json_object, uuid_param
-from shared import recipients, smtp_accounts, uploads
+from shared import recipients, smtp_accounts, suppressions, uploads
 from shared.addresses import check_address
 from shared.campaigns import drafts, preview, progress, states
 from shared.campaigns.states import StateConflict
 from shared.contacts import iter_contacts
-from shared.errors import InputError
+from shared.errors import InputError, translate
 from shared.export import csv_lines
 from shared.mail.compose import CampaignContent, CompiledCampaign, RenderTooLarge
 from shared.mail.messenger import ConnectError, ConnectPolicy, ReplyKind, SmtpConnection
@@ -209,7 +209,13 @@ async def test_send(request: Request) -> Response:
     if reply.kind is not ReplyKind.SENT:
         problem = VerifyProblem("protocol", reply.describe(), reply.code)
         return JSONResponse({"sent": False, "error": _explain(request, problem, sender)}, status_code=422)
-    return JSONResponse({"sent": True, "to": to.normalized, "reply": reply.describe()})
+    answer: dict[str, object] = {"sent": True, "to": to.normalized, "reply": reply.describe()}
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        if await suppressions.is_suppressed(conn, user_id, to.normalized):
+            # A test goes out anyway (it is the user's own check), but the campaign will skip this address.
+            answer["warning"] = translate("test_to_suppressed", language(request), email=to.normalized)
+    return JSONResponse(answer)
 
 
 def _explain(request: Request, problem: VerifyProblem, sender: smtp_accounts.Sender) -> dict[str, object]:

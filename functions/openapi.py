@@ -76,7 +76,11 @@ _SCHEMAS: dict[str, Any] = {
         "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                                                     "smtp_code": _nullable("integer")}}}},
     "Suppression": {"type": "object", "properties": {
-        "email": {"type": "string"}, "reason": {"type": "string"}, "created_at": {"type": "string"}}},
+        "email": {"type": "string"},
+        "reason": {"type": "string", "enum": ["unsubscribed", "hard_bounce", "soft_bounce", "complaint", "manual",
+                                              "imported"]},
+        "created_at": {"type": "string"}, "campaign_id": _nullable("string"), "sender_email": _nullable("string"),
+        "detail": _nullable("string")}},
     "Upload": {"type": "object", "required": ["id", "status"], "properties": {
         "id": {"type": "string", "format": "uuid"}, "filename": {"type": "string"},
         "size_bytes": _nullable("integer"),
@@ -200,17 +204,24 @@ PATHS: dict[str, Any] = {
         "Verify live: connect, TLS, log in, check the sender address",
         {"200": _json(_ref("Verification")), "422": _json(_ref("Verification"), "What failed, in plain words")},
         parameters=_SENDER, tags=["senders"])},
-    "/v1/senders/{sender_id}/suppressions": {
-        "get": _op("Suppression list", {"200": _json(_items("Suppression"))},
-                   parameters=[*_SENDER, _query("after", {"type": "string"})], tags=["senders"]),
-        "post": {**_op("Suppress addresses", {"201": _json({"type": "object"})}, parameters=_SENDER,
-                       tags=["senders"]),
+    "/v1/suppressions": {
+        "get": _op("The account's suppression list (search with q)", {"200": _json(_items("Suppression"))},
+                   parameters=[_query("q", {"type": "string"}), _query("after", {"type": "string"})],
+                   tags=["suppressions"]),
+        "post": {**_op("Suppress addresses", {"201": _json({"type": "object"})}, tags=["suppressions"]),
                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
                      "type": "object", "properties": {"emails": {"type": "array", "items": {"type": "string"}}}}}}}},
     },
-    "/v1/senders/{sender_id}/suppressions/{email}": {"delete": _op(
+    "/v1/suppressions/import": {"post": {
+        **_op("Import a CSV or a list of addresses (one a line)", {"201": _json({"type": "object"})},
+              tags=["suppressions"]),
+        "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}}},
+    "/v1/suppressions/export": {"get": _op(
+        "The suppression list as CSV", {"200": {"description": "CSV", "content": {"text/csv": {
+            "schema": {"type": "string"}}}}}, tags=["suppressions"])},
+    "/v1/suppressions/{email}": {"delete": _op(
         "Remove an address from the suppression list", _NO_CONTENT,
-        parameters=[*_SENDER, _path("email", {"type": "string"})], tags=["senders"])},
+        parameters=[_path("email", {"type": "string"})], tags=["suppressions"])},
     "/v1/uploads": {
         "get": _op("Contact files", {"200": _json(_items("Upload"))}, tags=["contacts"]),
         "post": {**_op("Start an upload: returns a presigned POST form for S3", {"201": _json({

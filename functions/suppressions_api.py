@@ -1,4 +1,4 @@
-"""A sender's suppression list: who never gets mail from it again."""
+"""The account's suppression list: list and search, add, remove, import and export as CSV."""
 
 from __future__ import annotations
 
@@ -8,35 +8,31 @@ from starlette.responses import JSONResponse, Response
 from functions import resources
 from functions.auth import caller
 from functions.errors import ApiError
-from functions.parsing import int_param, json_object
-from shared import smtp_accounts, suppressions
+from functions.parsing import json_object, read_body
+from shared import suppressions
 from shared.addresses import check_address
 from shared.errors import InputError
 
 MAX_BATCH = 10_000
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
 
 
-async def _owned_sender(request: Request) -> int:
-    who = await caller(request)
-    sender_id = int_param(request, "sender_id")
-    pool = await resources.db()
-    async with pool.acquire() as conn:
-        if not await smtp_accounts.owned(conn, who.user_id, sender_id):
-            raise ApiError(404, "not_found")
-    return sender_id
+def _text_param(request: Request, name: str) -> str:
+    return (request.query_params.get(name) or "").replace("\x00", "").strip()[:320]
 
 
 async def list_suppressions(request: Request) -> Response:
-    sender_id = await _owned_sender(request)
-    after = (request.query_params.get("after") or "").replace("\x00", "")
+    who = await caller(request)
     pool = await resources.db()
     async with pool.acquire() as conn:
-        items, next_after = await suppressions.list_page(conn, sender_id, after)
-    return JSONResponse({"items": items, "next_after": next_after})
+        items, next_after = await suppressions.list_page(conn, who.user_id, _text_param(request, "q"),
+                                                         _text_param(request, "after"))
+        total = await suppressions.count(conn, who.user_id)
+    return JSONResponse({"items": items, "next_after": next_after, "total": total})
 
 
 async def add_suppressions(request: Request) -> Response:
-    sender_id = await _owned_sender(request)
+    who = await caller(request)
     emails = (await json_object(request)).get("emails")
     if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
         raise InputError("type_list", "emails")
@@ -50,18 +46,45 @@ async def add_suppressions(request: Request) -> Response:
         normalized.append(checked.normalized)
     pool = await resources.db()
     async with pool.acquire() as conn:
-        added = await suppressions.add(conn, sender_id, normalized, "manual")
+        added = await suppressions.add(conn, who.user_id, normalized, "manual")
     return JSONResponse({"added": added}, status_code=201)
 
 
+async def import_suppressions(request: Request) -> Response:
+    """A CSV (or one address a line) as the request body; valid addresses are added, the first
+    problems are reported, nothing is added when no line holds a valid address."""
+    who = await caller(request)
+    raw = await read_body(request, MAX_IMPORT_BYTES)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1251")  # Excel in a Russian locale; every byte decodes
+    valid, problems = suppressions.parse_import(text.replace("\x00", ""))
+    if not valid:
+        raise InputError("no_addresses", "file")
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        added = await suppressions.add(conn, who.user_id, valid, "imported")
+    return JSONResponse({"added": added, "already": len(set(valid)) - added, "problems": problems}, status_code=201)
+
+
+async def export_suppressions(request: Request) -> Response:
+    who = await caller(request)
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        body = await suppressions.export_csv(conn, who.user_id)
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
+
+
 async def remove_suppression(request: Request) -> Response:
-    sender_id = await _owned_sender(request)
-    email = str(request.path_params["email"]).lower()
-    if "\x00" in email:
+    who = await caller(request)
+    email = str(request.path_params["email"])
+    if "\x00" in email or len(email) > 320:
         raise ApiError(404, "not_found")
     pool = await resources.db()
     async with pool.acquire() as conn:
-        removed = await suppressions.remove(conn, sender_id, email)
+        removed = await suppressions.remove(conn, who.user_id, email)
     if not removed:
         raise ApiError(404, "not_found")
     return Response(status_code=204)

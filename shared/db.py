@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
 from collections.abc import Awaitable, Callable
-from importlib import resources
+from importlib import resources as package_files
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
@@ -55,17 +56,36 @@ async def create_pool(settings: Settings, *, max_size: int | None = None) -> asy
     return pool
 
 
-def _migration_files() -> list[tuple[int, str, str]]:
-    found = []
-    for entry in resources.files("shared.migrations").iterdir():
-        match = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", entry.name)
-        if match:
-            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+Migration = Callable[[Conn], Awaitable[None]]
 
 
-async def migrate(conn: Conn) -> list[int]:
-    """Apply the migrations this database has not seen yet; returns the versions applied.
+def _migration_files() -> list[tuple[int, str, Migration]]:
+    """SQL files, and Python modules (with `async def migrate(conn)`) for data a query cannot
+    move, in version order."""
+    found: list[tuple[int, str, Migration]] = []
+    for entry in package_files.files("shared.migrations").iterdir():
+        match = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.(sql|py)", entry.name)
+        if not match:
+            continue
+        version, name, kind = int(match.group(1)), match.group(2), match.group(3)
+        if kind == "sql":
+            found.append((version, name, _sql_step(entry.read_text(encoding="utf-8"))))
+        else:
+            module = importlib.import_module(f"shared.migrations.{entry.name[:-3]}")
+            found.append((version, name, module.migrate))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _sql_step(sql: str) -> Migration:
+    async def run(conn: Conn) -> None:
+        await conn.execute(sql)
+
+    return run
+
+
+async def migrate(conn: Conn, up_to: int | None = None) -> list[int]:
+    """Apply the migrations this database has not seen yet (up to version `up_to`, for tests of a
+    migration); returns the versions applied.
 
     An advisory lock makes concurrent starts (API and several workers at once) safe.
     """
@@ -78,11 +98,11 @@ async def migrate(conn: Conn) -> list[int]:
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, name, sql in _migration_files():
-            if version in done:
+        for version, name, step in _migration_files():
+            if version in done or (up_to is not None and version > up_to):
                 continue
             async with conn.transaction():
-                await conn.execute(sql)
+                await step(conn)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
                 )

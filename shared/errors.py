@@ -44,6 +44,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The field '{field}' needs at least one recipient.",
         "ru": "В поле «{field}» нужен хотя бы один получатель.",
     },
+    "test_to_suppressed": {
+        "en": "{email} is on your suppression list: the test was sent, but campaigns will skip this address.",
+        "ru": "{email} в вашем списке исключений: тестовое письмо отправлено, но рассылки этот адрес пропустят.",
+    },
+    "no_addresses": {
+        "en": "No line of the file holds a valid email address; nothing was added.",
+        "ru": "Ни в одной строке файла нет правильного адреса электронной почты; ничего не добавлено.",
+    },
     "too_many": {
         "en": "The field '{field}' has {count} entries; at most {limit} are accepted in one request.",
         "ru": "В поле «{field}» {count} записей; в одном запросе принимается не больше {limit}.",

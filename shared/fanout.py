@@ -56,7 +56,7 @@ def recipient_records(
         fields = json.dumps(contact.fields, ensure_ascii=False)
         if checked.normalized is None:
             yield (campaign_id, counts.position, email, fields, "skipped", f"invalid address: {checked.reason}")
-        elif email.lower() in suppressed:
+        elif suppressed and suppressions.fast_key(email) in suppressed:
             yield (campaign_id, counts.position, email, fields, "skipped", "suppressed")
         else:
             yield (campaign_id, counts.position, email, fields, "pending", None)
@@ -86,7 +86,7 @@ async def load_recipients(
         )
         if row is None or row["recipients_loaded"]:
             return
-        suppressed = await suppressions.suppressed_addresses(conn, row["user_id"])
+        suppressed = await suppressions.keys(conn, row["user_id"])
         counts = LoadCounts(row["loaded_rows"], row["duplicates_removed"], row["recipient_count"])
         seen: set[bytes] = set()
         if counts.position:

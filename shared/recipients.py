@@ -28,6 +28,14 @@ async def copy_in(
     return len(records)
 
 
+async def skip_positions(conn: Conn, campaign_id: uuid.UUID, positions: list[int], reason: str) -> None:
+    """Mark recipients skipped before anything was sent to them (e.g. suppressed)."""
+    if positions:
+        await conn.execute(
+            "UPDATE recipients SET status = 'skipped', reply = $3 WHERE campaign_id = $1 AND position = ANY($2::int[])",
+            campaign_id, positions, reason)
+
+
 @dataclass(frozen=True)
 class Claimed:
     position: int

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import outbox
+from shared import outbox, suppressions
 from shared import recipients as recipient_store
 from shared.addresses import check_address
 from shared.campaigns.preview import template_error
@@ -188,5 +188,10 @@ async def accept(
             request.duplicates,
         )
         await recipient_store.copy_in(conn, campaign_id, ((email, {}) for email in request.recipients))
+        suppressed = await suppressions.keys(conn, user_id)
+        if suppressed:
+            await recipient_store.skip_positions(conn, campaign_id, [
+                position for position, email in enumerate(request.recipients, start=1)
+                if suppressions.fast_key(email) in suppressed], "suppressed")
         await outbox.add(conn, CampaignCommand(campaign_id))
     return campaign_id

@@ -131,9 +131,10 @@ async def prepare(
         if size <= INLINE_INSPECT_BYTES:
             data = sample if size <= SAMPLE_BYTES else await asyncio.to_thread(store.read_start, key, size)
             async with db.acquire() as conn:
-                suppressed = await suppressions.suppressed_addresses(conn, user_id)
+                suppressed = await suppressions.keys(conn, user_id)
             report = await asyncio.to_thread(
-                inspect_rows, iter_contacts([data], detection.dialect, detection.columns), suppressed.__contains__)
+                inspect_rows, iter_contacts([data], detection.dialect, detection.columns),
+                lambda email: suppressions.fast_key(email) in suppressed)
             if report.rows == 0:
                 raise InputError("no_rows", "file")
     except InputError as error:
@@ -179,7 +180,7 @@ async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uui
     dialect = Dialect(**upload["dialect"])
     columns = [Column(**c) for c in upload["columns"]]
     async with db.acquire() as conn:
-        suppressed = await suppressions.suppressed_addresses(conn, row["user_id"])
+        suppressed = await suppressions.keys(conn, row["user_id"])
     progress = [0]
     done = asyncio.Event()
 
@@ -193,7 +194,8 @@ async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uui
 
     def count() -> dict[str, Any]:
         contacts = iter_contacts(store.chunks(row["s3_key"]), dialect, columns)
-        return inspect_rows(contacts, suppressed.__contains__, lambda n: progress.__setitem__(0, n)).to_json()
+        return inspect_rows(contacts, lambda email: suppressions.fast_key(email) in suppressed,
+                            lambda n: progress.__setitem__(0, n)).to_json()
 
     reporter = asyncio.create_task(report_progress())
     try:

@@ -57,7 +57,8 @@ async def _snapshot(db: asyncpg.Pool, sender_id: int, upload_id: str, campaign_i
             "campaign": dict(await conn.fetchrow("SELECT * FROM campaigns WHERE id = $1",
                                                  uuid.UUID(campaign_id)) or {}),
             "suppressions": [dict(r) for r in await conn.fetch(
-                "SELECT * FROM suppressions WHERE sender_id = $1 ORDER BY email", sender_id)],
+                "SELECT * FROM suppressed WHERE user_id = (SELECT user_id FROM senders WHERE id = $1)"
+                " ORDER BY address", sender_id)],
             "recipients": await conn.fetchval("SELECT count(*) FROM recipients WHERE campaign_id = $1",
                                               uuid.UUID(campaign_id)),
         }
@@ -67,7 +68,7 @@ async def _snapshot(db: asyncpg.Pool, sender_id: int, upload_id: str, campaign_i
 async def owned(api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink) -> dict[str, Any]:
     """A's sender (verified, one suppression), ready contact file and draft using both."""
     sender = await make_sender(api, auth, clean_sink)
-    added = await api.post(f"/v1/senders/{sender['id']}/suppressions", json={"emails": [KEPT]}, headers=auth)
+    added = await api.post("/v1/suppressions", json={"emails": [KEPT]}, headers=auth)
     assert added.status_code == 201, added.text
     upload = await make_upload(api, auth, CONTACTS)
     draft = await api.post("/v1/campaigns", headers=auth, json={
@@ -159,9 +160,7 @@ async def test_another_users_ids_are_not_found_and_nothing_of_theirs_changes(
         ("GET", f"/v1/senders/{sid}", None),
         ("PATCH", f"/v1/senders/{sid}", {"from_name": "hijacked"}),
         ("POST", f"/v1/senders/{sid}/verify", None),
-        ("GET", f"/v1/senders/{sid}/suppressions", None),
-        ("POST", f"/v1/senders/{sid}/suppressions", {"emails": ["new@example.org"]}),
-        ("DELETE", f"/v1/senders/{sid}/suppressions/{KEPT}", None),
+        ("DELETE", f"/v1/suppressions/{KEPT}", None),  # B's own list has no such address
         ("GET", f"/v1/uploads/{uid}", None),
         ("PATCH", f"/v1/uploads/{uid}", {"has_header": False}),
         ("POST", f"/v1/uploads/{uid}/complete", None),
@@ -182,5 +181,7 @@ async def test_another_users_ids_are_not_found_and_nothing_of_theirs_changes(
     # A still has all of it, the contact file in S3 included.
     preview = await api.post(f"/v1/campaigns/{cid}/preview", json={"row": 2}, headers=auth)
     assert preview.status_code == 200 and preview.json()["email"] == "second@example.com", preview.text
-    listed = (await api.get(f"/v1/senders/{sid}/suppressions", headers=auth)).json()["items"]
+    listed = (await api.get("/v1/suppressions", headers=auth)).json()["items"]
     assert [item["email"] for item in listed] == [KEPT]
+    async with new_client() as b_api:  # and B's own list is B's alone
+        assert (await b_api.get("/v1/suppressions", headers=other)).json()["items"] == []

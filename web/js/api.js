@@ -21,9 +21,10 @@ function csrfToken() {
 export async function api(method, path, body, extraHeaders = {}) {
   const headers = { "Accept-Language": currentLanguage(), ...extraHeaders };
   if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const raw = body instanceof ArrayBuffer; // a file's bytes (a CSV import), sent as they are
+  if (body !== undefined) headers["Content-Type"] = raw ? "text/csv" : "application/json";
   const response = await fetch(path, {
-    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers, credentials: "same-origin", body: body === undefined || raw ? body : JSON.stringify(body),
   });
   if (response.status === 204) return null;
   const data = response.headers.get("content-type")?.includes("application/json") ? await response.json() : null;

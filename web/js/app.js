@@ -31,7 +31,8 @@ function renderNav() {
   const lang = currentLanguage();
   const links = me
     ? html`<a href="#/campaigns">${t("nav.campaigns")}</a><a href="#/new" class="primary-link">${t("nav.new")}</a>
-       <a href="#/senders">${t("nav.senders")}</a><a href="#/guides">${t("nav.guides")}</a>
+       <a href="#/senders">${t("nav.senders")}</a><a href="#/suppressions">${t("nav.suppressions")}</a>
+       <a href="#/guides">${t("nav.guides")}</a>
        <a href="#/keys">${t("nav.keys")}</a><a href="#/settings">${t("nav.settings")}</a>
        <button type="button" id="logout" class="link">${t("nav.logout")}</button>`
     : html`<a href="#/guides">${t("nav.guides")}</a>`;
@@ -67,7 +68,7 @@ async function route() {
       case "wizard": return await wizard(id, Number(step) || 1);
       case "campaign": return await campaignPage(id);
       case "senders": return await sendersPage();
-      case "suppressions": return await suppressionsPage(id);
+      case "suppressions": return await suppressionsPage();
       case "keys": return await keysPage();
       case "settings": return settingsPage(me);
       default: return await campaignsPage();

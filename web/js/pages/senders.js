@@ -11,8 +11,7 @@ export async function sendersPage() {
       ${items.map((s) => html`<tr><td>${s.from_email}<br><small>${s.verified ? "✓" : t("sender.notverified")}${s.paused_until ? " · " + t("sender.paused", { t: new Date(s.paused_until).toLocaleString() }) : ""}</small></td>
         <td>${s.host}:${s.port} (${s.security})</td>
         <td>${s.per_minute ?? "∞"} ${t("sender.perminute")}, ${s.per_day ?? "∞"} ${t("sender.perday")}</td>
-        <td><a href="#/suppressions/${s.id}">${t("suppress.title")}</a>
-          <button type="button" data-verify="${s.id}">${t("sender.verify")}</button>
+        <td><button type="button" data-verify="${s.id}">${t("sender.verify")}</button>
           <button type="button" data-delete="${s.id}">${t("common.delete")}</button></td></tr>`)}
       </tbody></table>` : html`<p>${t("common.none")}</p>`}<div id="result" aria-live="polite"></div>`);
   const result = document.getElementById("result");

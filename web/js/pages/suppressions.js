@@ -1,28 +1,69 @@
-// A sender's unsubscribed (suppressed) addresses: list, add, remove.
+// The account's suppression list: addresses none of the user's mail goes to (unsubscribed,
+// bounced, added by hand, imported). Search, add, remove, import a CSV, export one.
 
 import { api } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
 import { t } from "../i18n.js";
 
-export async function suppressionsPage(senderId) {
-  const { items } = await api("GET", `/v1/senders/${senderId}/suppressions`);
+export async function suppressionsPage(search = "") {
+  const query = new URLSearchParams({ q: search });
+  const { items, next_after: more, total } = await api("GET", `/v1/suppressions?${query}`);
   render(main(), html`<h1>${t("suppress.title")}</h1>
+    <p>${t("suppress.about")}</p>
+    <p>${t("suppress.total", { n: total })} · <a href="/v1/suppressions/export" download>${t("suppress.export")}</a></p>
+    <form id="search" class="row" role="search"><label>${t("suppress.search")}<input name="q" type="search" value="${search}"></label>
+      <button type="submit">${t("suppress.find")}</button></form>
+    ${items.length ? html`<table><thead><tr><th>${t("suppress.email")}</th><th>${t("suppress.reason")}</th><th>${t("suppress.when")}</th><th><span class="visually-hidden">${t("common.delete")}</span></th></tr></thead><tbody>
+      ${items.map((i) => html`<tr><td>${i.email}</td><td>${t(`suppress.reason.${i.reason}`)}${i.sender_email ? html`<br><small>${i.sender_email}</small>` : ""}</td>
+        <td>${new Date(i.created_at).toLocaleDateString()}</td>
+        <td><button type="button" data-remove="${i.email}">${t("common.delete")}</button></td></tr>`)}
+      </tbody></table>${more ? html`<p>${t("suppress.more")}</p>` : ""}` : html`<p>${search ? t("suppress.nomatch") : t("suppress.empty")}</p>`}
+    <div id="result" aria-live="polite"></div>
+    <h2>${t("suppress.addtitle")}</h2>
     <form id="add"><label>${t("suppress.add")}<textarea name="emails" rows="4"></textarea></label>
-    <button type="submit">${t("common.save")}</button></form><div id="result" aria-live="polite"></div>
-    <ul>${items.map((i) => html`<li>${i.email} <small>(${i.reason})</small>
-      <button type="button" data-remove="${i.email}">${t("common.delete")}</button></li>`)}</ul>`);
+      <button type="submit">${t("common.save")}</button></form>
+    <form id="import"><label>${t("suppress.import")}<input name="file" type="file" accept=".csv,.txt,text/csv,text/plain"></label>
+      <button type="submit">${t("suppress.importbutton")}</button></form>`);
+  const result = document.getElementById("result");
+  const done = async (message) => {
+    await suppressionsPage(search);
+    const shown = document.getElementById("result");
+    render(shown, html`<p class="notice" tabindex="-1">${message}</p>`);
+    shown.querySelector("p").focus();
+  };
+  document.getElementById("search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    suppressionsPage(event.target.q.value.trim());
+  });
   document.getElementById("add").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const emails = event.target.emails.value.split(/\s+/).filter(Boolean);
+    const emails = event.target.emails.value.split(/[\s,;]+/).filter(Boolean);
     try {
-      await api("POST", `/v1/senders/${senderId}/suppressions`, { emails });
-      suppressionsPage(senderId);
+      const { added } = await api("POST", "/v1/suppressions", { emails });
+      await done(t("suppress.added", { n: added }));
     } catch (error) {
-      showError(document.getElementById("result"), error);
+      showError(result, error);
+    }
+  });
+  document.getElementById("import").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = event.target.file.files[0];
+    if (!file) return showError(result, new Error(t("suppress.nofile")));
+    try {
+      const answer = await api("POST", "/v1/suppressions/import", await file.arrayBuffer());
+      const skipped = answer.problems.map((p) => `${p.row}: ${p.value}`).join("; ");
+      await done(t("suppress.imported", { n: answer.added, already: answer.already }) + (skipped ? ` ${t("suppress.problems")} ${skipped}` : ""));
+    } catch (error) {
+      showError(result, error);
     }
   });
   main().querySelectorAll("[data-remove]").forEach((button) => button.addEventListener("click", async () => {
-    await api("DELETE", `/v1/senders/${senderId}/suppressions/${encodeURIComponent(button.dataset.remove)}`);
-    suppressionsPage(senderId);
+    if (!confirm(t("suppress.confirm", { email: button.dataset.remove }))) return;
+    try {
+      await api("DELETE", `/v1/suppressions/${encodeURIComponent(button.dataset.remove)}`);
+      await done(t("suppress.removed", { email: button.dataset.remove }));
+    } catch (error) {
+      showError(result, error);
+    }
   }));
 }

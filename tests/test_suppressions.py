@@ -1,0 +1,173 @@
+"""One suppression list per account: every path honours it, it outlives campaigns and senders,
+and the API lists, searches, adds, removes, imports and exports it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from sendpy.devstack.smtp_sink import SmtpSink
+from shared.db import migrate
+from shared.settings import get_settings
+from shared.suppressions import suppression_key
+from tests.conftest import Workers
+from tests.helpers import make_sender, make_upload, wait_status
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("Ivan@Example.RU", "ivan@example.ru"),
+    ("John.Doe+news@Gmail.com", "johndoe@gmail.com"),
+    ("johndoe@googlemail.com", "johndoe@gmail.com"),
+    ("ivan.petrov+shop@ya.ru", "ivan-petrov@yandex.ru"),
+    ("ivan-petrov@yandex.com", "ivan-petrov@yandex.ru"),
+    ("anna+promo@outlook.com", "anna@outlook.com"),
+    ("anna.k+x@example.com", "anna.k+x@example.com"),  # elsewhere "+" and "." are the server's to interpret
+    ("мария@пример.рф", "мария@xn--e1afmkfd.xn--p1ai"),
+    ("Olga@Почта.рф", "olga@xn--80a1acny.xn--p1ai"),
+])
+def test_the_same_mailbox_has_the_same_key(address: str, key: str) -> None:
+    assert suppression_key(address) == key
+
+
+async def one_shot(api: httpx.AsyncClient, auth: dict[str, str], sink: SmtpSink, recipients: list[str],
+                   sender_email: str) -> dict[str, Any]:
+    sent = await api.post("/api/send-message", headers=auth, json={
+        "message": "<p>Hi</p>", "message_subject": "s", "sender_email": sender_email, "smtp_password": "p",
+        "recipient_email_list": recipients, "server_host": "127.0.0.1", "server_port": sink.port})
+    assert sent.status_code == 202, sent.text
+    return await wait_status(api, auth, sent.json()["campaign_id"], {"finished", "paused"}, timeout=60)
+
+
+async def test_an_unsubscribe_holds_for_every_sender_and_path_and_outlives_them(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, db: asyncpg.Pool
+) -> None:
+    # The measurement of the issue: a second sender with the same From address (another port)
+    # mailed a person who had unsubscribed through the first; /api/send-message ignored it too.
+    first = await make_sender(api, auth, clean_sink, from_email="shop@example.org")
+    upload = await make_upload(api, auth, b"email\nleaver@example.com\n")
+    draft = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": first["id"], "upload_id": upload["id"], "subject": "Hi", "html_body": "<p>Hi</p>"})).json()
+    assert (await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)).status_code == 202
+    await wait_status(api, auth, draft["id"], {"finished"})
+    [mail] = [m for m in clean_sink.messages if m.rcpt_tos == ("leaver@example.com",)]
+    link = mail.parsed()["List-Unsubscribe"].strip("<>").split("://", 1)[1].split("/", 1)[1]
+    assert (await api.post(f"/{link}", content=b"List-Unsubscribe=One-Click",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})).status_code == 200
+    clean_sink.clear()
+
+    # The campaign and the sender it came through are deleted; the entry stays.
+    assert (await api.delete(f"/v1/campaigns/{draft['id']}", headers=auth)).status_code == 204
+    assert (await api.delete(f"/v1/senders/{first['id']}", headers=auth)).status_code == 204
+    [entry] = (await api.get("/v1/suppressions?q=leaver", headers=auth)).json()["items"]
+    assert (entry["reason"], entry["campaign_id"], entry["sender_email"]) == (
+        "unsubscribed", draft["id"], "shop@example.org")
+
+    # Another sender, same From address, the implicit-TLS port; the same mailbox written otherwise.
+    second = await make_sender(api, auth, clean_sink, from_email="shop@example.org", port=clean_sink.tls_port,
+                               security="tls")
+    contacts = await make_upload(api, auth, b"email\nLEAVER@example.com\nstays@example.com\n")
+    assert contacts["report"]["suppressed"] == 1
+    draft = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": second["id"], "upload_id": contacts["id"], "subject": "Hi", "html_body": "<p>Hi</p>"})).json()
+    assert (await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)).status_code == 202
+    done = await wait_status(api, auth, draft["id"], {"finished"})
+    assert (done["counts"]["sent"], done["counts"]["skipped"]) == (1, 1), done
+
+    # The one-shot API, through the same account.
+    shot = await one_shot(api, auth, clean_sink, ["leaver@example.com", "also-stays@example.com"], "shop@example.org")
+    assert shot["status"] == "finished" and (shot["counts"]["sent"], shot["counts"]["skipped"]) == (1, 1), shot
+    skipped = (await api.get(f"/v1/campaigns/{shot['id']}/recipients?status=skipped", headers=auth)).json()["items"]
+    assert [(r["email"], r["reply"]) for r in skipped] == [("leaver@example.com", "suppressed")]
+
+    # A test send goes out (it is the user's own check) with a warning.
+    test = await api.post(f"/v1/campaigns/{draft['id']}/test", headers={**auth, "Accept-Language": "ru"},
+                          json={"email": "Leaver@example.com"})
+    assert test.status_code == 200 and "в вашем списке исключений" in test.json()["warning"], test.text
+
+    mailed = {r.lower() for m in clean_sink.messages for r in m.rcpt_tos}
+    assert "leaver@example.com" in mailed  # the test send only
+    assert sum(r.lower() == "leaver@example.com" for m in clean_sink.messages for r in m.rcpt_tos) == 1
+
+
+async def test_gmail_spellings_of_a_suppressed_mailbox_are_skipped(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers
+) -> None:
+    added = await api.post("/v1/suppressions", headers=auth, json={"emails": ["John.Doe+news@Gmail.com"]})
+    assert added.status_code == 201 and added.json()["added"] == 1
+    again = await api.post("/v1/suppressions", headers=auth, json={"emails": ["johndoe@googlemail.com"]})
+    assert again.json()["added"] == 0  # the same mailbox
+    shot = await one_shot(api, auth, clean_sink, ["j.o.h.n.doe@gmail.com", "johndoe+x@googlemail.com"],
+                          "me@example.org")
+    assert shot["counts"]["skipped"] == 2 and shot["counts"]["sent"] == 0, shot
+    assert clean_sink.messages == []
+
+
+async def test_list_search_remove_import_and_export(api: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    imported = await api.post("/v1/suppressions/import", headers={**auth, "Content-Type": "text/csv"},
+                              content="Почта;Имя\r\nann@example.com;Аня\r\nbob@example.com;Боб\r\nnot-an-address;X\r\n"
+                                      "ann@example.com;again\r\n".encode("cp1251"))
+    assert imported.status_code == 201, imported.text
+    body = imported.json()
+    assert (body["added"], body["already"]) == (2, 0)
+    assert body["problems"][0]["row"] == 4
+    listed = (await api.get("/v1/suppressions", headers=auth)).json()
+    assert listed["total"] == 2 and [i["reason"] for i in listed["items"]] == ["imported", "imported"]
+    found = (await api.get("/v1/suppressions?q=BOB", headers=auth)).json()["items"]
+    assert [i["email"] for i in found] == ["bob@example.com"]
+    assert (await api.get("/v1/suppressions?q=%25", headers=auth)).json()["items"] == []  # LIKE is escaped
+
+    exported = await api.get("/v1/suppressions/export", headers=auth)
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig")), delimiter=";"))
+    assert rows[0][:2] == ["email", "reason"] and {r[0] for r in rows[1:]} == {"ann@example.com", "bob@example.com"}
+    # Its own export imports back as it is: nothing new.
+    back = await api.post("/v1/suppressions/import", headers={**auth, "Content-Type": "text/csv"},
+                          content=exported.content)
+    assert back.json()["added"] == 0 and back.json()["already"] == 2
+
+    assert (await api.delete("/v1/suppressions/ANN@example.com", headers=auth)).status_code == 204
+    assert (await api.delete("/v1/suppressions/ann@example.com", headers=auth)).status_code == 404
+    nothing = await api.post("/v1/suppressions/import", headers={**auth, "Content-Type": "text/csv"},
+                             content=b"name\nno addresses here\n")
+    assert nothing.status_code == 400 and nothing.json()["error"]["code"] == "no_addresses"
+
+
+async def test_per_sender_lists_migrate_into_the_account_list(postgres: Any, app_env: dict[str, str]) -> None:
+    # A database as it was before migration 7, with two senders' lists of one user.
+    name = f"m{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(get_settings().database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(get_settings().database_url.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        await migrate(conn, up_to=6)
+        user_id = await conn.fetchval("INSERT INTO users (email) VALUES ('owner@example.com') RETURNING id")
+        senders = [await conn.fetchval(
+            "INSERT INTO senders (user_id, from_email, host, port, security, username, password_encrypted)"
+            " VALUES ($1, 'shop@example.org', 'smtp.example.org', $2, 'starttls', 'u', '\\x00') RETURNING id",
+            user_id, port) for port in (587, 465)]
+        await conn.executemany("INSERT INTO suppressions (sender_id, email, reason) VALUES ($1, $2, $3)", [
+            (senders[0], "john.doe@gmail.com", "unsubscribed"), (senders[1], "johndoe+x@gmail.com", "manual"),
+            (senders[1], "bounced@example.com", "bounced")])
+        assert await migrate(conn) == [7]
+        rows = await conn.fetch("SELECT address, email, reason, sender_email FROM suppressed ORDER BY address")
+        assert [tuple(r) for r in rows] == [
+            ("bounced@example.com", "bounced@example.com", "hard_bounce", "shop@example.org"),
+            ("johndoe@gmail.com", "john.doe@gmail.com", "unsubscribed", "shop@example.org")]
+        await conn.execute("DELETE FROM senders")
+        assert await conn.fetchval("SELECT count(*) FROM suppressed") == 2  # no longer tied to a sender
+    finally:
+        await conn.close()
