@@ -27,16 +27,26 @@ async def idempotent(
         raise ApiError(400, "idempotency_key_invalid", "Idempotency-Key", limit=MAX_KEY)
     request_hash = hashlib.sha256(request.url.path.encode() + b"\n" + await request.body()).digest()
     pool = await resources.db()
-    async with pool.acquire() as conn, conn.transaction():
-        await stored_answers.lock(conn, who.user_id, operation, key)
-        stored = await stored_answers.find(conn, who.user_id, operation, key)
-        if stored is not None:
-            if stored.request_hash != request_hash:
-                raise ApiError(422, "idempotency_key_reused", "Idempotency-Key")
-            return JSONResponse(json.loads(stored.body), status_code=stored.status_code,
-                                headers={"Idempotent-Replayed": "true"})
+    async with pool.acquire() as conn:
+        stored = await stored_answers.claim(conn, who.user_id, operation, key, request_hash)
+    if stored is not None:
+        if stored.request_hash != request_hash:
+            raise ApiError(422, "idempotency_key_reused", "Idempotency-Key")
+        if stored.status_code == stored_answers.IN_PROGRESS:
+            raise ApiError(409, "idempotency_in_progress", "Idempotency-Key",
+                           seconds=stored_answers.CLAIM_SECONDS)
+        return JSONResponse(json.loads(stored.body), status_code=stored.status_code,
+                            headers={"Idempotent-Replayed": "true"})
+    try:
         response = await act()
+    except BaseException:
+        async with pool.acquire() as conn:
+            await stored_answers.release(conn, who.user_id, operation, key)
+        raise
+    async with pool.acquire() as conn:
         if response.status_code < 500:
             answer = stored_answers.StoredAnswer(request_hash, response.status_code, bytes(response.body).decode())
             await stored_answers.remember(conn, who.user_id, operation, key, answer)
-        return response
+        else:
+            await stored_answers.release(conn, who.user_id, operation, key)
+    return response

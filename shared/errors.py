@@ -48,6 +48,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "{email} is on your suppression list: the test was sent, but campaigns will skip this address.",
         "ru": "{email} в вашем списке исключений: тестовое письмо отправлено, но рассылки этот адрес пропустят.",
     },
+    "idempotency_in_progress": {
+        "en": "A request with this Idempotency-Key is still being handled; retry in a few seconds"
+              " (at most {seconds} s).",
+        "ru": "Запрос с этим Idempotency-Key ещё выполняется; повторите через несколько секунд"
+              " (не позже чем через {seconds} с).",
+    },
     "no_addresses": {
         "en": "No line of the file holds a valid email address; nothing was added.",
         "ru": "Ни в одной строке файла нет правильного адреса электронной почты; ничего не добавлено.",
@@ -169,6 +175,37 @@ MESSAGES: dict[str, dict[str, str]] = {
     "sender_in_use": {
         "en": "Campaigns use this sender; it cannot be deleted.",
         "ru": "Этот отправитель используется в рассылках; удалить его нельзя.",
+    },
+    "imap_dns": {
+        "en": "The IMAP server name {host} does not exist (DNS). Check its spelling.",
+        "ru": "Имя IMAP-сервера {host} не найдено (DNS). Проверьте написание.",
+    },
+    "imap_private": {
+        "en": "{host} is a private or internal address; this service only connects to public mail servers.",
+        "ru": "{host} — частный или внутренний адрес; сервис подключается только к публичным почтовым серверам.",
+    },
+    "imap_refused": {
+        "en": "{host}:{port} refused the IMAP connection. IMAP with SSL uses port 993.",
+        "ru": "{host}:{port} отклонил подключение по IMAP. Для IMAP с SSL используется порт 993.",
+    },
+    "imap_timeout": {
+        "en": "{host}:{port} did not answer in time. Check the IMAP server and port (993), or a firewall.",
+        "ru": "{host}:{port} не ответил вовремя. Проверьте IMAP-сервер и порт (993) или брандмауэр.",
+    },
+    "imap_tls": {
+        "en": "The secure connection to {host} failed: {detail}. IMAP must use SSL/TLS on port 993.",
+        "ru": "Не удалось установить защищённое соединение с {host}: {detail}. IMAP должен работать"
+              " по SSL/TLS на порту 993.",
+    },
+    "imap_auth": {
+        "en": "The IMAP server did not accept the login or password ({detail}). Some providers need IMAP"
+              " switched on in the mailbox settings, and an app password.",
+        "ru": "IMAP-сервер не принял логин или пароль ({detail}). У некоторых почтовых сервисов IMAP нужно"
+              " включить в настройках ящика и использовать пароль приложения.",
+    },
+    "imap_protocol": {
+        "en": "The IMAP server answered something unexpected: {detail}.",
+        "ru": "IMAP-сервер ответил неожиданно: {detail}.",
     },
     "smtp_dns": {
         "en": "The server name {host} does not exist (DNS). Check the spelling of the SMTP server.",

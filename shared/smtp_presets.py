@@ -19,17 +19,20 @@ class Preset:
     per_minute: int | None
     per_day: int | None
     app_password_hint: bool
+    imap_host: str  # where its bounces land (port 993, implicit TLS)
 
 
 PRESETS: dict[str, Preset] = {
     p.key: p
     for p in (
-        Preset("gmail", "Gmail", "smtp.gmail.com", 465, "tls", 20, 500, True),
-        Preset("google_workspace", "Google Workspace", "smtp.gmail.com", 465, "tls", 60, 2000, True),
-        Preset("yandex", "Yandex Mail", "smtp.yandex.ru", 465, "tls", 20, 500, True),
-        Preset("mailru", "Mail.ru", "smtp.mail.ru", 465, "tls", 20, 500, True),
-        Preset("outlook", "Outlook.com", "smtp-mail.outlook.com", 587, "starttls", 30, 300, True),
-        Preset("office365", "Office 365", "smtp.office365.com", 587, "starttls", 30, 10000, False),
+        Preset("gmail", "Gmail", "smtp.gmail.com", 465, "tls", 20, 500, True, "imap.gmail.com"),
+        Preset("google_workspace", "Google Workspace", "smtp.gmail.com", 465, "tls", 60, 2000, True, "imap.gmail.com"),
+        Preset("yandex", "Yandex Mail", "smtp.yandex.ru", 465, "tls", 20, 500, True, "imap.yandex.ru"),
+        Preset("mailru", "Mail.ru", "smtp.mail.ru", 465, "tls", 20, 500, True, "imap.mail.ru"),
+        Preset("outlook", "Outlook.com", "smtp-mail.outlook.com", 587, "starttls", 30, 300, True,
+               "outlook.office365.com"),
+        Preset("office365", "Office 365", "smtp.office365.com", 587, "starttls", 30, 10000, False,
+               "outlook.office365.com"),
     )
 }
 

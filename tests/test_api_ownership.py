@@ -7,6 +7,7 @@ Each attempt must be a 404 (or 400 for a reference in a body) and leave A's rows
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -114,6 +115,25 @@ async def test_an_idempotency_key_reused_with_another_body_is_refused_and_nothin
     assert len(mine) == before + 1
     assert [(str(c["id"]), c["subject"]) for c in mine if c["name"] == "Once"] == [(first.json()["id"], "Once")]
     assert await _campaigns_of(db, await _user_of(db, other)) == []
+
+
+async def test_concurrent_idempotent_requests_never_exhaust_the_pool(
+    api: httpx.AsyncClient, auth: dict[str, str], other: dict[str, str], db: asyncpg.Pool
+) -> None:
+    # Found by attacking the dev stack: each request held a pooled connection (an advisory-lock
+    # transaction) while its work took a second one; five at once took the whole pool and froze
+    # the API for everyone, for good.
+    async def create(key: str) -> httpx.Response:
+        return await api.post("/v1/campaigns", json={"name": "n"}, headers={**auth, "Idempotency-Key": key})
+
+    answers = await asyncio.wait_for(asyncio.gather(*(create(f"k-{uuid.uuid4()}") for _ in range(12))), 30)
+    assert [a.status_code for a in answers] == [201] * 12
+    same = f"same-{uuid.uuid4()}"
+    repeated = await asyncio.wait_for(asyncio.gather(*(create(same) for _ in range(6))), 30)
+    assert {a.status_code for a in repeated} <= {201, 409}, [a.text for a in repeated]
+    made = [a.json()["id"] for a in repeated if a.status_code == 201]
+    assert len(set(made)) == 1  # one campaign, whatever the interleaving
+    assert (await api.get("/v1/me", headers=other)).status_code == 200  # everyone else still served
 
 
 async def test_another_users_sender_and_file_cannot_be_attached(
