@@ -108,6 +108,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The {part} template uses the filter '{name}'{where}, which is not available. Available: {allowed}.",
         "ru": "В шаблоне ({part}) фильтр «{name}»{where} недоступен. Доступны: {allowed}.",
     },
+    "template_test": {
+        "en": "The {part} template uses the test '{name}'{where}, which is not available. Available: {allowed}.",
+        "ru": "В шаблоне ({part}) проверка «{name}»{where} недоступна. Доступны: {allowed}.",
+    },
     "template_too_deep": {
         "en": "The {part} template nests conditions or brackets too deeply (at most {limit} levels).",
         "ru": "В шаблоне ({part}) слишком глубокая вложенность условий или скобок (не больше {limit} уровней).",

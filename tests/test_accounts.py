@@ -12,6 +12,9 @@ def test_api_keys_and_passwords() -> None:
     assert api_secret_matches(parts[1], key.secret_hash)
     assert not api_secret_matches(parts[1] + "x", key.secret_hash)
     assert split_api_key("sp_short_x") is None and split_api_key("nope") is None
-    hashed = hash_password("correct horse")
+
+
+async def test_passwords_are_argon2id_hashed_off_the_event_loop() -> None:
+    hashed = await hash_password("correct horse")
     assert hashed.startswith("$argon2id$")
-    assert verify_password(hashed, "correct horse") and not verify_password(hashed, "wrong")
+    assert await verify_password(hashed, "correct horse") and not await verify_password(hashed, "wrong")

@@ -178,3 +178,15 @@ def test_templates_nested_too_deeply_are_refused_by_name(source: str) -> None:
     with pytest.raises(TemplateError) as refused:
         CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", source))
     assert refused.value.code == "template_too_deep"
+
+
+@pytest.mark.parametrize(("source", "code"), [
+    # Python's % on a string is formatting: a 100 MB string per recipient (found by attacking the stack).
+    ('{{ 1 if ("%0100000000d" ~ email) is divisibleby 1 }}', "template_test"),
+    ("{% if count is odd %}x{% endif %}", "template_test"),
+    ("{{ " + " ~ ".join(["note"] * 500) + " }}", "template_construct"),  # 500 × a 10,000-character field
+])
+def test_constructs_that_multiply_their_input_are_refused(source: str, code: str) -> None:
+    with pytest.raises(TemplateError) as refused:
+        template_fields("s", source)
+    assert refused.value.code == code

@@ -71,6 +71,13 @@ _ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
     nodes.If, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.CondExpr, nodes.Concat,
     nodes.Getattr, nodes.Getitem, nodes.Slice, nodes.Keyword, nodes.List, nodes.Tuple,
 )
+# Tests that only compare or classify. divisibleby / odd / even run Python's `%`, which on a
+# string is formatting: "%0100000000d" built 100 MB per recipient (found by attacking the stack).
+ALLOWED_TESTS = frozenset({
+    "defined", "undefined", "none", "number", "string", "boolean", "true", "false", "integer", "float",
+    "eq", "equalto", "==", "ne", "!=", "lt", "<", "lessthan", "le", "<=", "gt", ">", "greaterthan", "ge", ">=",
+    "in", "lower", "upper", "sameas",
+})
 ALLOWED_FILTERS = frozenset({
     "upper", "lower", "title", "capitalize", "trim", "default", "d", "truncate", "striptags", "length",
     "wordcount", "escape", "e", "first", "last", "int", "round", "string",
@@ -96,6 +103,7 @@ _CONSTRUCTS: dict[type[nodes.Node], tuple[str, str]] = {
 # merge-field template, and well inside what Jinja's code generation and Python's compiler take
 # (about 100 nested {% if %} make Python refuse the generated code).
 MAX_NESTING = 50
+MAX_JOINED = 100
 
 
 def _too_deep(part: str) -> TemplateError:
@@ -118,6 +126,13 @@ def _checked_tree(env: SandboxedEnvironment, source: str, part: str) -> nodes.Te
             raise _too_deep(part)
         stack.extend((child, depth + 1) for child in node.iter_child_nodes())
     _check_construct(tree, part)
+    # "~" builds its whole string before the output's size is checked: with 10,000-character
+    # fields, thousands of joins made a gigabyte per recipient. A hundred is plenty for names.
+    joined = sum(len(node.nodes) for node in tree.find_all(nodes.Concat))
+    if joined > MAX_JOINED:
+        raise TemplateError(part, f"the template joins {joined} values with ~", None, code="template_construct",
+                            params={"what_en": f"{joined} values joined with ~ (at most {MAX_JOINED})",
+                                    "what_ru": f"склейку {joined} значений через ~ (не больше {MAX_JOINED})"})
     return tree
 
 
@@ -128,6 +143,10 @@ def _check_construct(tree: nodes.Template, part: str) -> None:
             raise TemplateError(part, f"the filter '{node.name}' is not available", node.lineno,
                                 code="template_filter", params={"name": node.name,
                                                                 "allowed": ", ".join(sorted(ALLOWED_FILTERS))})
+        if isinstance(node, nodes.Test) and node.name not in ALLOWED_TESTS:
+            raise TemplateError(part, f"the test '{node.name}' is not available", node.lineno,
+                                code="template_test", params={"name": node.name,
+                                                              "allowed": ", ".join(sorted(ALLOWED_TESTS))})
         if isinstance(node, _ALLOWED_NODES):
             continue
         en, ru = next((names for kind, names in _CONSTRUCTS.items() if isinstance(node, kind)),
