@@ -91,21 +91,31 @@ async def _handle(
 
 
 class Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Remembers partitions taken away mid-batch, so their remaining records are left alone:
-    the new owner gets them from the last committed offset."""
+    """Remembers partitions taken away mid-batch, so their remaining records are left alone (the
+    new owner gets them from the last committed offset), and lets the record in hand on a revoked
+    partition finish before the partition moves, so two workers never send the same record."""
 
     def __init__(self) -> None:
         self.revoked: set[TopicPartition] = set()
+        self.in_flight: dict[TopicPartition, asyncio.Task[None]] = {}
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         self.revoked.update(revoked)
         if revoked:
             log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
+            busy = [task for tp, task in self.in_flight.items() if tp in revoked and not task.done()]
+            if busy:
+                await asyncio.wait(busy, timeout=REVOKE_WAIT_SECONDS)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.revoked.difference_update(assigned)
         if assigned:
             log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+
+
+# How long a rebalance waits for the record in hand on a revoked partition (a batch is bounded by
+# the deliverer's own deadlines well inside this).
+REVOKE_WAIT_SECONDS = 60.0
 
 
 async def run(
@@ -117,26 +127,49 @@ async def run(
     revocations: Revocations,
     on_give_up: GiveUp | None = None,
 ) -> None:
-    """Consume until `stopping` is set; the record in hand always finishes first.
+    """Consume until `stopping` is set; records in hand always finish first.
 
-    Each record is committed as soon as its outcome is durable, so a rebalance or a crash
-    redelivers at most the record that was in progress.
+    Partitions are worked on concurrently, each in order: a partition with records in hand is
+    paused until they are done, so one slow record (a silent SMTP server, a big contact file)
+    holds up only its own partition, never the worker. Each record is committed as soon as its
+    outcome is durable, so a rebalance or a crash redelivers at most the records in progress.
     """
+    in_flight = revocations.in_flight
+
+    async def work_on(tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            if tp in revocations.revoked or stopping.is_set():
+                return
+            if not await _handle(handler, record, producer, dead_letters, stopping, on_give_up):
+                return
+            await _commit(consumer, tp, record.offset + 1)
+
     while not stopping.is_set():
         _beat()
+        for tp, task in list(in_flight.items()):
+            if task.done():
+                del in_flight[tp]
+                if tp in consumer.assignment() and tp not in revocations.revoked:
+                    consumer.resume(tp)
         try:
-            batches = await consumer.getmany(timeout_ms=500, max_records=None)
+            batches = await consumer.getmany(timeout_ms=200, max_records=None)
         except KafkaError:
             log.warning("poll failed; retrying", exc_info=True)
             await asyncio.sleep(1)
             continue
         for tp, records in batches.items():
-            for record in records:
-                if tp in revocations.revoked or stopping.is_set():
-                    break
-                if not await _handle(handler, record, producer, dead_letters, stopping, on_give_up):
-                    break
-                await _commit(consumer, tp, record.offset + 1)
+            if tp in revocations.revoked or tp not in consumer.assignment():
+                continue  # its new owner reads them from the last committed offset
+            if tp in in_flight:
+                # Fetched before the pause took effect (or after a rebalance gave the partition
+                # back): moved back, to come again once the records in hand are done.
+                consumer.seek(tp, records[0].offset)
+                consumer.pause(tp)
+                continue
+            consumer.pause(tp)
+            in_flight[tp] = asyncio.create_task(work_on(tp, records))
+    if in_flight:
+        await asyncio.gather(*in_flight.values(), return_exceptions=True)
 
 
 async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
