@@ -114,6 +114,8 @@ class Settings:
     log_level: str
     heartbeat_file: str  # touched on every poll; the worker container's health check reads its age
     waker_interval: float  # how often due deferred batches are handed back to the sender workers
+    bounce_poll_seconds: float  # how often each sender's INBOX is read for bounces
+    bounce_concurrency: int  # INBOXes one bounce worker reads at once
 
     # The lag publisher (functions/lag_publisher.py) scales this ECS service on consumer lag.
     ecs_cluster: str
@@ -172,6 +174,8 @@ def load_settings() -> Settings:
         log_level=_choice("SENDPY_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")).upper(),
         heartbeat_file=_str("SENDPY_HEARTBEAT_FILE", "") or str(Path(tempfile.gettempdir()) / "sendpy-heartbeat"),
         waker_interval=_float("SENDPY_WAKER_INTERVAL", 2.0),
+        bounce_poll_seconds=_float("SENDPY_BOUNCE_POLL_SECONDS", 60.0),
+        bounce_concurrency=_int("SENDPY_BOUNCE_CONCURRENCY", 4),
         ecs_cluster=_str("SENDPY_ECS_CLUSTER", ""),
         ecs_service=_str("SENDPY_ECS_SERVICE", ""),
         scale_per_worker_lag=_int("SENDPY_SCALE_PER_WORKER_LAG", 25, minimum=1),

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from shared import broker, fanout, outbox, uploads
+from shared.bounces.reader import check_sender, due_senders
 from shared.campaigns import states
 from shared.commands import DeliveryBatch, InspectUpload, Publish, campaign_of, decode_command, upload_of
 from shared.crypto import key_provider_from_settings
@@ -145,17 +146,52 @@ def background_steps(db: asyncpg.Pool, publish: Publish, send_commands: outbox.S
     ]
 
 
+async def run_bounce_worker() -> None:
+    """Read the senders' INBOXes for bounces: Postgres and IMAP only, no Kafka."""
+    settings = get_settings()
+    stopping = asyncio.Event()
+    stop_on_signals(stopping)
+    db = await create_pool(settings)
+    async with db.acquire() as conn:
+        await migrate(conn)
+    keys = key_provider_from_settings(settings)
+    policy = ConnectPolicy.from_settings(settings)
+    slots = asyncio.Semaphore(settings.bounce_concurrency)
+
+    async def check(sender_id: int) -> None:
+        async with slots:
+            try:
+                marked = await asyncio.wait_for(check_sender(db, keys, policy, sender_id), timeout=600)
+                if marked:
+                    log.info("bounces recorded", extra={"sender": sender_id, "count": marked})
+            except Exception:
+                log.warning("checking a mailbox failed", extra={"sender": sender_id}, exc_info=True)
+
+    async def round_of_checks() -> int:
+        due = await due_senders(db, settings.bounce_poll_seconds)
+        await asyncio.gather(*(check(sender_id) for sender_id in due))
+        return len(due)
+
+    log.info("worker started", extra={"kind": "bounce", "pid": os.getpid()})
+    try:
+        await repeat(round_of_checks, min(settings.bounce_poll_seconds / 4, 15.0), stopping, "mailboxes checked")
+    finally:
+        await db.close()
+        log.info("worker stopped", extra={"kind": "bounce"})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="worker_image", description="Run one Sendpy worker.")
-    parser.add_argument("kind", choices=["sender", "fanout"])
+    parser.add_argument("kind", choices=["sender", "fanout", "bounce"])
     args = parser.parse_args(argv)
     configure_logging(get_settings().log_level)
+    work = run_bounce_worker() if args.kind == "bounce" else run_worker(args.kind)
     try:
         import uvloop  # about 1.7× the messages per second of the default loop, measured
 
-        uvloop.run(run_worker(args.kind))
+        uvloop.run(work)
     except ImportError:
-        asyncio.run(run_worker(args.kind))
+        asyncio.run(work)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""The bounce worker's work: which senders' INBOXes are due, and reading one of them.
+
+Each check reads the messages that arrived since the last (by UID; if the server renumbered the
+mailbox — a new UIDVALIDITY — since the last check's day, and the first time since the sender was
+created), in batches of FETCH_BATCH, at most MAX_BATCHES per check so that one huge mailbox cannot
+hold a worker; the place reached is saved with each batch's outcomes, in one transaction, so a
+crash re-reads at most one batch and `bounce_messages` keeps that from counting twice. The INBOX
+is opened read-only and nothing is ever deleted; with `imap_move_bounces` recognised bounces are
+moved to the folder BOUNCE_FOLDER.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from email.parser import BytesHeaderParser
+from typing import Any
+
+import asyncpg
+
+from shared.bounces.dsn import Bounce, parse_bounce
+from shared.bounces.record import SenderRef, message_key, record
+from shared.crypto import KeyProvider, open_sealed
+from shared.imap_accounts import FETCH_BATCH, ImapAccount, ImapProblem, Mailbox, explain, open_mailbox
+from shared.mail.messenger import ConnectPolicy
+from shared.smtp_accounts import VerifyProblem
+
+log = logging.getLogger("sendpy.bounces")
+
+MAX_BATCHES = 20
+BOUNCE_FOLDER = "Sendpy bounces"
+CLAIM_SECONDS = 600
+
+
+async def due_senders(db: asyncpg.Pool, every_seconds: float, limit: int = 20) -> list[int]:
+    """Claim senders whose INBOX is due a look (not looked at for `every_seconds`, not claimed by
+    another worker); a claim lapses after CLAIM_SECONDS if its worker died."""
+    async with db.acquire() as conn:
+        rows = await conn.fetch(
+            """
+            UPDATE senders SET imap_claimed_until = now() + make_interval(secs => $3)
+             WHERE id IN (SELECT id FROM senders
+                           WHERE imap_host IS NOT NULL
+                             AND (imap_claimed_until IS NULL OR imap_claimed_until < now())
+                             AND (imap_checked_at IS NULL OR imap_checked_at < now() - make_interval(secs => $1))
+                           ORDER BY imap_checked_at NULLS FIRST LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING id
+            """,
+            every_seconds, limit, CLAIM_SECONDS,
+        )
+    return [r["id"] for r in rows]
+
+
+def _parse_all(raws: dict[int, bytes]) -> dict[int, tuple[Bounce | None, str]]:
+    parsed = {}
+    for uid, raw in raws.items():
+        header = BytesHeaderParser().parsebytes(raw[:65536])
+        message_id = header.get("Message-ID")
+        parsed[uid] = (parse_bounce(raw), message_key(raw, str(message_id) if message_id else None))
+    return parsed
+
+
+async def check_sender(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sender_id: int) -> int:
+    """Read one sender's new mail; returns recipients marked bounced. Problems are written on the
+    sender (shown on its page, in both languages), never raised."""
+    async with db.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM senders WHERE id = $1", sender_id)
+    if row is None or row["imap_host"] is None:
+        return 0
+    sender = SenderRef(row["id"], row["user_id"], row["from_email"])
+    sealed = row["imap_password_encrypted"] or row["password_encrypted"]
+    account = ImapAccount(row["imap_host"], row["imap_port"] or 993, row["imap_username"] or row["username"],
+                          await open_sealed(keys, sealed, f"user:{row['user_id']}"))
+    try:
+        mailbox = await open_mailbox(account, policy)
+    except ImapProblem as exc:
+        await _save_problem(db, sender_id, account, exc.problem)
+        return 0
+    try:
+        return await _read_new(db, mailbox, sender, row)
+    except Exception as exc:  # a dropped connection, a server error: tried again next time
+        log.warning("reading a mailbox failed", extra={"sender": sender_id}, exc_info=True)
+        await _save_problem(db, sender_id, account, VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__))
+        return 0
+    finally:
+        await asyncio.to_thread(mailbox.close)
+
+
+async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: Any) -> int:
+    move = bool(row["imap_move_bounces"])
+    uidvalidity, uidnext = await asyncio.to_thread(mailbox.select_inbox, readonly=not move)
+    start = row["imap_next_uid"]
+    if start is None or row["imap_uidvalidity"] != uidvalidity:
+        # First look, or the server renumbered the mailbox: from the sender's creation day, or
+        # from the day of the last check (what was recorded then is not recorded again).
+        renumbered = start is not None and row["imap_checked_at"] is not None
+        since: dt.datetime = row["imap_checked_at"] if renumbered else row["created_at"]
+        found = await asyncio.to_thread(mailbox.uids_since, since.date())
+        start = min(found) if found else uidnext
+    marked = 0
+    for _ in range(MAX_BATCHES):
+        uids = await asyncio.to_thread(mailbox.uids_from, start, FETCH_BATCH)
+        if not uids:
+            break
+        raws = await asyncio.to_thread(mailbox.fetch, uids)
+        parsed = await asyncio.to_thread(_parse_all, raws)
+        recognised = []
+        async with db.acquire() as conn, conn.transaction():
+            for uid in uids:
+                bounce, key = parsed.get(uid, (None, ""))
+                if bounce is not None:
+                    recognised.append(uid)
+                    marked += await record(conn, sender, bounce, key)
+            start = max(uids) + 1
+            await _save_place(conn, sender.id, uidvalidity, start)
+        if move and recognised:
+            await asyncio.to_thread(mailbox.move, recognised, BOUNCE_FOLDER)
+    async with db.acquire() as conn:
+        await _save_place(conn, sender.id, uidvalidity, start)
+    return marked
+
+
+async def _save_place(conn: Any, sender_id: int, uidvalidity: int, next_uid: int) -> None:
+    await conn.execute(
+        "UPDATE senders SET imap_uidvalidity = $2, imap_next_uid = $3, imap_checked_at = now(),"
+        " imap_problem = NULL, imap_claimed_until = NULL WHERE id = $1",
+        sender_id, uidvalidity, next_uid)
+
+
+async def _save_problem(db: asyncpg.Pool, sender_id: int, account: ImapAccount, problem: VerifyProblem) -> None:
+    text = " / ".join(str(explain(problem, account.host, account.port, lang)["message"]) for lang in ("ru", "en"))
+    async with db.acquire() as conn:
+        await conn.execute(
+            "UPDATE senders SET imap_problem = $2, imap_checked_at = now(), imap_claimed_until = NULL WHERE id = $1",
+            sender_id, text.replace("\x00", "")[:2000])

@@ -1,0 +1,305 @@
+"""A sender's IMAP account, where its bounces land: settings, live verification, reading new mail.
+
+The connection is made the way SMTP's is: the host vetted by the SSRF guard, the socket opened
+to the address that was checked (a DNS answer that changes in between cannot redirect it), TLS
+verified against the system trust store (plus the deployment's extra CA) with the host's name.
+IMAPClient (BSD) speaks the protocol; it is synchronous, so callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import imapclient
+from imapclient import tls as imap_tls
+
+from shared.crypto import KeyProvider, open_sealed, seal
+from shared.db import Conn
+from shared.errors import InputError, translate
+from shared.mail.messenger import ConnectPolicy, tls_context
+from shared.netguard import HostRefused, VettedAddress, vet_host
+from shared.smtp_accounts import VerifyProblem
+from shared.smtp_presets import PRESETS, preset_for_address
+
+IMAP_PORT = 993
+FETCH_BATCH = 50
+# A bounce's report is in its first part; the original message it returns can be anything, up
+# to a 50 MB attachment: only this much of any message is read.
+MAX_READ_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+def default_host(from_email: str, preset: str | None) -> str | None:
+    """The provider's IMAP server for a sender, when Sendpy knows the provider."""
+    found = PRESETS.get(preset or "") or preset_for_address(from_email)
+    return found.imap_host if found else None
+
+
+def parse(body: dict[str, Any], from_email: str, preset: str | None) -> dict[str, Any]:
+    """The IMAP fields of a sender form, validated: `imap_host` (or the provider's), `imap_port`
+    (993), `imap_username` (the SMTP one when empty), `imap_password` (the SMTP one when empty),
+    `imap_move_bounces`. An empty `imap_host` with no known provider turns bounce reading off."""
+    values: dict[str, Any] = {}
+    host = body.get("imap_host")
+    if host is not None and not isinstance(host, str):
+        raise InputError("type_string", "imap_host")
+    host = (host or "").strip().lower() or None
+    if host is None and body.get("imap_enabled", True) is not False:
+        host = default_host(from_email, preset)
+    if host is not None and (len(host) > 253 or any(c.isspace() or c in "/@:" for c in host)):
+        raise InputError("invalid_host", "imap_host")
+    values["imap_host"] = host
+    port = body.get("imap_port", IMAP_PORT) or IMAP_PORT
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InputError("invalid_port", "imap_port")
+    values["imap_port"] = port if host else None
+    for name in ("imap_username", "imap_password"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InputError("type_string", name)
+        values[name] = (value or None) if host else None
+    move = body.get("imap_move_bounces", False)
+    if not isinstance(move, bool):
+        raise InputError("invalid_choice", "imap_move_bounces", choices="true, false")
+    values["imap_move_bounces"] = move
+    return values
+
+
+def _pinned_client(account: ImapAccount, address: VettedAddress, context: ssl.SSLContext,
+                   timeout: float) -> imapclient.IMAPClient:
+    """IMAPClient whose socket goes to the vetted address, with TLS checked against the host name."""
+
+    class PinnedTls(imap_tls.IMAP4_TLS):  # type: ignore[misc]
+        def _create_socket(self, timeout: float | None = None) -> socket.socket:
+            sock = socket.create_connection((address.address, account.port), timeout=timeout or self._timeout)
+            return context.wrap_socket(sock, server_hostname=account.host)
+
+    class PinnedClient(imapclient.IMAPClient):  # type: ignore[misc]
+        def _create_IMAP4(self) -> Any:
+            return PinnedTls(account.host, account.port, context, timeout)
+
+    return PinnedClient(account.host, port=account.port, ssl=True, ssl_context=context, timeout=timeout)
+
+
+class Mailbox:
+    """One logged-in IMAP session on INBOX (synchronous: use from a thread)."""
+
+    def __init__(self, client: imapclient.IMAPClient) -> None:
+        self.client = client
+
+    def select_inbox(self, *, readonly: bool) -> tuple[int, int]:
+        """(UIDVALIDITY, UIDNEXT) of INBOX."""
+        info = self.client.select_folder("INBOX", readonly=readonly)
+        uidnext = info.get(b"UIDNEXT")
+        if uidnext is None:  # rare: servers must send it, a few omit it
+            found = self.client.search(["ALL"])
+            uidnext = (max(found) + 1) if found else 1
+        return int(info[b"UIDVALIDITY"]), int(uidnext)
+
+    def uids_from(self, first_uid: int, limit: int = FETCH_BATCH) -> list[int]:
+        """UIDs ≥ first_uid, oldest first, at most `limit`. ("n:*" also returns the last message
+        when n is past it, hence the filter.)"""
+        found = self.client.search(["UID", f"{first_uid}:*"])
+        return sorted(uid for uid in found if uid >= first_uid)[:limit]
+
+    def uids_since(self, day: Any) -> list[int]:
+        return sorted(self.client.search(["SINCE", day]))
+
+    def fetch(self, uids: list[int]) -> dict[int, bytes]:
+        """The first MAX_READ_BYTES of each message, without setting \\Seen."""
+        if not uids:
+            return {}
+        part = f"BODY.PEEK[]<0.{MAX_READ_BYTES}>"
+        answered = self.client.fetch(uids, [part])
+        out = {}
+        for uid, data in answered.items():
+            raw = next((v for k, v in data.items() if k.startswith(b"BODY[")), b"")
+            out[int(uid)] = bytes(raw or b"")
+        return out
+
+    def move(self, uids: list[int], folder: str) -> None:
+        if not uids:
+            return
+        if not self.client.folder_exists(folder):
+            self.client.create_folder(folder)
+        if self.client.has_capability("MOVE"):
+            self.client.move(uids, folder)
+        else:  # copy, then flag; never EXPUNGE the user's mailbox
+            self.client.copy(uids, folder)
+            self.client.add_flags(uids, [imapclient.DELETED])
+
+    def close(self) -> None:
+        try:
+            self.client.logout()
+        except Exception:  # noqa: S110 (a logout on a broken connection has nothing to report)
+            pass
+
+
+def _connect(account: ImapAccount, address: VettedAddress, policy: ConnectPolicy) -> Mailbox:
+    context = policy.tls or tls_context()
+    client = _pinned_client(account, address, context, policy.timeout)
+    try:
+        client.login(account.username, account.password)
+    except BaseException:
+        try:
+            client.shutdown()
+        except Exception:  # noqa: S110
+            pass
+        raise
+    return Mailbox(client)
+
+
+def _problem(exc: BaseException, account: ImapAccount) -> VerifyProblem:
+    where = f"{account.host}:{account.port}"
+    if isinstance(exc, imapclient.exceptions.LoginError):
+        return VerifyProblem("auth", str(exc)[:300])
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        return VerifyProblem("tls", f"TLS with {account.host} failed: {reason}")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return VerifyProblem("timeout", f"{where} did not answer in time")
+    if isinstance(exc, ConnectionRefusedError):
+        return VerifyProblem("refused", f"{where} refused the connection")
+    if isinstance(exc, OSError):
+        return VerifyProblem("refused", f"cannot reach {where}: {exc.strerror or exc}")
+    return VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__)
+
+
+async def open_mailbox(account: ImapAccount, policy: ConnectPolicy) -> Mailbox:
+    """Vet, connect, log in; raises ImapProblem with what went wrong in plain words."""
+    try:
+        addresses = await vet_host(account.host, account.port, allow_private=policy.allow_private)
+    except HostRefused as exc:
+        raise ImapProblem(VerifyProblem(exc.code, str(exc))) from None
+    last: BaseException | None = None
+    for address in addresses[:2]:
+        try:
+            return await asyncio.to_thread(_connect, account, address, policy)
+        except Exception as exc:  # each failure is explained; the next address may answer
+            last = exc
+    assert last is not None
+    raise ImapProblem(_problem(last, account))
+
+
+class ImapProblem(Exception):
+    def __init__(self, problem: VerifyProblem) -> None:
+        super().__init__(problem.detail)
+        self.problem = problem
+
+
+async def verify(account: ImapAccount, policy: ConnectPolicy) -> VerifyProblem | None:
+    """Connect, TLS, log in, select INBOX (read-only); None when all of it works."""
+    try:
+        mailbox = await open_mailbox(account, policy)
+    except ImapProblem as exc:
+        return exc.problem
+    try:
+        await asyncio.to_thread(mailbox.select_inbox, readonly=True)
+    except Exception as exc:
+        return _problem(exc, account)
+    finally:
+        await asyncio.to_thread(mailbox.close)
+    return None
+
+
+def explain(problem: VerifyProblem, host: str, port: int, lang: str) -> dict[str, object]:
+    """An IMAP problem as a person reads it, in `lang`."""
+    code = f"imap_{problem.kind}" if problem.kind in _KINDS else "imap_protocol"
+    return {"code": code, "message": translate(code, lang, host=host, port=port, detail=problem.detail)}
+
+
+_KINDS = {"dns", "private", "refused", "timeout", "tls", "auth", "protocol"}
+
+
+async def save(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, values: dict[str, Any], *,
+               allow_private: bool) -> bool:
+    """Store a sender's IMAP settings (the host vetted like SMTP's); False when no such sender.
+    A changed server or login starts reading afresh and needs verifying again."""
+    if values["imap_host"]:
+        try:
+            await vet_host(values["imap_host"], values["imap_port"], allow_private=allow_private)
+        except HostRefused as exc:
+            raise InputError("host_refused", "imap_host", host=values["imap_host"], reason=str(exc)) from None
+    sealed = await seal(keys, values["imap_password"], f"user:{user_id}") if values["imap_password"] else None
+    done = await conn.fetchval(
+        """
+        UPDATE senders SET imap_host = $3, imap_port = $4, imap_username = $5,
+               imap_password_encrypted = CASE WHEN $3::text IS NULL THEN NULL
+                                              ELSE COALESCE($6, imap_password_encrypted) END,
+               imap_move_bounces = $7,
+               imap_verified_at = CASE WHEN $6::bytea IS NULL AND imap_host IS NOT DISTINCT FROM $3
+                                        AND imap_port IS NOT DISTINCT FROM $4
+                                        AND imap_username IS NOT DISTINCT FROM $5 THEN imap_verified_at END,
+               imap_uidvalidity = CASE WHEN imap_host IS NOT DISTINCT FROM $3
+                                        AND imap_username IS NOT DISTINCT FROM $5 THEN imap_uidvalidity END,
+               imap_next_uid = CASE WHEN imap_host IS NOT DISTINCT FROM $3
+                                     AND imap_username IS NOT DISTINCT FROM $5 THEN imap_next_uid END,
+               imap_problem = NULL, updated_at = now()
+         WHERE id = $1 AND user_id = $2 RETURNING 1
+        """,
+        sender_id, user_id, values["imap_host"], values["imap_port"], values["imap_username"], sealed,
+        values["imap_move_bounces"],
+    )
+    return done is not None
+
+
+async def account_of(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int) -> ImapAccount | None:
+    """The sender's IMAP account with its password opened (the SMTP one unless it has its own)."""
+    row = await conn.fetchrow(
+        "SELECT imap_host, imap_port, imap_username, imap_password_encrypted, username, password_encrypted"
+        " FROM senders WHERE id = $1 AND user_id = $2", sender_id, user_id)
+    if row is None or row["imap_host"] is None:
+        return None
+    password = await open_sealed(keys, row["imap_password_encrypted"] or row["password_encrypted"], f"user:{user_id}")
+    return ImapAccount(row["imap_host"], row["imap_port"] or IMAP_PORT, row["imap_username"] or row["username"],
+                       password)
+
+
+async def mark_verified(conn: Conn, sender_id: int, problem: VerifyProblem | None, text: str | None) -> None:
+    await conn.execute(
+        "UPDATE senders SET imap_verified_at = CASE WHEN $2 THEN now() END, imap_problem = $3 WHERE id = $1",
+        sender_id, problem is None, text)
+
+
+async def status(conn: Conn, sender_id: int) -> dict[str, Any]:
+    """What the sender page shows about bounce reading and the account's bounce rate (30 days)."""
+    row = await conn.fetchrow(
+        """
+        SELECT s.imap_host, s.imap_port, s.imap_username, s.imap_move_bounces, s.imap_verified_at,
+               s.imap_checked_at, s.imap_problem,
+               (SELECT count(*) FILTER (WHERE r.status = 'bounced') FROM recipients r JOIN campaigns c
+                  ON c.id = r.campaign_id WHERE c.sender_id = s.id AND r.updated_at > now() - interval '30 days')
+                 AS bounced,
+               (SELECT count(*) FROM recipients r JOIN campaigns c ON c.id = r.campaign_id
+                 WHERE c.sender_id = s.id AND r.status IN ('sent', 'bounced')
+                   AND r.updated_at > now() - interval '30 days') AS delivered
+          FROM senders s WHERE s.id = $1
+        """,
+        sender_id)
+    assert row is not None
+    bounced, sent = row["bounced"], row["delivered"]
+    rate = bounced / sent if sent else 0.0
+    return {
+        "host": row["imap_host"], "port": row["imap_port"], "username": row["imap_username"],
+        "move_bounces": row["imap_move_bounces"], "verified": row["imap_verified_at"] is not None,
+        "checked_at": row["imap_checked_at"].isoformat() if row["imap_checked_at"] else None,
+        "problem": row["imap_problem"], "bounced_30d": bounced, "sent_30d": sent, "bounce_rate_30d": round(rate, 4),
+        "bounce_warning": sent >= 50 and rate >= BOUNCE_WARNING_RATE,
+    }
+
+
+# Amazon SES reviews an account at a 5% bounce rate (and may pause it at 10%); Google's and
+# Yahoo's 2024 bulk-sender rules and Mail.ru's postmaster pages ask for "low" bounce rates and
+# throttle senders who keep mailing dead addresses. Warn at SES's review level, on at least 50 mails.
+BOUNCE_WARNING_RATE = 0.05
