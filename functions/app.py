@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from functions import (
     accounts_api,
+    bounces_api,
     campaigns_api,
     openapi,
     send_message_api,
@@ -84,6 +85,9 @@ def create_app(serve_web: bool | None = None) -> Starlette:
         Route("/v1/senders/{sender_id}", senders_api.update_sender, methods=["PATCH"]),
         Route("/v1/senders/{sender_id}", senders_api.delete_sender, methods=["DELETE"]),
         Route("/v1/senders/{sender_id}/verify", senders_api.verify_sender, methods=["POST"]),
+        Route("/v1/senders/{sender_id}/imap", bounces_api.get_imap, methods=["GET"]),
+        Route("/v1/senders/{sender_id}/imap", bounces_api.put_imap, methods=["PUT"]),
+        Route("/v1/senders/{sender_id}/imap/verify", bounces_api.verify_imap, methods=["POST"]),
         Route("/v1/uploads", uploads_api.list_uploads, methods=["GET"]),
         Route("/v1/uploads", uploads_api.create_upload, methods=["POST"]),
         Route("/v1/uploads/{upload_id}", uploads_api.get_upload, methods=["GET"]),

@@ -204,6 +204,23 @@ PATHS: dict[str, Any] = {
         "Verify live: connect, TLS, log in, check the sender address",
         {"200": _json(_ref("Verification")), "422": _json(_ref("Verification"), "What failed, in plain words")},
         parameters=_SENDER, tags=["senders"])},
+    "/v1/senders/{sender_id}/imap": {
+        "get": _op("Bounce reading: IMAP settings, last check, problem, 30-day bounce rate",
+                   {"200": _json({"type": "object"})}, parameters=_SENDER, tags=["bounces"]),
+        "put": {**_op("Set the IMAP account bounces are read from, and check it live",
+                      {"200": _json({"type": "object"}),
+                       "422": _json({"type": "object"}, "What failed, in plain words")},
+                      parameters=_SENDER, tags=["bounces"]),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "imap_host": _nullable("string"), "imap_port": {"type": "integer"},
+                        "imap_username": _nullable("string"), "imap_password": _nullable("string"),
+                        "imap_move_bounces": {"type": "boolean"}, "imap_enabled": {"type": "boolean"}}}}}}},
+    },
+    "/v1/senders/{sender_id}/imap/verify": {"post": _op(
+        "Check the IMAP account live: connect, TLS, log in, open INBOX",
+        {"200": _json({"type": "object"}), "422": _json({"type": "object"}, "What failed, in plain words")},
+        parameters=_SENDER, tags=["bounces"])},
     "/v1/suppressions": {
         "get": _op("The account's suppression list (search with q)", {"200": _json(_items("Suppression"))},
                    parameters=[_query("q", {"type": "string"}), _query("after", {"type": "string"})],

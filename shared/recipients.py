@@ -138,7 +138,7 @@ async def skip_open(conn: Conn, campaign_id: uuid.UUID, reason: str) -> int:
     return int(result.split()[-1])
 
 
-STATES = ("pending", "sending", "sent", "failed", "skipped")
+STATES = ("pending", "sending", "sent", "failed", "skipped", "bounced")
 
 
 async def page(conn: Conn, campaign_id: uuid.UUID, *, after: int, limit: int, status: str | None = None,

@@ -64,7 +64,7 @@ async def test_full_campaign_with_merge_fields_and_unsubscribe(
 
     done = await wait_status(api, auth, campaign_id, {"finished", "paused", "cancelled"})
     assert done["status"] == "finished", done
-    assert done["counts"] == {"pending": 0, "sending": 0, "sent": 2, "failed": 0, "skipped": 2}
+    assert done["counts"] == {"pending": 0, "sending": 0, "sent": 2, "failed": 0, "skipped": 2, "bounced": 0}
     assert done["duplicates_removed"] == 1
 
     mails = {m.rcpt_tos[0]: m.parsed() for m in clean_sink.messages}

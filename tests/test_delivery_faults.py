@@ -120,7 +120,7 @@ async def test_a_recipient_refused_every_time_is_retried_on_schedule_then_fails_
 
     done = await wait_status(api, auth, campaign_id, FINAL, timeout=120)
     assert done["status"] == "finished", done
-    assert done["counts"] == {"pending": 0, "sending": 0, "sent": 19, "failed": 1, "skipped": 0}
+    assert done["counts"] == {"pending": 0, "sending": 0, "sent": 19, "failed": 1, "skipped": 0, "bounced": 0}
     [failed] = await list_recipients(api, auth, campaign_id, status="failed")
     assert failed["email"] == doomed and failed["attempts"] == settings.retry_max_attempts == 10
     assert failed["reply"].startswith("10 попыток не удались; gave up after 10 attempts: 451 4.3.0"), failed["reply"]
@@ -219,7 +219,7 @@ async def test_per_day_limit_stops_at_the_limit_and_waits_without_failing_anyone
 
     found = await eventually(waiting, 10, "no recipient left claimed")
     assert found["status"] == "sending"  # it cannot finish today, and it did not give up
-    assert found["counts"] == {"pending": 3, "sending": 0, "sent": 5, "failed": 0, "skipped": 0}
+    assert found["counts"] == {"pending": 3, "sending": 0, "sent": 5, "failed": 0, "skipped": 0, "bounced": 0}
     [later] = await eventually(lambda: deferred(db, campaign_id), 10, "the rest was deferred")
     assert later["reason"] == "rate limit"
     assert later["not_before"] >= first + 86400 - 5  # a day after the first of the five
@@ -227,7 +227,7 @@ async def test_per_day_limit_stops_at_the_limit_and_waits_without_failing_anyone
     await campaign_action(api, auth, campaign_id, "cancel")
     found = await get_campaign(api, auth, campaign_id)
     assert found["status"] == "cancelled"
-    assert found["counts"] == {"pending": 0, "sending": 0, "sent": 5, "failed": 0, "skipped": 3}
+    assert found["counts"] == {"pending": 0, "sending": 0, "sent": 5, "failed": 0, "skipped": 3, "bounced": 0}
     # Tomorrow comes: the deferred batch is republished, and nothing more goes out.
     async with db.acquire() as conn:
         await conn.execute("UPDATE deferred_batches SET not_before = now() WHERE campaign_id = $1",
@@ -369,7 +369,7 @@ async def test_550_fails_those_recipients_with_the_reply(
     clean_sink.faults.rcpt_reply = lambda rcpt: f"550 5.1.1 <{rcpt}>: user unknown" if rcpt in gone else None
     campaign_id = await run_campaign(api, auth, clean_sink, emails)
     done = await wait_status(api, auth, campaign_id, FINAL)
-    assert done["counts"] == {"pending": 0, "sending": 0, "sent": 53, "failed": 7, "skipped": 0}
+    assert done["counts"] == {"pending": 0, "sending": 0, "sent": 53, "failed": 7, "skipped": 0, "bounced": 0}
     failed = await list_recipients(api, auth, campaign_id, status="failed")
     assert {r["email"] for r in failed} == gone
     assert all(r["reply"].startswith("550 5.1.1") and r["attempts"] == 1 for r in failed)
@@ -388,7 +388,7 @@ async def test_rejected_password_pauses_the_campaign_and_fails_nobody(
     done = await wait_status(api, auth, draft["id"], FINAL)
     assert done["status"] == "paused"
     assert "535" in done["status_reason"] or "password" in done["status_reason"].lower()
-    assert done["counts"] == {"pending": 40, "sending": 0, "sent": 0, "failed": 0, "skipped": 0}
+    assert done["counts"] == {"pending": 40, "sending": 0, "sent": 0, "failed": 0, "skipped": 0, "bounced": 0}
 
     clean_sink.faults.rejected_passwords.clear()  # the user fixes the password, then resumes
     assert (await api.post(f"/v1/campaigns/{draft['id']}/resume", headers=auth)).status_code == 202

@@ -19,7 +19,7 @@ async def progress(conn: Conn, user_id: int, campaign_id: uuid.UUID) -> dict[str
     )
     if row is None:
         return None
-    counts = {state: 0 for state in ("pending", "sending", "sent", "failed", "skipped")}
+    counts = {state: 0 for state in ("pending", "sending", "sent", "failed", "skipped", "bounced")}
     for r in await conn.fetch(
         "SELECT status, count(*) AS n FROM recipients WHERE campaign_id = $1 GROUP BY status", campaign_id
     ):

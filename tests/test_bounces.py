@@ -1,0 +1,146 @@
+"""Bounces read back from the sender's own INBOX: a real Dovecot, the real bounce worker, the
+campaign's real messages. Every non-bounce is left as it was; nothing is deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from sendpy.devstack.imap import DovecotServer
+from sendpy.devstack.ports import free_port
+from sendpy.devstack.smtp_sink import SmtpSink
+from tests.conftest import Workers
+from tests.helpers import make_sender, make_upload, wait_status
+from tests.imap import ImapUser
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def dsn(from_email: str, recipient: str, message_id: str, status: str, action: str, diagnostic: str) -> bytes:
+    """A standard delivery-status notification (RFC 3464) as Postfix writes one."""
+    return (
+        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\nTo: {from_email}\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-{time.monotonic_ns()}@mx.example.net>\r\n"
+        "MIME-Version: 1.0\r\nAuto-Submitted: auto-replied\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not\r\n"
+        "be delivered to one or more recipients.\r\n\r\n"
+        "--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nOriginal-Recipient: rfc822;{recipient}\r\nAction: {action}\r\n"
+        f"Status: {status}\r\nDiagnostic-Code: smtp; {diagnostic}\r\n\r\n"
+        "--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: {from_email}\r\nTo: {recipient}\r\nSubject: Hello\r\nMessage-ID: {message_id}\r\n\r\n--b1--\r\n"
+    ).encode()
+
+
+async def campaign_to(api: httpx.AsyncClient, auth: dict[str, str], sender_id: int, emails: list[str]) -> str:
+    upload = await make_upload(api, auth, ("email\n" + "\n".join(emails) + "\n").encode())
+    draft = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": sender_id, "upload_id": upload["id"], "subject": "Hello", "html_body": "<p>Hi</p>"})).json()
+    assert (await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)).status_code == 202
+    await wait_status(api, auth, draft["id"], {"finished"})
+    return str(draft["id"])
+
+
+async def statuses(api: httpx.AsyncClient, auth: dict[str, str], campaign_id: str) -> dict[str, dict[str, Any]]:
+    items = (await api.get(f"/v1/campaigns/{campaign_id}/recipients", headers=auth)).json()["items"]
+    return {item["email"]: item for item in items}
+
+
+async def test_bounces_in_the_inbox_are_recorded_and_nothing_else_is_touched(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, dovecot: DovecotServer,
+    imap_user: ImapUser, db: asyncpg.Pool,
+) -> None:
+    from_email = imap_user.name  # the IMAP login is the mailbox address, as at most providers
+    sender = await make_sender(api, auth, clean_sink, from_email=from_email)
+    imap = {"imap_host": "127.0.0.1", "imap_port": dovecot.port, "imap_username": imap_user.name}
+
+    wrong = await api.put(f"/v1/senders/{sender['id']}/imap", headers={**auth, "Accept-Language": "ru"},
+                          json={**imap, "imap_password": "not it"})
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "imap_auth", wrong.text
+    assert "не принял логин или пароль" in wrong.json()["error"]["message"]
+    still_wrong = await api.post(f"/v1/senders/{sender['id']}/imap/verify", headers=auth)
+    assert still_wrong.status_code == 422 and still_wrong.json()["imap"]["problem"]
+    ok = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth, json={**imap, "imap_password": imap_user.password})
+    assert ok.status_code == 200 and ok.json()["verified"] is True, ok.text
+
+    emails = ["hard@example.com", "soft@example.com", "fine@example.com"]
+    campaign_id = await campaign_to(api, auth, sender["id"], emails)
+    ids = {m.rcpt_tos[0]: m.parsed()["Message-ID"] for m in clean_sink.messages}
+    inbox = [
+        dsn(from_email, "hard@example.com", ids["hard@example.com"], "5.1.1", "failed",
+            "550 5.1.1 <hard@example.com>: Recipient address rejected: User unknown"),
+        dsn(from_email, "soft@example.com", ids["soft@example.com"], "4.2.2", "delayed",
+            "452 4.2.2 Mailbox full"),
+        dsn(from_email, "never@example.com", "<not-ours@example.org>", "5.1.1", "failed", "550 no such user"),
+        (f"From: Fine <fine@example.com>\r\nTo: {from_email}\r\nSubject: Re: Hello\r\n"
+         "Message-ID: <reply@example.com>\r\n\r\nThanks, got it!\r\n").encode(),
+        (f"From: Boss <boss@example.com>\r\nTo: {from_email}\r\nSubject: Out of Office\r\n"
+         "Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n").encode(),
+        b"Content-Type: multipart/report; boundary=\r\n\r\n--\x00\xff broken",
+        (f"From: big@example.com\r\nTo: {from_email}\r\nSubject: big\r\n\r\n").encode() + b"x" * (50 * 1024 * 1024),
+    ]
+    for raw in inbox:
+        await asyncio.to_thread(dovecot.append, imap_user.name, raw)
+
+    reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="1")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = await statuses(api, auth, campaign_id)
+            if found["hard@example.com"]["status"] == "bounced" and found["soft@example.com"]["status"] == "bounced":
+                break
+            await asyncio.sleep(0.5)
+        assert found["hard@example.com"]["status"] == "bounced", found
+        assert found["hard@example.com"]["reply"].startswith("5.1.1"), found
+        assert found["soft@example.com"]["status"] == "bounced" and found["soft@example.com"]["reply"].startswith("4.2.2")
+        assert found["fine@example.com"]["status"] == "sent"
+        progress = (await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)).json()
+        assert (progress["counts"]["sent"], progress["counts"]["bounced"]) == (1, 2)
+
+        suppressed = {i["email"]: i for i in (await api.get("/v1/suppressions", headers=auth)).json()["items"]}
+        assert set(suppressed) == {"hard@example.com"}  # the soft bounce is counted, not yet suppressed
+        assert suppressed["hard@example.com"]["reason"] == "hard_bounce"
+        assert suppressed["hard@example.com"]["campaign_id"] == campaign_id
+
+        status = (await api.get(f"/v1/senders/{sender['id']}/imap", headers=auth)).json()
+        assert status["problem"] is None and status["checked_at"] and status["bounced_30d"] == 2
+
+        # Nothing deleted, nothing marked read: the user's INBOX is as it was.
+        def inbox_state() -> tuple[int, bool]:
+            client = dovecot.login(imap_user.name)
+            try:
+                client.select("INBOX", readonly=True)
+                _, all_ids = client.search(None, "ALL")
+                _, unseen = client.search(None, "UNSEEN")
+                return len(all_ids[0].split()), all_ids == unseen
+            finally:
+                client.logout()
+
+        assert await asyncio.to_thread(inbox_state) == (len(inbox), True)
+
+        # A second look changes nothing (each bounce message is recorded once).
+        await db.execute("UPDATE senders SET imap_next_uid = 1, imap_checked_at = NULL WHERE id = $1", sender["id"])
+        await asyncio.sleep(3)
+        assert await db.fetchval("SELECT count FROM soft_bounces WHERE address = 'soft@example.com'") == 1
+
+        # The server goes away: the problem is shown on the sender, in both languages.
+        await db.execute("UPDATE senders SET imap_port = $2, imap_checked_at = NULL WHERE id = $1",
+                         sender["id"], free_port())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = (await api.get(f"/v1/senders/{sender['id']}/imap", headers=auth)).json()
+            if status["problem"]:
+                break
+            await asyncio.sleep(0.5)
+        assert "отклонил подключение" in status["problem"] and "refused the IMAP connection" in status["problem"]
+    finally:
+        workers.kill(reader)
