@@ -85,8 +85,21 @@ class SenderState:
     used_at: float = field(default_factory=time.monotonic)
     paused_until: float = 0.0
     _idle: list[SmtpConnection] = field(default_factory=list)
+    # At most `size` connections to the account at once, however many of its batches this worker
+    # works on concurrently (providers limit simultaneous connections per mailbox).
+    _slots: asyncio.Semaphore | None = None
 
     async def acquire(self) -> SmtpConnection:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.size)
+        await self._slots.acquire()
+        try:
+            return await self._connection()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _connection(self) -> SmtpConnection:
         self.used_at = time.monotonic()
         limit = self.sender.recipients_per_connection
         while self._idle:
@@ -107,6 +120,13 @@ class SenderState:
             self._idle.append(conn)
         else:
             conn.close()
+        if self._slots is not None:
+            self._slots.release()
+
+    def discard(self, conn: SmtpConnection) -> None:
+        conn.close()
+        if self._slots is not None:
+            self._slots.release()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -145,6 +165,7 @@ class Deliverer:
         self._base_url = public_base_url
         self._compiled: OrderedDict[uuid.UUID, CompiledCampaign] = OrderedDict()
         self._senders: dict[int, SenderState] = {}
+        self._loading: dict[int, asyncio.Lock] = {}
 
     async def close(self) -> None:
         states, self._senders = self._senders, {}
@@ -166,7 +187,12 @@ class Deliverer:
         return compiled
 
     async def _sender_state(self, sender_id: int) -> SenderState | None:
-        """The account, re-read every few seconds so pauses and new limits take effect."""
+        """The account, re-read every few seconds so pauses and new limits take effect. One state
+        per account however many of its batches run at once: they share its connections and pause."""
+        async with self._loading.setdefault(sender_id, asyncio.Lock()):
+            return await self._load_sender_state(sender_id)
+
+    async def _load_sender_state(self, sender_id: int) -> SenderState | None:
         await self._evict_idle(keep=sender_id)
         state = self._senders.get(sender_id)
         if state is not None and time.monotonic() - state.loaded_at < SENDER_REFRESH_SECONDS:
@@ -184,7 +210,7 @@ class Deliverer:
             state = SenderState(sender, self._keys, self._policy, self._connect, self._connections, limiter)
             self._senders[sender_id] = state
         state.loaded_at = time.monotonic()
-        state.paused_until = paused_until
+        state.paused_until = max(state.paused_until, paused_until)  # a pause seen here may not be stored yet
         return state
 
     async def _evict_idle(self, keep: int) -> None:
@@ -248,6 +274,9 @@ class Deliverer:
 
         async def lane() -> None:
             while (item := await queue.get()) is not None:
+                if stop.outcome is None and state.paused_until > time.time():  # paused by another batch
+                    stop.outcome, stop.reason, stop.not_before = (ReplyKind.PAUSE_SENDER, "sender paused",
+                                                                  state.paused_until)
                 if stop.outcome is not None or not await self._slot(state, stop):
                     done.append(RecipientResult(item.position, "released", None))
                     continue
@@ -361,6 +390,11 @@ class Deliverer:
                 stop.outcome, stop.reason = ReplyKind.RETRY, f"{exc.kind}: {exc}"
                 stop.not_before = outcome.next_attempt_at or 0.0
             return outcome
+        if state.paused_until > time.time():  # paused by another batch while this one waited for a connection
+            state.release(conn)
+            if stop.outcome is None:
+                stop.outcome, stop.reason, stop.not_before = ReplyKind.PAUSE_SENDER, "sender paused", state.paused_until
+            return RecipientResult(item.position, "released", None)
         try:
             message = compiled.render(item.position, item.email, item.fields)
         except Exception as exc:  # a template that fails for this row's data, e.g. {{ 1 / count }}
@@ -369,7 +403,7 @@ class Deliverer:
         try:
             reply = await conn.send(state.sender.from_email, item.email, message)
         except Exception as exc:  # a library bug or an encoding problem: this recipient's outcome, not the batch's
-            conn.close()
+            state.discard(conn)
             log.exception("sending one message failed", extra={"position": item.position})
             reason = f"непредвиденная ошибка / unexpected error: {exc}"[:500]
             return self._retry_or_fail(item, Reply(ReplyKind.RETRY, None, reason))
@@ -385,5 +419,7 @@ class Deliverer:
             if stop.outcome is None:
                 stop.outcome, stop.reason = ReplyKind.PAUSE_SENDER, reply.describe()
                 stop.not_before = time.time() + self._retry.sender_pause_seconds
+            # At once for every batch of this account in this worker (they run concurrently).
+            state.paused_until = max(state.paused_until, stop.not_before or time.time())
             return RecipientResult(item.position, "released", reply.describe())
         return self._retry_or_fail(item, reply)
