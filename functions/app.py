@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import asyncpg
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -55,6 +56,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _input_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InputError)
     return input_error(request, exc)
+
+
+async def _changed_meanwhile(request: Request, exc: Exception) -> Response:
+    # Two requests of one user raced (a sender deleted while a draft named it): checked a moment
+    # before, gone at the write. Nothing was stored; trying again gives the proper answer.
+    return error_response(request, 409, "changed_meanwhile")
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -126,6 +133,7 @@ def create_app(serve_web: bool | None = None) -> Starlette:
             HTTPException: _http_error,
             ApiError: _api_error,
             InputError: _input_error,
+            asyncpg.ForeignKeyViolationError: _changed_meanwhile,
             Exception: _server_error,
         },
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -12,6 +14,7 @@ from functions.parsing import int_param, json_object
 from shared import imap_accounts, smtp_accounts
 from shared.mail.messenger import ConnectPolicy
 from shared.settings import get_settings
+from shared.smtp_accounts import LIVE_CHECK_SECONDS, VerifyProblem
 
 
 async def _owned(request: Request) -> tuple[int, smtp_accounts.Sender]:
@@ -57,8 +60,12 @@ async def _verify(request: Request, user_id: int, sender: smtp_accounts.Sender) 
         account = await imap_accounts.account_of(conn, resources.keys(), user_id, sender.id)
     if account is None:
         raise ApiError(404, "not_found")
-    policy = ConnectPolicy.from_settings(get_settings(), max_timeout=10.0)  # well inside the gateway's 30 s
-    problem = await imap_accounts.verify(account, policy)
+    policy = ConnectPolicy.from_settings(get_settings(), max_timeout=10.0)
+    try:
+        problem = await asyncio.wait_for(imap_accounts.verify(account, policy), LIVE_CHECK_SECONDS)
+    except TimeoutError:
+        problem = VerifyProblem("timeout", f"{account.host}:{account.port} took longer than"
+                                           f" {LIVE_CHECK_SECONDS:.0f} s to answer")
     explained = imap_accounts.explain(problem, account.host, account.port, language(request)) if problem else None
     both = " / ".join(str(imap_accounts.explain(problem, account.host, account.port, lang)["message"])
                       for lang in ("ru", "en")) if problem else None

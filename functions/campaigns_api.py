@@ -25,9 +25,9 @@ from shared.contacts import iter_contacts
 from shared.errors import InputError, translate
 from shared.export import csv_lines
 from shared.mail.compose import CampaignContent, CompiledCampaign, RenderTooLarge
-from shared.mail.messenger import ConnectError, ConnectPolicy, ReplyKind, SmtpConnection
+from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpConnection
 from shared.settings import get_settings
-from shared.smtp_accounts import VerifyProblem
+from shared.smtp_accounts import LIVE_CHECK_SECONDS, VerifyProblem
 from shared.unsubscribe import Unsubscriber, signing_key
 
 EXPORT_COLUMNS = ("position", "email", "status", "reply", "attempts", "updated_at")
@@ -195,17 +195,27 @@ async def test_send(request: Request) -> Response:
     except Exception as exc:  # parses, but fails for this row's data
         raise InputError("template", "html_body", part="html", part_en="HTML", part_ru="HTML", where="",
                          reason=str(exc)) from None
-    policy = ConnectPolicy.from_settings(settings, max_timeout=10.0)  # well inside the gateway's 30 s
+    policy = ConnectPolicy.from_settings(settings, max_timeout=10.0)
     connection = SmtpConnection(await sender.open_account(resources.keys()), policy)
-    try:
+
+    async def deliver() -> Reply:
         await connection.open()
+        try:
+            return await connection.send(sender.from_email, address, message)
+        finally:
+            await connection.quit()
+
+    try:
+        # The whole test inside the gateway's 30 s, however slowly the server answers each command.
+        reply = await asyncio.wait_for(deliver(), LIVE_CHECK_SECONDS)
     except ConnectError as exc:
         problem = VerifyProblem(exc.kind, str(exc), exc.code)
         return JSONResponse({"sent": False, "error": _explain(request, problem, sender)}, status_code=422)
-    try:
-        reply = await connection.send(sender.from_email, to.normalized, message)
-    finally:
-        await connection.quit()
+    except TimeoutError:
+        connection.close()
+        problem = VerifyProblem("timeout", f"{sender.host}:{sender.port} took longer than"
+                                           f" {LIVE_CHECK_SECONDS:.0f} s to answer")
+        return JSONResponse({"sent": False, "error": _explain(request, problem, sender)}, status_code=422)
     if reply.kind is not ReplyKind.SENT:
         problem = VerifyProblem("protocol", reply.describe(), reply.code)
         return JSONResponse({"sent": False, "error": _explain(request, problem, sender)}, status_code=422)

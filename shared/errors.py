@@ -54,6 +54,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "Запрос с этим Idempotency-Key ещё выполняется; повторите через несколько секунд"
               " (не позже чем через {seconds} с).",
     },
+    "changed_meanwhile": {
+        "en": "Something this request refers to was deleted or changed at the same moment; nothing was saved."
+              " Reload and try again.",
+        "ru": "То, на что ссылается запрос, в этот же момент было удалено или изменено; ничего не сохранено."
+              " Обновите страницу и повторите.",
+    },
     "no_addresses": {
         "en": "No line of the file holds a valid email address; nothing was added.",
         "ru": "Ни в одной строке файла нет правильного адреса электронной почты; ничего не добавлено.",

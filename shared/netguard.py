@@ -32,6 +32,8 @@ _IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT ::ffff:0:a.b.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: 64:ff9b::a.b.c.d
 _LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # local-use NAT64: never a public server
 _SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated site-local, private in practice
+# Reserved ranges Python 3.11's `is_global` does not know yet: documentation (RFC 9637) and SRv6 SIDs.
+_NOT_SERVERS = (ipaddress.ip_network("3fff::/20"), ipaddress.ip_network("5f00::/16"))
 
 
 def _public_ipv4(ip: ipaddress.IPv4Address) -> bool:
@@ -56,7 +58,7 @@ def is_public(address: str) -> bool:
     """
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _SITE_LOCAL or ip in _LOCAL_NAT64:
+        if ip in _SITE_LOCAL or ip in _LOCAL_NAT64 or any(ip in network for network in _NOT_SERVERS):
             return False
         teredo = ip.teredo
         if teredo is not None:

@@ -23,6 +23,9 @@ from shared.netguard import HostRefused, vet_host
 from shared.smtp_presets import PRESETS, preset_for_address
 
 SECURITY = ("tls", "starttls", "starttls_optional", "none")
+# A live check a person waits for (verify, test send) ends within this, however slowly a server
+# answers each command: inside API Gateway's 30 s, with a reason instead of a gateway timeout.
+LIVE_CHECK_SECONDS = 20.0
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _COLUMNS = ("id, from_email, from_name, host, port, security, username, preset, per_minute, per_day,"
             " recipients_per_connection, verified_at, paused_until, pause_reason, last_error, created_at")

@@ -284,6 +284,9 @@ async def test_a_waiting_account_does_not_hold_up_another_accounts_campaign(
         assert slow["status"] == "sending" and slow["counts"]["sent"] == 2 and slow["counts"]["failed"] == 0
         [later] = await eventually(lambda: deferred(db, slow_campaign), 10, "the limited campaign was deferred")
         assert later["reason"] == "rate limit" and later["not_before"] >= first + 60 - 2
+        # Nothing silent: the campaign says what it waits for, and until when.
+        waiting = (await get_campaign(api, auth, slow_campaign))["status_reason"]
+        assert waiting and "Next attempt at" in waiting and "rate limit" in waiting and "Следующая попытка" in waiting
     finally:
         await campaign_action(api, auth, slow_campaign, "cancel")
 

@@ -47,6 +47,8 @@ PRIVATE_SPELLINGS = [
     "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1 (stored inverted)
     "2001::ffff:fffe",  # Teredo, server 0.0.0.0, client 0.0.0.1
     "fec0::1",  # site-local (deprecated)
+    "3fff::1",  # documentation (RFC 9637), unknown to Python 3.11
+    "5f00::1",  # SRv6 SIDs
     "FEC0::1",
     "fc00::1",  # unique local
     "fd00::1",

@@ -25,7 +25,7 @@ from shared.storage import UploadStore
 from shared.sweeper import republish_stalled, requeue_stuck
 from shared.unsubscribe import signing_key
 from shared.uploads import inspect_in_worker
-from worker_image.consume import Revocations, configure_logging, run, stop_on_signals
+from worker_image.consume import Revocations, beat, configure_logging, run, stop_on_signals
 
 log = logging.getLogger("sendpy.worker")
 
@@ -168,6 +168,7 @@ async def run_bounce_worker() -> None:
                 log.warning("checking a mailbox failed", extra={"sender": sender_id}, exc_info=True)
 
     async def round_of_checks() -> int:
+        beat()
         due = await due_senders(db, settings.bounce_poll_seconds)
         await asyncio.gather(*(check(sender_id) for sender_id in due))
         return len(due)

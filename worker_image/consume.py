@@ -24,8 +24,8 @@ from shared.settings import get_settings
 log = logging.getLogger("sendpy.worker")
 
 Handler = Callable[[bytes], Awaitable[None]]
-def _beat() -> None:
-    """Touched on every poll; the container health check reads its age."""
+def beat() -> None:
+    """Touched on every poll (and every bounce round); the container health check reads its age."""
     Path(get_settings().heartbeat_file).touch()
 HANDLER_ATTEMPTS = 3
 
@@ -145,7 +145,7 @@ async def run(
             await _commit(consumer, tp, record.offset + 1)
 
     while not stopping.is_set():
-        _beat()
+        beat()
         for tp, task in list(in_flight.items()):
             if task.done():
                 del in_flight[tp]

@@ -25,7 +25,8 @@ _COLUMNS = (
 def to_json(row: Any) -> dict[str, Any]:
     data = dict(row)
     data["status_reason"] = shown_reason(row)
-    del data["waiting_for_queue"]
+    for computed in ("waiting_for_queue", "retry_at", "retry_reason"):
+        del data[computed]
     data["id"] = str(data["id"])
     data["upload_id"] = str(data["upload_id"]) if data.get("upload_id") else None
     for key in ("created_at", "updated_at", "started_at", "finished_at"):

@@ -168,14 +168,27 @@ WAITING_FOR_QUEUE = ("Рассылка ждёт очереди сообщени�
 # broker would take (then `shown_reason` says so).
 WAITING_SQL = (
     "(status = 'queued' AND EXISTS (SELECT 1 FROM outbox o WHERE o.key = convert_to(campaigns.id::text, 'UTF8')"
-    " AND o.created_at < now() - interval '10 seconds')) AS waiting_for_queue"
+    " AND o.created_at < now() - interval '10 seconds')) AS waiting_for_queue,"
+    " (SELECT d.not_before FROM deferred_batches d WHERE d.campaign_id = campaigns.id AND status = 'sending'"
+    "   AND d.not_before > now() + interval '10 seconds' ORDER BY d.not_before LIMIT 1) AS retry_at,"
+    " (SELECT d.reason FROM deferred_batches d WHERE d.campaign_id = campaigns.id AND status = 'sending'"
+    "   AND d.not_before > now() + interval '10 seconds' ORDER BY d.not_before LIMIT 1) AS retry_reason"
 )
 
 
 def shown_reason(row: Any) -> str | None:
-    """The reason a campaign shows: the stored one, or that its start waits for the queue."""
+    """The reason a campaign shows: the stored one; else that its start waits for the queue; else,
+    while its work waits out a limit or a retry, what for and until when."""
     reason: str | None = row["status_reason"]
-    return reason or (WAITING_FOR_QUEUE if row["waiting_for_queue"] else None)
+    if reason:
+        return reason
+    if row["waiting_for_queue"]:
+        return WAITING_FOR_QUEUE
+    if row["retry_at"] is not None:
+        at = row["retry_at"].strftime("%H:%M UTC")
+        why = str(row["retry_reason"] or "")[:200]
+        return f"Следующая попытка в {at}: {why} / Next attempt at {at}: {why}"
+    return None
 CONTACTS_FILE_GONE = ("Файл контактов больше не хранится (файлы хранятся 30 дней). Отмените эту рассылку"
                       " и создайте новую с файлом. / The contact file is no longer in storage (files are kept"
                       " for 30 days). Cancel this campaign and start a new one with the file.")

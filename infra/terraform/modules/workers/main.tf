@@ -45,7 +45,7 @@ resource "aws_security_group" "workers" {
   description = "Workers: outbound to Postgres, Kafka, AWS endpoints and the SMTP servers of users"
   vpc_id      = var.vpc_id
   egress {
-    description = "SMTP servers on the internet (25, 465, 587, 2525 and others), Postgres, Kafka, AWS endpoints"
+    description = "SMTP and IMAP servers on the internet (25, 465, 587, 993 and others), Postgres, Kafka, AWS endpoints"
     from_port   = 0
     to_port     = 65535
     protocol    = "tcp"
@@ -125,6 +125,8 @@ locals {
   kinds = {
     fanout = { cpu = 512, memory = 1024 }
     sender = { cpu = 1024, memory = 2048 }
+    # Reads the senders' INBOXes for bounces (IMAP, port 993): Postgres only, no Kafka.
+    bounce = { cpu = 256, memory = 512 }
   }
 }
 
