@@ -450,3 +450,19 @@ async def test_an_unexpected_error_sending_one_message_is_that_recipients_outcom
     await deliverer(store, ScriptedServer(answer)).deliver(batch_of(store))
     assert store.rows[3].status == "pending" and "unexpected error" in (store.rows[3].reply or "")
     assert [store.rows[p].status for p in (1, 2, 4, 5)] == ["sent"] * 4
+
+
+async def test_a_slow_server_holds_its_partition_only_for_the_batch_budget() -> None:
+    # Found by attacking the dev stack: a server answering each command just inside the timeout
+    # held the worker (and everyone behind on that partition) for the whole batch.
+    store = await make_store(40)
+    server = ScriptedServer(send_seconds=0.2)
+    # 40 sends of 0.2 s on 3 connections take ~2.7 s: a 0.5 s budget stops after a few.
+    await Deliverer(store, KEYS, ConnectPolicy(allow_private=True, allow_plaintext=False, timeout=5.0),
+                    connections_per_sender=3, connect=server.connect,  # type: ignore[arg-type]
+                    batch_budget_seconds=0.5).deliver(batch_of(store))
+    states = store.states()
+    assert 0 < states["sent"] < 40 and states["pending"] == 40 - states["sent"], states
+    [(deferred, not_before, reason)] = store.deferred
+    assert deferred == batch_of(store) and reason == "time budget" and not_before <= time.time()
+    assert all(row.attempts == (1 if row.status == "sent" else 0) for row in store.rows.values())

@@ -404,7 +404,7 @@ def test_worker_dockerfile_is_slim_pinned_non_root_with_a_health_check() -> None
 def test_localstack_compose_is_pinned_and_matches_the_settings() -> None:
     compose = yaml.safe_load((ROOT / "localstack-compose.yml").read_text())
     services = compose["services"]
-    assert {"localstack", "redpanda", "postgres", "mailpit", "api", "fanout", "sender"} <= set(services)
+    assert {"localstack", "redpanda", "postgres", "mailpit", "api", "fanout", "sender", "bounce"} <= set(services)
     for name, service in services.items():
         if "image" in service:
             image = service["image"]
@@ -413,13 +413,14 @@ def test_localstack_compose_is_pinned_and_matches_the_settings() -> None:
     assert services["localstack"]["image"] == "localstack/localstack:4.14.0"
     assert "--set=redpanda.auto_create_topics_enabled=false" in services["redpanda"]["command"]
     assert "8000:8000" in services["api"]["ports"]
-    for name in ("api", "fanout", "sender"):
+    for name in ("api", "fanout", "sender", "bounce"):
         env = services[name]["environment"]
         assert REQUIRED_IN_AWS - {"SENDPY_KAFKA_SECURITY", "SENDPY_KAFKA_REGION", "SENDPY_KAFKA_REPLICATION",
                                   "SENDPY_DELIVERY_PARTITIONS", "SENDPY_KEY_PROVIDER", "SENDPY_KMS_KEY_ID",
                                   "SENDPY_SIGNING_KEY"} <= set(env)
         assert set(env) - {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= SETTING_NAMES | OTHER_NAMES | {"SENDPY_SERVE_WEB"}
     assert services["fanout"]["command"] == ["fanout"] and services["sender"]["command"] == ["sender"]
+    assert services["bounce"]["command"] == ["bounce"]
     # The API runs uvicorn from the worker image: it must be built with the server extra.
     assert services["api"]["build"]["args"]["EXTRAS"] == "[server]"
     assert "server" in __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"][

@@ -34,6 +34,10 @@ from shared.unsubscribe import Unsubscriber
 log = logging.getLogger("sendpy.delivery")
 
 CLAIM_CHUNK = 100
+# How long one batch may hold its partition. A slow or silent server (each command may take the
+# SMTP timeout) then costs the other users on that partition this much, not the whole batch: the
+# rest is deferred to "now" and comes back behind whatever the partition holds meanwhile.
+BATCH_BUDGET_SECONDS = 20.0
 FLUSH_SECONDS = 0.1
 # Waits shorter than this are slept through; longer ones defer the batch and free the partition.
 MAX_INLINE_WAIT = 2.0
@@ -153,8 +157,10 @@ class Deliverer:
         public_base_url: str = "",
         claim_lease_seconds: float = CLAIM_LEASE_SECONDS,
         connect: Connect = SmtpConnection,
+        batch_budget_seconds: float = BATCH_BUDGET_SECONDS,
     ) -> None:
         self._lease = claim_lease_seconds
+        self._budget = batch_budget_seconds
         self._store = store
         self._connect = connect
         self._keys = keys
@@ -251,10 +257,17 @@ class Deliverer:
 
         claim_failure: list[Exception] = []
 
+        deadline = time.monotonic() + self._budget
+
+        def over_budget() -> bool:
+            if stop.outcome is None and time.monotonic() > deadline:
+                stop.outcome, stop.reason, stop.not_before = ReplyKind.RETRY, "time budget", time.time()
+            return stop.outcome is not None
+
         async def claimer() -> None:
             try:
                 for start in range(0, len(positions), CLAIM_CHUNK):
-                    if stop.outcome is not None:
+                    if over_budget():
                         break
                     claimed = await self._store.claim(batch.campaign_id, positions[start : start + CLAIM_CHUNK],
                                                       self._lease)
@@ -277,7 +290,7 @@ class Deliverer:
                 if stop.outcome is None and state.paused_until > time.time():  # paused by another batch
                     stop.outcome, stop.reason, stop.not_before = (ReplyKind.PAUSE_SENDER, "sender paused",
                                                                   state.paused_until)
-                if stop.outcome is not None or not await self._slot(state, stop):
+                if over_budget() or not await self._slot(state, stop):
                     done.append(RecipientResult(item.position, "released", None))
                     continue
                 state.limiter.begin()
