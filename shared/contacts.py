@@ -87,9 +87,10 @@ def detect_encoding(sample: bytes, complete: bool) -> str:
         raise InputError("excel_file", "file")
     if sample.startswith((b"%PDF", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"\xd0\xcf\x11\xe0")):
         raise InputError("not_text", "file")
-    text_part = sample if complete else sample[: max(0, len(sample) - 3)]
     try:
-        text_part.decode("utf-8")
+        # A sample cut from a larger file may end inside a character: an incremental decoder
+        # accepts an incomplete last sequence and still refuses invalid bytes anywhere before it.
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=complete)
         if b"\x00" not in sample:
             return "utf-8"
     except UnicodeDecodeError:

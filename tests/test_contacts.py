@@ -6,7 +6,7 @@ import codecs
 
 import pytest
 
-from shared.contacts import detect, inspect_rows, iter_contacts
+from shared.contacts import detect, detect_encoding, inspect_rows, iter_contacts
 from shared.errors import InputError
 
 RU_ROWS = "Почта;Имя;Город\r\nivan@example.ru;Иван;Москва\r\nOLGA@example.ru;Ольга;Казань\r\nolga@example.ru;Оля;Казань\r\nне-адрес;Пётр;Омск\r\n"
@@ -119,3 +119,12 @@ def test_nul_bytes_in_a_file_are_dropped_not_stored() -> None:
     assert [(r.email, r.fields) for r in rows] == [("zed@example.com", {"name": "Zed"}),
                                                     ("ann@example.com", {"name": "Ann"}),
                                                     ("bob@example.com", {"name": "Bob"})]
+
+
+@pytest.mark.parametrize("char", ["é", "Ж", "€", "𝄞"])  # 2-, 3-, 3- and 4-byte UTF-8
+def test_utf8_is_recognised_wherever_the_sample_cuts_a_character(char: str) -> None:
+    # The sample is the file's first 64 KiB: it may end inside a character. Cutting three bytes
+    # off (as before) split characters that had ended whole, and such files were "not text".
+    body = ("email;name\n" + "".join(f"u{n}@example.com;{char * 3}\n" for n in range(50))).encode()
+    for cut in range(len(body) - 12, len(body)):
+        assert detect_encoding(body[:cut], complete=False) == "utf-8", (char, cut)
