@@ -4,7 +4,8 @@ import { api } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
 import { t } from "../i18n.js";
 
-const STATES = ["sent", "failed", "skipped", "pending", "sending"];
+// "sent" counts only what did not bounce later: delivered = sent − bounced.
+const STATES = ["sent", "bounced", "failed", "skipped", "pending", "sending"];
 let timer = null;
 
 function eta(seconds) {
@@ -37,7 +38,7 @@ export async function campaignPage(campaignId) {
     if (!document.getElementById("bar")) return clearInterval(timer);
     const c = await api("GET", `/v1/campaigns/${campaignId}`);
     const total = c.recipient_count || 0;
-    const done = c.counts.sent + c.counts.failed + c.counts.skipped;
+    const done = c.counts.sent + c.counts.bounced + c.counts.failed + c.counts.skipped;
     const percent = total ? Math.floor((done / total) * 100) : 0;
     document.getElementById("title").textContent = c.name || `${t("nav.campaigns")}: ${new Date(c.created_at).toLocaleDateString()}`;
     document.getElementById("bar").value = percent;
