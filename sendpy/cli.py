@@ -32,12 +32,15 @@ def _dev(args: argparse.Namespace) -> int:
         stack.start_app()
         key = _ensure_dev_key(stack)
         sink_plain, sink_tls = stack.sink_ports
+        imap = (f"127.0.0.1:{stack.imap_port} (TLS), your SMTP login and password; mail to anyone@bounce.example.net"
+                " bounces there" if stack.imap_port else "off (Dovecot is not installed)")
         print(
             f"""
 Sendpy is up in {time.monotonic() - started:.1f}s.
   Web UI and API   http://127.0.0.1:{args.port}/
   Dev API key      {key}   (also in {stack.home / 'dev-api-key'})
   SMTP sink        127.0.0.1:{sink_plain} (STARTTLS), 127.0.0.1:{sink_tls} (TLS); mail in {stack.home / 'mail'}
+  IMAP (bounces)   {imap}
   Kafka            {stack.env['SENDPY_KAFKA_BOOTSTRAP']}
   Postgres         {stack.env['DATABASE_URL']}
   S3               {stack.env['SENDPY_S3_ENDPOINT_URL']}

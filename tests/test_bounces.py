@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from sendpy.devstack.bounce_mail import BounceMailboxes, delivery_status_notification
 from sendpy.devstack.imap import DovecotServer
 from sendpy.devstack.ports import free_port
 from sendpy.devstack.smtp_sink import SmtpSink
@@ -25,20 +26,8 @@ def auth(api_key: str) -> dict[str, str]:
 
 
 def dsn(from_email: str, recipient: str, message_id: str, status: str, action: str, diagnostic: str) -> bytes:
-    """A standard delivery-status notification (RFC 3464) as Postfix writes one."""
-    return (
-        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\nTo: {from_email}\r\n"
-        f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-{time.monotonic_ns()}@mx.example.net>\r\n"
-        "MIME-Version: 1.0\r\nAuto-Submitted: auto-replied\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n\r\n'
-        "--b1\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not\r\n"
-        "be delivered to one or more recipients.\r\n\r\n"
-        "--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\nOriginal-Recipient: rfc822;{recipient}\r\nAction: {action}\r\n"
-        f"Status: {status}\r\nDiagnostic-Code: smtp; {diagnostic}\r\n\r\n"
-        "--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"From: {from_email}\r\nTo: {recipient}\r\nSubject: Hello\r\nMessage-ID: {message_id}\r\n\r\n--b1--\r\n"
-    ).encode()
+    return delivery_status_notification(from_email, recipient, message_id, status=status, action=action,
+                                        diagnostic=diagnostic)
 
 
 async def campaign_to(api: httpx.AsyncClient, auth: dict[str, str], sender_id: int, emails: list[str]) -> str:
@@ -144,3 +133,34 @@ async def test_bounces_in_the_inbox_are_recorded_and_nothing_else_is_touched(
         assert "отклонил подключение" in status["problem"] and "refused the IMAP connection" in status["problem"]
     finally:
         workers.kill(reader)
+
+
+async def test_mail_to_the_test_domain_bounces_into_the_senders_mailbox_and_is_recorded(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, dovecot: DovecotServer,
+) -> None:
+    # The run command's stack: its SMTP sink accepts mail to @bounce.example.net and delivers a DSN into
+    # the sender's own mailbox in Dovecot (the SMTP login and password), as a real server would.
+    clean_sink.bounces = BounceMailboxes(dovecot)
+    reader = None
+    try:
+        sender = await make_sender(api, auth, clean_sink)
+        campaign_id = await campaign_to(api, auth, sender["id"], ["nobody@bounce.example.net", "someone@example.com"])
+        # IMAP settings: only the server; login and password are the SMTP ones.
+        settings = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth,
+                                 json={"imap_host": "127.0.0.1", "imap_port": dovecot.port})
+        assert settings.status_code == 200 and settings.json()["verified"], settings.text
+        reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="1")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = await statuses(api, auth, campaign_id)
+            if found["nobody@bounce.example.net"]["status"] == "bounced":
+                break
+            await asyncio.sleep(0.5)
+        assert found["nobody@bounce.example.net"]["status"] == "bounced", found
+        assert found["someone@example.com"]["status"] == "sent"
+        listed = (await api.get("/v1/suppressions?q=bounce.example.net", headers=auth)).json()["items"]
+        assert [(i["email"], i["reason"]) for i in listed] == [("nobody@bounce.example.net", "hard_bounce")]
+    finally:
+        clean_sink.bounces = None
+        if reader is not None:
+            workers.kill(reader)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import mailbox
 import random
 import threading
@@ -25,6 +26,8 @@ from weakref import WeakKeyDictionary
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from sendpy.devstack.bounce_mail import BounceMailboxes
+from sendpy.devstack.imap import DovecotServer
 from sendpy.devstack.ports import free_port
 from sendpy.devstack.tls import LocalCertificates, ensure_certificates
 
@@ -131,6 +134,14 @@ class _Handler:
             login.decode() if isinstance(login, bytes) else login, connection,
         )
         self.sink.store(received)
+        bounces = self.sink.bounces
+        if bounces is not None and isinstance(session.auth_data, LoginPassword) and received.username:
+            password = session.auth_data.password.decode(errors="replace")
+            try:
+                await asyncio.to_thread(bounces.deliver, received.username, password, received.mail_from,
+                                        received.rcpt_tos, content)
+            except Exception:  # the sink's own mail must not fail because the local IMAP server did
+                logging.getLogger("sendpy.sink").warning("could not deliver a bounce", exc_info=True)
         reply = "250 2.0.0 Ok: queued"
         self.sink.note(Attempt(received.at, "data", received.mail_from, received.rcpt_tos, reply, connection))
         return reply
@@ -159,6 +170,7 @@ class SmtpSink:
         self._connection_count = 0
         self._maildir = mailbox.Maildir(str(maildir), create=True) if maildir else None
         self._require_auth = require_auth
+        self.bounces: BounceMailboxes | None = None  # mail to @bounce.example.net bounces into Dovecot
         self._controllers: list[Controller] = []
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
@@ -231,9 +243,13 @@ def main() -> None:
     parser.add_argument("--tls-port", type=int, default=0)
     parser.add_argument("--certs", type=Path, required=True)
     parser.add_argument("--maildir", type=Path, required=True)
+    parser.add_argument("--dovecot-dir", type=Path, help="the local Dovecot's data folder, for bounces")
+    parser.add_argument("--dovecot-port", type=int, default=0)
     args = parser.parse_args()
-    sink = SmtpSink(ensure_certificates(args.certs), maildir=args.maildir,
-                    port=args.port or None, tls_port=args.tls_port or None)
+    certs = ensure_certificates(args.certs)
+    sink = SmtpSink(certs, maildir=args.maildir, port=args.port or None, tls_port=args.tls_port or None)
+    if args.dovecot_dir:
+        sink.bounces = BounceMailboxes(DovecotServer(args.dovecot_dir, certs, port=args.dovecot_port))
     sink.start()
     print(f"SMTP sink on 127.0.0.1:{sink.port} (STARTTLS) and :{sink.tls_port} (TLS); mail in {args.maildir}",
           flush=True)

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sendpy.devstack.imap import DovecotServer
 from sendpy.devstack.kafka import KafkaServer
 from sendpy.devstack.ports import free_port, wait_for_port
 from sendpy.devstack.postgres import PostgresServer
@@ -65,6 +66,7 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     sink_ports: tuple[int, int] = (0, 0)
+    imap_port: int | None = None
 
     def start_services(self) -> dict[str, str]:
         """Start Postgres, Kafka, S3 and the SMTP sink as needed; return the app's environment."""
@@ -105,12 +107,22 @@ class Stack:
 
         certs = ensure_certificates(home / "certs")
         env["SENDPY_SMTP_CA_FILE"] = str(certs.ca_file)
+        bounce_args: list[str] = []
+        try:
+            # The senders' own mailboxes, where the SMTP sink's bounces for @bounce.example.net land.
+            dovecot = DovecotServer(home / "dovecot", certs)
+            dovecot.start()
+            self.services.append(dovecot)
+            self.imap_port = dovecot.port
+            bounce_args = ["--dovecot-dir", str(home / "dovecot"), "--dovecot-port", str(dovecot.port)]
+        except RuntimeError as exc:  # no Dovecot here (e.g. not installed as a normal user)
+            print(f"Bounces off: {exc}", flush=True)
         self.sink_ports = (free_port(), free_port())
         sink = Child(
             "smtp-sink",
             [sys.executable, "-m", "sendpy.devstack.smtp_sink", "--port", str(self.sink_ports[0]),
              "--tls-port", str(self.sink_ports[1]), "--certs", str(home / "certs"),
-             "--maildir", str(home / "mail")],
+             "--maildir", str(home / "mail"), *bounce_args],
             home / "logs" / "smtp-sink.log",
         )
         sink.start()
@@ -149,6 +161,9 @@ class Stack:
                   env=child_env)
             for n in range(1, self.sender_workers + 1)
         ]
+        if self.imap_port is not None:  # bounces are read back from the local Dovecot every 10 s
+            workers.append(Child("bounce", [sys.executable, "-m", "worker_image", "bounce"], logs / "bounce.log",
+                                 env={**child_env, "SENDPY_BOUNCE_POLL_SECONDS": "10"}))
         for child in [api, *workers]:
             child.start()
             self.children.append(child)
