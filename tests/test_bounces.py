@@ -164,3 +164,61 @@ async def test_mail_to_the_test_domain_bounces_into_the_senders_mailbox_and_is_r
         clean_sink.bounces = None
         if reader is not None:
             workers.kill(reader)
+
+
+async def test_a_renumbered_mailbox_is_read_again_without_recording_anything_twice(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, dovecot: DovecotServer,
+    imap_user: ImapUser, db: asyncpg.Pool,
+) -> None:
+    sender = await make_sender(api, auth, clean_sink, from_email=imap_user.name)
+    assert (await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth, json={
+        "imap_host": "127.0.0.1", "imap_port": dovecot.port, "imap_username": imap_user.name,
+        "imap_password": imap_user.password})).json()["verified"]
+    campaign_id = await campaign_to(api, auth, sender["id"], ["first@example.com", "second@example.com"])
+    ids = {m.rcpt_tos[0]: m.parsed()["Message-ID"] for m in clean_sink.messages}
+
+    async def bounced(email: str) -> None:
+        await asyncio.to_thread(dovecot.append, imap_user.name, dsn(
+            imap_user.name, email, ids[email], "5.1.1", "failed", f"550 5.1.1 <{email}>: no such user"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (await statuses(api, auth, campaign_id))[email]["status"] == "bounced":
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{email} was not recorded as bounced")
+
+    for n in range(3):  # ordinary mail the person deletes later
+        await asyncio.to_thread(dovecot.append, imap_user.name,
+                                f"From: friend@example.com\r\nSubject: note {n}\r\n\r\nhi\r\n".encode())
+
+    def delete_the_notes() -> None:
+        client = dovecot.login(imap_user.name)
+        try:
+            client.select("INBOX")
+            _, found = client.search(None, "SUBJECT", "note")
+            for number in found[0].split():
+                client.store(number.decode(), "+FLAGS", "\\Deleted")
+            client.expunge()
+        finally:
+            client.logout()
+
+    reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="1")
+    try:
+        await bounced("first@example.com")
+        before = await db.fetchval("SELECT imap_uidvalidity FROM senders WHERE id = $1", sender["id"])
+        # The person deletes the notes, then the server renumbers the mailbox (its index lost):
+        # UIDVALIDITY changes and the new UIDs start below where the reader had got to, so a reader
+        # that trusted the old UIDs would never see the next bounce.
+        await asyncio.to_thread(delete_the_notes)
+        for path in (dovecot.data_dir / "mail" / imap_user.name).rglob("dovecot*"):
+            if path.is_file():
+                path.unlink()
+        await bounced("second@example.com")
+        after = await db.fetchval("SELECT imap_uidvalidity FROM senders WHERE id = $1", sender["id"])
+        assert after != before
+        # The first bounce was read again under its new UID, and not recorded a second time.
+        assert await db.fetchval("SELECT count(*) FROM bounce_messages WHERE sender_id = $1", sender["id"]) == 2
+        listed = (await api.get("/v1/suppressions", headers=auth)).json()["items"]
+        assert sorted(i["email"] for i in listed) == ["first@example.com", "second@example.com"]
+    finally:
+        workers.kill(reader)
