@@ -33,7 +33,7 @@ from tests import fault_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.mailpit", "tests.imap"]
+pytest_plugins = ["tests.mailpit", "tests.imap", "tests.browser"]
 
 
 @pytest.fixture(scope="session")

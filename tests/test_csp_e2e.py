@@ -10,7 +10,6 @@ import base64
 import hashlib
 import http.server
 import re
-import shutil
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,12 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, expect
 
 from functions.security_headers import PREVIEW_CONTENT_SECURITY_POLICY, content_security_policy, upload_origins
 from sendpy.devstack.smtp_sink import SmtpSink
 from tests.conftest import Workers
-from tests.test_web_e2e import CHROMIUM, CONTACTS, add_sender, sign_up
+from tests.test_web_e2e import CONTACTS, add_sender, sign_up
 
 # Logged by the page (the init script below) and by Chromium itself for every blocked load or
 # inline script/style, in any frame.
@@ -54,16 +53,6 @@ class Watched:
     def on_console(self, message: ConsoleMessage) -> None:
         if VIOLATION in message.text:
             self.violations.append(f"{message.location.get('url', '?')}: {message.text}")
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail("chromium is not installed: scripts/test installs Debian's chromium package")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        await launched.close()
 
 
 @pytest.fixture

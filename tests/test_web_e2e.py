@@ -7,19 +7,17 @@ Screenshots of every wizard step go to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import html
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from sendpy.devstack.smtp_sink import SmtpSink
 from tests.conftest import ROOT, Workers
 
 SHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Windows-1251, semicolons, as Excel in a Russian locale saves it. "Почта" is a column the
 # detection recognises as the address column; the addresses the user wants are in the first one.
 CONTACTS = (
@@ -28,16 +26,6 @@ CONTACTS = (
     "olga@example.ru;Ольга;office@example.ru\r\n"
     "petr@example.ru;Пётр;office@example.ru\r\n"
 ).encode("cp1251")
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail("chromium is not installed: scripts/test installs Debian's chromium package")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        await launched.close()
 
 
 @pytest.fixture
