@@ -117,6 +117,8 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,
+    # A pooled connection caught mid-protocol by a server restart ("cannot switch to state …").
+    asyncpg.InternalClientError,
     ConnectionError,
     OSError,
     TimeoutError,

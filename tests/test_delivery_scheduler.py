@@ -59,6 +59,7 @@ class MemoryStore:
     campaign_reason: str = ""
     deferred: list[tuple[DeliveryBatch, float, str]] = field(default_factory=list)
     record_failures: int = 0  # the next N record() calls fail as if Postgres were away
+    record_surprises: int = 0  # the next N record() calls fail with an error nobody expected
     recent: list[float] = field(default_factory=list)
     on_claim: Callable[[], None] | None = None
 
@@ -112,6 +113,9 @@ class MemoryStore:
         if self.record_failures:
             self.record_failures -= 1
             raise StoreAway
+        if self.record_surprises:
+            self.record_surprises -= 1
+            raise RuntimeError("cannot switch to state 12; another operation (2) is in progress")
         for r in results:
             row = self.rows[r.position]
             if row.status != "sending":
@@ -392,6 +396,26 @@ async def test_outcomes_are_kept_while_the_store_is_away(monkeypatch: pytest.Mon
     monkeypatch.setattr(scheduler.asyncio, "sleep", quick_sleep)
     await deliverer(store, ScriptedServer()).deliver(batch_of(store))
     assert store.record_failures == 0 and store.states() == {"sent": 8}
+
+
+async def test_an_unexpected_recording_error_leaves_no_send_running_behind_the_retry() -> None:
+    # Seen with a real Postgres restart: asyncpg raised an error that is not a "connection lost"
+    # one. The batch must not be handed back while its sends still run, or the retry claims them
+    # again once their lease is over (lease 0 here) and mails those people twice.
+    store = await make_store(40)
+    store.record_surprises = 4
+    server = ScriptedServer(send_seconds=0.02)
+    policy = ConnectPolicy(allow_private=True, allow_plaintext=False, timeout=5.0)
+    worker = Deliverer(store, KEYS, policy, connections_per_sender=3, claim_lease_seconds=0,  # type: ignore[arg-type]
+                       connect=server.connect)  # type: ignore[arg-type]
+    for _ in range(10):  # the consume loop retrying the batch
+        try:
+            await worker.deliver(batch_of(store))
+            break
+        except RuntimeError:
+            continue
+    assert len(server.accepted) == len(set(server.accepted)) == 40
+    assert store.states() == {"sent": 40}
 
 
 async def test_final_recipients_are_never_sent_again() -> None:

@@ -17,16 +17,16 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from shared.campaigns.states import OPEN_FOR_SENDING, CampaignForSending
 from shared.commands import DeliveryBatch
-from shared.crypto import DecryptionError, KeyProvider
+from shared.crypto import KeyProvider
+from shared.delivery.connections import Connect, SenderState
 from shared.delivery.store import DeliveryStore
 from shared.limits import SendLimiter, Window
 from shared.mail.compose import CampaignContent, CompiledCampaign
-from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpAccount, SmtpConnection
+from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpConnection
 from shared.recipients import CLAIM_LEASE_SECONDS, Claimed, RecipientResult
 from shared.smtp_accounts import Sender, VerifyProblem, explain
 from shared.unsubscribe import Unsubscriber
@@ -39,6 +39,8 @@ CLAIM_CHUNK = 100
 # rest is deferred to "now" and comes back behind whatever the partition holds meanwhile.
 BATCH_BUDGET_SECONDS = 20.0
 FLUSH_SECONDS = 0.1
+# Unexpected errors writing outcomes are retried this many times before the batch gives up.
+FLUSH_SURPRISES = 3
 # Waits shorter than this are slept through; longer ones defer the batch and free the partition.
 MAX_INLINE_WAIT = 2.0
 SENDER_REFRESH_SECONDS = 10.0
@@ -46,9 +48,6 @@ SENDER_REFRESH_SECONDS = 10.0
 SENDER_IDLE_SECONDS = 300.0
 # Connection problems that retrying cannot fix: a person has to change the sender's settings.
 _SETTINGS_PROBLEMS = {"auth", "tls", "starttls", "private", "plaintext", "dns"}
-
-Connect = Callable[[SmtpAccount, ConnectPolicy], SmtpConnection]
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -70,71 +69,6 @@ class _Stop:
     outcome: ReplyKind | None = None
     reason: str = ""
     not_before: float = 0.0  # epoch seconds, for deferrals
-
-
-@dataclass
-class SenderState:
-    """One account as this worker drives it: connections, limits, and when it was last read.
-
-    The password stays sealed here; it is opened for the moment a new connection logs in.
-    """
-
-    sender: Sender
-    keys: KeyProvider
-    policy: ConnectPolicy
-    connect: Connect
-    size: int
-    limiter: SendLimiter
-    loaded_at: float = field(default_factory=time.monotonic)
-    used_at: float = field(default_factory=time.monotonic)
-    paused_until: float = 0.0
-    _idle: list[SmtpConnection] = field(default_factory=list)
-    # At most `size` connections to the account at once, however many of its batches this worker
-    # works on concurrently (providers limit simultaneous connections per mailbox).
-    _slots: asyncio.Semaphore | None = None
-
-    async def acquire(self) -> SmtpConnection:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.size)
-        await self._slots.acquire()
-        try:
-            return await self._connection()
-        except BaseException:
-            self._slots.release()
-            raise
-
-    async def _connection(self) -> SmtpConnection:
-        self.used_at = time.monotonic()
-        limit = self.sender.recipients_per_connection
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.is_open and (limit is None or conn.sent < limit):
-                return conn
-            await conn.quit()
-        try:
-            account = await self.sender.open_account(self.keys)
-        except DecryptionError as exc:  # KMS throttled or unreachable: a moment's trouble, not the account's
-            raise ConnectError("keys", f"the SMTP password could not be opened: {exc}") from None
-        conn = self.connect(account, self.policy)
-        await conn.open()
-        return conn
-
-    def release(self, conn: SmtpConnection) -> None:
-        if conn.is_open and len(self._idle) < self.size:
-            self._idle.append(conn)
-        else:
-            conn.close()
-        if self._slots is not None:
-            self._slots.release()
-
-    def discard(self, conn: SmtpConnection) -> None:
-        conn.close()
-        if self._slots is not None:
-            self._slots.release()
-
-    async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        await asyncio.gather(*(conn.quit() for conn in idle))
 
 
 def settings_problem(sender: Sender, exc: ConnectError) -> str:
@@ -309,25 +243,44 @@ class Deliverer:
                     group.create_task(lane())
 
         sending = asyncio.create_task(together())
-        while not sending.done():
-            await asyncio.wait([sending], timeout=FLUSH_SECONDS)
+        try:
+            while not sending.done():
+                await asyncio.wait([sending], timeout=FLUSH_SECONDS)
+                await self._flush(batch.campaign_id, done)
+        except Exception:
+            # The batch is about to be handed back for a retry. Its sends in flight finish and are
+            # recorded first: a retry running beside them would claim them again once their lease
+            # ran out, and mail those people twice.
+            if stop.outcome is None:
+                stop.outcome, stop.reason = ReplyKind.RETRY, "recording outcomes failed"
+            await asyncio.wait([sending])
             await self._flush(batch.campaign_id, done)
+            raise
         await sending  # re-raise what failed
         await self._flush(batch.campaign_id, done)
         if claim_failure:
             raise claim_failure[0]  # the consume loop retries the batch (transient) or dead-letters it
 
     async def _flush(self, campaign_id: uuid.UUID, done: list[RecipientResult]) -> None:
-        """Write outcomes so far; while Postgres is away, keep them and retry, never drop them."""
+        """Write outcomes so far; while Postgres is away, keep them and retry, never drop them.
+
+        An error that is not a lost connection is retried a few times too: after a restart a
+        pooled connection can fail in ways the driver does not call "connection lost".
+        """
         if not done:
             return
         outcomes = done[:]
         delay = 0.2
+        surprises = 0
         while True:
             try:
                 await self._store.record(campaign_id, outcomes)
                 break
-            except self._store.transient_errors:
+            except Exception as exc:
+                if not isinstance(exc, self._store.transient_errors):
+                    surprises += 1
+                    if surprises > FLUSH_SURPRISES:
+                        raise
                 log.warning("recording outcomes failed; retrying", exc_info=True,
                             extra={"campaign": str(campaign_id), "outcomes": len(outcomes)})
                 await asyncio.sleep(delay)
