@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +20,6 @@ from shared import recipients, smtp_accounts, suppressions, uploads
 from shared.addresses import check_address
 from shared.campaigns import drafts, preview, progress, states
 from shared.campaigns.states import StateConflict
-from shared.contacts import iter_contacts
 from shared.errors import InputError, translate
 from shared.export import csv_lines
 from shared.mail.compose import CampaignContent, CompiledCampaign, RenderTooLarge
@@ -112,25 +110,8 @@ async def _row_fields(user_id: int, campaign: dict[str, Any], row: int) -> tuple
     """(email, fields) of data row `row` (1 = first contact) of the campaign's contact file."""
     if not campaign["upload_id"]:
         return "", {}
-    pool = await resources.db()
-    async with pool.acquire() as conn:
-        upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"]))
-        key = await uploads.object_key(conn, user_id, uuid.UUID(campaign["upload_id"]))
-    if upload is None or key is None:
-        return "", {}
-    dialect, columns = uploads.stored_detection(upload)
-    store = resources.store()
-
-    def find() -> tuple[str, dict[str, Any]] | None:
-        contacts = iter_contacts(store.chunks(key), dialect, columns)
-        for contact in itertools.islice(contacts, row - 1, row):
-            return contact.email, contact.fields
-        return None
-
-    found = await asyncio.to_thread(find)
-    if found is None:
-        raise InputError("row_out_of_range", "row", count=(upload.get("report") or {}).get("rows", 0))
-    return found
+    return await uploads.contact_at(await resources.db(), resources.store(), user_id,
+                                    uuid.UUID(campaign["upload_id"]), row)
 
 
 def _row_number(body: dict[str, Any]) -> int:

@@ -271,6 +271,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The contact file is no longer in storage (files are kept for 30 days). Upload it again.",
         "ru": "Файла контактов больше нет в хранилище (файлы хранятся 30 дней). Загрузите его снова.",
     },
+    "contacts_file_changed": {
+        "en": "The contact file was replaced after it was checked. Upload it again, so that what is sent is what"
+              " you saw.",
+        "ru": "Файл контактов заменили после проверки. Загрузите его снова, чтобы отправилось то, что вы видели.",
+    },
+    "upload_changed_while_read": {
+        "en": "The file changed or disappeared while it was being read. Upload it again.",
+        "ru": "Файл изменился или пропал, пока его читали. Загрузите его снова.",
+    },
     "upload_unprocessable": {
         "en": "The file could not be read to the end ({error}). Upload it again; if this repeats, save it as"
               " UTF-8 CSV and try once more.",

@@ -23,7 +23,7 @@ from shared.addresses import check_address
 from shared.campaigns import states
 from shared.commands import CampaignCommand, DeliveryBatch, Publish, batch_ranges
 from shared.contacts import Column, ContactRow, Dialect, address_key, iter_contacts
-from shared.storage import ObjectMissing, UploadStore
+from shared.storage import ObjectChanged, ObjectMissing, UploadStore
 
 COPY_CHUNK = 20_000
 
@@ -80,7 +80,7 @@ async def load_recipients(
     async with db.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT c.user_id, c.sender_id, c.recipients_loaded, c.loaded_rows, c.recipient_count,"
-            " c.duplicates_removed, u.s3_key, u.encoding, u.delimiter, u.has_header, u.email_column, u.columns"
+            " c.duplicates_removed, u.s3_key, u.etag, u.encoding, u.delimiter, u.has_header, u.email_column, u.columns"
             " FROM campaigns c JOIN uploads u ON u.id = c.upload_id WHERE c.id = $1",
             campaign_id,
         )
@@ -94,7 +94,8 @@ async def load_recipients(
                 "SELECT email FROM recipients WHERE campaign_id = $1", campaign_id)}
     dialect = Dialect(row["encoding"], row["delimiter"], row["has_header"], row["email_column"])
     columns = [Column(**c) for c in json.loads(row["columns"])]
-    contacts = itertools.islice(iter_contacts(store.chunks(row["s3_key"]), dialect, columns), counts.rows, None)
+    rows = iter_contacts(store.chunks(row["s3_key"], row["etag"]), dialect, columns)
+    contacts = itertools.islice(rows, counts.rows, None)
     records = recipient_records(contacts, campaign_id, suppressed, counts, seen)
     while True:
         first = counts.position + 1
@@ -146,9 +147,10 @@ async def run(
     if store is not None:
         try:
             await load_recipients(db, store, command.campaign_id, publish_range, chunk_rows)
-        except ObjectMissing:
+        except (ObjectMissing, ObjectChanged) as exc:
+            reason = states.CONTACTS_FILE_GONE if isinstance(exc, ObjectMissing) else states.CONTACTS_FILE_CHANGED
             async with db.acquire() as conn:
-                await states.pause(conn, command.campaign_id, states.CONTACTS_FILE_GONE)
+                await states.pause(conn, command.campaign_id, reason)
             return
     async with db.acquire() as conn:
         if await states.status_of(conn, command.campaign_id) == "cancelled":

@@ -6,6 +6,7 @@ boto3 is synchronous; async callers run these methods in a thread.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -19,6 +20,24 @@ CHUNK_BYTES = 1024 * 1024
 
 class ObjectMissing(LookupError):
     """The file is not in the bucket: never uploaded, expired by the lifecycle rule, or deleted."""
+
+
+class ObjectChanged(LookupError):
+    """The file was replaced after it was inspected (its upload form stays valid for a while)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    etag: str  # reads pass it as If-Match, so what is sent is what was inspected
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+def _changed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("412", "PreconditionFailed")
 
 
 class UploadStore:
@@ -43,33 +62,41 @@ class UploadStore:
         )
         return form
 
-    def size(self, key: str) -> int | None:
+    def head(self, key: str) -> StoredObject | None:
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _missing(exc):
                 return None
             raise
-        return int(head["ContentLength"])
+        return StoredObject(int(head["ContentLength"]), str(head["ETag"]))
 
-    def read_start(self, key: str, length: int) -> bytes:
-        answer = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}")
+    def read_start(self, key: str, length: int, etag: str | None = None) -> bytes:
+        answer = self._get(key, etag, Range=f"bytes=0-{length - 1}")
         data: bytes = answer["Body"].read()
         return data
 
-    def chunks(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-        """The object's bytes in chunks; ObjectMissing when it is not (or no longer) there."""
-        try:
-            answer = self._client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise ObjectMissing(key) from None
-            raise
-        body = answer["Body"]
+    def chunks(self, key: str, etag: str | None = None, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """The object's bytes in chunks; ObjectMissing when it is not (or no longer) there,
+        ObjectChanged when it is no longer the version with `etag`."""
+        body = self._get(key, etag)["Body"]
         try:
             yield from body.iter_chunks(chunk_bytes)
         finally:
             body.close()
+
+    def _get(self, key: str, etag: str | None, **extra: Any) -> Any:
+        if etag:
+            extra["IfMatch"] = etag
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=key, **extra)
+        except ClientError as exc:
+            if _missing(exc):
+                raise ObjectMissing(key) from None
+            if _changed(exc):
+                raise ObjectChanged(key) from None
+            raise
+        return answer
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from typing import Any
@@ -14,7 +15,7 @@ from shared.commands import InspectUpload
 from shared.contacts import SAMPLE_BYTES, Column, Detection, Dialect, detect, inspect_rows, iter_contacts
 from shared.db import Conn
 from shared.errors import InputError
-from shared.storage import ObjectMissing, UploadStore
+from shared.storage import ObjectChanged, ObjectMissing, UploadStore
 
 # Files up to this size are inspected within the request (about 20,000 rows: well under a second,
 # in a thread so other requests go on); larger ones by a worker, with progress.
@@ -74,11 +75,38 @@ async def owned(conn: Conn, user_id: int, upload_id: uuid.UUID) -> bool:
     return found
 
 
-async def object_key(conn: Conn, user_id: int, upload_id: uuid.UUID) -> str | None:
-    """Where the file is in the uploads bucket."""
-    key: str | None = await conn.fetchval(
-        "SELECT s3_key FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id)
-    return key
+async def stored_file(conn: Conn, user_id: int, upload_id: uuid.UUID) -> tuple[str, str | None] | None:
+    """Where the file is in the uploads bucket, and the version that was inspected (its ETag)."""
+    row = await conn.fetchrow("SELECT s3_key, etag FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id)
+    return (row["s3_key"], row["etag"]) if row else None
+
+
+async def contact_at(db: asyncpg.Pool, store: UploadStore, user_id: int, upload_id: uuid.UUID,
+                     row: int) -> tuple[str, dict[str, Any]]:
+    """(email, fields) of data row `row` (1 = first contact) of an upload; ("", {}) if it is gone."""
+    async with db.acquire() as conn:
+        upload = await get(conn, user_id, upload_id)
+        file = await stored_file(conn, user_id, upload_id)
+    if upload is None or file is None:
+        return "", {}
+    key, etag = file
+    dialect, columns = stored_detection(upload)
+
+    def find() -> tuple[str, dict[str, Any]] | None:
+        contacts = iter_contacts(store.chunks(key, etag), dialect, columns)
+        for contact in itertools.islice(contacts, row - 1, row):
+            return contact.email, contact.fields
+        return None
+
+    try:
+        found = await asyncio.to_thread(find)
+    except ObjectMissing:
+        raise InputError("contacts_file_gone", "upload_id") from None
+    except ObjectChanged:
+        raise InputError("contacts_file_changed", "upload_id") from None
+    if found is None:
+        raise InputError("row_out_of_range", "row", count=(upload.get("report") or {}).get("rows", 0))
+    return found
 
 
 def stored_detection(upload: dict[str, Any]) -> tuple[Dialect, list[Column]]:
@@ -116,20 +144,28 @@ async def prepare(
         raise LookupError(upload_id)
     key = row["s3_key"]
     try:
-        size = await asyncio.to_thread(store.size, key)
-        if size is None:
+        stored = await asyncio.to_thread(store.head, key)
+        if stored is None:
             raise InputError("upload_missing", "file")
+        size = stored.size
         if size == 0:
             raise InputError("empty_file", "file")
         if size > max_bytes:
             await asyncio.to_thread(store.delete, key)
             raise InputError("file_too_large", "file", size_mb=round(size / 1048576, 1),
                              limit_mb=round(max_bytes / 1048576, 1))
-        sample = await asyncio.to_thread(store.read_start, key, min(size, SAMPLE_BYTES))
+        try:
+            sample = await asyncio.to_thread(store.read_start, key, min(size, SAMPLE_BYTES), stored.etag)
+        except (ObjectMissing, ObjectChanged):
+            raise InputError("upload_changed_while_read", "file") from None
         detection = await asyncio.to_thread(detect, sample, complete=size <= SAMPLE_BYTES, overrides=overrides)
         report = None
         if size <= INLINE_INSPECT_BYTES:
-            data = sample if size <= SAMPLE_BYTES else await asyncio.to_thread(store.read_start, key, size)
+            try:
+                data = sample if size <= SAMPLE_BYTES else await asyncio.to_thread(
+                    store.read_start, key, size, stored.etag)
+            except (ObjectMissing, ObjectChanged):
+                raise InputError("upload_changed_while_read", "file") from None
             async with db.acquire() as conn:
                 suppressed = await suppressions.keys(conn, user_id)
             report = await asyncio.to_thread(
@@ -143,7 +179,8 @@ async def prepare(
         raise
     async with db.acquire() as conn:
         async with conn.transaction():
-            await _save_detection(conn, upload_id, size, detection, report.to_json() if report else None)
+            await _save_detection(conn, upload_id, stored.size, stored.etag, detection,
+                                  report.to_json() if report else None)
             if report is None:
                 await outbox.add(conn, InspectUpload(upload_id))
         upload = await get(conn, user_id, upload_id)
@@ -151,14 +188,14 @@ async def prepare(
     return upload, report is None
 
 
-async def _save_detection(conn: Conn, upload_id: uuid.UUID, size: int, detection: Detection,
+async def _save_detection(conn: Conn, upload_id: uuid.UUID, size: int, etag: str, detection: Detection,
                           report: dict[str, Any] | None) -> None:
     dialect = detection.dialect
     await conn.execute(
         """
         UPDATE uploads SET size_bytes = $2, encoding = $3, delimiter = $4, has_header = $5, email_column = $6,
                columns = $7, preview = $8, report = $9, status = $10, rows_read = $11,
-               error_code = NULL, error_detail = NULL, updated_at = now()
+               error_code = NULL, error_detail = NULL, etag = $12, updated_at = now()
          WHERE id = $1
         """,
         upload_id, size, dialect.encoding, dialect.delimiter, dialect.has_header, dialect.email_column,
@@ -166,14 +203,14 @@ async def _save_detection(conn: Conn, upload_id: uuid.UUID, size: int, detection
         json.dumps(detection.preview, ensure_ascii=False),
         json.dumps(report, ensure_ascii=False) if report else None,
         "ready" if report else "inspecting",
-        report["rows"] if report else 0,
+        report["rows"] if report else 0, etag,
     )
 
 
 async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uuid.UUID) -> None:
     """Stream the whole file, count, and store the report; progress is written as it goes."""
     async with db.acquire() as conn:
-        row = await conn.fetchrow(f"SELECT user_id, s3_key, {_COLUMNS} FROM uploads WHERE id = $1", upload_id)
+        row = await conn.fetchrow(f"SELECT user_id, s3_key, etag, {_COLUMNS} FROM uploads WHERE id = $1", upload_id)
     if row is None or row["status"] != "inspecting":
         return  # deleted, or already inspected by an earlier delivery of this command
     upload = to_json(row)
@@ -193,7 +230,7 @@ async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uui
                                  upload_id, progress[0])
 
     def count() -> dict[str, Any]:
-        contacts = iter_contacts(store.chunks(row["s3_key"]), dialect, columns)
+        contacts = iter_contacts(store.chunks(row["s3_key"], row["etag"]), dialect, columns)
         return inspect_rows(contacts, lambda email: suppressions.fast_key(email) in suppressed,
                             lambda n: progress.__setitem__(0, n)).to_json()
 
@@ -203,6 +240,8 @@ async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uui
             report = await asyncio.to_thread(count)
         except ObjectMissing:
             raise InputError("contacts_file_gone", "file") from None
+        except ObjectChanged:
+            raise InputError("contacts_file_changed", "file") from None
         if report["rows"] == 0:
             raise InputError("no_rows", "file")
     except InputError as error:

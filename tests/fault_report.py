@@ -43,6 +43,8 @@ USER_ROWS: dict[str, str] = {
     "big_contact_file": "a 2.3 MB, 60,002-row contact file completed (and `/api/health` meanwhile)",
     "file_gone_before_start": "the contact file expired before Start",
     "file_gone_after_start": "the contact file expired between Start and the fan-out",
+    "file_replaced_before_start": "the inspected contact file replaced in the bucket (upload form reused) before Start",
+    "file_replaced_after_start": "the contact file replaced between Start and the fan-out",
     "no_starttls": "`/api/send-message` to a server without STARTTLS (plaintext not allowed)",
     "plaintext_relay": "… the same with `SENDPY_SMTP_ALLOW_PLAINTEXT=true`",
     "non_ascii_address": "`Мария@пример.рф` through Mailpit (SMTPUTF8, no PIPELINING), one-shot",

@@ -49,15 +49,27 @@ async def test_a_contact_file_gone_before_start_is_refused_with_the_reason(
     assert (await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)).json()["status"] == "draft"
 
 
-async def test_a_contact_file_gone_after_start_pauses_the_campaign_with_the_reason(
-    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, db: Any, workers: Workers
+async def test_a_contact_file_replaced_after_inspection_is_refused_at_start(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, db: Any
 ) -> None:
+    # The upload form stays valid for 15 minutes: the checked file could be swapped for another
+    # (say, a million addresses nobody inspected) under the same key.
     campaign_id, key = await draft_with_file(api, auth, clean_sink, db)
-    # Started, then the file vanished before the fan-out read it: queue the campaign the way the
-    # start does, with the file already gone.
+    UploadStore(get_settings()).put(key, b"email\n" + b"".join(b"x%d@example.com\n" % n for n in range(500)))
+    began = time.monotonic()
+    started = await api.post(f"/v1/campaigns/{campaign_id}/start", headers={**auth, "Accept-Language": "ru"})
+    record_user("file_replaced_before_start", "400 `contacts_file_changed`, campaign stays `draft`: «Файл"
+                " контактов заменили после проверки. Загрузите его снова…»", time.monotonic() - began)
+    assert started.status_code == 400 and started.json()["error"]["code"] == "contacts_file_changed"
+    assert "заменили после проверки" in started.json()["error"]["message"]
+    assert (await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)).json()["status"] == "draft"
+    assert len(clean_sink.messages) == 0
+
+
+async def queue_behind_the_api(db: Any, campaign_id: str) -> None:
+    """Queue the campaign the way the start does, for a file changed after the start's checks."""
     await db.execute("UPDATE campaigns SET status = 'queued', started_at = now() WHERE id = $1",
                      uuid.UUID(campaign_id))
-    UploadStore(get_settings()).delete(key)
     producer = AIOKafkaProducer(bootstrap_servers=get_settings().kafka_bootstrap)
     await producer.start()
     try:
@@ -65,6 +77,32 @@ async def test_a_contact_file_gone_after_start_pauses_the_campaign_with_the_reas
         await producer.send_and_wait(get_settings().topic_campaigns, command.encode(), key=command.key)
     finally:
         await producer.stop()
+
+
+async def test_a_contact_file_replaced_after_start_pauses_the_campaign_and_sends_nothing(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, db: Any, workers: Workers
+) -> None:
+    campaign_id, key = await draft_with_file(api, auth, clean_sink, db)
+    UploadStore(get_settings()).put(key, b"email\nmallory@example.com\n")
+    began = time.monotonic()
+    await queue_behind_the_api(db, campaign_id)
+    done = await wait_status(api, auth, campaign_id, {"paused", "finished"}, timeout=30)
+    assert done["status"] == "paused", done
+    assert "was replaced after it was checked" in done["status_reason"]
+    assert "заменили после проверки" in done["status_reason"]
+    assert len(clean_sink.messages) == 0
+    record_user("file_replaced_after_start", "`paused`: «Файл контактов заменили после проверки… / The contact"
+                " file was replaced after it was checked…», nothing sent", time.monotonic() - began)
+
+
+async def test_a_contact_file_gone_after_start_pauses_the_campaign_with_the_reason(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, db: Any, workers: Workers
+) -> None:
+    campaign_id, key = await draft_with_file(api, auth, clean_sink, db)
+    # Started, then the file vanished before the fan-out read it: queue the campaign the way the
+    # start does, with the file already gone.
+    UploadStore(get_settings()).delete(key)
+    await queue_behind_the_api(db, campaign_id)
     began = time.monotonic()
     done = await wait_status(api, auth, campaign_id, {"paused", "finished"}, timeout=30)
     assert done["status"] == "paused", done

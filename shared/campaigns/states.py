@@ -110,9 +110,12 @@ async def start_checks(conn: Conn, store: UploadStore, user_id: int, campaign: d
     upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"]))
     if upload is None or upload["status"] != "ready":
         raise InputError("upload_not_ready", "upload_id")
-    key = await uploads.object_key(conn, user_id, uuid.UUID(campaign["upload_id"]))
-    if key is None or await asyncio.to_thread(store.size, key) is None:
+    file = await uploads.stored_file(conn, user_id, uuid.UUID(campaign["upload_id"]))
+    stored = await asyncio.to_thread(store.head, file[0]) if file else None
+    if file is None or stored is None:
         raise InputError("contacts_file_gone", "upload_id")
+    if file[1] and stored.etag != file[1]:
+        raise InputError("contacts_file_changed", "upload_id")
     missing = await asyncio.to_thread(missing_fields, campaign, upload["columns"])  # compiles: not on the loop
     if missing:
         raise InputError("undefined_fields", "html_body", names=", ".join(missing))
@@ -192,6 +195,10 @@ def shown_reason(row: Any) -> str | None:
 CONTACTS_FILE_GONE = ("Файл контактов больше не хранится (файлы хранятся 30 дней). Отмените эту рассылку"
                       " и создайте новую с файлом. / The contact file is no longer in storage (files are kept"
                       " for 30 days). Cancel this campaign and start a new one with the file.")
+
+CONTACTS_FILE_CHANGED = ("Файл контактов заменили после проверки. Отмените эту рассылку и создайте новую, загрузив"
+                         " файл снова. / The contact file was replaced after it was checked. Cancel this campaign"
+                         " and start a new one, uploading the file again.")
 
 
 def could_not_process(error: str) -> str:
