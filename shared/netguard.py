@@ -7,13 +7,21 @@ address itself, so a DNS answer that changes between check and connect cannot re
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+# Lookups block a thread each, and anyone can register a name whose DNS servers never answer.
+# They get threads of their own, so such names tie up only these (never the default pool that
+# renders templates and hashes passwords), and each gives up after DNS_SECONDS.
+DNS_SECONDS = 8.0
+_RESOLVERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="dns")
 
 
 class HostRefused(Exception):
-    """The host cannot be used; `code` names why (dns, private)."""
+    """The host cannot be used; `code` names why (dns, private, timeout)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -90,10 +98,13 @@ async def vet_host(host: str, port: int, *, allow_private: bool) -> list[VettedA
         raise HostRefused("private", f"{host!r} names this machine; this deployment only connects to "
                                      "public mail servers")
     loop = asyncio.get_running_loop()
+    lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.wait_for(loop.run_in_executor(_RESOLVERS, lookup), DNS_SECONDS)
     except (socket.gaierror, UnicodeError) as exc:
         raise HostRefused("dns", f"the name {host!r} does not resolve") from exc
+    except TimeoutError:
+        raise HostRefused("timeout", f"the DNS servers for {host!r} did not answer within {DNS_SECONDS:g} s") from None
     addresses: list[VettedAddress] = []
     for family, _, _, _, sockaddr in infos:
         candidate = VettedAddress(host=host, address=str(sockaddr[0]), family=family)

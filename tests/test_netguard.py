@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shared import netguard
 from shared.mail import messenger
 from shared.mail.messenger import ConnectError, ConnectPolicy, SmtpAccount, SmtpConnection
 from shared.netguard import HostRefused, VettedAddress, is_public, vet_host
@@ -104,6 +105,32 @@ async def test_every_spelling_of_a_private_address_is_refused(host: str) -> None
 async def test_public_literals_are_allowed(host: str) -> None:
     vetted = await vet_host(host, 25, allow_private=False)
     assert vetted and all(is_public(found.address) for found in vetted)
+
+
+async def test_a_name_whose_dns_never_answers_times_out_and_starves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A DNS server that never answers cannot be set up here (resolv.conf is the machine's), so the
+    # blocking lookup is stood in for by one that hangs.
+    real = netguard.socket.getaddrinfo
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def hanging(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host.endswith(".slow.example"):
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result()
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(netguard.socket, "getaddrinfo", hanging)
+    monkeypatch.setattr(netguard, "DNS_SECONDS", 0.5)
+    try:
+        lookups = [asyncio.create_task(vet_host(f"n{n}.slow.example", 25, allow_private=False)) for n in range(40)]
+        await asyncio.sleep(0.05)
+        # Meanwhile the default thread pool (rendering, password hashing) still answers at once.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 0.3) == 42
+        results = await asyncio.gather(*lookups, return_exceptions=True)
+        assert all(isinstance(r, HostRefused) and r.code == "timeout" for r in results), results
+        assert "did not answer within 0.5 s" in str(results[0])
+    finally:
+        release.set()
 
 
 async def test_private_hosts_are_refused_unless_allowed() -> None:
