@@ -26,6 +26,19 @@ def _with_session(response: Response, session: NewSession) -> Response:
     return response
 
 
+# Marks a browser that has logged in to an account: log-in throttling counts its failures apart
+# (shared/accounts.py), so strangers' guesses cannot lock the owner out of it. Sent only to
+# /v1/auth, never readable by scripts.
+DEVICE_COOKIE = "sendpy_device"
+
+
+def _with_device(response: Response, token: str) -> Response:
+    response.set_cookie(DEVICE_COOKIE, token, max_age=accounts.DEVICE_DAYS * 86400, httponly=True,
+                        secure=get_settings().public_base_url.startswith("https://"), samesite="strict",
+                        path="/v1/auth")
+    return response
+
+
 def _require_json(request: Request) -> None:
     # Log-in CSRF: a cross-site <form> can post text/plain that parses as JSON, never application/json.
     if not request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
@@ -47,7 +60,9 @@ async def register(request: Request) -> Response:
         user_id = await accounts.register(conn, email, password)
         session = await accounts.create_session(conn, user_id)
         user = await accounts.profile(conn, user_id)
-    return _with_session(JSONResponse({"user": user, "csrf_token": session.csrf_token}, status_code=201), session)
+        device = await accounts.remember_device(conn, user_id, None)
+    response = JSONResponse({"user": user, "csrf_token": session.csrf_token}, status_code=201)
+    return _with_device(_with_session(response, session), device)
 
 
 async def login(request: Request) -> Response:
@@ -58,17 +73,19 @@ async def login(request: Request) -> Response:
         raise InputError("required", "email")
     if not isinstance(password, str) or not password:
         raise InputError("required", "password")
+    presented = request.cookies.get(DEVICE_COOKIE)
     pool = await resources.db()
     async with pool.acquire() as conn:
         try:
-            user_id = await accounts.authenticate(conn, email.strip(), password, client_address(request))
+            user_id = await accounts.authenticate(conn, email.strip(), password, client_address(request), presented)
         except accounts.TooManyAttempts as exc:
             raise _throttled(exc) from None
         if user_id is None:
             raise ApiError(401, "bad_credentials")
         session = await accounts.create_session(conn, user_id)
         user = await accounts.profile(conn, user_id)
-    return _with_session(JSONResponse({"user": user, "csrf_token": session.csrf_token}), session)
+        device = await accounts.remember_device(conn, user_id, presented)
+    return _with_device(_with_session(JSONResponse({"user": user, "csrf_token": session.csrf_token}), session), device)
 
 
 async def logout(request: Request) -> Response:
@@ -94,7 +111,7 @@ async def change_password(request: Request) -> Response:
     async with pool.acquire() as conn:
         try:
             changed = await accounts.change_password(conn, who.user_id, current, new, who.session_token,
-                                                     client_address(request))
+                                                     client_address(request), request.cookies.get(DEVICE_COOKIE))
         except accounts.TooManyAttempts as exc:
             raise _throttled(exc) from None
         if not changed:

@@ -81,12 +81,16 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 # Failed log-ins (and password changes) allowed in the window before answering 429. Counting
 # per address *and* client stops a guesser without letting a stranger lock the owner out: the
-# owner's own browser or network is another client. Only a guessing campaign from many clients
-# (FAILURES_PER_EMAIL) closes the address for everyone, for the window.
+# owner's own browser or network is another client. A guessing campaign from many clients
+# (FAILURES_PER_EMAIL), or from the owner's own network address (FAILURES_PER_CLIENT: an office
+# or carrier NAT), still cannot close a *known device* — a browser that logged in to the account
+# before: its failures are counted on their own, FAILURES_PER_EMAIL_AND_CLIENT per window.
 FAILURES_PER_EMAIL_AND_CLIENT = 5
 FAILURES_PER_CLIENT = 20
 FAILURES_PER_EMAIL = 100
 FAILURE_WINDOW_MINUTES = 15
+DEVICE_DAYS = 365
+DEVICES_PER_USER = 20
 # Verifying against this keeps unknown addresses as slow as known ones (no user enumeration).
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -127,10 +131,15 @@ async def register(conn: Conn, email: str, password: str) -> int:
     return user_id
 
 
-async def authenticate(conn: Conn, email: str, password: str, client: str) -> int | None:
-    """The user id for correct credentials, None for wrong ones; TooManyAttempts when throttled."""
-    await check_throttle(conn, email, client)
+async def authenticate(conn: Conn, email: str, password: str, client: str, device: str | None = None) -> int | None:
+    """The user id for correct credentials, None for wrong ones; TooManyAttempts when throttled.
+
+    `device` is the known-device token the browser presented, if any (see FAILURES_PER_CLIENT).
+    """
     row = await conn.fetchrow("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)", email)
+    known = row is not None and device is not None and await _device_of(conn, device) == row["id"]
+    counted_as = _device_client(device) if known and device else client
+    await check_throttle(conn, email, counted_as, known_device=known)
     stored = row["password_hash"] if row and row["password_hash"] else _DUMMY_HASH
     if row is not None and await verify_password(stored, password):
         await conn.execute("DELETE FROM login_failures WHERE lower(email) = lower($1)", email)
@@ -138,12 +147,13 @@ async def authenticate(conn: Conn, email: str, password: str, client: str) -> in
         return user_id
     if row is None:
         await verify_password(_DUMMY_HASH, password)
-    await conn.execute("INSERT INTO login_failures (email, client) VALUES ($1, $2)", email, client)
+    await conn.execute("INSERT INTO login_failures (email, client) VALUES ($1, $2)", email, counted_as)
     return None
 
 
-async def check_throttle(conn: Conn, email: str, client: str) -> None:
-    """TooManyAttempts when this address, this client, or the pair failed too often lately."""
+async def check_throttle(conn: Conn, email: str, client: str, *, known_device: bool = False) -> None:
+    """TooManyAttempts when this address, this client, or the pair failed too often lately; for a
+    known device only its own failures count."""
     counts = await conn.fetchrow(
         """
         SELECT count(*) FILTER (WHERE lower(email) = lower($1) AND client = $2) AS by_pair,
@@ -155,9 +165,34 @@ async def check_throttle(conn: Conn, email: str, client: str) -> None:
         email, client, FAILURE_WINDOW_MINUTES,
     )
     assert counts is not None
-    if (counts["by_pair"] >= FAILURES_PER_EMAIL_AND_CLIENT or counts["by_client"] >= FAILURES_PER_CLIENT
-            or counts["by_email"] >= FAILURES_PER_EMAIL):
+    if counts["by_pair"] >= FAILURES_PER_EMAIL_AND_CLIENT or (not known_device and (
+            counts["by_client"] >= FAILURES_PER_CLIENT or counts["by_email"] >= FAILURES_PER_EMAIL)):
         raise TooManyAttempts(FAILURE_WINDOW_MINUTES * 60)
+
+
+def _device_client(device: str) -> str:
+    return "device:" + hashlib.sha256(device.encode()).hexdigest()[:32]
+
+
+async def _device_of(conn: Conn, device: str) -> int | None:
+    user_id: int | None = await conn.fetchval(
+        "UPDATE known_devices SET used_at = now() WHERE token_hash = $1"
+        " AND used_at > now() - make_interval(days => $2) RETURNING user_id",
+        _digest(device), DEVICE_DAYS)
+    return user_id
+
+
+async def remember_device(conn: Conn, user_id: int, device: str | None) -> str:
+    """The known-device token for this browser after a log-in: the one it has, or a new one."""
+    if device and await _device_of(conn, device) == user_id:
+        return device
+    token = secrets.token_urlsafe(32)
+    await conn.execute("INSERT INTO known_devices (token_hash, user_id) VALUES ($1, $2)", _digest(token), user_id)
+    await conn.execute(
+        "DELETE FROM known_devices WHERE user_id = $1 AND token_hash NOT IN ("
+        " SELECT token_hash FROM known_devices WHERE user_id = $1 ORDER BY used_at DESC LIMIT $2)",
+        user_id, DEVICES_PER_USER)
+    return token
 
 
 @dataclass(frozen=True)
@@ -195,14 +230,16 @@ async def end_session(conn: Conn, token: str) -> None:
 
 
 async def change_password(conn: Conn, user_id: int, current: str, new: str, keep_session: str | None,
-                          client: str) -> bool:
+                          client: str, device: str | None = None) -> bool:
     """False when `current` is wrong, throttled like log-in (TooManyAttempts): a stolen API key or
     session must not become a way to guess the password. Other sessions are ended."""
     row = await conn.fetchrow("SELECT email, password_hash FROM users WHERE id = $1", user_id)
     assert row is not None
-    await check_throttle(conn, row["email"], client)
+    known = device is not None and await _device_of(conn, device) == user_id
+    counted_as = _device_client(device) if known and device else client
+    await check_throttle(conn, row["email"], counted_as, known_device=known)
     if not row["password_hash"] or not await verify_password(row["password_hash"], current):
-        await conn.execute("INSERT INTO login_failures (email, client) VALUES ($1, $2)", row["email"], client)
+        await conn.execute("INSERT INTO login_failures (email, client) VALUES ($1, $2)", row["email"], counted_as)
         return False
     async with conn.transaction():
         await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, await hash_password(new))
@@ -210,6 +247,8 @@ async def change_password(conn: Conn, user_id: int, current: str, new: str, keep
             "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2",
             user_id, _digest(keep_session) if keep_session else b"",
         )
+        await conn.execute("DELETE FROM known_devices WHERE user_id = $1 AND token_hash <> $2",
+                           user_id, _digest(device) if device else b"")
     return True
 
 

@@ -50,6 +50,7 @@ USER_ROWS: dict[str, str] = {
     "non_ascii_address": "`Мария@пример.рф` through Mailpit (SMTPUTF8, no PIPELINING), one-shot",
     "dead_lettered_work": "work whose handling fails three times (dead-lettered)",
     "lost_command": "a start command lost after it was taken (campaign queued / loading)",
+    "guessers_share_owner_address": "guessers behind the owner's own NAT address and from many addresses",
     "stranger_guesses_password": "a stranger's wrong passwords for someone's address",
     "password_change_guessing": "guessing the password through `POST /v1/auth/password` with an API key",
     "ssrf_ipv6": "SMTP host `::7f00:1` (IPv4-compatible IPv6 of 127.0.0.1)",

@@ -208,3 +208,34 @@ async def test_password_change_is_throttled_and_ends_other_sessions(api: httpx.A
         assert (await other_browser.get("/v1/me")).status_code == 401  # every other session ended
     record_user("password_change_guessing", "after 5 wrong tries 429, even with the right password; a change"
                 " by the owner ends every other session", stopped_in)
+
+
+async def test_guessers_behind_the_owners_address_or_from_many_cannot_lock_out_a_known_browser(
+    api: httpx.AsyncClient, asgi_app: Starlette
+) -> None:
+    email = unique_email()
+    await register(api, email)
+    office = "203.0.113.80"  # one NAT address for the whole office, guessers included
+    async with client_at(asgi_app, office) as owner:
+        assert (await owner.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+                ).status_code == 200  # this browser is now known to the account
+        began = time.monotonic()
+        for n in range(25):  # a colleague guessing other people's passwords and this one's
+            async with client_at(asgi_app, office) as guesser:
+                target = email if n % 2 else unique_email()
+                await guesser.post("/v1/auth/login", json={"email": target, "password": "guess"})
+        for n in range(110):  # and a botnet, five guesses from each of many addresses
+            async with client_at(asgi_app, f"198.51.{100 + n // 5 // 250}.{n // 5 % 250 + 1}") as bot:
+                await bot.post("/v1/auth/login", json={"email": email, "password": "guess"})
+        async with client_at(asgi_app, office) as new_browser:  # no device cookie: closed (the address and the account are over their counts)
+            closed = await new_browser.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+            assert closed.status_code == 429
+        again = await owner.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+        assert again.status_code == 200, again.text
+        for _ in range(5):  # the known browser is throttled too, on its own count
+            assert (await owner.post("/v1/auth/login", json={"email": email, "password": "typo"})).status_code == 401
+        assert (await owner.post("/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+                ).status_code == 429
+    record_user("guessers_share_owner_address", "guesses from the owner's NAT address and from 22 other addresses"
+                " close the address for new browsers (429); the owner's browser that logged in before still logs"
+                " in (200), with 5 tries of its own", time.monotonic() - began)
