@@ -166,6 +166,16 @@ def test_braces_written_as_entities_stay_literal_in_the_derived_text() -> None:
     template_fields("s", html, text_template("<p>Hello &#123;&#123; oops</p>"))  # no TemplateError
 
 
+@pytest.mark.parametrize(("html", "text"), [
+    ("<p>{&#123; name }}</p>", "{{ name }}\n"),  # a plain brace, then an entity one: "{{{" once derived
+    ("<p>&#123;{ name }}</p>", "{{ name }}\n"),
+    ("<p>{&#125; and {{ name }}</p>", "{} and Ann\n"),
+])
+def test_a_plain_brace_beside_an_entity_brace_stays_literal(html: str, text: str) -> None:
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", html))
+    assert compiled.render_parts({"name": "Ann"})[1] == text
+
+
 @pytest.mark.parametrize("source", [
     "{% if a %}" * 100 + "x" + "{% endif %}" * 100,  # Python refuses the generated code (IndentationError)
     "{% if a %}" * 3000 + "x" + "{% endif %}" * 3000,  # the parser runs out of recursion

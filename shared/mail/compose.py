@@ -167,13 +167,17 @@ def html_to_text(html: str) -> str:
 _OPEN_BRACE = re.compile(r"&(?:#0*123(?![0-9])|#[xX]0*7[bB](?![0-9a-fA-F])|lbrace;|lcub;);?")
 _CLOSE_BRACE = re.compile(r"&(?:#0*125(?![0-9])|#[xX]0*7[dD](?![0-9a-fA-F])|rbrace;|rcub;);?")
 _OPEN_MARK, _CLOSE_MARK = "\ue000", "\ue001"
+# A plain brace right before a marked one would join its literal into "{{{" (`{&#123; x }}`):
+# it is carried as a literal too.
+_BRACE_BEFORE_MARK = re.compile("(?<!{){(?=[\ue000\ue001])")
 
 
 def text_template(html: str) -> str:
     """The plain-text template derived from an HTML template, for campaigns without their own."""
     marked = html.replace(_OPEN_MARK, "").replace(_CLOSE_MARK, "")
     marked = _CLOSE_BRACE.sub(_CLOSE_MARK, _OPEN_BRACE.sub(_OPEN_MARK, marked))
-    return html_to_text(marked).replace(_OPEN_MARK, "{{ '{' }}").replace(_CLOSE_MARK, "{{ '}' }}")
+    derived = _BRACE_BEFORE_MARK.sub(_OPEN_MARK, html_to_text(marked))
+    return derived.replace(_OPEN_MARK, "{{ '{' }}").replace(_CLOSE_MARK, "{{ '}' }}")
 
 
 class _Renderer:
