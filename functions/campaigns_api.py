@@ -174,8 +174,7 @@ async def test_send(request: Request) -> Response:
     except RenderTooLarge as exc:
         raise preview.template_error(exc) from None
     except Exception as exc:  # parses, but fails for this row's data
-        raise InputError("template", "html_body", part="html", part_en="HTML", part_ru="HTML", where="",
-                         reason=str(exc)) from None
+        raise preview.render_error(exc) from None
     policy = ConnectPolicy.from_settings(settings, max_timeout=10.0)
     connection = SmtpConnection(await sender.open_account(resources.keys()), policy)
 

@@ -69,6 +69,21 @@ async def test_errors_are_in_russian_when_asked(api: httpx.AsyncClient, api_key:
     assert answer.json()["error"]["message"] == "Поле «subject» должно быть в одну строку."
 
 
+@pytest.mark.parametrize(("html", "russian"), [
+    ("<p>Здравствуйте, {{ name", "В шаблоне (HTML) ошибка (строка 1): шаблон закончился, а ожидалось «}}»"),
+    ("<p>{{ name</p>", "В шаблоне (HTML) ошибка (строка 1): неожиданное «/»"),
+    ("{% if vip %}<p>Hi</p>", "не закрыт блок {% if %}: добавьте {% endif %}"),
+    ("<p>{{ a b }}</p>", "ожидалось «}}», а встретилось «b»"),
+])
+async def test_template_errors_are_in_russian_when_asked(api: httpx.AsyncClient, api_key: str, html: str,
+                                                         russian: str) -> None:
+    answer = await api.post("/v1/campaigns", json={"html_body": html},
+                            headers={"Authorization": f"Bearer {api_key}", "Accept-Language": "ru"})
+    assert answer.status_code == 400
+    message = answer.json()["error"]["message"]
+    assert russian in message and "expected" not in message and "Jinja" not in message, message
+
+
 async def test_unknown_routes_and_methods_are_json_4xx(api: httpx.AsyncClient, api_key: str) -> None:
     assert (await api.get("/v1/nothing-here")).status_code == 404
     wrong_method = await api.put("/v1/campaigns", headers={"Authorization": f"Bearer {api_key}"})

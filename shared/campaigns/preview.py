@@ -17,6 +17,7 @@ from shared.mail.compose import (
     TemplateError,
     template_fields,
 )
+from shared.mail.template_reasons import in_russian
 from shared.unsubscribe import Unsubscriber
 
 _FIELDS = {"subject": "subject", "html": "html_body", "text": "text_body"}
@@ -33,7 +34,13 @@ def template_error(exc: TemplateError | RenderTooLarge, fields: dict[str, str] |
     return InputError(exc.code, field, part=exc.part, part_en=part_en, part_ru=part_ru,
                       where_en=f" (line {exc.line})" if exc.line else "",
                       where_ru=f" (строка {exc.line})" if exc.line else "",
-                      reason=str(exc), **exc.params)
+                      reason=str(exc), reason_ru=in_russian(str(exc)), **exc.params)
+
+
+def render_error(exc: Exception) -> InputError:
+    """The 4xx for a template that parses but fails for one contact's data, e.g. {{ 1 / count }}."""
+    return InputError("template", "html_body", part="html", part_en="HTML", part_ru="HTML", where="",
+                      reason=str(exc), reason_ru=in_russian(str(exc)))
 
 
 def _recorder(seen: list[str]) -> type[ChainableUndefined]:
@@ -71,8 +78,7 @@ def preview(campaign: dict[str, Any], from_email: str, from_name: str, email: st
     except RenderTooLarge as exc:
         raise template_error(exc) from None
     except Exception as exc:  # parses, but fails for this row's data, e.g. {{ 1 / count }}
-        raise InputError("template", "html_body", part="html", part_en="HTML", part_ru="HTML", where="",
-                         reason=str(exc)) from None
+        raise render_error(exc) from None
     return Preview(subject, html, text, seen)
 
 
