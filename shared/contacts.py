@@ -4,6 +4,10 @@ Detection looks at a sample (the first 64 KiB): encoding (UTF-8 with or without 
 Windows-1251 and other single-byte code pages via charset-normalizer), delimiter (`,` `;` tab
 `|`), whether the first row is a header, and which column holds the addresses. The user can
 correct any of it; streaming then uses exactly what was decided.
+
+A quote that is opened and never closed would, by the CSV rules, make the rest of the file (or
+everything up to the next quote) one field. The line where it opens is reported as a problem row
+instead, and the lines after it are read as rows of their own: no contact disappears unseen.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import io
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from charset_normalizer import from_bytes
 
@@ -29,6 +33,9 @@ PREVIEW_ROWS = 10
 INVALID_EXAMPLES = 20
 MAX_COLUMNS = 200
 MAX_FIELD = 10_000
+# A quoted field running over more lines than this (or MAX_FIELD characters) is taken for an
+# unclosed quote: a real one (an address, a note) is a few lines, and it also bounds what is kept.
+MAX_FIELD_LINES = 50
 
 _EMAIL_HEADERS = {
     "email", "e-mail", "mail", "emailaddress", "e-mailaddress", "emails", "почта", "электроннаяпочта",
@@ -106,10 +113,105 @@ def detect_encoding(sample: bytes, complete: bool) -> str:
     return encoding
 
 
-def _rows(text: str, delimiter: str) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+class _Record(NamedTuple):
+    line: int  # the line of the file it starts on, 1-based
+    cells: list[str]
+    unclosed: str | None  # the line's text when it opens a quote that is not closed; cells are then []
+
+
+class _FieldTooLong(Exception):
+    pass
+
+
+class _Lines:
+    """The lines given to a csv reader, numbered; those of the record being read are kept so that
+    they can be read again."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._source = iter(lines)
+        self._again: deque[tuple[int, str]] = deque()
+        self._count = 0
+        self.record: list[tuple[int, str]] = []
+        self._continued = 0
+        self.ran_out = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        # Asked for another line while the record is already long: raising here (the csv reader
+        # passes it on) stops the reader before it holds the rest of the file in one field.
+        if self.record and (len(self.record) >= MAX_FIELD_LINES or self._continued > MAX_FIELD):
+            raise _FieldTooLong
+        if self._again:
+            number, line = self._again.popleft()
+        else:
+            try:
+                line = next(self._source)
+            except StopIteration:
+                self.ran_out = True
+                raise
+            self._count += 1
+            number = self._count
+        if self.record:
+            self._continued += len(line)
+        self.record.append((number, line))
+        return line
+
+    def start_record(self) -> None:
+        self.record, self._continued, self.ran_out = [], 0, False
+
+    def read_again(self, lines: list[tuple[int, str]]) -> None:
+        self._again.extendleft(reversed(lines))
+
+
+def _readings(line: str, delimiter: str) -> Iterator[list[str]]:
+    """A line's cells read on its own; and read with quotes as plain characters, because the quote
+    that ended a runaway field may open one on the line itself (`"b@x.com,Bob` after `"a@x.com,Ann`)."""
+    yield next(csv.reader([line], delimiter=delimiter), [])
+    plain = next(csv.reader([line], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
+    yield [cell.strip().strip('"') for cell in plain]
+
+
+def _records(lines: Iterable[str], delimiter: str, stands_alone: Callable[[list[str]], bool],
+             final: bool = True) -> Iterator[_Record]:
+    """CSV records, with each unclosed quote reported on its own line and the lines after it read again.
+
+    A quoted field is taken as unclosed when it is still open at the end of the file (`final`),
+    runs too long, or swallowed a line that `stands_alone` says is a row of its own (a contact,
+    so a line with an address).
+    """
+    feed = _Lines(lines)
+    reader = csv.reader(feed, delimiter=delimiter)
+    while True:
+        feed.start_record()
+        try:
+            cells: list[str] | None = next(reader)
+        except StopIteration:
+            return
+        except _FieldTooLong:
+            cells = None
+        record = feed.record
+        # A contact row has an address, so a line without "@" is not looked at more closely.
+        unclosed = (cells is None or (final and feed.ran_out)
+                    or any(stands_alone(alone) for _, line in record[1:] if "@" in line
+                           for alone in _readings(line, delimiter)))
+        if cells is not None and not unclosed:
+            yield _Record(record[0][0], cells, None)
+            continue
+        feed.read_again(record[1:])
+        reader = csv.reader(feed, delimiter=delimiter)  # the old one may be inside the runaway field
+        yield _Record(record[0][0], [], record[0][1].rstrip("\r\n"))
+
+
+def _has_email(cells: list[str]) -> bool:
+    return any(_looks_like_email(cell) for cell in cells)
+
+
+def _rows(lines: list[str], delimiter: str, final: bool) -> list[list[str]]:
     try:
-        return [row for row in reader if any(cell.strip() for cell in row)]
+        return [record.cells for record in _records(lines, delimiter, _has_email, final)
+                if any(cell.strip() for cell in record.cells)]
     except csv.Error as exc:
         raise InputError("bad_csv", "file", reason=str(exc)) from None
 
@@ -118,7 +220,7 @@ def detect_delimiter(lines: list[str]) -> str:
     """The candidate that splits the most lines into the same, largest number of cells."""
     best, best_score = ",", 0.0
     for candidate in DELIMITERS:
-        counts = [len(row) for row in csv.reader(lines, delimiter=candidate) if row]
+        counts = [len(record.cells) for record in _records(lines, candidate, _has_email) if record.cells]
         if not counts:
             continue
         typical = max(set(counts), key=counts.count)
@@ -153,7 +255,7 @@ def detect(sample: bytes, *, complete: bool, overrides: dict[str, Any] | None = 
         text = text[: text.rfind("\n") + 1] if "\n" in text else text
     lines = text.splitlines(keepends=True)
     delimiter = overrides.get("delimiter") or detect_delimiter(lines[:50])
-    rows = _rows(text, delimiter)
+    rows = _rows(lines, delimiter, final=complete)
     if not rows:
         raise InputError("empty_file", "file")
     width = max(len(row) for row in rows)
@@ -218,20 +320,37 @@ def decode_lines(chunks: Iterable[bytes], encoding: str) -> Iterator[str]:
 @dataclass(frozen=True)
 class ContactRow:
     row: int  # 1-based record number in the file, the header counted, as a spreadsheet shows it
-    email: str  # as written
+    email: str  # as written; for an unclosed quote the whole line, which is never a valid address
     fields: dict[str, str]
+    unclosed_quote_line: int | None = None  # the row opens a quote never closed, on this line of the file
+
+
+def unclosed_quote_reason(line: int) -> str:
+    # Both languages, as in an upload's error_detail: the report is read later, in either.
+    return (f"строка {line}: незакрытая кавычка (\") — строка пропущена, следующие строки прочитаны как обычно;"
+            f" закройте или уберите кавычку и загрузите файл снова"
+            f" / line {line}: unclosed quote (\") — the line was skipped, the lines after it were read as usual;"
+            f" close or remove the quote and upload the file again")
 
 
 def iter_contacts(chunks: Iterable[bytes], dialect: Dialect, columns: list[Column]) -> Iterator[ContactRow]:
     """Every data row of the file; blank lines are passed over. Raises InputError on broken CSV."""
     csv.field_size_limit(MAX_FIELD * 10)
-    reader = csv.reader(decode_lines(chunks, dialect.encoding), delimiter=dialect.delimiter)
     names = [c.field for c in columns]
+    at = dialect.email_column
+
+    def stands_alone(cells: list[str]) -> bool:
+        return len(cells) > at and (len(cells) > 1 or len(names) == 1) and _looks_like_email(cells[at])
+
+    records = _records(decode_lines(chunks, dialect.encoding), dialect.delimiter, stands_alone)
     number = 0
     try:
-        for cells in reader:
+        for line, cells, unclosed in records:
             number += 1
             if number == 1 and dialect.has_header:
+                continue
+            if unclosed is not None:
+                yield ContactRow(number, unclosed.strip(), {}, unclosed_quote_line=line)
                 continue
             if not any(cell.strip() for cell in cells):
                 continue
@@ -271,14 +390,23 @@ def inspect_rows(
     """Count rows, valid, invalid (with the first examples), duplicates and suppressed."""
     report = Report()
     seen: set[bytes] = set()
+    unclosed_shown = 0
     for contact in contacts:
         report.rows += 1
         if progress is not None and report.rows % 50_000 == 0:
             progress(report.rows)
+        if contact.unclosed_quote_line is not None:
+            report.invalid += 1
+            # Shown even past the address examples: the file itself must be fixed there.
+            if unclosed_shown < INVALID_EXAMPLES:
+                unclosed_shown += 1
+                report.invalid_examples.append({"row": contact.row, "value": contact.email[:200],
+                                                "reason": unclosed_quote_reason(contact.unclosed_quote_line)})
+            continue
         checked = check_address(contact.email)
         if checked.normalized is None:
             report.invalid += 1
-            if len(report.invalid_examples) < INVALID_EXAMPLES:
+            if len(report.invalid_examples) - unclosed_shown < INVALID_EXAMPLES:
                 report.invalid_examples.append(
                     {"row": contact.row, "value": contact.email[:200], "reason": checked.reason}
                 )

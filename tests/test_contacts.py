@@ -6,7 +6,8 @@ import codecs
 
 import pytest
 
-from shared.contacts import detect, detect_encoding, inspect_rows, iter_contacts
+from shared.addresses import check_address
+from shared.contacts import ContactRow, Report, detect, detect_encoding, inspect_rows, iter_contacts
 from shared.errors import InputError
 
 RU_ROWS = "Почта;Имя;Город\r\nivan@example.ru;Иван;Москва\r\nOLGA@example.ru;Ольга;Казань\r\nolga@example.ru;Оля;Казань\r\nне-адрес;Пётр;Омск\r\n"
@@ -128,3 +129,177 @@ def test_utf8_is_recognised_wherever_the_sample_cuts_a_character(char: str) -> N
     body = ("email;name\n" + "".join(f"u{n}@example.com;{char * 3}\n" for n in range(50))).encode()
     for cut in range(len(body) - 12, len(body)):
         assert detect_encoding(body[:cut], complete=False) == "utf-8", (char, cut)
+
+
+# Realistic Russian exports larger than the 64 KiB sample. "№" and "—" are 3 bytes in UTF-8, the
+# Cyrillic letters 2: with every padding below, some character straddles the sample's end.
+RU_HEADER = "ФИО;Телефон;Эл. почта;Город\r\n"
+RU_CITIES = ("Москва", "Санкт-Петербург", "Нижний Новгород", "Ростов-на-Дону", "Екатеринбург")
+
+
+def russian_rows(count: int, pad: str = "") -> list[tuple[str, str, str, str]]:
+    return [(f"Иванов{pad} Пётр Сергеевич №{n}", f"+7 900 {n:07d}", f"petrov{n}@example.ru",
+             f"{RU_CITIES[n % len(RU_CITIES)]} — офис") for n in range(count)]
+
+
+def russian_csv(rows: list[tuple[str, str, str, str]]) -> str:
+    return RU_HEADER + "".join(";".join(row) + "\r\n" for row in rows)
+
+
+def split_at_sample_end(sample: bytes) -> tuple[int, int] | None:
+    """(length of the UTF-8 character cut by the sample's end, how many of its bytes are in)."""
+    for back in range(1, 4):
+        lead = sample[-back]
+        if lead >= 0xC0:
+            length = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+            return (length, back) if back < length else None
+    return None
+
+
+def test_russian_utf8_files_larger_than_the_sample_are_utf8_wherever_the_sample_ends() -> None:
+    splits = set()
+    for pad in range(len(russian_csv(russian_rows(1)).encode())):  # shifts the rows past every byte of the cut
+        rows = russian_rows(1000)
+        rows[0] = ("Иванов" + "." * pad, *rows[0][1:])
+        data = russian_csv(rows).encode("utf-8")
+        assert len(data) > 65536
+        sample = data[:65536]
+        split = split_at_sample_end(sample)
+        if split:
+            splits.add(split)
+        found = detect(sample, complete=False)
+        assert found.dialect.encoding == "utf-8", (pad, split)
+        assert (found.dialect.delimiter, found.dialect.email_column) == (";", 2)
+        assert [c.label for c in found.columns] == ["ФИО", "Телефон", "Эл. почта", "Город"]
+        assert found.preview[1] == list(rows[1])
+        contacts = list(iter_contacts(chunks(data, 8192), found.dialect, found.columns))
+        assert [(c.fields["фио"], c.email, c.fields["город"]) for c in contacts] == [
+            (r[0], r[2], r[3]) for r in rows]
+    assert splits == {(2, 1), (3, 1), (3, 2)}  # every way the cut can fall inside a character of the file
+
+
+def encoding_or_refusal(sample: bytes) -> str:
+    try:
+        return detect_encoding(sample, complete=False)
+    except InputError as error:
+        return error.code
+
+
+def test_windows_1251_and_broken_utf8_are_not_taken_for_utf8() -> None:
+    rows = russian_rows(1000)
+    text = russian_csv(rows).replace("№", "N")  # not in cp1251
+    cp1251 = text.encode("cp1251")
+    found = detect(cp1251[:65536], complete=False)
+    assert found.dialect.encoding == "cp1251"
+    contacts = list(iter_contacts(chunks(cp1251, 8192), found.dialect, found.columns))
+    assert contacts[-1].fields["фио"] == "Иванов Пётр Сергеевич N999"
+
+    # One name saved by another program in cp1251, in the middle of an otherwise UTF-8 file.
+    utf8 = text.encode("utf-8")
+    broken = utf8[:30000] + "Сидоров".encode("cp1251") + utf8[30000:]
+    assert encoding_or_refusal(broken[:65536]) != "utf-8"
+    # Only a character cut by the sample's end is forgiven, not invalid bytes just before it.
+    whole = text[:40000].encode("utf-8")[:65000].decode("utf-8", errors="ignore").encode("utf-8")
+    assert encoding_or_refusal(whole + "Ж".encode()[:1]) == "utf-8"
+    for tail in (b"\xff", b"\xff;", b"\xd0;", b"\xe2\x84;", b"\xd0\xd0", "Ж".encode() + b"\x80"):
+        assert encoding_or_refusal(whole + tail) != "utf-8", tail
+
+
+def report_of(data: bytes, chunk: int = 7) -> tuple[list[ContactRow], Report]:
+    found = detect(data[:65536], complete=len(data) <= 65536)
+    contacts = list(iter_contacts(chunks(data, chunk), found.dialect, found.columns))
+    return contacts, inspect_rows(iter(contacts), is_suppressed=lambda email: False)
+
+
+def assert_unclosed_quote_reported(example: dict, row: int, line: int, value: str) -> None:
+    assert (example["row"], example["value"]) == (row, value)
+    assert f"строка {line}: незакрытая кавычка" in example["reason"]
+    assert f"line {line}: unclosed quote" in example["reason"]
+
+
+# Excel and hand-edited exports do contain a quote that is never closed. The CSV rules make the
+# rest of the file (or everything up to the next quote) one field: those contacts were gone without a word.
+@pytest.mark.parametrize("chunk", [7, 4096])
+@pytest.mark.parametrize(
+    "later",
+    [
+        "",  # no other quote: the field ran to the end of the file
+        'sidorov@example.com,"Sidorov, Petr"\n',  # the next quote closed it, far from where it opened
+    ],
+)
+def test_an_unclosed_quote_is_one_problem_row_and_every_other_contact_is_read(later: str, chunk: int) -> None:
+    following = "".join(f"user{n}@example.com,User {n}\n" for n in range(30))
+    text = 'email,name\nann@example.com,Ann\n"Ivan Petrov,ivan@example.com\n' + following + later
+    contacts, report = report_of(text.encode(), chunk)
+    emails = [c.email for c in contacts]
+    assert emails[0] == "ann@example.com"
+    assert emails[2:32] == [f"user{n}@example.com" for n in range(30)]
+    assert [c.row for c in contacts[:3]] == [2, 3, 4]
+    assert report.rows == len(contacts) == 32 + bool(later)
+    assert (report.valid, report.invalid) == (31 + bool(later), 1)
+    assert_unclosed_quote_reported(report.invalid_examples[0], row=3, line=3, value='"Ivan Petrov,ivan@example.com')
+    if later:
+        assert contacts[-1].fields == {"name": "Sidorov, Petr"}
+    # A campaign made from the file skips that row rather than guessing what it meant.
+    assert check_address(contacts[1].email).normalized is None
+
+
+def test_an_unclosed_quote_in_a_large_file_is_not_a_refusal_of_the_file() -> None:
+    # Swallowing more than the field limit used to refuse the whole file ("field larger than field limit").
+    rows = russian_rows(5000)
+    text = russian_csv(rows).replace("Иванов Пётр Сергеевич №7;", '"Иванов Пётр Сергеевич №7;', 1)
+    data = text.encode("utf-8")
+    contacts, report = report_of(data, 65536)
+    assert report.rows == 5000 and (report.valid, report.invalid) == (4999, 1)
+    assert_unclosed_quote_reported(report.invalid_examples[0], row=9, line=9,
+                                   value='"Иванов Пётр Сергеевич №7;+7 900 0000007;petrov7@example.ru;Нижний Новгород — офис')
+    assert contacts[-1].email == "petrov4999@example.ru"
+
+
+def test_problem_rows_count_records_and_the_reason_names_the_line_of_the_file() -> None:
+    # A real multi-line address above: the spreadsheet row and the text line differ from there on.
+    text = ('Эл. почта;ФИО;Адрес\r\n'
+            'anna@example.ru;Анна;"ул. Ленина, 1\r\nкв. 5\r\nМосква"\r\n'
+            'oleg@example.ru;"Олег;Москва\r\n'
+            'olga@example.ru;Ольга;Казань\r\n')
+    contacts, report = report_of(text.encode("cp1251"))
+    assert [c.email for c in contacts] == ["anna@example.ru", 'oleg@example.ru;"Олег;Москва', "olga@example.ru"]
+    assert contacts[0].fields["адрес"] == "ул. Ленина, 1\r\nкв. 5\r\nМосква"
+    assert_unclosed_quote_reported(report.invalid_examples[0], row=3, line=5, value='oleg@example.ru;"Олег;Москва')
+    assert (report.rows, report.valid, report.invalid) == (3, 2, 1)
+
+
+def test_legitimate_multiline_quoted_fields_are_read_whole() -> None:
+    address = "ул. Тверская, д. 7, кв. 12\nМосква\n125009\nРоссия"
+    note = 'Звонить после 18:00.\n\nПросил "не присылать" рекламу;\nпочта: old@example.ru'
+    rows = "".join(f'u{n}@example.ru;Имя {n};"{address}";"{note.replace(chr(34), chr(34) * 2)}"\n' for n in range(50))
+    data = ("Почта;Имя;Адрес;Заметка\n" + rows).encode("utf-8")
+    found = detect(data, complete=True)
+    assert found.preview[0][2:] == [address, note]
+    contacts, report = report_of(data)
+    assert [(c.fields["адрес"], c.fields["заметка"]) for c in contacts] == [(address, note)] * 50
+    assert (report.rows, report.valid, report.invalid, report.invalid_examples) == (50, 50, 0, [])
+
+
+def test_an_unclosed_quote_near_the_top_does_not_garble_detection() -> None:
+    following = "".join(f"user{n}@example.com;Пользователь {n}\n" for n in range(20))
+    found = detect(('"ivan@example.com;Иван\n' + following).encode("utf-8"), complete=True)
+    assert (found.dialect.delimiter, found.dialect.email_column) == (";", 0)
+    assert found.preview[:2] == [["user0@example.com", "Пользователь 0"], ["user1@example.com", "Пользователь 1"]]
+
+
+def test_a_quote_opened_on_every_line_makes_every_line_a_problem_row() -> None:
+    # Each line's quote closes the previous line's field: read together, the lines look like fewer rows.
+    text = 'email,name\n' + "".join(f'"user{n}@example.com,User {n}\n' for n in range(5)) + "last@example.com,Last\n"
+    contacts, report = report_of(text.encode())
+    assert [c.unclosed_quote_line for c in contacts] == [2, 3, 4, 5, 6, None]
+    assert contacts[-1].email == "last@example.com"
+    assert (report.rows, report.valid, report.invalid) == (6, 1, 5)
+
+
+def test_unclosed_quotes_are_shown_even_after_many_bad_addresses() -> None:
+    text = "email\n" + "".join(f"bad{n}\n" for n in range(25)) + '"ok@example.com\nlast@example.com\n'
+    _, report = report_of(text.encode())
+    assert (report.rows, report.valid, report.invalid) == (27, 1, 26)
+    assert len(report.invalid_examples) == 21
+    assert_unclosed_quote_reported(report.invalid_examples[-1], row=27, line=27, value='"ok@example.com')
