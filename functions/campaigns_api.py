@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -71,11 +72,18 @@ async def get_campaign(request: Request) -> Response:
     async with pool.acquire() as conn:
         found = await progress.progress(conn, user_id, campaign_id)
         rate = await progress.sent_last_minute(conn, campaign_id)
-    assert found is not None
-    counts = found["counts"]
-    open_count = counts["pending"] + counts["sending"]
-    eta = round(open_count / rate * 60) if rate and open_count else None
-    return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta})
+        counts = found["counts"] if found else {}
+        if campaign["status"] == "draft":
+            upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"])) \
+                if campaign["upload_id"] else None
+            to_send = ((upload or {}).get("report") or {}).get("valid", 0)
+        else:
+            to_send = counts.get("pending", 0) + counts.get("sending", 0)
+        schedule = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate)
+    eta = round(max(schedule.last_at - time.time(), 0)) if schedule and to_send and campaign["status"] != "draft" \
+        else None
+    return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta,
+                         "plan": schedule.to_json() if schedule else None})
 
 
 async def update_campaign(request: Request) -> Response:

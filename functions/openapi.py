@@ -105,7 +105,13 @@ _SCHEMAS: dict[str, Any] = {
         "status_reason": _nullable("string"), "sender_id": _nullable("integer"), "upload_id": _nullable("string"),
         "subject": {"type": "string"}, "html_body": {"type": "string"}, "text_body": _nullable("string"),
         "recipient_count": {"type": "integer"}, "duplicates_removed": {"type": "integer"},
-        "counts": {"type": "object"}, "rate_per_minute": {"type": "integer"}, "eta_seconds": _nullable("integer")}},
+        "counts": {"type": "object"}, "rate_per_minute": {"type": "integer"}, "eta_seconds": _nullable("integer"),
+        "plan": {"type": ["object", "null"], "description": "How the account's limits spread the emails still to"
+                 " send: count, per_day (null: no daily limit), days (the day the last goes out), first_at and"
+                 " last_at (epoch seconds). Null when nothing limits the pace and none was seen yet.",
+                 "properties": {"count": {"type": "integer"}, "per_day": _nullable("integer"),
+                                "days": {"type": "integer"}, "first_at": {"type": "integer"},
+                                "last_at": {"type": "integer"}}}}},
     "Recipient": {"type": "object", "properties": {
         "position": {"type": "integer"}, "email": {"type": "string"}, "status": {"type": "string"},
         "reply": _nullable("string"), "attempts": {"type": "integer"}, "updated_at": {"type": "string"}}},

@@ -320,11 +320,13 @@ async def pause(conn: Conn, sender_id: int, until: float, reason: str) -> None:
     )
 
 
-async def recent_sends(conn: Conn, sender_id: int) -> list[float]:
-    """When the account's mail of the last 24 hours went out (epoch seconds), to seed its limits."""
+async def recent_sends(conn: Conn, sender_id: int, latest: int | None = None) -> list[float]:
+    """When the account's mail of the last 24 hours went out (epoch seconds), to seed its limits;
+    only the `latest` ones when given."""
     rows = await conn.fetch(
         "SELECT extract(epoch FROM r.updated_at) AS at FROM recipients r JOIN campaigns c ON c.id = r.campaign_id"
-        " WHERE c.sender_id = $1 AND r.status = 'sent' AND r.updated_at > now() - interval '24 hours'",
-        sender_id,
+        " WHERE c.sender_id = $1 AND r.status = 'sent' AND r.updated_at > now() - interval '24 hours'"
+        " ORDER BY r.updated_at DESC LIMIT $2",
+        sender_id, latest,
     )
     return [float(r["at"]) for r in rows]

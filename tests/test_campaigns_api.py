@@ -206,3 +206,19 @@ async def test_other_users_campaigns_are_not_found(
     assert removal.status_code == 404
     stolen = await api.post("/v1/campaigns", headers=other, json={"sender_id": sender["id"]})
     assert stolen.status_code == 400 and stolen.json()["error"]["code"] == "unknown_sender"
+
+
+async def test_the_plan_spreads_a_campaign_over_the_accounts_daily_limit(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink
+) -> None:
+    sender = await make_sender(api, auth, clean_sink, per_minute=20, per_day=500)
+    contacts = b"email\n" + b"".join(b"p%d@example.com\n" % n for n in range(1200))
+    upload = await make_upload(api, auth, contacts)
+    draft = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": sender["id"], "upload_id": upload["id"], "subject": "Hi", "html_body": "<p>Hi</p>"})).json()
+    before = time.time()
+    shown = (await api.get(f"/v1/campaigns/{draft['id']}", headers=auth)).json()
+    assert shown["plan"]["count"] == 1200 and shown["plan"]["per_day"] == 500 and shown["plan"]["days"] == 3
+    # 1,000 in the first two days, then 200 more at 20 a minute: the last about 48 h 10 min from now.
+    assert before + 2 * 86400 + 199 * 3 - 5 <= shown["plan"]["last_at"] <= time.time() + 2 * 86400 + 199 * 3 + 5
+    assert shown["eta_seconds"] is None  # a draft has no time left, only a plan

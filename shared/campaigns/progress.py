@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
+from shared import smtp_accounts
+from shared.campaigns.plan import Plan, plan
 from shared.campaigns.states import WAITING_SQL, shown_reason
 from shared.db import Conn
 
@@ -44,3 +47,15 @@ async def sent_last_minute(conn: Conn, campaign_id: uuid.UUID) -> int:
         campaign_id,
     )
     return rate
+
+
+async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_minute: int) -> Plan | None:
+    """The schedule of `count` more emails through the campaign's account, as its limits allow."""
+    if sender_id is None:
+        return None
+    limits = await conn.fetchrow("SELECT per_minute, per_day FROM senders WHERE id = $1", sender_id)
+    if limits is None:
+        return None
+    per_day = limits["per_day"]
+    sent_at = await smtp_accounts.recent_sends(conn, sender_id, latest=per_day) if per_day else []
+    return plan(count, limits["per_minute"], per_day, sent_at, time.time(), rate_per_minute or None)
