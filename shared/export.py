@@ -1,10 +1,23 @@
-"""CSV exports that spreadsheets open safely: formula-like cells are neutralised."""
+"""CSV exports that spreadsheets open safely (formula-like cells neutralised) and in the reader's
+language: a Russian Excel splits columns on ';' and reads UTF-8 only after a byte-order mark."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+BOM = "\ufeff"
+RECIPIENT_HEADER = {
+    "en": ("Row", "Email", "State", "Server reply", "Attempts", "Updated (UTC)"),
+    "ru": ("№", "Эл. почта", "Состояние", "Ответ сервера", "Попыток", "Обновлено (UTC)"),
+}
+STATE_NAMES = {
+    "ru": {"pending": "ожидает", "sending": "отправляется", "sent": "отправлено", "failed": "не доставлено",
+           "skipped": "пропущено", "bounced": "возврат"},
+}
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -15,10 +28,11 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def csv_lines(rows: Iterable[Sequence[object]], header: Sequence[str] | None = None) -> Iterator[str]:
+def csv_lines(rows: Iterable[Sequence[object]], header: Sequence[str] | None = None,
+              delimiter: str = ",") -> Iterator[str]:
     """CSV text in pieces of about 64 KiB; cells neutralised, the header written only if given."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator="\r\n", delimiter=delimiter)
     if header is not None:
         writer.writerow(header)
     for row in rows:
@@ -28,3 +42,21 @@ def csv_lines(rows: Iterable[Sequence[object]], header: Sequence[str] | None = N
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+def default_delimiter(lang: str) -> str:
+    return ";" if lang == "ru" else ","
+
+
+def recipient_header(lang: str, field_names: Sequence[str]) -> list[str]:
+    """The export's header: our columns in `lang`, then the contact file's own columns."""
+    return [*RECIPIENT_HEADER.get(lang, RECIPIENT_HEADER["en"]), *field_names]
+
+
+def recipient_row(row: Mapping[str, Any], lang: str, field_names: Sequence[str]) -> list[object]:
+    fields = row.get("fields") or {}
+    if isinstance(fields, str):
+        fields = json.loads(fields)
+    state = STATE_NAMES.get(lang, {}).get(row["status"], row["status"])
+    return [row["position"], row["email"], state, row["reply"], row["attempts"],
+            row["updated_at"].strftime("%Y-%m-%d %H:%M:%S"), *(fields.get(name, "") for name in field_names)]

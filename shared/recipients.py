@@ -142,15 +142,17 @@ STATES = ("pending", "sending", "sent", "failed", "skipped", "bounced")
 
 
 async def page(conn: Conn, campaign_id: uuid.UUID, *, after: int, limit: int, status: str | None = None,
-               search: str | None = None) -> list[dict[str, Any]]:
-    """Recipients after position `after`, in order, optionally of one state or matching `search`."""
+               search: str | None = None, with_fields: bool = False) -> list[dict[str, Any]]:
+    """Recipients after position `after`, in order, optionally of one state or matching `search`;
+    `with_fields` adds the contact file's columns (as JSON text)."""
     rows = await conn.fetch(
         """
-        SELECT position, email, status, reply, attempts, updated_at FROM recipients
+        SELECT position, email, status, reply, attempts, updated_at, CASE WHEN $6 THEN fields END AS fields
+          FROM recipients
          WHERE campaign_id = $1 AND position > $2 AND ($3::text IS NULL OR status = $3)
            AND ($4::text IS NULL OR email ILIKE '%' || $4 || '%')
          ORDER BY position LIMIT $5
         """,
-        campaign_id, after, status, search, limit,
+        campaign_id, after, status, search, limit, with_fields,
     )
-    return [dict(r) for r in rows]
+    return [dict(r) if with_fields else {k: v for k, v in r.items() if k != "fields"} for r in rows]

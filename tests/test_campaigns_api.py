@@ -100,8 +100,18 @@ async def test_full_campaign_with_merge_fields_and_unsubscribe(
     export = await api.get(f"/v1/campaigns/{campaign_id}/export.csv", headers=auth)
     assert export.status_code == 200
     rows = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))
-    assert rows[0] == ["position", "email", "status", "reply", "attempts", "updated_at"]
+    assert rows[0] == ["Row", "Email", "State", "Server reply", "Attempts", "Updated (UTC)", "Имя", "Город"]
     assert len(rows) == 5
+    # What a Russian Excel opens in columns: BOM, ';', Russian header and states, the file's own columns.
+    russian = await api.get(f"/v1/campaigns/{campaign_id}/export.csv?lang=ru", headers=auth)
+    assert russian.content.startswith("\ufeff".encode())
+    table = list(csv.reader(io.StringIO(russian.content.decode("utf-8-sig")), delimiter=";"))
+    assert table[0] == ["№", "Эл. почта", "Состояние", "Ответ сервера", "Попыток", "Обновлено (UTC)", "Имя", "Город"]
+    ivan = next(row for row in table if row[1] == "ivan@example.ru")
+    assert (ivan[2], ivan[6], ivan[7]) == ("отправлено", "Иван", "Москва")
+    commas = await api.get(f"/v1/campaigns/{campaign_id}/export.csv?lang=ru&sep=comma", headers=auth)
+    assert len(next(csv.reader(io.StringIO(commas.content.decode("utf-8-sig"))))) == 8
+    assert (await api.get(f"/v1/campaigns/{campaign_id}/export.csv?sep=pipe", headers=auth)).status_code == 400
 
 
 async def test_preview_reports_undefined_fields_and_start_refuses_them(
