@@ -18,7 +18,7 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from shared.addresses import check_address
+from shared.addresses import check_address, reason_in_russian
 from shared.db import Conn
 from shared.errors import InputError
 
@@ -116,7 +116,8 @@ def check_email(email: Any, field: str = "email") -> str:
         raise InputError("required", field)
     checked = check_address(email)
     if checked.normalized is None:
-        raise InputError("invalid_email", field, value=email, reason=checked.reason)
+        raise InputError("invalid_email", field, value=email, reason=checked.reason,
+                         reason_ru=reason_in_russian(checked.reason or ""))
     return checked.normalized
 
 

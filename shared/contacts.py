@@ -408,7 +408,7 @@ def inspect_rows(
             report.invalid += 1
             if len(report.invalid_examples) - unclosed_shown < INVALID_EXAMPLES:
                 report.invalid_examples.append(
-                    {"row": contact.row, "value": contact.email[:200], "reason": checked.reason}
+                    {"row": contact.row, "value": contact.email[:200], "reason": checked.explained}
                 )
             continue
         key = address_key(checked.normalized)

@@ -98,7 +98,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "host_refused": {
         "en": "The SMTP server '{host}' cannot be used: {reason}",
-        "ru": "SMTP-сервер «{host}» нельзя использовать: {reason}",
+        "ru": "Сервер «{host}» не подходит: {reason}",
     },
     "template": {
         "en": "The {part} template has an error{where}: {reason}",
@@ -397,17 +397,51 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+# What a field is called in Russian messages; keys of the JSON API keep their name after it, so a
+# developer reading Russian still knows which one.
+FIELD_NAMES_RU = {
+    "subject": "тема", "html_body": "текст письма", "text_body": "текстовая версия", "name": "название",
+    "sender_id": "отправитель", "upload_id": "файл контактов", "file": "файл", "filename": "имя файла",
+    "email": "эл. почта", "password": "пароль", "current_password": "текущий пароль",
+    "new_password": "новый пароль", "from_email": "адрес отправителя", "from_name": "имя отправителя",
+    "host": "SMTP-сервер", "port": "порт", "security": "шифрование", "username": "логин", "preset": "почтовый сервис",
+    "per_minute": "писем в минуту", "per_day": "писем в сутки", "recipients_per_connection": "писем на соединение",
+    "imap_host": "IMAP-сервер", "imap_port": "порт IMAP", "imap_username": "логин IMAP",
+    "imap_password": "пароль IMAP", "encoding": "кодировка", "delimiter": "разделитель",
+    "has_header": "строка заголовков", "email_column": "столбец с адресами", "row": "номер строки",
+    "emails": "адреса", "status": "состояние", "after": "страница", "sep": "разделитель",
+    "recipient_email_list": "список получателей (recipient_email_list)",
+    "message_subject": "тема (message_subject)", "message": "текст письма (message)",
+    "sender_email": "адрес отправителя (sender_email)", "smtp_password": "пароль SMTP (smtp_password)",
+    "server_host": "SMTP-сервер (server_host)", "server_port": "порт (server_port)",
+}
+
+
 class InputError(ValueError):
     """Bad input, described by a message code and its parameters."""
 
     def __init__(self, code: str, field: str | None = None, **params: Any) -> None:
         self.code = code
         self.field = field
-        self.params = {"field": field, **params}
+        self.params = {"field": field, "field_ru": FIELD_NAMES_RU.get(field or "", field), **params}
         super().__init__(self.message("en"))
 
     def message(self, lang: str) -> str:
         return translate(self.code, lang, **self.params)
+
+
+_HOST_PROBLEMS_RU = {
+    "dns": "такого имени нет в DNS — проверьте, нет ли опечатки",
+    "private": "это адрес внутренней сети или этой машины, а Sendpy здесь подключается только к публичным"
+               " почтовым серверам",
+    "timeout": "DNS-серверы этого имени не ответили вовремя; попробуйте ещё раз позже",
+}
+
+
+def host_refused(field: str, host: str, code: str, reason: str) -> InputError:
+    """The 4xx for a server name the SSRF guard turned down (`code` as netguard names it)."""
+    return InputError("host_refused", field, host=host, reason=reason,
+                      reason_ru=_HOST_PROBLEMS_RU.get(code, reason))
 
 
 def translate(code: str, lang: str, **params: Any) -> str:

@@ -55,7 +55,7 @@ def recipient_records(
         counts.position += 1
         fields = json.dumps(contact.fields, ensure_ascii=False)
         if checked.normalized is None:
-            yield (campaign_id, counts.position, email, fields, "skipped", f"invalid address: {checked.reason}")
+            yield (campaign_id, counts.position, email, fields, "skipped", f"invalid address: {checked.explained}")
         elif suppressed and suppressions.fast_key(email) in suppressed:
             yield (campaign_id, counts.position, email, fields, "skipped", "suppressed")
         else:

@@ -14,11 +14,11 @@ import asyncpg
 
 from shared import outbox, suppressions
 from shared import recipients as recipient_store
-from shared.addresses import check_address
+from shared.addresses import check_address, reason_in_russian
 from shared.campaigns.preview import template_error
 from shared.commands import CampaignCommand
 from shared.crypto import KeyProvider, seal
-from shared.errors import InputError
+from shared.errors import InputError, host_refused
 from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError
 from shared.netguard import HostRefused, vet_host
 from shared.smtp_presets import preset_for_address, security_for_port
@@ -77,7 +77,8 @@ def parse(payload: Any, *, allow_plaintext: bool = False) -> OneShotSend:
     sender_raw = _string(payload, "sender_email")
     sender = check_address(sender_raw)
     if sender.normalized is None:
-        raise InputError("invalid_email", "sender_email", value=sender_raw, reason=sender.reason)
+        raise InputError("invalid_email", "sender_email", value=sender_raw, reason=sender.reason,
+                         reason_ru=reason_in_russian(sender.reason or ""))
     password = _string(payload, "smtp_password")
 
     raw_list = payload.get("recipient_email_list")
@@ -106,6 +107,7 @@ def parse(payload: Any, *, allow_plaintext: bool = False) -> OneShotSend:
         raise InputError(
             "invalid_recipients", "recipient_email_list",
             count=len(invalid), value=first.original, reason=first.reason,
+            reason_ru=reason_in_russian(first.reason or ""),
         )
 
     host = _string(payload, "server_host", required=False).strip()
@@ -161,7 +163,7 @@ async def accept(
     try:
         await vet_host(request.host, request.port, allow_private=allow_private)
     except HostRefused as exc:
-        raise InputError("host_refused", "server_host", host=request.host, reason=str(exc)) from None
+        raise host_refused("server_host", request.host, exc.code, str(exc)) from None
     sealed = await seal(keys, request.password, f"user:{user_id}")
     campaign_id = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():

@@ -17,7 +17,7 @@ import asyncpg
 from shared.accounts import check_email
 from shared.crypto import KeyProvider, open_sealed, seal
 from shared.db import Conn
-from shared.errors import InputError, translate
+from shared.errors import InputError, host_refused, translate
 from shared.mail.messenger import ConnectError, ConnectPolicy, SmtpAccount, SmtpConnection
 from shared.netguard import HostRefused, vet_host
 from shared.smtp_presets import PRESETS, preset_for_address
@@ -136,7 +136,7 @@ async def vet(value: SenderInput, *, allow_private: bool) -> None:
     try:
         await vet_host(value.host, value.port, allow_private=allow_private)
     except HostRefused as exc:
-        raise InputError("host_refused", "host", host=value.host, reason=str(exc)) from None
+        raise host_refused("host", value.host, exc.code, str(exc)) from None
 
 
 async def create(conn: Conn, keys: KeyProvider, user_id: int, value: SenderInput, *,

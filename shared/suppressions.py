@@ -160,7 +160,7 @@ def parse_import(text: str) -> tuple[list[str], list[dict[str, Any]]]:
         checked = check_address(candidate)
         if checked.normalized is None:
             if len(problems) < 10:
-                problems.append({"row": number, "value": candidate[:200], "reason": checked.reason})
+                problems.append({"row": number, "value": candidate[:200], "reason": checked.explained})
             continue
         valid.append(checked.normalized)
     return valid, problems

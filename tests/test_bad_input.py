@@ -66,7 +66,7 @@ async def test_other_users_objects_cannot_be_referenced(api: httpx.AsyncClient, 
 async def test_errors_are_in_russian_when_asked(api: httpx.AsyncClient, api_key: str) -> None:
     answer = await api.post("/v1/campaigns", json={"subject": "a\nb"},
                             headers={"Authorization": f"Bearer {api_key}", "Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"})
-    assert answer.json()["error"]["message"] == "Поле «subject» должно быть в одну строку."
+    assert answer.json()["error"]["message"] == "Поле «тема» должно быть в одну строку."
 
 
 @pytest.mark.parametrize(("html", "russian"), [
