@@ -1,20 +1,35 @@
-// The user's mailboxes (SMTP senders): limits, verification, removal.
+// The user's mailboxes (SMTP senders): limits, verification, removal, and each one's bounce
+// reading — the IMAP account its bounce notices land in, the live check of it, and what the bounce
+// reader found (last look, bounces, the 30-day bounce rate, with a warning from 5 %). The bounce
+// API is functions/bounces_api.py:
+//   GET  /v1/senders/{id}/imap         the settings and the status
+//   PUT  /v1/senders/{id}/imap         store the settings; the API then checks them live (200 / 422)
+//   POST /v1/senders/{id}/imap/verify  check the stored settings live again (200 / 422)
+// A 422 carries the problem explained in the request's language, and the status.
+// (The panel lives here, not in a module of its own: every module in pages/ is a page the router imports.)
 
-import { api } from "../api.js";
+import { api, ApiError } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { t } from "../i18n.js";
+import { currentLanguage, t } from "../i18n.js";
 
 export async function sendersPage() {
   const { items } = await api("GET", "/v1/senders");
   render(main(), html`<h1>${t("nav.senders")}</h1>
-    ${items.length ? html`<table><thead><tr><th>${t("sender.from")}</th><th>${t("sender.host")}</th><th>${t("sender.limits")}</th><th></th></tr></thead><tbody>
+    ${items.length ? html`<div class="scroll"><table><thead><tr><th>${t("sender.from")}</th><th>${t("sender.host")}</th><th>${t("sender.limits")}</th><th></th></tr></thead><tbody>
       ${items.map((s) => html`<tr><td>${s.from_email}<br><small>${s.verified ? "✓" : t("sender.notverified")}${s.paused_until ? " · " + t("sender.paused", { t: new Date(s.paused_until).toLocaleString() }) : ""}</small></td>
         <td>${s.host}:${s.port} (${s.security})</td>
         <td>${s.per_minute ?? "∞"} ${t("sender.perminute")}, ${s.per_day ?? "∞"} ${t("sender.perday")}</td>
-        <td><button type="button" data-verify="${s.id}">${t("sender.verify")}</button>
+        <td><button type="button" data-imap="${s.id}" aria-expanded="false" aria-controls="imap-panel"
+            aria-label="${t("imap.title", { email: s.from_email })}">${t("imap.open")}</button>
+          <button type="button" data-verify="${s.id}">${t("sender.verify")}</button>
           <button type="button" data-delete="${s.id}">${t("common.delete")}</button></td></tr>`)}
-      </tbody></table>` : html`<p>${t("common.none")}</p>`}<div id="result" aria-live="polite"></div>`);
+      </tbody></table></div>` : html`<p>${t("common.none")}</p>`}<div id="result" aria-live="polite"></div>
+    <section id="imap-panel" class="card" aria-labelledby="imap-title" hidden></section>`);
   const result = document.getElementById("result");
+  const imap = imapPanel(document.getElementById("imap-panel"));
+  main().querySelectorAll("[data-imap]").forEach((button) => button.addEventListener("click", () => {
+    imap.open(items.find((s) => s.id === Number(button.dataset.imap)), button);
+  }));
   main().querySelectorAll("[data-verify]").forEach((button) => button.addEventListener("click", async () => {
     result.textContent = t("sender.verifying");
     try {
@@ -32,4 +47,285 @@ export async function sendersPage() {
       showError(result, error);
     }
   }));
+}
+
+// Bounce reading (IMAP), one sender at a time.
+
+const IMAP_PORT = 993;
+const CUSTOM = "custom";
+const OFF = "off";
+
+let presetList = null;
+
+function loadPresets() {
+  presetList ??= api("GET", "/v1/presets").then((answer) => answer.items).catch((error) => {
+    presetList = null;
+    throw error;
+  });
+  return presetList;
+}
+
+function presetTitle(preset) {
+  const key = `preset.${preset.key}`;
+  const text = t(key);
+  return text === key ? preset.title : text;
+}
+
+// The choice the stored settings are; before any, the sender's provider (by its SMTP preset or server).
+function initialChoice(status, sender, presets) {
+  if (status.host) {
+    if ((status.port ?? IMAP_PORT) !== IMAP_PORT) return CUSTOM;
+    const found = presets.find((p) => p.key === sender.preset && p.imap_host === status.host)
+      || presets.find((p) => p.imap_host === status.host);
+    return found ? found.key : CUSTOM;
+  }
+  const provider = presets.find((p) => p.key === sender.preset) || presets.find((p) => p.host === sender.host);
+  return provider ? provider.key : CUSTOM;
+}
+
+// What the form would send for the stored settings (null: nothing stored).
+function storedBody(status) {
+  if (!status.host) return null;
+  return { imap_host: status.host, imap_port: status.port ?? IMAP_PORT, imap_username: status.username ?? null,
+    imap_password: null, imap_move_bounces: Boolean(status.move_bounces) };
+}
+
+// The PUT body for what the form says, or { problem, field } when it cannot be sent as it is.
+function readForm(form, presets) {
+  const fields = form.elements;
+  const choice = fields.choice.value;
+  if (choice === OFF) return { body: { imap_enabled: false, imap_host: null } };
+  let host;
+  let port = IMAP_PORT;
+  if (choice === CUSTOM) {
+    host = fields.host.value.trim();
+    if (!host) return { problem: t("imap.needhost"), field: fields.host };
+    if (fields.port.value !== "" || fields.port.validity.badInput) {
+      port = Number(fields.port.value);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) return { problem: t("imap.badport"), field: fields.port };
+    }
+  } else {
+    host = presets.find((p) => p.key === choice).imap_host;
+  }
+  const same = fields.same.checked;
+  if (!same && !fields.password.value) return { problem: t("imap.needpassword"), field: fields.password };
+  return { body: { imap_host: host, imap_port: port, imap_username: fields.username.value.trim() || null,
+    imap_password: same ? null : fields.password.value, imap_move_bounces: fields.move.checked } };
+}
+
+// The API keeps a problem in both languages, "русский / English": the page's half. The separator
+// is the middle " / " (each half holds the same server details, so any other comes in pairs).
+function inPageLanguage(text) {
+  const separators = [...text.matchAll(/ \/ /g)].map((match) => match.index);
+  if (separators.length % 2 === 0) return text;
+  const middle = separators[(separators.length - 1) / 2];
+  return currentLanguage() === "ru" ? text.slice(0, middle) : text.slice(middle + 3);
+}
+
+// An API error in words; a few of the API's field errors name the JSON field, these say it plainly.
+function messageOf(error) {
+  if (!(error instanceof ApiError)) return t("imap.offline");
+  if (error.code === "invalid_host" && error.field === "imap_host") return t("imap.badhost");
+  if (error.code === "invalid_port" && error.field === "imap_port") return t("imap.badport");
+  return error.message || t("common.error");
+}
+
+function drawStatus(panel, status) {
+  const lang = currentLanguage();
+  const rate = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 }).format(status.bounce_rate_30d || 0);
+  const verified = status.verified ? t("imap.passed") : status.problem ? t("imap.failed") : t("imap.notyet");
+  render(panel.querySelector("#imap-warning"), status.bounce_warning ? html`<div class="callout">
+      <h3>${t("imap.warningtitle")}</h3><p>${t("imap.warning", { rate })}</p>
+      <p><a href="#/suppressions">${t("imap.suppressions")}</a></p></div>` : html``);
+  render(panel.querySelector("#imap-status"), html`<h3 id="imap-status-title">${t("imap.status")}</h3>
+    <dl class="summary">
+      <dt>${t("imap.reading")}</dt><dd id="imap-reading">${status.host ? t("imap.on", { server: `${status.host}:${status.port ?? IMAP_PORT}` }) : t("imap.notset")}</dd>
+      ${status.host && html`<dt>${t("imap.verified")}</dt><dd id="imap-verified">${verified}</dd>
+      <dt>${t("imap.lastread")}</dt><dd id="imap-checked">${status.checked_at ? new Date(status.checked_at).toLocaleString(lang) : t("imap.never")}</dd>`}
+      ${status.problem && html`<dt>${t("imap.problem")}</dt><dd id="imap-problem" class="error">${inPageLanguage(status.problem)}</dd>`}
+      <dt>${t("imap.sent")}</dt><dd id="imap-sent">${status.sent_30d}</dd>
+      <dt>${t("imap.bounced")}</dt><dd id="imap-bounced">${status.bounced_30d}</dd>
+      <dt>${t("imap.rate")}</dt><dd id="imap-rate">${rate}</dd>
+    </dl>`);
+}
+
+function drawForm(panel, sender, presets, status, close) {
+  const choice = initialChoice(status, sender, presets);
+  const custom = choice === CUSTOM;
+  const option = (value, label) => html`<option value="${value}" ${value === choice ? "selected" : ""}>${label}</option>`;
+  render(panel, html`<h2 id="imap-title">${t("imap.title", { email: sender.from_email })}</h2>
+    <p>${t("imap.about")}</p>
+    <div id="imap-warning"></div>
+    <form id="imap-form" novalidate>
+      <label>${t("imap.provider")}<select name="choice" id="imap-choice">
+        ${presets.map((p) => option(p.key, `${presetTitle(p)} (${p.imap_host})`))}
+        ${option(CUSTOM, t("imap.custom"))}${option(OFF, t("imap.off"))}</select></label>
+      <div class="grid" id="imap-server" ${custom ? "" : "hidden"}>
+        <label>${t("imap.host")}<input name="host" id="imap-host" value="${custom ? status.host ?? "" : ""}"
+          placeholder="imap.example.com" autocomplete="off" autocapitalize="none" spellcheck="false"></label>
+        <label>${t("imap.port")}<input name="port" id="imap-port" class="narrow" type="number" min="1" max="65535"
+          inputmode="numeric" value="${custom ? status.port ?? IMAP_PORT : IMAP_PORT}"></label>
+      </div>
+      <div id="imap-account">
+        <label>${t("imap.username")}<input name="username" id="imap-username" value="${status.username ?? ""}"
+          placeholder="${sender.username}" autocomplete="off" autocapitalize="none" spellcheck="false"
+          aria-describedby="imap-username-hint"></label>
+        <p class="hint" id="imap-username-hint">${t("imap.usernamehint", { login: sender.username })}</p>
+        <label class="check"><input type="checkbox" name="same" id="imap-same" checked>${t("imap.same")}</label>
+        <label id="imap-password-row" hidden>${t("imap.password")}<input name="password" id="imap-password"
+          type="password" autocomplete="new-password"></label>
+        <label class="check"><input type="checkbox" name="move" id="imap-move" ${status.move_bounces ? "checked" : ""}>${t("imap.move")}</label>
+      </div>
+      <div class="row">
+        <button type="submit" class="primary">${t("common.save")}</button>
+        <button type="button" id="imap-check">${t("imap.check")}</button>
+        <button type="button" id="imap-close">${t("imap.close")}</button>
+      </div>
+    </form>
+    <div id="imap-result" aria-live="polite"></div>
+    <section id="imap-status" aria-labelledby="imap-status-title"></section>`);
+  drawStatus(panel, status);
+
+  const form = panel.querySelector("#imap-form");
+  const fields = form.elements;
+  const result = panel.querySelector("#imap-result");
+  const byApiField = { imap_host: fields.host, imap_port: fields.port, imap_username: fields.username,
+    imap_password: fields.password, imap_move_bounces: fields.move };
+  // What is stored now, as the form sends it: "Check" on a form that says something else saves it first.
+  let saved = JSON.stringify(storedBody(status));
+  let busy = false;
+
+  const sync = () => {
+    panel.querySelector("#imap-server").hidden = fields.choice.value !== CUSTOM;
+    panel.querySelector("#imap-account").hidden = fields.choice.value === OFF;
+    panel.querySelector("#imap-password-row").hidden = fields.same.checked;
+  };
+  fields.choice.addEventListener("change", sync);
+  fields.same.addEventListener("change", sync);
+
+  const clearInvalid = () => {
+    form.querySelectorAll("[aria-invalid]").forEach((field) => {
+      field.removeAttribute("aria-invalid");
+      const rest = (field.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== "imap-error");
+      if (rest.length) field.setAttribute("aria-describedby", rest.join(" "));
+      else field.removeAttribute("aria-describedby");
+    });
+  };
+  const say = (message) => {
+    clearInvalid();
+    render(result, html`<p class="notice">${message}</p>`);
+  };
+  // A problem goes next to the form with focus on it; the field it concerns is marked.
+  const showProblem = (message, field) => {
+    clearInvalid();
+    if (field && !field.closest("[hidden]")) {
+      field.setAttribute("aria-invalid", "true");
+      field.setAttribute("aria-describedby", `${field.getAttribute("aria-describedby") || ""} imap-error`.trim());
+    }
+    render(result, html`<p class="error" role="alert" id="imap-error" tabindex="-1">${message}</p>`);
+    result.querySelector("#imap-error").focus();
+  };
+  const once = (work) => async () => {
+    if (busy) return;
+    busy = true;
+    form.setAttribute("aria-busy", "true");
+    try {
+      await work();
+    } finally {
+      busy = false;
+      form.removeAttribute("aria-busy");
+    }
+  };
+
+  const save = async (read) => {
+    render(result, html`<p>${read.body.imap_host ? t("imap.saving") : t("common.loading")}</p>`);
+    try {
+      const answer = await api("PUT", `/v1/senders/${sender.id}/imap`, read.body);
+      saved = JSON.stringify(read.body.imap_host ? read.body : null);
+      drawStatus(panel, answer.imap);
+      say(answer.verified ? `${t("imap.saved")} ${t("imap.ok")}` : t("imap.savedoff"));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 422 && error.body?.imap) {  // stored, but it does not work
+        saved = JSON.stringify(read.body);
+        drawStatus(panel, error.body.imap);
+        return showProblem(t("imap.savedfailed", { problem: messageOf(error) }));
+      }
+      showProblem(messageOf(error), byApiField[error.field]);
+    }
+  };
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    once(async () => {
+      const read = readForm(form, presets);
+      if (read.problem) return showProblem(read.problem, read.field);
+      await save(read);
+    })();
+  });
+
+  panel.querySelector("#imap-check").addEventListener("click", once(async () => {
+    if (fields.choice.value === OFF) return say(t("imap.offcheck"));
+    const read = readForm(form, presets);
+    if (read.problem) return showProblem(read.problem, read.field);
+    if (JSON.stringify(read.body) !== saved) return save(read);
+    render(result, html`<p>${t("imap.checking")}</p>`);
+    try {
+      const answer = await api("POST", `/v1/senders/${sender.id}/imap/verify`);
+      drawStatus(panel, answer.imap);
+      say(t("imap.ok"));
+    } catch (error) {
+      if (error instanceof ApiError && error.body?.imap) drawStatus(panel, error.body.imap);
+      showProblem(messageOf(error));
+    }
+  }));
+
+  panel.querySelector("#imap-close").addEventListener("click", close);
+  fields.choice.focus();
+}
+
+// The panel under the senders table. open(sender, trigger) shows that sender's form (the same
+// trigger again closes it); closing hides it and gives focus back to the trigger. Escape closes.
+function imapPanel(panel) {
+  let current = null;
+  let generation = 0;
+
+  const close = () => {
+    generation += 1;
+    if (!current) return;
+    const { trigger } = current;
+    current = null;
+    panel.hidden = true;
+    render(panel, html``);
+    trigger.setAttribute("aria-expanded", "false");
+    trigger.focus();
+  };
+
+  panel.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && current) {
+      event.preventDefault();
+      close();
+    }
+  });
+
+  const open = async (sender, trigger) => {
+    if (current && current.trigger === trigger) return close();
+    if (current) current.trigger.setAttribute("aria-expanded", "false");
+    current = { sender, trigger };
+    const mine = ++generation;
+    trigger.setAttribute("aria-expanded", "true");
+    panel.hidden = false;
+    render(panel, html`<p>${t("common.loading")}</p>`);
+    try {
+      const [presets, status] = await Promise.all([loadPresets(), api("GET", `/v1/senders/${sender.id}/imap`)]);
+      if (mine === generation) drawForm(panel, sender, presets, status, close);
+    } catch (error) {
+      if (mine !== generation) return;
+      render(panel, html`<p class="error" role="alert" id="imap-error" tabindex="-1">${messageOf(error)}</p>
+        <button type="button" id="imap-close">${t("imap.close")}</button>`);
+      panel.querySelector("#imap-close").addEventListener("click", close);
+      panel.querySelector("#imap-error").focus();
+    }
+  };
+
+  return { open, close };
 }
