@@ -97,7 +97,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "Не удалось определить SMTP-сервер для «{domain}»; укажите «server_host» и «server_port».",
     },
     "host_refused": {
-        "en": "The SMTP server '{host}' cannot be used: {reason}",
+        "en": "The server '{host}' cannot be used: {reason}",
         "ru": "Сервер «{host}» не подходит: {reason}",
     },
     "template": {

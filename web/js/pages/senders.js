@@ -21,8 +21,8 @@ export async function sendersPage() {
         <td>${s.per_minute ?? "∞"} ${t("sender.perminute")}, ${s.per_day ?? "∞"} ${t("sender.perday")}</td>
         <td><button type="button" data-imap="${s.id}" aria-expanded="false" aria-controls="imap-panel"
             aria-label="${t("imap.title", { email: s.from_email })}">${t("imap.open")}</button>
-          <button type="button" data-verify="${s.id}">${t("sender.verify")}</button>
-          <button type="button" data-delete="${s.id}">${t("common.delete")}</button></td></tr>`)}
+          <button type="button" data-verify="${s.id}" aria-label="${t("sender.verify")}: ${s.from_email}">${t("sender.verify")}</button>
+          <button type="button" data-delete="${s.id}" aria-label="${t("common.delete")}: ${s.from_email}">${t("common.delete")}</button></td></tr>`)}
       </tbody></table></div>` : html`<p>${t("common.none")}</p>`}<div id="result" aria-live="polite"></div>
     <section id="imap-panel" class="card" aria-labelledby="imap-title" hidden></section>`);
   const result = document.getElementById("result");
