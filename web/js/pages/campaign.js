@@ -2,17 +2,17 @@
 
 import { api } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { t } from "../i18n.js";
+import { currentLanguage, t } from "../i18n.js";
+import { planText, span } from "../plan.js";
 
 // "sent" counts only what did not bounce later: delivered = sent − bounced.
 const STATES = ["sent", "bounced", "failed", "skipped", "pending", "sending"];
 let timer = null;
 
-function eta(seconds) {
-  if (seconds == null) return "";
-  if (seconds < 90) return t("campaign.eta", { t: `${seconds} s` });
-  if (seconds < 5400) return t("campaign.eta", { t: `${Math.round(seconds / 60)} min` });
-  return t("campaign.eta", { t: `${Math.round(seconds / 3600)} h` });
+function eta(campaign) {
+  if (campaign.plan && campaign.plan.days > 1) return planText(campaign.plan);
+  if (campaign.eta_seconds == null) return "";
+  return t("campaign.eta", { t: span(campaign.eta_seconds) });
 }
 
 export async function campaignPage(campaignId) {
@@ -25,7 +25,7 @@ export async function campaignPage(campaignId) {
       <div class="row"><button type="button" id="pause">${t("campaign.pause")}</button>
         <button type="button" id="resume">${t("campaign.resume")}</button>
         <button type="button" id="cancel" class="danger">${t("campaign.cancel")}</button>
-        <a class="button" href="/v1/campaigns/${campaignId}/export.csv" download>${t("campaign.export")}</a></div>
+        <a class="button" href="/v1/campaigns/${campaignId}/export.csv?lang=${currentLanguage()}" download>${t("campaign.export")}</a></div>
       <div id="control-error" aria-live="polite"></div></section>
     <section class="card"><form id="filter" class="row">
       <label>${t("campaign.search")}<input name="q" type="search"></label>
@@ -48,7 +48,7 @@ export async function campaignPage(campaignId) {
     status.className = `badge ${c.status}`;
     document.getElementById("reason").textContent = c.status_reason || "";
     render(document.getElementById("counts"), STATES.map((s) => html`<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${c.counts[s]}</dd></div>`));
-    document.getElementById("rate").textContent = c.status === "sending" ? `${t("campaign.rate", { n: c.rate_per_minute })} · ${eta(c.eta_seconds)}` : "";
+    document.getElementById("rate").textContent = c.status === "sending" ? [t("campaign.rate", { n: c.rate_per_minute }), eta(c)].filter(Boolean).join(" · ") : "";
     document.getElementById("pause").hidden = !["queued", "sending"].includes(c.status);
     document.getElementById("resume").hidden = c.status !== "paused";
     document.getElementById("cancel").hidden = !["queued", "sending", "paused"].includes(c.status);

@@ -3,6 +3,7 @@
 import { api, uploadToStorage } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
 import { t } from "../i18n.js";
+import { planText } from "../plan.js";
 
 const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
 const DELIMITERS = [",", ";", "\t", "|"];
@@ -344,16 +345,6 @@ async function showPreview(frame, markup) {
 
 // Step 4 — review
 
-function duration(count, perMinute, perDay) {
-  if (!perMinute && !perDay) return t("review.nolimit");
-  let minutes = perMinute ? count / perMinute : 0;
-  if (perDay && count > perDay) minutes = Math.max(minutes, Math.floor(count / perDay) * 1440);
-  if (minutes < 1) return "< 1 min";
-  if (minutes < 120) return `≈ ${Math.ceil(minutes)} min`;
-  if (minutes < 2880) return `≈ ${Math.ceil(minutes / 60)} h`;
-  return `≈ ${Math.ceil(minutes / 1440)} d`;
-}
-
 async function reviewStep(section, campaign) {
   const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
   const sender = campaign.sender_id ? await api("GET", `/v1/senders/${campaign.sender_id}`) : null;
@@ -364,7 +355,7 @@ async function reviewStep(section, campaign) {
       <dt>${t("review.from")}</dt><dd>${sender ? html`${sender.from_name} &lt;${sender.from_email}&gt;` : "—"}</dd>
       <dt>${t("review.subject")}</dt><dd>${campaign.subject || "—"}</dd>
       <dt>${t("sender.limits")}</dt><dd>${sender ? `${sender.per_minute ?? "∞"} ${t("sender.perminute")}, ${sender.per_day ?? "∞"} ${t("sender.perday")}` : "—"}</dd>
-      <dt>${t("review.duration")}</dt><dd>${sender ? duration(valid, sender.per_minute, sender.per_day) : "—"}</dd>
+      <dt>${t("review.duration")}</dt><dd id="review-plan">${sender ? planText(campaign.plan) : "—"}</dd>
     </dl><div id="start-error" aria-live="polite"></div>
     <div class="row wizard-nav"><a class="button" href="#/wizard/${campaign.id}/3">${t("common.back")}</a>
     <button type="button" class="primary" id="send">${t("review.send")}</button></div>`);
