@@ -22,6 +22,18 @@ class Preset:
     imap_host: str  # where its bounces land (port 993, implicit TLS)
 
 
+# Where the daily figures come from (rolling 24 hours, recipients counted; the per-minute pace is
+# ours, slow enough that none of these providers has throttled it):
+# - Gmail: "Gmail sending limits", support.google.com/mail/answer/22839 — 500 recipients a day
+#   for a personal account over SMTP.
+# - Google Workspace: "Gmail sending limits in Google Workspace", support.google.com/a/answer/166852
+#   — 2,000 messages a day per user.
+# - Yandex Mail and Mail.ru publish no number; their support answers and Russian mail-merge guides
+#   put personal mailboxes at about 500 recipients a day, so 500 it is.
+# - Outlook.com: "Sending limits in Outlook.com", support.microsoft.com — 300 recipients a day for
+#   a personal account until it has history.
+# - Office 365: "Exchange Online limits" (service description), learn.microsoft.com — 10,000
+#   recipients a day and 30 messages a minute.
 PRESETS: dict[str, Preset] = {
     p.key: p
     for p in (

@@ -90,11 +90,17 @@ async def test_a_campaign_from_sign_up_to_every_inbox(
     await add_sender(page, clean_sink, "wrong-password")
     await expect(page.locator("#verify-result .error")).to_contain_text("did not accept the login or password")
     await shot(page, "2-sender-failed-verification")
-    await page.locator("#new-sender").get_by_label("Your email address").fill("shop@example.org")
+    await expect(page.locator("#verify-result .error")).to_be_focused()
+    # The failed sender is listed (with its server) and the form now corrects it: fixing the
+    # password and checking again never makes a second one.
+    await expect(page.locator("#sender-list")).to_contain_text(f"127.0.0.1:{clean_sink.port}")
+    await expect(page.locator("#sender-form-title")).to_contain_text("news@example.org")
     await page.locator("#new-sender").get_by_label("Password").fill("the-right-app-password")
     await page.locator("#new-sender").get_by_role("button", name="Verify").click()
     await expect(page.locator("#verify-result .notice")).to_contain_text("Verified")
+    await expect(page.locator('input[name="sender"]')).to_have_count(1)
     await expect(page.locator('input[name="sender"]:checked')).to_have_count(1)
+    await expect(page.locator("#sender-list")).to_contain_text("✓")
     await shot(page, "2-sender-verified")
 
     await page.get_by_role("button", name="Next").click()

@@ -165,20 +165,34 @@ function bindReport(section, campaign, upload) {
   });
 }
 
-// Step 2 — sender
+// Step 2 — sender. Adding and fixing a mailbox happen in one form: once a sender exists (even one
+// that failed its check), "Verify" saves the corrections to it, so retrying never makes duplicates.
+
+const GUIDE_FOR = { gmail: "gmail", google_workspace: "gmail", yandex: "yandex", mailru: "mailru", outlook: "outlook", office365: "outlook" };
+
+function senderLine(s, chosen) {
+  return html`<div class="sender-choice"><label class="check"><input type="radio" name="sender" value="${s.id}" ${s.id === chosen ? "checked" : ""}>
+      ${s.from_name} &lt;${s.from_email}&gt; — ${s.host}:${s.port} (${t(`security.${s.security}`)}) ${s.verified ? "✓" : `(${t("sender.notverified")})`}</label>
+    <button type="button" data-edit="${s.id}" aria-label="${t("sender.edit")}: ${s.from_email}">${t("sender.edit")}</button>
+    ${!s.verified && html`<button type="button" data-check="${s.id}" aria-label="${t("sender.verify")}: ${s.from_email}">${t("sender.verify")}</button>`}</div>`;
+}
+
+function presetLimits(preset) {
+  if (!preset) return "";
+  return t("sender.presetlimits", { title: preset.title, perday: preset.per_day, perminute: preset.per_minute });
+}
 
 async function senderStep(section, campaign) {
   const [{ items: senders }, { items: presets }] = await Promise.all([api("GET", "/v1/senders"), api("GET", "/v1/presets")]);
   const nav = nextButtons(campaign, 2);
+  let editing = null; // the sender the form corrects; null while adding a new one
   render(section, html`<h2>${t("wizard.step2")}</h2>
-    <fieldset><legend>${t("sender.pick")}</legend>
-      ${senders.length ? senders.map((s) => html`<label class="check"><input type="radio" name="sender" value="${s.id}" ${s.id === campaign.sender_id ? "checked" : ""}>
-        ${s.from_name} &lt;${s.from_email}&gt; — ${s.host} ${s.verified ? "✓" : `(${t("sender.notverified")})`}</label>`) : html`<p>${t("common.none")}</p>`}
-    </fieldset>
-    <details ${senders.length ? "" : "open"}><summary>${t("sender.add")}</summary>
+    <fieldset id="sender-list"><legend>${t("sender.pick")}</legend></fieldset>
+    <details id="sender-details" ${senders.length ? "" : "open"}><summary id="sender-form-title">${t("sender.add")}</summary>
       <form id="new-sender" class="grid">
         <label>${t("sender.provider")}<select name="preset"><option value="">${t("sender.custom")}</option>
           ${presets.map((p) => html`<option value="${p.key}">${p.title}</option>`)}</select></label>
+        <p id="preset-limits" class="hint" aria-live="polite"></p>
         <label>${t("sender.from")}<input name="from_email" type="email" required autocomplete="email"></label>
         <label>${t("sender.name")}<input name="from_name" maxlength="200"></label>
         <label>${t("sender.host")}<input name="host"></label>
@@ -187,43 +201,106 @@ async function senderStep(section, campaign) {
           <option value="starttls">STARTTLS (587)</option><option value="none">—</option></select></label>
         <label>${t("sender.username")}<input name="username" autocomplete="off"></label>
         <label>${t("sender.password")}<input name="password" type="password" required autocomplete="off"></label>
-        <p><a href="#/guides" target="_blank">${t("sender.guide")}</a></p>
-        <button type="submit" class="primary">${t("sender.verify")}</button>
+        <p><a id="guide-link" href="#/guides/corporate" target="_blank">${t("sender.guide")}</a></p>
+        <div class="row"><button type="submit" class="primary">${t("sender.verify")}</button>
+          <button type="button" id="new-instead" hidden>${t("sender.addanother")}</button></div>
       </form></details>
     <div id="verify-result" aria-live="polite"></div>${nav.fragment}`);
   nav.bind(section);
   const result = section.querySelector("#verify-result");
   const form = section.querySelector("#new-sender");
-  form.preset.addEventListener("change", () => {
+  const list = section.querySelector("#sender-list");
+  const title = section.querySelector("#sender-form-title");
+
+  const showPreset = () => {
     const preset = presets.find((p) => p.key === form.preset.value);
+    section.querySelector("#preset-limits").textContent = presetLimits(preset);
+    section.querySelector("#guide-link").href = `#/guides/${GUIDE_FOR[form.preset.value] || "corporate"}`;
+    return preset;
+  };
+  const edit = (sender) => {
+    editing = sender;
+    title.textContent = sender ? t("sender.editing", { email: sender.from_email }) : t("sender.add");
+    section.querySelector("#new-instead").hidden = !sender;
+    form.password.required = !sender;
+    form.password.placeholder = sender ? t("sender.keeppassword") : "";
+    for (const name of ["from_email", "from_name", "host", "port", "username"]) form[name].value = sender ? sender[name] ?? "" : "";
+    form.preset.value = sender?.preset || "";
+    form.security.value = sender?.security || "tls";
+    form.password.value = "";
+    showPreset();
+  };
+  const refreshList = async (chosen) => {
+    const { items } = await api("GET", "/v1/senders");
+    senders.splice(0, senders.length, ...items);
+    render(list, html`<legend>${t("sender.pick")}</legend>${items.length ? items.map((s) => senderLine(s, chosen)) : html`<p>${t("common.none")}</p>`}`);
+  };
+  await refreshList(campaign.sender_id);
+
+  form.preset.addEventListener("change", () => {
+    const preset = showPreset();
     if (!preset) return;
     form.host.value = preset.host;
     form.port.value = preset.port;
     form.security.value = preset.security;
   });
-  section.querySelectorAll('input[name="sender"]').forEach((radio) => radio.addEventListener("change", async () => {
-    await api("PATCH", `/v1/campaigns/${campaign.id}`, { sender_id: Number(radio.value) });
-    const chosen = senders.find((s) => s.id === Number(radio.value));
-    if (chosen && !chosen.verified) await verify(chosen.id, result);
-  }));
+  section.querySelector("#new-instead").addEventListener("click", () => { edit(null); form.from_email.focus(); });
+  // Choosing with the arrow keys only chooses: checking the server is a button of its own.
+  list.addEventListener("change", async (event) => {
+    if (event.target.name !== "sender") return;
+    campaign.sender_id = Number(event.target.value);
+    try {
+      await api("PATCH", `/v1/campaigns/${campaign.id}`, { sender_id: campaign.sender_id });
+    } catch (error) {
+      showError(result, error);
+    }
+  });
+  list.addEventListener("click", async (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    const sender = senders.find((s) => s.id === Number(button.dataset.edit || button.dataset.check));
+    if (button.dataset.edit) {
+      section.querySelector("#sender-details").open = true;
+      edit(sender);
+      form.from_email.focus();
+    } else if (button.dataset.check) {
+      await verify(sender.id, result);
+      await refreshList(campaign.sender_id);
+    }
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const body = { from_email: form.from_email.value, from_name: form.from_name.value, password: form.password.value };
+    const body = { from_email: form.from_email.value, from_name: form.from_name.value };
+    if (form.password.value) body.password = form.password.value;
     if (form.preset.value) body.preset = form.preset.value;
     if (form.host.value) body.host = form.host.value;
     if (form.port.value) body.port = Number(form.port.value);
     if (form.host.value) body.security = form.security.value;
     if (form.username.value) body.username = form.username.value;
     try {
-      const made = await api("POST", "/v1/senders", body);
-      await api("PATCH", `/v1/campaigns/${campaign.id}`, { sender_id: made.id });
-      if (await verify(made.id, result)) {
-        campaign.sender_id = made.id;
-        await senderStep(section, campaign);
-        render(section.querySelector("#verify-result"), html`<p class="notice">${t("sender.verified")}</p>`);
+      let saved;
+      try {
+        saved = editing ? await api("PATCH", `/v1/senders/${editing.id}`, body) : await api("POST", "/v1/senders", body);
+      } catch (error) {
+        // The same mailbox added before (say, with a wrong password): correct that one instead.
+        const same = error.body?.error?.code === "sender_exists" && senders.find((s) => s.from_email.toLowerCase() === body.from_email.toLowerCase());
+        if (!same) throw error;
+        saved = await api("PATCH", `/v1/senders/${same.id}`, body);
+      }
+      edit(saved); // from now on the form corrects this sender
+      campaign.sender_id = saved.id;
+      await api("PATCH", `/v1/campaigns/${campaign.id}`, { sender_id: saved.id });
+      const ok = await verify(saved.id, result);
+      await refreshList(saved.id);
+      if (ok) {
+        section.querySelector("#sender-details").open = false;
+        edit(null);
+        list.querySelector(`input[value="${saved.id}"]`)?.focus();
       }
     } catch (error) {
-      showError(result, error);
+      showError(result, error.body?.error ? new Error(error.body.error.message) : error);
+      result.querySelector(".error")?.setAttribute("tabindex", "-1");
+      result.querySelector(".error")?.focus();
     }
   });
 }
@@ -236,6 +313,9 @@ async function verify(senderId, result) {
     return true;
   } catch (error) {
     showError(result, error.body?.error ? new Error(error.body.error.message) : error);
+    const problem = result.querySelector(".error");
+    problem?.setAttribute("tabindex", "-1");
+    problem?.focus();
     return false;
   }
 }
