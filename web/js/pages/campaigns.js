@@ -9,7 +9,7 @@ export async function campaignsPage() {
   render(main(), html`<h1>${t("nav.campaigns")}</h1>
     <p><a class="button primary" href="#/new">${t("nav.new")}</a></p>
     ${items.length ? html`<table><thead><tr><th>${t("wizard.name")}</th><th>${t("review.subject")}</th><th>${t("campaign.progress")}</th></tr></thead><tbody>
-      ${items.map((c) => html`<tr><td><a href="${c.status === "draft" ? `#/wizard/${c.id}/1` : `#/campaign/${c.id}`}">${c.name || c.id.slice(0, 8)}</a></td>
+      ${items.map((c) => html`<tr><td><a href="${c.status === "draft" ? `#/wizard/${c.id}/1` : `#/campaign/${c.id}`}">${c.name || c.subject || t("campaign.untitled", { date: new Date(c.created_at).toLocaleString() })}</a></td>
         <td>${c.subject}</td><td><span class="badge ${c.status}">${t(`state.${c.status}`)}</span> ${c.recipient_count || ""}</td></tr>`)}
       </tbody></table>` : html`<p>${t("common.none")}</p>`}`);
 }

@@ -8,6 +8,11 @@ import { planText } from "../plan.js";
 const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
 const DELIMITERS = [",", ";", "\t", "|"];
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const AUTOSAVE_MS = 1200;
+// The message step's last save in flight: whatever step opens next waits for it, so the review
+// never shows a subject from before the last keystrokes.
+let pendingSave = Promise.resolve();
+let flushDraft = () => {}; // the message step's "save now if anything changed"
 
 export async function wizard(campaignId, step) {
   if (!campaignId) {
@@ -15,6 +20,9 @@ export async function wizard(campaignId, step) {
     location.hash = `#/wizard/${draft.id}/1`;
     return;
   }
+  flushDraft();
+  flushDraft = () => {};
+  await pendingSave.catch(() => {});
   const campaign = await api("GET", `/v1/campaigns/${campaignId}`);
   if (campaign.status !== "draft") {
     location.hash = `#/campaign/${campaignId}`;
@@ -330,6 +338,7 @@ async function messageStep(section, campaign) {
   render(section, html`<h2>${t("wizard.step3")}</h2>
     <label>${t("wizard.name")}<input id="name" value="${campaign.name}" maxlength="200"></label>
     <label>${t("message.subject")}<input id="subject" value="${campaign.subject}" maxlength="998" required></label>
+    <p id="save-state" class="hint" aria-live="polite"></p>
     <div class="toolbar" role="toolbar" aria-label="${t("message.body")}">
       <button type="button" data-cmd="bold"><b>B</b><span class="visually-hidden">${t("message.bold")}</span></button>
       <button type="button" data-cmd="italic"><i>I</i><span class="visually-hidden">${t("message.italic")}</span></button>
@@ -348,14 +357,56 @@ async function messageStep(section, campaign) {
     <form id="test" class="row"><label>${t("message.testto")}<input name="email" type="email" required></label>
       <button type="submit">${t("message.test")}</button></form><div id="test-result" aria-live="polite"></div>${nav.fragment}`);
   const editor = new window.Squire(section.querySelector("#editor"), { blockTag: "P" });
-  editor.setHTML(campaign.html_body || "<p></p>");
   const source = section.querySelector("#source");
   const bodyHtml = () => (sourceMode ? source.value : editor.getHTML());
-  async function save() {
-    await api("PATCH", `/v1/campaigns/${campaign.id}`, {
-      name: section.querySelector("#name").value, subject: section.querySelector("#subject").value, html_body: bodyHtml(),
-    });
+  const saveState = section.querySelector("#save-state");
+  // Work in progress lives in this browser until the server has it: a reload, the browser's Back,
+  // a step link or a template the server refuses for now never loses what was typed.
+  const localKey = `sendpy.draft.${campaign.id}`;
+  const current = () => ({ name: section.querySelector("#name").value, subject: section.querySelector("#subject").value, html_body: bodyHtml() });
+  const kept = JSON.parse(localStorage.getItem(localKey) || "null");
+  if (kept && (kept.subject !== campaign.subject || kept.html_body !== campaign.html_body || kept.name !== campaign.name)) {
+    section.querySelector("#name").value = kept.name;
+    section.querySelector("#subject").value = kept.subject;
+    editor.setHTML(kept.html_body || "<p></p>");
+    saveState.textContent = t("message.restored");
+  } else {
+    editor.setHTML(campaign.html_body || "<p></p>");
   }
+  let dirty = Boolean(kept), timer = null;
+  async function save() {
+    clearTimeout(timer);
+    const values = current();
+    localStorage.setItem(localKey, JSON.stringify(values));
+    const saving = api("PATCH", `/v1/campaigns/${campaign.id}`, values);
+    pendingSave = saving;
+    await saving;
+    if (JSON.stringify(current()) === JSON.stringify(values)) {
+      dirty = false;
+      localStorage.removeItem(localKey);
+    }
+    saveState.textContent = t("message.saved");
+  }
+  const autosave = () => save().catch((error) => {
+    saveState.textContent = t("message.notsaved", { reason: error.body?.error?.message || error.message });
+  });
+  const changed = () => {
+    dirty = true;
+    localStorage.setItem(localKey, JSON.stringify(current()));
+    saveState.textContent = t("message.unsaved");
+    clearTimeout(timer);
+    timer = setTimeout(autosave, AUTOSAVE_MS);
+  };
+  for (const id of ["name", "subject", "source"]) section.querySelector(`#${id}`).addEventListener("input", changed);
+  editor.addEventListener("input", changed);
+  const warnBeforeClosing = (event) => { if (dirty) event.preventDefault(); };
+  window.addEventListener("beforeunload", warnBeforeClosing);
+  flushDraft = () => { if (dirty) autosave(); };
+  window.addEventListener("hashchange", () => {
+    window.removeEventListener("beforeunload", warnBeforeClosing);
+    flushDraft(); // leaving the wizard altogether; within it, wizard() has flushed already
+  }, { once: true });
+  if (kept) autosave();
   section.querySelectorAll("[data-cmd]").forEach((button) => button.addEventListener("click", () => {
     const command = button.dataset.cmd;
     if (command === "bold") editor.bold();
