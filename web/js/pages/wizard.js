@@ -34,7 +34,17 @@ export async function wizard(campaignId, step) {
     </nav><section id="step" class="card"></section>`);
   const section = document.getElementById("step");
   const steps = { 1: contactsStep, 2: senderStep, 3: messageStep, 4: reviewStep };
+  if (!(step in steps)) {
+    location.hash = `#/wizard/${campaignId}/1`;
+    return;
+  }
   await steps[step](section, campaign);
+  // A keyboard user starts the new step at its heading, not 13 Tabs back at the top of the page.
+  const heading = section.querySelector("h2");
+  if (heading && !section.contains(document.activeElement)) {
+    heading.tabIndex = -1;
+    heading.focus();
+  }
 }
 
 function nextButtons(campaign, step, beforeLeave = async () => {}) {
@@ -73,9 +83,9 @@ async function contactsStep(section, campaign) {
   const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
   const nav = nextButtons(campaign, 1);
   render(section, html`<h2>${t("wizard.step1")}</h2>
-    <div class="dropzone" id="dropzone" tabindex="0">
+    <div class="dropzone" id="dropzone">
       <p>${t("contacts.drop")}</p>
-      <label class="button">${t("contacts.choose")}<input type="file" id="file" accept=".csv,.txt,text/csv" class="visually-hidden"></label>
+      <label class="button file-button">${t("contacts.choose")}<input type="file" id="file" accept=".csv,.txt,text/csv" class="visually-hidden"></label>
       <progress id="progress" max="1" value="0" hidden></progress><p id="upload-status" aria-live="polite"></p>
     </div>
     <div id="report">${upload && reportHtml(upload)}</div>${nav.fragment}`);
@@ -344,10 +354,26 @@ async function messageStep(section, campaign) {
       <button type="button" data-cmd="italic"><i>I</i><span class="visually-hidden">${t("message.italic")}</span></button>
       <button type="button" data-cmd="list">• ${t("message.list")}</button>
       <button type="button" data-cmd="link">${t("message.link")}</button>
+      <button type="button" data-cmd="image">${t("message.image")}</button>
       <button type="button" id="toggle-source">${t("message.source")}</button>
-      <label>${t("message.fields")} <select id="field"><option value=""></option>${fields.map((f) => html`<option value="${f}">${f}</option>`)}</select></label>
+      <label>${t("message.fields")} <select id="field">${fields.map((f) => html`<option value="${f}">${f}</option>`)}</select></label>
+      <button type="button" id="insert-field">${t("message.insertfield")}</button>
     </div>
-    <div id="editor" class="editor" aria-label="${t("message.body")}"></div>
+    <div id="editor" class="editor" role="textbox" aria-multiline="true" aria-label="${t("message.body")}"></div>
+    <dialog id="link-dialog" aria-labelledby="link-title"><form method="dialog" class="grid">
+      <h3 id="link-title">${t("message.link")}</h3>
+      <label>${t("message.linktext")}<input name="text"></label>
+      <label>${t("message.url")}<input name="url" type="url" required placeholder="https://example.ru/"></label>
+      <p class="error" id="link-error" aria-live="polite"></p>
+      <div class="row"><button class="primary" value="ok">${t("message.insert")}</button><button type="button" value="cancel" data-close>${t("common.cancel")}</button></div>
+    </form></dialog>
+    <dialog id="image-dialog" aria-labelledby="image-title"><form method="dialog" class="grid">
+      <h3 id="image-title">${t("message.image")}</h3>
+      <label>${t("message.imageurl")}<input name="url" type="url" required placeholder="https://example.ru/logo.png"></label>
+      <label>${t("message.alt")}<input name="alt" required></label>
+      <p class="error" id="image-error" aria-live="polite"></p>
+      <div class="row"><button class="primary" value="ok">${t("message.insert")}</button><button type="button" value="cancel" data-close>${t("common.cancel")}</button></div>
+    </form></dialog>
     <textarea id="source" class="source" rows="14" hidden aria-label="${t("message.source")}"></textarea>
     <div class="row"><label>${t("message.preview")} <input id="row" type="number" min="1" value="1" class="narrow"></label>
       <button type="button" id="refresh">${t("contacts.preview")}</button></div>
@@ -407,16 +433,23 @@ async function messageStep(section, campaign) {
     flushDraft(); // leaving the wizard altogether; within it, wizard() has flushed already
   }, { once: true });
   if (kept) autosave();
-  section.querySelectorAll("[data-cmd]").forEach((button) => button.addEventListener("click", () => {
+  section.querySelectorAll("[data-cmd]").forEach((button) => button.addEventListener("click", async () => {
     const command = button.dataset.cmd;
     if (command === "bold") editor.bold();
     if (command === "italic") editor.italic();
     if (command === "list") editor.makeUnorderedList();
     if (command === "link") {
-      const url = prompt("https://");
-      if (url) editor.makeLink(url);
+      const values = await askFor(section.querySelector("#link-dialog"), { text: editor.getSelectedText() });
+      if (values) {
+        if (values.text && !editor.getSelectedText()) editor.insertHTML(`<a href="${escapeAttr(values.url)}">${escapeText(values.text)}</a>`);
+        else editor.makeLink(values.url);
+      }
     }
-    editor.focus();
+    if (command === "image") {
+      const values = await askFor(section.querySelector("#image-dialog"), {});
+      if (values) editor.insertImage(values.url, { alt: values.alt });
+    }
+    if (command !== "image" && command !== "link") editor.focus();
   }));
   section.querySelector("#toggle-source").addEventListener("click", () => {
     sourceMode = !sourceMode;
@@ -425,12 +458,19 @@ async function messageStep(section, campaign) {
     source.hidden = !sourceMode;
     section.querySelector("#editor").hidden = sourceMode;
   });
-  section.querySelector("#field").addEventListener("change", (event) => {
-    const token = `{{ ${event.target.value} }}`;
-    if (!event.target.value) return;
+  // Choosing a field with the arrow keys only chooses it; the button (or Enter) inserts it.
+  const insertField = () => {
+    const token = `{{ ${section.querySelector("#field").value} }}`;
     if (sourceMode) source.setRangeText(token, source.selectionStart, source.selectionEnd, "end");
     else editor.insertPlainText(token);
-    event.target.value = "";
+    changed();
+  };
+  section.querySelector("#insert-field").addEventListener("click", insertField);
+  section.querySelector("#field").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      insertField();
+    }
   });
   const refresh = async () => {
     const undefinedNote = section.querySelector("#undefined");
@@ -458,6 +498,42 @@ async function messageStep(section, campaign) {
   });
   nav.bind(section);
   if (campaign.html_body) refresh();
+}
+
+const escapeText = (text) => text.replace(/[&<>]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;" })[c]);
+const escapeAttr = (text) => escapeText(text).replace(/"/g, "&quot;");
+
+// A small form in a modal <dialog>: resolves with its values, or null when cancelled. Only http(s)
+// and mailto links are taken: a javascript: URL in a newsletter is never what the author meant.
+function askFor(dialog, initial) {
+  const form = dialog.querySelector("form");
+  const problem = dialog.querySelector(".error");
+  form.reset();
+  problem.textContent = "";
+  for (const [name, value] of Object.entries(initial)) if (form[name]) form[name].value = value || "";
+  const opener = document.activeElement;
+  dialog.showModal();
+  return new Promise((resolve) => {
+    const finish = (values) => {
+      dialog.close();
+      form.removeEventListener("submit", submit);
+      opener?.focus();
+      resolve(values);
+    };
+    const submit = (event) => {
+      event.preventDefault();
+      const url = form.url.value.trim();
+      if (!/^(https?:\/\/[^\s]+|mailto:[^\s]+)$/i.test(url)) {
+        problem.textContent = t("message.badurl");
+        form.url.focus();
+        return;
+      }
+      finish(Object.fromEntries([...new FormData(form).entries()].map(([k, v]) => [k, String(v).trim()])));
+    };
+    form.addEventListener("submit", submit);
+    dialog.querySelector("[data-close]").onclick = () => finish(null);
+    dialog.addEventListener("cancel", () => finish(null), { once: true });
+  });
 }
 
 // The preview frame holds preview.html, a document with a policy of its own: the email as a mail
