@@ -148,6 +148,7 @@ async def test_every_page_of_the_ui_keeps_to_the_content_security_policy(
     await page.get_by_role("button", name="Bold").click()
     await page.keyboard.type("Здравствуйте, ")
     await page.get_by_label("Insert a field").select_option("имя")
+    await page.get_by_role("button", name="Insert", exact=True).click()
     await page.keyboard.type("!")
     await page.get_by_role("button", name="List").click()
     await page.keyboard.type("Осенняя распродажа")

@@ -109,6 +109,7 @@ async def test_a_campaign_from_sign_up_to_every_inbox(
     await editor.click()
     await page.keyboard.type("Здравствуйте, ")
     await page.get_by_label("Insert a field").select_option("имя")
+    await page.get_by_role("button", name="Insert", exact=True).click()
     await page.keyboard.type("! Осенняя распродажа уже началась.")
     await page.get_by_label("Preview for contact no.").fill("2")
     await page.get_by_role("button", name="Preview", exact=True).click()

@@ -348,7 +348,7 @@ async function messageStep(section, campaign) {
   render(section, html`<h2>${t("wizard.step3")}</h2>
     <label>${t("wizard.name")}<input id="name" value="${campaign.name}" maxlength="200"></label>
     <label>${t("message.subject")}<input id="subject" value="${campaign.subject}" maxlength="998" required></label>
-    <p id="save-state" class="hint" aria-live="polite"></p>
+    <p id="save-state" class="hint" aria-live="polite"></p><p id="restored" class="notice" aria-live="polite"></p>
     <div class="toolbar" role="toolbar" aria-label="${t("message.body")}">
       <button type="button" data-cmd="bold"><b>B</b><span class="visually-hidden">${t("message.bold")}</span></button>
       <button type="button" data-cmd="italic"><i>I</i><span class="visually-hidden">${t("message.italic")}</span></button>
@@ -391,15 +391,19 @@ async function messageStep(section, campaign) {
   const localKey = `sendpy.draft.${campaign.id}`;
   const current = () => ({ name: section.querySelector("#name").value, subject: section.querySelector("#subject").value, html_body: bodyHtml() });
   const kept = JSON.parse(localStorage.getItem(localKey) || "null");
-  if (kept && (kept.subject !== campaign.subject || kept.html_body !== campaign.html_body || kept.name !== campaign.name)) {
+  editor.setHTML(campaign.html_body || "<p></p>");
+  // What the server has, as this page shows it (the editor may normalise the stored HTML).
+  let onServer = JSON.stringify(current());
+  const restore = kept && JSON.stringify({ ...current(), ...kept }) !== onServer;
+  if (restore) {
     section.querySelector("#name").value = kept.name;
     section.querySelector("#subject").value = kept.subject;
     editor.setHTML(kept.html_body || "<p></p>");
-    saveState.textContent = t("message.restored");
+    section.querySelector("#restored").textContent = t("message.restored");
   } else {
-    editor.setHTML(campaign.html_body || "<p></p>");
+    localStorage.removeItem(localKey);
   }
-  let dirty = Boolean(kept), timer = null;
+  let dirty = restore, timer = null;
   async function save() {
     clearTimeout(timer);
     const values = current();
@@ -407,7 +411,8 @@ async function messageStep(section, campaign) {
     const saving = api("PATCH", `/v1/campaigns/${campaign.id}`, values);
     pendingSave = saving;
     await saving;
-    if (JSON.stringify(current()) === JSON.stringify(values)) {
+    onServer = JSON.stringify(values);
+    if (JSON.stringify(current()) === onServer) {
       dirty = false;
       localStorage.removeItem(localKey);
     }
@@ -417,6 +422,7 @@ async function messageStep(section, campaign) {
     saveState.textContent = t("message.notsaved", { reason: error.body?.error?.message || error.message });
   });
   const changed = () => {
+    if (JSON.stringify(current()) === onServer) return; // e.g. the editor settling its own HTML
     dirty = true;
     localStorage.setItem(localKey, JSON.stringify(current()));
     saveState.textContent = t("message.unsaved");
@@ -432,7 +438,7 @@ async function messageStep(section, campaign) {
     window.removeEventListener("beforeunload", warnBeforeClosing);
     flushDraft(); // leaving the wizard altogether; within it, wizard() has flushed already
   }, { once: true });
-  if (kept) autosave();
+  if (restore) autosave();
   section.querySelectorAll("[data-cmd]").forEach((button) => button.addEventListener("click", async () => {
     const command = button.dataset.cmd;
     if (command === "bold") editor.bold();
@@ -464,6 +470,7 @@ async function messageStep(section, campaign) {
     if (sourceMode) source.setRangeText(token, source.selectionStart, source.selectionEnd, "end");
     else editor.insertPlainText(token);
     changed();
+    (sourceMode ? source : editor).focus(); // go on typing after the field
   };
   section.querySelector("#insert-field").addEventListener("click", insertField);
   section.querySelector("#field").addEventListener("keydown", (event) => {
@@ -475,7 +482,7 @@ async function messageStep(section, campaign) {
   const refresh = async () => {
     const undefinedNote = section.querySelector("#undefined");
     try {
-      await save();
+      if (dirty) await save();
       const preview = await api("POST", `/v1/campaigns/${campaign.id}/preview`, { row: Number(section.querySelector("#row").value) || 1 });
       await showPreview(section.querySelector("#preview"), preview.html);
       section.querySelector("#preview-subject").textContent = preview.subject;
@@ -489,7 +496,7 @@ async function messageStep(section, campaign) {
     event.preventDefault();
     const result = section.querySelector("#test-result");
     try {
-      await save();
+      if (dirty) await save();
       const sent = await api("POST", `/v1/campaigns/${campaign.id}/test`, { email: event.target.email.value, row: Number(section.querySelector("#row").value) || 1 });
       render(result, html`<p class="notice">${t("message.testsent", { to: sent.to })}</p>`);
     } catch (error) {
