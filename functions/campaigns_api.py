@@ -19,7 +19,7 @@ from functions.idempotency import idempotent
 from functions.parsing import json_object, uuid_param
 from shared import recipients, smtp_accounts, suppressions, uploads
 from shared.addresses import check_address
-from shared.campaigns import drafts, preview, progress, states
+from shared.campaigns import drafts, preview, progress, schedule, states
 from shared.campaigns.states import StateConflict
 from shared.errors import InputError, translate
 from shared.export import BOM, csv_lines, default_delimiter, recipient_header, recipient_row
@@ -71,17 +71,17 @@ async def get_campaign(request: Request) -> Response:
         found = await progress.progress(conn, user_id, campaign_id)
         rate = await progress.sent_last_minute(conn, campaign_id)
         counts = found["counts"] if found else {}
-        if campaign["status"] == "draft":
+        if campaign["status"] in ("draft", "scheduled"):
             upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"])) \
                 if campaign["upload_id"] else None
             to_send = ((upload or {}).get("report") or {}).get("valid", 0)
         else:
             to_send = counts.get("pending", 0) + counts.get("sending", 0)
-        schedule = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate)
-    eta = round(max(schedule.last_at - time.time(), 0)) if schedule and to_send and campaign["status"] != "draft" \
+        plan = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate)
+    eta = round(max(plan.last_at - time.time(), 0)) if plan and to_send and campaign["status"] == "sending" \
         else None
     return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta,
-                         "plan": schedule.to_json() if schedule else None})
+                         "plan": plan.to_json() if plan else None})
 
 
 async def update_campaign(request: Request) -> Response:
@@ -229,7 +229,7 @@ async def start_campaign(request: Request) -> Response:
             campaign = await drafts.get(conn, who.user_id, campaign_id)
             if campaign is None:
                 raise ApiError(404, "not_found")
-            if campaign["status"] == "draft":
+            if campaign["status"] in ("draft", "scheduled"):
                 await states.start_checks(conn, resources.store(), who.user_id, campaign)
             try:
                 await states.transition(conn, who.user_id, campaign_id, "start")
@@ -240,6 +240,34 @@ async def start_campaign(request: Request) -> Response:
         return JSONResponse(started, status_code=202)
 
     return await idempotent(request, who, "start_campaign", act)
+
+
+async def schedule_campaign(request: Request) -> Response:
+    who = await caller(request)
+    campaign_id = uuid_param(request, "campaign_id")
+    at = schedule.parse_moment((await json_object(request)).get("at"))
+    pool = await resources.db()
+    try:
+        async with pool.acquire() as conn:
+            scheduled = await schedule.schedule(conn, resources.store(), who.user_id, campaign_id, at)
+    except StateConflict as exc:
+        raise _conflict(exc) from None
+    if scheduled is None:
+        raise ApiError(404, "not_found")
+    return JSONResponse(scheduled)
+
+
+async def unschedule_campaign(request: Request) -> Response:
+    who = await caller(request)
+    pool = await resources.db()
+    try:
+        async with pool.acquire() as conn:
+            draft = await schedule.unschedule(conn, who.user_id, uuid_param(request, "campaign_id"))
+    except StateConflict as exc:
+        raise _conflict(exc) from None
+    if draft is None:
+        raise ApiError(404, "not_found")
+    return JSONResponse(draft)
 
 
 async def _control(request: Request, action: str) -> Response:

@@ -101,7 +101,8 @@ _SCHEMAS: dict[str, Any] = {
     "Campaign": {"type": "object", "required": ["id", "status"], "properties": {
         "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
         "status": {"type": "string",
-                   "enum": ["draft", "queued", "sending", "paused", "cancelled", "finished"]},
+                   "enum": ["draft", "scheduled", "queued", "sending", "paused", "cancelled", "finished"]},
+        "scheduled_at": _nullable("string", format="date-time"),
         "status_reason": _nullable("string"), "sender_id": _nullable("integer"), "upload_id": _nullable("string"),
         "subject": {"type": "string"}, "html_body": {"type": "string"}, "text_body": _nullable("string"),
         "recipient_count": {"type": "integer"}, "duplicates_removed": {"type": "integer"},
@@ -290,6 +291,14 @@ PATHS: dict[str, Any] = {
     "/v1/campaigns/{campaign_id}/start": {"post": _op(
         "Start sending", {"202": _json(_ref("Campaign"))}, parameters=[*_CAMPAIGN, _IDEMPOTENCY],
         tags=["campaigns"])},
+    "/v1/campaigns/{campaign_id}/schedule": {
+        "post": {**_op("Send later: run the start checks now, start at `at` (ISO 8601 with its UTC offset)",
+                       {"200": _json(_ref("Campaign"))}, parameters=_CAMPAIGN, tags=["campaigns"]),
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                     "type": "object", "required": ["at"], "properties": {
+                         "at": {"type": "string", "format": "date-time"}}}}}}},
+        "delete": _op("Unschedule: back to draft", {"200": _json(_ref("Campaign"))}, parameters=_CAMPAIGN,
+                      tags=["campaigns"])},
     "/v1/campaigns/{campaign_id}/pause": {"post": _op("Pause", {"200": _json(_ref("Campaign"))},
                                                       parameters=_CAMPAIGN, tags=["campaigns"])},
     "/v1/campaigns/{campaign_id}/resume": {"post": _op("Resume where it stopped", {"202": _json(_ref("Campaign"))},

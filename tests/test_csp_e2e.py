@@ -171,6 +171,7 @@ async def test_every_page_of_the_ui_keeps_to_the_content_security_policy(
     await page.get_by_role("button", name="Next").click()
     await expect(page.locator("#review-count")).to_have_text("3")
     await page.get_by_role("button", name="Send now").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Send now").click()  # the confirmation
     await expect(page.locator("#percent")).to_have_text("100%", timeout=60_000)
     await expect(page.locator("#status")).to_have_text("finished")
 

@@ -122,6 +122,7 @@ async def test_a_campaign_from_sign_up_to_every_inbox(
     await expect(page.locator("#review-count")).to_have_text("3")
     await shot(page, "4-review")
     await page.get_by_role("button", name="Send now").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Send now").click()  # the confirmation
 
     await expect(page.locator("#percent")).to_have_text("100%", timeout=60_000)
     await expect(page.locator("#status")).to_have_text("finished")

@@ -43,7 +43,8 @@ class RussianPage:
 
 @pytest.fixture
 async def ru(browser: Browser, live_server: str) -> AsyncIterator[RussianPage]:
-    context = await browser.new_context(base_url=live_server, locale="ru-RU", viewport={"width": 1200, "height": 900})
+    context = await browser.new_context(base_url=live_server, locale="ru-RU", timezone_id="Europe/Moscow",
+                                        viewport={"width": 1200, "height": 900})
     await context.add_init_script(REPORT_VIOLATIONS)
     page = await context.new_page()
     watched = RussianPage(page)

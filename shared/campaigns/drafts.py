@@ -18,7 +18,7 @@ MAX_SUBJECT = 998
 MAX_BODY = 2_000_000
 _COLUMNS = (
     "id, name, status, status_reason, sender_id, upload_id, subject, html_body, text_body, recipient_count,"
-    " duplicates_removed, created_at, updated_at, started_at, finished_at, " + WAITING_SQL
+    " duplicates_removed, created_at, updated_at, started_at, finished_at, scheduled_at, " + WAITING_SQL
 )
 
 
@@ -29,7 +29,7 @@ def to_json(row: Any) -> dict[str, Any]:
         del data[computed]
     data["id"] = str(data["id"])
     data["upload_id"] = str(data["upload_id"]) if data.get("upload_id") else None
-    for key in ("created_at", "updated_at", "started_at", "finished_at"):
+    for key in ("created_at", "updated_at", "started_at", "finished_at", "scheduled_at"):
         data[key] = data[key].isoformat() if data.get(key) else None
     return data
 
@@ -119,7 +119,7 @@ async def update(conn: Conn, user_id: int, campaign_id: uuid.UUID, body: dict[st
         )
         if status is None:
             return None
-        if status != "draft":
+        if status not in ("draft", "scheduled"):  # a scheduled one is checked again when it starts
             raise StateConflict(status, "edit")
         if values:
             assignments = ", ".join(f"{name} = ${n}" for n, name in enumerate(values, start=3))

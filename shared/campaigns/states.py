@@ -127,10 +127,10 @@ async def transition(conn: Conn, user_id: int, campaign_id: uuid.UUID, action: s
     Start and resume write the fan-out's command to the outbox in the same transaction.
     """
     allowed = {
-        "start": (("draft",), "queued"),
+        "start": (("draft", "scheduled"), "queued"),
         "pause": (("queued", "sending"), "paused"),
         "resume": (("paused",), "queued"),
-        "cancel": (("draft", "queued", "sending", "paused"), "cancelled"),
+        "cancel": (("draft", "scheduled", "queued", "sending", "paused"), "cancelled"),
     }
     sources, target = allowed[action]
     async with conn.transaction():
@@ -143,7 +143,7 @@ async def transition(conn: Conn, user_id: int, campaign_id: uuid.UUID, action: s
             raise StateConflict(row["status"], action)
         await conn.execute(
             """
-            UPDATE campaigns SET status = $2, status_reason = NULL, updated_at = now(),
+            UPDATE campaigns SET status = $2, status_reason = NULL, updated_at = now(), scheduled_at = NULL,
                    started_at = CASE WHEN $3 = 'start' THEN now() ELSE started_at END,
                    finished_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE finished_at END
              WHERE id = $1

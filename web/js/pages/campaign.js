@@ -22,7 +22,9 @@ export async function campaignPage(campaignId) {
       <div class="progress-line"><progress id="bar" max="100" value="0"></progress><span id="percent">0%</span></div>
       <p><span id="status" class="badge"></span> <span id="reason"></span></p>
       <dl class="stats" id="counts"></dl><p id="rate"></p>
-      <div class="row"><button type="button" id="pause">${t("campaign.pause")}</button>
+      <div class="row"><button type="button" id="send-now" hidden>${t("campaign.sendnow")}</button>
+        <button type="button" id="unschedule" hidden>${t("campaign.unschedule")}</button>
+        <button type="button" id="pause">${t("campaign.pause")}</button>
         <button type="button" id="resume">${t("campaign.resume")}</button>
         <button type="button" id="cancel" class="danger">${t("campaign.cancel")}</button>
         <a class="button" href="/v1/campaigns/${campaignId}/export.csv?lang=${currentLanguage()}" download>${t("campaign.export")}</a></div>
@@ -40,18 +42,21 @@ export async function campaignPage(campaignId) {
     const total = c.recipient_count || 0;
     const done = c.counts.sent + c.counts.bounced + c.counts.failed + c.counts.skipped;
     const percent = total ? Math.floor((done / total) * 100) : 0;
-    document.getElementById("title").textContent = c.name || `${t("nav.campaigns")}: ${new Date(c.created_at).toLocaleDateString()}`;
+    document.getElementById("title").textContent = c.name || c.subject || t("campaign.untitled", { date: new Date(c.created_at).toLocaleString() });
     document.getElementById("bar").value = percent;
     document.getElementById("percent").textContent = `${percent}%`;
     const status = document.getElementById("status");
     status.textContent = t(`state.${c.status}`);
     status.className = `badge ${c.status}`;
-    document.getElementById("reason").textContent = c.status_reason || "";
+    document.getElementById("reason").textContent = c.status === "scheduled"
+      ? t("campaign.scheduledfor", { at: new Date(c.scheduled_at).toLocaleString() }) : c.status_reason || "";
+    document.getElementById("send-now").hidden = c.status !== "scheduled";
+    document.getElementById("unschedule").hidden = c.status !== "scheduled";
     render(document.getElementById("counts"), STATES.map((s) => html`<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${c.counts[s]}</dd></div>`));
     document.getElementById("rate").textContent = c.status === "sending" ? [t("campaign.rate", { n: c.rate_per_minute }), eta(c)].filter(Boolean).join(" · ") : "";
     document.getElementById("pause").hidden = !["queued", "sending"].includes(c.status);
     document.getElementById("resume").hidden = c.status !== "paused";
-    document.getElementById("cancel").hidden = !["queued", "sending", "paused"].includes(c.status);
+    document.getElementById("cancel").hidden = !["scheduled", "queued", "sending", "paused"].includes(c.status);
     if (["finished", "cancelled"].includes(c.status)) clearInterval(timer);
   };
   const loadRecipients = async () => {
@@ -82,6 +87,23 @@ export async function campaignPage(campaignId) {
       /* a missed poll is retried on the next tick */
     }
   };
+  const startKey = crypto.randomUUID();
+  document.getElementById("send-now").addEventListener("click", async () => {
+    try {
+      await api("POST", `/v1/campaigns/${campaignId}/start`, undefined, { "Idempotency-Key": startKey });
+      await refresh();
+    } catch (error) {
+      showError(document.getElementById("control-error"), error);
+    }
+  });
+  document.getElementById("unschedule").addEventListener("click", async () => {
+    try {
+      await api("DELETE", `/v1/campaigns/${campaignId}/schedule`);
+      location.hash = `#/wizard/${campaignId}/4`;
+    } catch (error) {
+      showError(document.getElementById("control-error"), error);
+    }
+  });
   document.getElementById("pause").addEventListener("click", control("pause"));
   document.getElementById("resume").addEventListener("click", control("resume"));
   document.getElementById("cancel").addEventListener("click", control("cancel", t("campaign.confirmcancel")));

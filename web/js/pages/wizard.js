@@ -31,7 +31,7 @@ export async function wizard(campaignId, step) {
   render(main(), html`<h1>${t("wizard.title")}</h1>
     <nav class="wizard-steps" aria-label="${t("wizard.title")}">
       ${[1, 2, 3, 4].map((n) => html`<a href="#/wizard/${campaignId}/${n}" ${n === step && html`aria-current="step"`}>${n}. ${t(`wizard.step${n}`)}</a>`)}
-    </nav><section id="step" class="card"></section>`);
+    </nav>${campaign.status_reason && html`<p class="warning" id="draft-reason">${campaign.status_reason}</p>`}<section id="step" class="card"></section>`);
   const section = document.getElementById("step");
   const steps = { 1: contactsStep, 2: senderStep, 3: messageStep, 4: reviewStep };
   if (!(step in steps)) {
@@ -563,23 +563,57 @@ async function reviewStep(section, campaign) {
   const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
   const sender = campaign.sender_id ? await api("GET", `/v1/senders/${campaign.sender_id}`) : null;
   const valid = upload?.report?.valid ?? 0;
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   render(section, html`<h2>${t("review.summary")}</h2>
     <dl class="summary">
-      <dt>${t("review.recipients")}</dt><dd id="review-count">${valid}</dd>
+      <dt>${t("review.recipients")}</dt><dd id="review-count">${valid.toLocaleString()}</dd>
       <dt>${t("review.from")}</dt><dd>${sender ? html`${sender.from_name} &lt;${sender.from_email}&gt;` : "—"}</dd>
       <dt>${t("review.subject")}</dt><dd>${campaign.subject || "—"}</dd>
       <dt>${t("sender.limits")}</dt><dd>${sender ? `${sender.per_minute ?? "∞"} ${t("sender.perminute")}, ${sender.per_day ?? "∞"} ${t("sender.perday")}` : "—"}</dd>
       <dt>${t("review.duration")}</dt><dd id="review-plan">${sender ? planText(campaign.plan) : "—"}</dd>
-    </dl><div id="start-error" aria-live="polite"></div>
+    </dl>${valid === 0 && html`<p class="warning" id="no-recipients">${t("review.norecipients")}</p>`}
+    <div id="start-error" aria-live="polite"></div>
+    <form id="later" class="row"><label>${t("review.later")} <input type="datetime-local" name="at" required></label>
+      <span class="hint">${t("review.zone", { zone })}</span>
+      <button type="submit" ${valid === 0 ? "disabled" : ""}>${t("review.schedule")}</button></form>
     <div class="row wizard-nav"><a class="button" href="#/wizard/${campaign.id}/3">${t("common.back")}</a>
-    <button type="button" class="primary" id="send">${t("review.send")}</button></div>`);
+    <button type="button" class="primary" id="send" ${valid === 0 ? "disabled" : ""}>${t("review.send")}</button></div>
+    <dialog id="confirm-send" aria-labelledby="confirm-title"><form method="dialog">
+      <h3 id="confirm-title">${t("review.confirmtitle")}</h3>
+      <p id="confirm-text">${t("review.confirm", { n: valid.toLocaleString(), plan: sender ? planText(campaign.plan) : "" })}</p>
+      <div class="row"><button class="primary" value="send">${t("review.send")}</button><button value="cancel">${t("common.cancel")}</button></div>
+    </form></dialog>`);
+  const problem = section.querySelector("#start-error");
+  const fail = (error) => {
+    showError(problem, error.body?.error ? new Error(error.body.error.message) : error);
+    const shown = problem.querySelector(".error");
+    shown.tabIndex = -1;
+    shown.focus();
+  };
   const key = crypto.randomUUID();
-  section.querySelector("#send").addEventListener("click", async () => {
+  const dialog = section.querySelector("#confirm-send");
+  section.querySelector("#send").addEventListener("click", () => dialog.showModal());
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "send") {
+      section.querySelector("#send").focus();
+      return;
+    }
     try {
       await api("POST", `/v1/campaigns/${campaign.id}/start`, undefined, { "Idempotency-Key": key });
       location.hash = `#/campaign/${campaign.id}`;
     } catch (error) {
-      showError(section.querySelector("#start-error"), error);
+      fail(error);
+    }
+  });
+  section.querySelector("#later").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    // datetime-local is the person's own wall clock; toISOString carries it as an exact moment.
+    const at = new Date(event.target.at.value);
+    try {
+      await api("POST", `/v1/campaigns/${campaign.id}/schedule`, { at: at.toISOString() });
+      location.hash = `#/campaign/${campaign.id}`;
+    } catch (error) {
+      fail(error);
     }
   });
 }
