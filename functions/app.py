@@ -101,6 +101,7 @@ def create_app(serve_web: bool | None = None) -> Starlette:
         Route("/v1/uploads/{upload_id}", uploads_api.correct_upload, methods=["PATCH"]),
         Route("/v1/uploads/{upload_id}", uploads_api.delete_upload, methods=["DELETE"]),
         Route("/v1/uploads/{upload_id}/complete", uploads_api.complete_upload, methods=["POST"]),
+        Route("/v1/uploads/{upload_id}/problems.csv", uploads_api.upload_problems, methods=["GET"]),
         Route("/v1/suppressions", suppressions_api.list_suppressions, methods=["GET"]),
         Route("/v1/suppressions", suppressions_api.add_suppressions, methods=["POST"]),
         Route("/v1/suppressions/import", suppressions_api.import_suppressions, methods=["POST"]),

@@ -161,6 +161,7 @@ _NO_CONTENT = {"204": {"description": "Done"}}
 _CAMPAIGN = [_path("campaign_id", {"type": "string", "format": "uuid"})]
 _SENDER = [_path("sender_id", {"type": "integer"})]
 _UPLOAD = [_path("upload_id", {"type": "string", "format": "uuid"})]
+_CSV = {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
 _IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
 _HTML = {"description": "A page", "content": {"text/html": {"schema": {"type": "string"}}}}
@@ -313,9 +314,15 @@ PATHS: dict[str, Any] = {
                     _query("after", {"type": "integer"}), _query("limit", {"type": "integer"})],
         tags=["campaigns"])},
     "/v1/campaigns/{campaign_id}/export.csv": {"get": _op(
-        "Recipients as CSV", {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}},
-        parameters=[*_CAMPAIGN, _query("status", {"type": "string"}), _query("q", {"type": "string"})],
+        "Recipients as CSV (BOM; ';' and Russian headers for lang=ru; the file's own columns)", {"200": _CSV},
+        parameters=[*_CAMPAIGN, _query("status", {"type": "string"}), _query("q", {"type": "string"}),
+                    _query("lang", {"type": "string", "enum": ["ru", "en"]}),
+                    _query("sep", {"type": "string", "enum": ["semicolon", "comma", "tab"]})],
         tags=["campaigns"])},
+    "/v1/uploads/{upload_id}/problems.csv": {"get": _op(
+        "Every row of the file without a valid address: row in the file, value, problem (ru / en)",
+        {"200": _CSV}, parameters=[*_UPLOAD, _query("lang", {"type": "string", "enum": ["ru", "en"]})],
+        tags=["contacts"])},
     "/u/{token}": {
         "get": _op("Unsubscribe confirmation page", {"200": _HTML, "404": _HTML}, public=True,
                    parameters=[_path("token", {"type": "string"})], tags=["unsubscribe"]),

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from functions import resources
 from functions.auth import caller
-from functions.errors import ApiError
+from functions.errors import ApiError, language
 from functions.handover import hand_over
 from functions.parsing import json_object, uuid_param
 from shared import uploads
 from shared.contacts import DELIMITERS, ENCODINGS
 from shared.errors import InputError
+from shared.export import BOM, csv_lines, default_delimiter
 from shared.settings import get_settings
 
 
@@ -87,6 +90,34 @@ async def get_upload(request: Request) -> Response:
     if found is None:
         raise ApiError(404, "not_found")
     return JSONResponse(found)
+
+
+async def upload_problems(request: Request) -> Response:
+    """Every row of the file without a valid address, as CSV in the reader's language."""
+    who = await caller(request)
+    upload_id = uuid_param(request, "upload_id")
+    pool = await resources.db()
+    async with pool.acquire() as conn:
+        found = await uploads.get(conn, who.user_id, upload_id)
+        file = await uploads.stored_file(conn, who.user_id, upload_id)
+    if found is None or file is None:
+        raise ApiError(404, "not_found")
+    if found["status"] != "ready":
+        raise InputError("upload_not_ready", "upload_id")
+    lang = request.query_params.get("lang") or language(request)
+    lang = lang if lang in uploads.PROBLEM_HEADER else "en"
+    dialect, columns = uploads.stored_detection(found)
+    rows = uploads.problem_rows(resources.store(), file[0], file[1], dialect, columns)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield BOM.encode()
+        lines = csv_lines(rows, uploads.PROBLEM_HEADER[lang], default_delimiter(lang))
+        while (chunk := await asyncio.to_thread(next, lines, None)) is not None:  # S3 reads block
+            yield chunk.encode()
+
+    name = f"problems-{upload_id}.csv"
+    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 async def list_uploads(request: Request) -> Response:

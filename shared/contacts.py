@@ -373,7 +373,8 @@ def address_key(email: str) -> bytes:
 class Report:
     rows: int = 0
     valid: int = 0
-    invalid: int = 0
+    empty: int = 0  # rows with nothing in the address column
+    invalid: int = 0  # rows with something there that is not an address
     duplicates: int = 0
     suppressed: int = 0
     invalid_examples: list[dict[str, Any]] = field(default_factory=list)
@@ -405,7 +406,10 @@ def inspect_rows(
             continue
         checked = check_address(contact.email)
         if checked.normalized is None:
-            report.invalid += 1
+            if contact.email.strip():
+                report.invalid += 1
+            else:
+                report.empty += 1
             if len(report.invalid_examples) - unclosed_shown < INVALID_EXAMPLES:
                 report.invalid_examples.append(
                     {"row": contact.row, "value": contact.email[:200], "reason": checked.explained}

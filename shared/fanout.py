@@ -42,11 +42,18 @@ def recipient_records(
     contacts: Iterator[ContactRow], campaign_id: uuid.UUID, suppressed: set[str], counts: LoadCounts,
     seen: set[bytes],
 ) -> Iterator[Record]:
-    """Rows for COPY: (campaign_id, position, email, fields, status, reply)."""
+    """Rows for COPY: (campaign_id, position, email, fields, status, reply).
+
+    Rows without a valid address are problems of the file, not recipients: the upload's report
+    counts them and lists every one (problems.csv), so the review's count is the campaign's.
+    Suppressed people are recipients skipped on purpose, shown with the reason.
+    """
     for contact in contacts:
         counts.rows += 1
         checked = check_address(contact.email)
-        email = checked.normalized or contact.email[:320]
+        email = checked.normalized
+        if email is None:
+            continue
         key = address_key(email)
         if key in seen:
             counts.duplicates += 1
@@ -54,9 +61,7 @@ def recipient_records(
         seen.add(key)
         counts.position += 1
         fields = json.dumps(contact.fields, ensure_ascii=False)
-        if checked.normalized is None:
-            yield (campaign_id, counts.position, email, fields, "skipped", f"invalid address: {checked.explained}")
-        elif suppressed and suppressions.fast_key(email) in suppressed:
+        if suppressed and suppressions.fast_key(email) in suppressed:
             yield (campaign_id, counts.position, email, fields, "skipped", "suppressed")
         else:
             yield (campaign_id, counts.position, email, fields, "pending", None)

@@ -6,13 +6,24 @@ import asyncio
 import itertools
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 
 from shared import outbox, suppressions
+from shared.addresses import check_address
 from shared.commands import InspectUpload
-from shared.contacts import SAMPLE_BYTES, Column, Detection, Dialect, detect, inspect_rows, iter_contacts
+from shared.contacts import (
+    SAMPLE_BYTES,
+    Column,
+    Detection,
+    Dialect,
+    detect,
+    inspect_rows,
+    iter_contacts,
+    unclosed_quote_reason,
+)
 from shared.db import Conn
 from shared.errors import InputError
 from shared.storage import ObjectChanged, ObjectMissing, UploadStore
@@ -269,3 +280,19 @@ async def delete(db: asyncpg.Pool, store: UploadStore, user_id: int, upload_id: 
         await conn.execute("DELETE FROM uploads WHERE id = $1", upload_id)
     await asyncio.to_thread(store.delete, row["s3_key"])
     return "deleted"
+
+
+PROBLEM_HEADER = {"en": ("Row in the file", "Value", "Problem"), "ru": ("Строка файла", "Значение", "Что не так")}
+
+
+def problem_rows(store: UploadStore, key: str, etag: str | None, dialect: Dialect,
+                 columns: list[Column]) -> Iterator[tuple[int, str, str]]:
+    """Every row without a valid address — (row in the file, the value, why in ru / en) — read
+    from the file again, so the download lists them all, not the report's first examples."""
+    for contact in iter_contacts(store.chunks(key, etag), dialect, columns):
+        if contact.unclosed_quote_line is not None:
+            yield contact.row, contact.email[:200], unclosed_quote_reason(contact.unclosed_quote_line)
+            continue
+        checked = check_address(contact.email)
+        if checked.normalized is None:
+            yield contact.row, contact.email[:200], checked.explained

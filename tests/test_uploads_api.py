@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import time
 
 import httpx
@@ -124,3 +126,28 @@ async def test_a_wrong_encoding_choice_is_reported(api: httpx.AsyncClient, auth:
     assert "windows-1251" in wrong.json()["error"]["message"]
     utf16 = await upload_file(api, auth, RU_FILE.replace(";", "\t").encode("utf-16"))
     assert (await complete(api, auth, utf16["id"])).json()["dialect"]["delimiter"] == "\t"
+
+
+async def test_every_problem_row_can_be_downloaded_and_empty_is_told_from_malformed(
+    api: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    lines = ["ФИО;Эл. почта"] + [f"Человек {n};p{n}@example.ru" for n in range(40)]
+    lines += [f"Пустой {n};" for n in range(30)] + [f"Кривой {n};p{n}.example.ru" for n in range(25)]
+    lines.insert(10, '"Незакрытая кавычка;q@example.ru')  # the quote never closes on this line
+    upload = await upload_file(api, auth, ("\r\n".join(lines) + "\r\n").encode("utf-8"))
+    ready = (await complete(api, auth, upload["id"])).json()
+    report = ready["report"]
+    assert (report["valid"], report["empty"], report["invalid"]) == (40, 30, 26)
+    assert len(report["invalid_examples"]) < 56  # the page shows the first ones, "and N more" …
+
+    answer = await api.get(f"/v1/uploads/{upload['id']}/problems.csv?lang=ru", headers=auth)
+    assert answer.status_code == 200 and answer.content.startswith("\ufeff".encode())
+    table = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig")), delimiter=";"))
+    assert table[0] == ["Строка файла", "Значение", "Что не так"]
+    assert len(table) == 1 + 30 + 26  # … the download has every one
+    assert ["11", '"Незакрытая кавычка;q@example.ru', table[1][2]] == table[1] and "незакрытая кавычка" in table[1][2]
+    first_empty = next(row for row in table if row[1] == "")
+    assert first_empty[2] == "пусто / empty"
+    malformed = next(row for row in table if row[1] == "p0.example.ru")
+    assert malformed[2].startswith("нет знака @ / ")
+    assert int(malformed[0]) == 1 + 1 + 40 + 30 + 1  # header, the unclosed line, 40 good, 30 empty: line 73

@@ -2,7 +2,7 @@
 
 import { api, uploadToStorage } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { t } from "../i18n.js";
+import { currentLanguage, t } from "../i18n.js";
 import { planText } from "../plan.js";
 
 const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
@@ -151,10 +151,13 @@ function reportHtml(upload) {
     ${r && html`<dl class="stats">
       <div><dt>${t("contacts.rows")}</dt><dd id="stat-rows">${r.rows}</dd></div>
       <div><dt>${t("contacts.valid")}</dt><dd id="stat-valid">${r.valid}</dd></div>
-      <div><dt>${t("contacts.invalid")}</dt><dd>${r.invalid}</dd></div>
+      <div><dt>${t("contacts.empty")}</dt><dd id="stat-empty">${r.empty ?? 0}</dd></div>
+      <div><dt>${t("contacts.invalid")}</dt><dd id="stat-invalid">${r.invalid}</dd></div>
       <div><dt>${t("contacts.duplicates")}</dt><dd>${r.duplicates}</dd></div>
       <div><dt>${t("contacts.suppressed")}</dt><dd>${r.suppressed}</dd></div></dl>
-      ${r.invalid_examples.length > 0 && html`<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => html`<li>${t("contacts.row")} ${x.row}: <code>${x.value}</code> — ${x.reason}</li>`)}</ul>`}`}
+      ${r.invalid_examples.length > 0 && html`<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => html`<li>${t("contacts.row")} ${x.row}: <code>${x.value}</code> — ${x.reason}</li>`)}</ul>
+        <p>${(r.empty ?? 0) + r.invalid > r.invalid_examples.length && html`${t("contacts.more", { n: ((r.empty ?? 0) + r.invalid - r.invalid_examples.length).toLocaleString() })} `}
+        <a href="/v1/uploads/${upload.id}/problems.csv?lang=${currentLanguage()}" download id="problems-link">${t("contacts.download", { n: ((r.empty ?? 0) + r.invalid).toLocaleString() })}</a></p>`}`}
     <h4>${t("contacts.preview")}</h4>
     <div class="scroll"><table id="preview"><thead><tr>${columns.map((c) => html`<th>${c.label}</th>`)}</tr></thead>
     <tbody>${(upload.preview || []).map((row) => html`<tr>${row.map((cell) => html`<td>${cell}</td>`)}</tr>`)}</tbody></table></div>`;
