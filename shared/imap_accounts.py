@@ -32,6 +32,10 @@ FETCH_BATCH = 50
 MAX_READ_BYTES = 2 * 1024 * 1024
 
 
+# What Mailbox.idle_read heard.
+NEWS, QUIET, WOKE = "news", "quiet", "woke"
+
+
 @dataclass(frozen=True)
 class ImapAccount:
     host: str
@@ -97,6 +101,7 @@ class Mailbox:
 
     def __init__(self, client: imapclient.IMAPClient) -> None:
         self.client = client
+        self.idling = False
 
     def select_inbox(self, *, readonly: bool) -> tuple[int, int]:
         """(UIDVALIDITY, UIDNEXT) of INBOX."""
@@ -139,8 +144,61 @@ class Mailbox:
             self.client.copy(uids, folder)
             self.client.add_flags(uids, [imapclient.DELETED])
 
+    def idle_supported(self) -> bool:
+        return bool(self.client.has_capability("IDLE"))
+
+    def idle_start(self) -> None:
+        """Enter IDLE (RFC 2177) on the selected mailbox."""
+        self.client.idle()
+        self.idling = True
+
+    def fileno(self) -> int:
+        """The socket's descriptor, for the event loop to watch while idling (no thread waits)."""
+        return int(self.client.socket().fileno())
+
+    def idle_read(self) -> str:
+        """What the server sent while idling, read without waiting (call when the socket is
+        readable): NEWS (EXISTS or RECENT: mail arrived), QUIET (keep-alives, flag changes), or
+        WOKE (readable, yet no whole response: IMAPClient swallows an EOF, so the caller ends IDLE
+        to find out whether the connection is still there). BYE, NO or BAD raise ConnectionError."""
+        responses = self.client.idle_check(timeout=0)
+        for response in responses:
+            if response and response[0] in (b"BYE", b"NO", b"BAD"):
+                # Dovecot answers a mailbox rebuilt under it with "* NO Internal error" and then
+                # goes deaf: the session's view is no longer to be trusted.
+                said = b" ".join(part for part in response if isinstance(part, bytes)).decode(errors="replace")
+                raise ConnectionAbortedError(f"the IMAP server interrupted IDLE: {said[:200]}")
+        if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+            return NEWS
+        return QUIET if responses else WOKE
+
+    def keep_alive(self) -> None:
+        """TCP keep-alives on a connection that may stay silent for long: a peer or NAT that
+        vanished without a word shows as an error within minutes, not at the next re-issue."""
+        sock = self.client.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", 240), ("TCP_KEEPINTVL", 30), ("TCP_KEEPCNT", 4)):
+            if hasattr(socket, name):  # Linux and most others; the system's defaults elsewhere
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+    def idle_stop(self) -> None:
+        """Leave IDLE (what the server said meanwhile is dropped: callers look at the mailbox
+        next). Raises on a dead connection."""
+        self.idling = False
+        self.client.idle_done()
+
+    def abort(self) -> None:
+        """Cut the connection from any thread, so a thread blocked reading it returns at once
+        instead of after the socket's timeout."""
+        try:
+            self.client.socket().shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+
     def close(self) -> None:
         try:
+            if self.idling:  # LOGOUT is not understood inside IDLE
+                self.idle_stop()
             self.client.logout()
         except Exception:  # noqa: S110 (a logout on a broken connection has nothing to report)
             pass

@@ -116,6 +116,8 @@ class Settings:
     waker_interval: float  # how often due deferred batches are handed back to the sender workers
     bounce_poll_seconds: float  # how often each sender's INBOX is read for bounces
     bounce_concurrency: int  # INBOXes one bounce worker reads at once
+    bounce_idle_connections: int  # IMAP IDLE sessions one bounce worker keeps (the rest are polled)
+    bounce_idle_lease_seconds: float  # an IDLE session's claim on its sender, renewed every quarter of it
 
     # The lag publisher (functions/lag_publisher.py) scales this ECS service on consumer lag.
     ecs_cluster: str
@@ -176,6 +178,8 @@ def load_settings() -> Settings:
         waker_interval=_float("SENDPY_WAKER_INTERVAL", 2.0),
         bounce_poll_seconds=_float("SENDPY_BOUNCE_POLL_SECONDS", 60.0),
         bounce_concurrency=_int("SENDPY_BOUNCE_CONCURRENCY", 4),
+        bounce_idle_connections=_int("SENDPY_BOUNCE_IDLE_CONNECTIONS", 50),
+        bounce_idle_lease_seconds=_float("SENDPY_BOUNCE_IDLE_LEASE_SECONDS", 120.0),
         ecs_cluster=_str("SENDPY_ECS_CLUSTER", ""),
         ecs_service=_str("SENDPY_ECS_SERVICE", ""),
         scale_per_worker_lag=_int("SENDPY_SCALE_PER_WORKER_LAG", 25, minimum=1),

@@ -4,7 +4,11 @@ campaign's real messages. Every non-bounce is left as it was; nothing is deleted
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -12,9 +16,10 @@ import httpx
 import pytest
 
 from sendpy.devstack.bounce_mail import BounceMailboxes, delivery_status_notification
-from sendpy.devstack.imap import DovecotServer
+from sendpy.devstack.imap import DovecotServer, find_binary
 from sendpy.devstack.ports import free_port
 from sendpy.devstack.smtp_sink import SmtpSink
+from sendpy.devstack.tls import LocalCertificates
 from tests.conftest import Workers
 from tests.helpers import make_sender, make_upload, wait_status
 from tests.imap import ImapUser
@@ -222,3 +227,172 @@ async def test_a_renumbered_mailbox_is_read_again_without_recording_anything_twi
         assert sorted(i["email"] for i in listed) == ["first@example.com", "second@example.com"]
     finally:
         workers.kill(reader)
+
+
+def sender_lines(workers: Workers, message: str, sender_id: int, since: dict[Path, int]) -> list[dict[str, Any]]:
+    """The worker log records `message` about one sender, written after `since`."""
+    records = [json.loads(line.split(": ", 1)[1]) for line in workers.logged(message, since)]
+    return [r for r in records if r.get("sender") == sender_id]
+
+
+async def logged(workers: Workers, message: str, sender_id: int, since: dict[Path, int],
+                 timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not (found := sender_lines(workers, message, sender_id, since)):
+        assert time.monotonic() < deadline, f"no {message!r} for sender {sender_id} in {timeout} s"
+        await asyncio.sleep(0.1)
+    return found[-1]
+
+
+async def bounced_within(api: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, email: str,
+                         seconds: float) -> float:
+    started = time.monotonic()
+    while (await statuses(api, auth, campaign_id))[email]["status"] != "bounced":
+        assert time.monotonic() - started < seconds, f"{email} not recorded within {seconds} s"
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+def connected(dovecot: DovecotServer, user: str) -> int:
+    """IMAP sessions Dovecot has open for `user`, from its own bookkeeping (doveadm who)."""
+    found = subprocess.run([str(find_binary("doveadm")), "-c", str(dovecot.config_path), "who", "-1", user],
+                           capture_output=True, text=True, check=False)
+    return sum(1 for line in found.stdout.splitlines()[1:] if line.split() and line.split()[0] == user)
+
+
+async def test_idle_hears_a_bounce_within_seconds_and_follows_the_settings(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, dovecot: DovecotServer,
+    new_imap_user: Callable[..., ImapUser], db: asyncpg.Pool,
+) -> None:
+    first, second = new_imap_user(), new_imap_user()
+    sender = await make_sender(api, auth, clean_sink, from_email=first.name)
+    imap = {"imap_host": "127.0.0.1", "imap_port": dovecot.port}
+    put = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth,
+                        json={**imap, "imap_username": first.name, "imap_password": first.password})
+    assert put.json()["verified"], put.text
+    emails = ["gone@example.com", "moved@example.com", "kept@example.com"]
+    campaign_id = await campaign_to(api, auth, sender["id"], emails)
+    ids = {m.rcpt_tos[0]: m.parsed()["Message-ID"] for m in clean_sink.messages}
+
+    def bounce_of(user: ImapUser, email: str) -> bytes:
+        return dsn(user.name, email, ids[email], "5.1.1", "failed", f"550 5.1.1 <{email}>: no such user")
+
+    marks = workers.log_marks()
+    # Polled once in ten minutes: a bounce recorded within seconds can only have been heard by IDLE.
+    reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="600", SENDPY_BOUNCE_IDLE_LEASE_SECONDS="2")
+    try:
+        await logged(workers, "watching a mailbox (IDLE)", sender["id"], marks)
+        await asyncio.sleep(1)  # past the first look, which would also find a message appended now
+        await asyncio.to_thread(dovecot.append, first.name, bounce_of(first, "gone@example.com"))
+        assert await bounced_within(api, auth, campaign_id, "gone@example.com", 5) < 5
+        assert await asyncio.to_thread(connected, dovecot, first.name) == 1  # IDLE's; each look logs out
+
+        # Other settings (another mailbox): the old session ends, a new one watches the new mailbox.
+        marks = workers.log_marks()
+        put = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth,
+                            json={**imap, "imap_username": second.name, "imap_password": second.password})
+        assert put.json()["verified"], put.text
+        ended = await logged(workers, "stopped watching a mailbox", sender["id"], marks)
+        assert ended["reason"] == "IMAP settings changed"
+        await logged(workers, "watching a mailbox (IDLE)", sender["id"], marks)
+        await asyncio.sleep(1)
+        assert await asyncio.to_thread(connected, dovecot, first.name) == 0
+        await asyncio.to_thread(dovecot.append, second.name, bounce_of(second, "moved@example.com"))
+        assert await bounced_within(api, auth, campaign_id, "moved@example.com", 5) < 5
+
+        # Bounce reading turned off: the session ends and nothing keeps the mailbox open.
+        marks = workers.log_marks()
+        put = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth, json={"imap_enabled": False})
+        assert put.status_code == 200 and put.json()["imap"]["host"] is None, put.text
+        ended = await logged(workers, "stopped watching a mailbox", sender["id"], marks)
+        assert ended["reason"] == "IMAP settings removed"
+        for _ in range(50):  # the logout reaches Dovecot's bookkeeping a moment later
+            if not await asyncio.to_thread(connected, dovecot, second.name):
+                break
+            await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(connected, dovecot, second.name) == 0
+        assert await db.fetchval("SELECT imap_claimed_until FROM senders WHERE id = $1", sender["id"]) is None
+        assert (await statuses(api, auth, campaign_id))["kept@example.com"]["status"] == "sent"
+        assert reader.alive()
+    finally:
+        workers.kill(reader)
+
+
+class DovecotWithoutIdle(DovecotServer):
+    """Dovecot that does not advertise IDLE, as some company servers and proxies do not."""
+
+    def config(self) -> str:
+        return super().config() + "protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ UIDPLUS\n}\n"
+
+
+async def test_past_the_idle_limit_or_without_idle_a_mailbox_is_polled_and_sigterm_stops_at_once(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, dovecot: DovecotServer,
+    new_imap_user: Callable[..., ImapUser], db: asyncpg.Pool, certs: LocalCertificates, workdir: Path,
+) -> None:
+    plain = DovecotWithoutIdle(workdir / "dovecot-no-idle", certs)
+    plain.start()
+    readers = []
+    try:
+        users = [new_imap_user(), new_imap_user()]
+        no_idle_user = ImapUser(plain.add_user("plain@example.org", "plain pass"), "plain pass")
+        senders: list[dict[str, Any]] = []
+        campaigns: list[str] = []
+        ids: dict[str, str] = {}
+        for user, server in [(users[0], dovecot), (users[1], dovecot), (no_idle_user, plain)]:
+            clean_sink.clear()
+            sender = await make_sender(api, auth, clean_sink, from_email=user.name)
+            put = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth, json={
+                "imap_host": "127.0.0.1", "imap_port": server.port, "imap_username": user.name,
+                "imap_password": user.password})
+            assert put.json()["verified"], put.text
+            email = f"nobody{len(senders)}@example.com"
+            campaigns.append(await campaign_to(api, auth, sender["id"], [email]))
+            ids[email] = clean_sink.messages[0].parsed()["Message-ID"]
+            senders.append(sender)
+
+        async def bounce(n: int, user: ImapUser, server: DovecotServer) -> None:
+            email = f"nobody{n}@example.com"
+            await asyncio.to_thread(server.append, user.name, dsn(user.name, email, ids[email], "5.1.1", "failed",
+                                                                  "550 5.1.1 no such user"))
+            await bounced_within(api, auth, campaigns[n], email, 20)
+
+        # A server without IDLE: the worker finds out, and polls it.
+        marks = workers.log_marks()
+        readers.append(workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="2"))
+        await logged(workers, "the IMAP server offers no IDLE; polling it", senders[2]["id"], marks)
+        await logged(workers, "watching a mailbox (IDLE)", senders[0]["id"], marks)
+        await bounce(2, no_idle_user, plain)
+        assert not sender_lines(workers, "watching a mailbox (IDLE)", senders[2]["id"], marks)
+
+        # SIGTERM with IDLE sessions open: the worker ends within seconds and lets its claims go.
+        stopping = time.monotonic()
+        readers[0].stop(timeout=20)
+        assert time.monotonic() - stopping < 4 and readers[0].proc is not None
+        assert readers[0].proc.returncode == 0, readers[0].tail()
+        assert await db.fetchval("SELECT count(*) FROM senders WHERE id = ANY($1) AND imap_claimed_until > now()",
+                                 [s["id"] for s in senders]) == 0
+
+        # One IDLE session allowed: one mailbox is watched, the others polled; every bounce is read.
+        marks = workers.log_marks()
+        readers.append(workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="2", SENDPY_BOUNCE_IDLE_CONNECTIONS="1"))
+        deadline = time.monotonic() + 30
+        while not workers.logged("watching a mailbox (IDLE)", marks):  # which sender is up to the worker
+            assert time.monotonic() < deadline, readers[1].tail()
+            await asyncio.sleep(0.2)
+        await bounce(0, users[0], dovecot)
+        await bounce(1, users[1], dovecot)
+        watching: set[int] = set()
+        most = 0
+        for line in readers[1].log_path.read_text().splitlines():
+            record: dict[str, Any] = json.loads(line) if line.startswith("{") else {"message": line}
+            if record["message"] == "watching a mailbox (IDLE)":
+                watching.add(record["sender"])
+            elif record["message"] == "stopped watching a mailbox":
+                watching.discard(record["sender"])
+            most = max(most, len(watching))
+        assert most == 1
+        assert readers[1].alive()
+    finally:
+        for reader in readers:
+            workers.kill(reader)
+        plain.stop()

@@ -1,4 +1,4 @@
-"""Worker entry point: `python -m worker_image sender|fanout` (one process per container)."""
+"""Worker entry point: `python -m worker_image sender|fanout|bounce` (one process per container)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from shared import broker, fanout, outbox, uploads
+from shared.bounces.idle import IdleSessions
 from shared.bounces.reader import check_sender, due_senders
 from shared.campaigns import states
+from shared.campaigns.schedule import start_due
 from shared.commands import DeliveryBatch, InspectUpload, Publish, campaign_of, decode_command, upload_of
 from shared.crypto import key_provider_from_settings
 from shared.db import create_pool, migrate
@@ -28,6 +30,7 @@ from shared.uploads import inspect_in_worker
 from worker_image.consume import Revocations, beat, configure_logging, run, stop_on_signals
 
 log = logging.getLogger("sendpy.worker")
+IDLE_FILL_SECONDS = 5.0  # how soon a free IDLE place is taken (a new sender, a watch that ended)
 
 
 async def run_worker(kind: str) -> None:
@@ -76,7 +79,7 @@ async def run_worker(kind: str) -> None:
             sends = [await producer.send(settings.topic_campaigns, value=v, key=k) for k, v in records]
             await asyncio.gather(*sends)
 
-        background = background_steps(db, publish, send_commands, stopping)
+        background = background_steps(db, store, publish, send_commands, stopping)
 
     async def gave_up(raw: bytes, error: str) -> None:
         """Work that went to the dead-letter topic pauses its campaign with the reason, so the
@@ -122,9 +125,10 @@ async def repeat(step: Callable[[], Awaitable[int]], interval: float, stopping: 
             pass
 
 
-def background_steps(db: asyncpg.Pool, publish: Publish, send_commands: outbox.SendRecords,
+def background_steps(db: asyncpg.Pool, store: UploadStore, publish: Publish, send_commands: outbox.SendRecords,
                      stopping: asyncio.Event) -> list[asyncio.Task[None]]:
-    """The fan-out's timers: due deferrals, the outbox relay, and the stall sweeper (sweeper.py)."""
+    """The fan-out's timers: due deferrals, scheduled campaigns, the outbox relay, and the stall
+    sweeper (sweeper.py)."""
     settings = get_settings()
     sweep_interval = max(settings.stall_seconds / 10, 1.0)
 
@@ -137,6 +141,8 @@ def background_steps(db: asyncpg.Pool, publish: Publish, send_commands: outbox.S
     return [
         asyncio.create_task(repeat(lambda: republish_due(db, publish), settings.waker_interval, stopping,
                                    "deferred batches republished")),
+        asyncio.create_task(repeat(lambda: start_due(db, store), settings.waker_interval, stopping,
+                                   "scheduled campaigns started")),
         asyncio.create_task(repeat(relay_all, settings.waker_interval, stopping, "outbox commands published")),
         asyncio.create_task(repeat(
             lambda: republish_stalled(db, publish, settings.delivery_batch_size, settings.stall_seconds),
@@ -147,7 +153,9 @@ def background_steps(db: asyncpg.Pool, publish: Publish, send_commands: outbox.S
 
 
 async def run_bounce_worker() -> None:
-    """Read the senders' INBOXes for bounces: Postgres and IMAP only, no Kafka."""
+    """Read the senders' INBOXes for bounces: Postgres and IMAP only, no Kafka. Up to
+    SENDPY_BOUNCE_IDLE_CONNECTIONS senders are watched with IMAP IDLE (shared/bounces/idle.py);
+    the others, and any whose watch failed, are polled every SENDPY_BOUNCE_POLL_SECONDS."""
     settings = get_settings()
     stopping = asyncio.Event()
     stop_on_signals(stopping)
@@ -158,14 +166,19 @@ async def run_bounce_worker() -> None:
     policy = ConnectPolicy.from_settings(settings)
     slots = asyncio.Semaphore(settings.bounce_concurrency)
 
-    async def check(sender_id: int) -> None:
+    async def check(sender_id: int, held: bool = False) -> int | None:
         async with slots:
             try:
-                marked = await asyncio.wait_for(check_sender(db, keys, policy, sender_id), timeout=600)
+                marked = await asyncio.wait_for(check_sender(db, keys, policy, sender_id, held=held), timeout=600)
                 if marked:
                     log.info("bounces recorded", extra={"sender": sender_id, "count": marked})
+                return marked
             except Exception:
                 log.warning("checking a mailbox failed", extra={"sender": sender_id}, exc_info=True)
+                return None
+
+    async def watched(sender_id: int) -> int | None:
+        return await check(sender_id, held=True)
 
     async def round_of_checks() -> int:
         beat()
@@ -173,10 +186,30 @@ async def run_bounce_worker() -> None:
         await asyncio.gather(*(check(sender_id) for sender_id in due))
         return len(due)
 
+    idle = IdleSessions(db, keys, policy, watched, limit=settings.bounce_idle_connections,
+                        lease_seconds=settings.bounce_idle_lease_seconds)
     log.info("worker started", extra={"kind": "bounce", "pid": os.getpid()})
+    try:  # IDLE sessions are claimed first, so a sender that can be watched is not polled at start
+        await idle.fill()
+    except Exception:
+        log.warning("starting IDLE sessions failed; will retry", exc_info=True)
+    loops = [
+        asyncio.create_task(repeat(round_of_checks, min(settings.bounce_poll_seconds / 4, 15.0), stopping,
+                                   "mailboxes checked")),
+        asyncio.create_task(repeat(idle.fill, IDLE_FILL_SECONDS, stopping, "mailboxes watched")),
+        asyncio.create_task(repeat(idle.renew, max(settings.bounce_idle_lease_seconds / 4, 0.5), stopping,
+                                   "watches ended")),
+    ]
     try:
-        await repeat(round_of_checks, min(settings.bounce_poll_seconds / 4, 15.0), stopping, "mailboxes checked")
+        await stopping.wait()
     finally:
+        # A round of checks may be in the middle of a look: cancelled, check_sender cuts its
+        # connection and releases its claim, so the stop does not wait for the mailbox. The loops
+        # go first, so that no session starts while the others end.
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await idle.close()
         await db.close()
         log.info("worker stopped", extra={"kind": "bounce"})
 

@@ -7,6 +7,10 @@ hold a worker; the place reached is saved with each batch's outcomes, in one tra
 crash re-reads at most one batch and `bounce_messages` keeps that from counting twice. The INBOX
 is opened read-only and nothing is ever deleted; with `imap_move_bounces` recognised bounces are
 moved to the folder BOUNCE_FOLDER.
+
+One mailbox is read by one look at a time: a look runs under the sender's claim
+(`imap_claimed_until`), taken by `due_senders` for a poll or held by an IDLE session (idle.py),
+and kept until the look ends, not merely until its first batch is saved.
 """
 
 from __future__ import annotations
@@ -61,33 +65,62 @@ def _parse_all(raws: dict[int, bytes]) -> dict[int, tuple[Bounce | None, str]]:
     return parsed
 
 
-async def check_sender(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sender_id: int) -> int:
-    """Read one sender's new mail; returns recipients marked bounced. Problems are written on the
-    sender (shown on its page, in both languages), never raised."""
+async def load_account(db: asyncpg.Pool, keys: KeyProvider, sender_id: int) -> tuple[Any, ImapAccount] | None:
+    """The sender's row and IMAP account (password opened); None when it has no IMAP settings."""
     async with db.acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM senders WHERE id = $1", sender_id)
     if row is None or row["imap_host"] is None:
-        return 0
-    sender = SenderRef(row["id"], row["user_id"], row["from_email"])
+        return None
     sealed = row["imap_password_encrypted"] or row["password_encrypted"]
     account = ImapAccount(row["imap_host"], row["imap_port"] or 993, row["imap_username"] or row["username"],
                           await open_sealed(keys, sealed, f"user:{row['user_id']}"))
+    return row, account
+
+
+async def check_sender(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sender_id: int, *,
+                       held: bool = False) -> int | None:
+    """Read one sender's new mail; returns recipients marked bounced, None when the look failed.
+    Problems are written on the sender (shown on its page, in both languages), never raised.
+
+    The caller holds the sender's claim (`imap_claimed_until`); a poller's claim ends with the
+    look, a `held` one (an IDLE session's, see idle.py) is left to its holder."""
+    try:
+        return await _check(db, keys, policy, sender_id, release=not held)
+    except asyncio.CancelledError:
+        # Shutdown or the worker's time limit: the next worker must not wait out CLAIM_SECONDS.
+        if not held:
+            async with db.acquire() as conn:
+                await conn.execute("UPDATE senders SET imap_claimed_until = NULL WHERE id = $1", sender_id)
+        raise
+
+
+async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sender_id: int, *,
+                 release: bool) -> int | None:
+    loaded = await load_account(db, keys, sender_id)
+    if loaded is None:
+        return 0
+    row, account = loaded
+    sender = SenderRef(row["id"], row["user_id"], row["from_email"])
     try:
         mailbox = await open_mailbox(account, policy)
     except ImapProblem as exc:
-        await _save_problem(db, sender_id, account, exc.problem)
-        return 0
+        await _save_problem(db, sender_id, account, exc.problem, release=release)
+        return None
     try:
-        return await _read_new(db, mailbox, sender, row)
+        return await _read_new(db, mailbox, sender, row, release=release)
+    except asyncio.CancelledError:
+        mailbox.abort()  # the thread still reading must not hold the stop up for the socket's timeout
+        raise
     except Exception as exc:  # a dropped connection, a server error: tried again next time
         log.warning("reading a mailbox failed", extra={"sender": sender_id}, exc_info=True)
-        await _save_problem(db, sender_id, account, VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__))
-        return 0
+        await _save_problem(db, sender_id, account, VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__),
+                            release=release)
+        return None
     finally:
         await asyncio.to_thread(mailbox.close)
 
 
-async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: Any) -> int:
+async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: Any, *, release: bool) -> int:
     move = bool(row["imap_move_bounces"])
     uidvalidity, uidnext = await asyncio.to_thread(mailbox.select_inbox, readonly=not move)
     start = row["imap_next_uid"]
@@ -98,39 +131,50 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
         since: dt.datetime = row["imap_checked_at"] if renumbered else row["created_at"]
         found = await asyncio.to_thread(mailbox.uids_since, since.date())
         start = min(found) if found else uidnext
-    marked = 0
-    for _ in range(MAX_BATCHES):
-        uids = await asyncio.to_thread(mailbox.uids_from, start, FETCH_BATCH)
-        if not uids:
-            break
-        raws = await asyncio.to_thread(mailbox.fetch, uids)
-        parsed = await asyncio.to_thread(_parse_all, raws)
-        recognised = []
-        async with db.acquire() as conn, conn.transaction():
-            for uid in uids:
-                bounce, key = parsed.get(uid, (None, ""))
-                if bounce is not None:
-                    recognised.append(uid)
-                    marked += await record(conn, sender, bounce, key)
-            start = max(uids) + 1
-            await _save_place(conn, sender.id, uidvalidity, start)
-        if move and recognised:
-            await asyncio.to_thread(mailbox.move, recognised, BOUNCE_FOLDER)
-    async with db.acquire() as conn:
-        await _save_place(conn, sender.id, uidvalidity, start)
+    marked = fetched = batches = largest = 0
+    first = start
+    try:
+        for _ in range(MAX_BATCHES):
+            uids = await asyncio.to_thread(mailbox.uids_from, start, FETCH_BATCH)
+            if not uids:
+                break
+            raws = await asyncio.to_thread(mailbox.fetch, uids)
+            parsed = await asyncio.to_thread(_parse_all, raws)
+            recognised = []
+            async with db.acquire() as conn, conn.transaction():
+                for uid in uids:
+                    bounce, key = parsed.get(uid, (None, ""))
+                    if bounce is not None:
+                        recognised.append(uid)
+                        marked += await record(conn, sender, bounce, key)
+                start = max(uids) + 1
+                # The claim is kept between batches: checked_at alone does not keep an IDLE
+                # session (idle.py) of this or another worker from reading the same mailbox.
+                await _save_place(conn, sender.id, uidvalidity, start, release=False)
+            fetched, batches, largest = fetched + len(uids), batches + 1, max(largest, len(uids))
+            if move and recognised:
+                await asyncio.to_thread(mailbox.move, recognised, BOUNCE_FOLDER)
+        async with db.acquire() as conn:
+            await _save_place(conn, sender.id, uidvalidity, start, release=release)
+    finally:  # also after a failure: what was fetched (and recorded) before it
+        if fetched:
+            log.info("mailbox read", extra={"sender": sender.id, "fetched": fetched, "batches": batches,
+                                            "largest_batch": largest, "first_uid": first, "next_uid": start})
     return marked
 
 
-async def _save_place(conn: Any, sender_id: int, uidvalidity: int, next_uid: int) -> None:
+async def _save_place(conn: Any, sender_id: int, uidvalidity: int, next_uid: int, *, release: bool) -> None:
     await conn.execute(
-        "UPDATE senders SET imap_uidvalidity = $2, imap_next_uid = $3, imap_checked_at = now(),"
-        " imap_problem = NULL, imap_claimed_until = NULL WHERE id = $1",
-        sender_id, uidvalidity, next_uid)
+        "UPDATE senders SET imap_uidvalidity = $2, imap_next_uid = $3, imap_checked_at = now(), imap_problem = NULL,"
+        " imap_claimed_until = CASE WHEN $4 THEN NULL ELSE imap_claimed_until END WHERE id = $1",
+        sender_id, uidvalidity, next_uid, release)
 
 
-async def _save_problem(db: asyncpg.Pool, sender_id: int, account: ImapAccount, problem: VerifyProblem) -> None:
+async def _save_problem(db: asyncpg.Pool, sender_id: int, account: ImapAccount, problem: VerifyProblem, *,
+                        release: bool) -> None:
     text = " / ".join(str(explain(problem, account.host, account.port, lang)["message"]) for lang in ("ru", "en"))
     async with db.acquire() as conn:
         await conn.execute(
-            "UPDATE senders SET imap_problem = $2, imap_checked_at = now(), imap_claimed_until = NULL WHERE id = $1",
-            sender_id, text.replace("\x00", "")[:2000])
+            "UPDATE senders SET imap_problem = $2, imap_checked_at = now(),"
+            " imap_claimed_until = CASE WHEN $3 THEN NULL ELSE imap_claimed_until END WHERE id = $1",
+            sender_id, text.replace("\x00", "")[:2000], release)
