@@ -28,6 +28,7 @@ async function loadMe() {
 
 function renderNav() {
   const nav = document.getElementById("nav");
+  nav.setAttribute("aria-label", t("nav.main"));
   const lang = currentLanguage();
   const links = me
     ? html`<a href="#/campaigns">${t("nav.campaigns")}</a><a href="#/new" class="primary-link">${t("nav.new")}</a>
