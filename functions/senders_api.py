@@ -65,6 +65,8 @@ async def update_sender(request: Request) -> Response:
                                     allow_plaintext=settings.smtp_allow_plaintext)
         updated = await smtp_accounts.update(conn, resources.keys(), who.user_id, sender_id, value,
                                              allow_private=settings.smtp_allow_private)
+    if updated is None:  # deleted meanwhile
+        raise ApiError(404, "not_found")
     return JSONResponse(updated)
 
 

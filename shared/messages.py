@@ -182,8 +182,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "У вас уже есть отправитель с этим адресом, сервером и логином.",
     },
     "sender_in_use": {
-        "en": "Campaigns use this sender; it cannot be deleted.",
-        "ru": "Этот отправитель используется в рассылках; удалить его нельзя.",
+        "en": "A campaign is being sent (or is scheduled, or paused) through this sender; cancel or finish it"
+              " first. Finished campaigns do not stop you: they keep their history.",
+        "ru": "Через этого отправителя идёт (или запланирована, или приостановлена) рассылка; сначала"
+              " отмените или завершите её. Завершённые рассылки не мешают: их история сохранится.",
     },
     "imap_dns": {
         "en": "The IMAP server name {host} does not exist (DNS). Check its spelling.",

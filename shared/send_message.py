@@ -172,7 +172,7 @@ async def accept(
             INSERT INTO senders (user_id, from_email, host, port, security, username,
                                  password_encrypted, per_minute, per_day)
             VALUES ($1, $2, $3, $4, $5, $2, $6, $7, $8)
-            ON CONFLICT (user_id, lower(from_email), lower(host), port, username)
+            ON CONFLICT (user_id, lower(from_email), lower(host), port, username) WHERE deleted_at IS NULL
             DO UPDATE SET password_encrypted = EXCLUDED.password_encrypted,
                           security = EXCLUDED.security, updated_at = now()
             RETURNING id

@@ -149,7 +149,7 @@ async def create(conn: Conn, keys: KeyProvider, user_id: int, value: SenderInput
         INSERT INTO senders (user_id, from_email, from_name, host, port, security, username,
                              password_encrypted, preset, per_minute, per_day, recipients_per_connection)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-        ON CONFLICT (user_id, lower(from_email), lower(host), port, username) DO NOTHING
+        ON CONFLICT (user_id, lower(from_email), lower(host), port, username) WHERE deleted_at IS NULL DO NOTHING
         RETURNING {_COLUMNS}
         """,
         user_id, value.from_email, value.from_name, value.host, value.port, value.security, value.username,
@@ -161,23 +161,26 @@ async def create(conn: Conn, keys: KeyProvider, user_id: int, value: SenderInput
 
 
 async def get(conn: Conn, user_id: int, sender_id: int) -> dict[str, Any] | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM senders WHERE id = $1 AND user_id = $2", sender_id, user_id)
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM senders WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
+                              sender_id, user_id)
     return to_json(row) if row else None
 
 
 async def owned(conn: Conn, user_id: int, sender_id: int) -> bool:
     found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM senders WHERE id = $1 AND user_id = $2)", sender_id, user_id)
+        "SELECT EXISTS (SELECT 1 FROM senders WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL)",
+        sender_id, user_id)
     return found
 
 
 async def list_for(conn: Conn, user_id: int) -> list[dict[str, Any]]:
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM senders WHERE user_id = $1 ORDER BY id", user_id)
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM senders WHERE user_id = $1 AND deleted_at IS NULL ORDER BY id",
+                            user_id)
     return [to_json(r) for r in rows]
 
 
 async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, value: SenderInput, *,
-                 allow_private: bool) -> dict[str, Any]:
+                 allow_private: bool) -> dict[str, Any] | None:
     await vet(value, allow_private=allow_private)
     sealed = await seal(keys, value.password, f"user:{user_id}") if value.password else None
     try:
@@ -188,7 +191,7 @@ async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, va
                    per_minute = $11, per_day = $12, recipients_per_connection = $13, updated_at = now(),
                    verified_at = CASE WHEN $9::bytea IS NULL AND host = $5 AND port = $6 AND security = $7
                                        AND username = $8 THEN verified_at END
-             WHERE id = $1 AND user_id = $2
+             WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL
             RETURNING {_COLUMNS}
             """,
             sender_id, user_id, value.from_email, value.from_name, value.host, value.port, value.security,
@@ -196,19 +199,30 @@ async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, va
         )
     except asyncpg.UniqueViolationError:
         raise InputError("sender_exists", "from_email") from None
-    assert row is not None
-    return to_json(row)
+    return to_json(row) if row else None
 
 
 async def delete(conn: Conn, user_id: int, sender_id: int) -> str:
-    """'deleted', 'missing', or 'in_use' when campaigns still point at it."""
-    in_use = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM campaigns WHERE sender_id = $1 AND user_id = $2)", sender_id, user_id
-    )
-    if in_use:
-        return "in_use"
-    done = await conn.fetchval("DELETE FROM senders WHERE id = $1 AND user_id = $2 RETURNING id", sender_id, user_id)
-    return "deleted" if done else "missing"
+    """'deleted', 'missing', or 'in_use' while a campaign still sends (or will) through it.
+
+    Finished and cancelled campaigns keep the sender as their history (the row stays, hidden);
+    drafts simply lose their choice of sender; bounce reading stops.
+    """
+    async with conn.transaction():
+        found = await conn.fetchval(
+            "SELECT id FROM senders WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL FOR UPDATE",
+            sender_id, user_id)
+        if found is None:
+            return "missing"
+        if await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE sender_id = $1"
+                " AND status IN ('scheduled', 'queued', 'sending', 'paused'))", sender_id):
+            return "in_use"
+        await conn.execute("UPDATE campaigns SET sender_id = NULL WHERE sender_id = $1 AND status = 'draft'", sender_id)
+        await conn.execute(
+            "UPDATE senders SET deleted_at = now(), imap_host = NULL, imap_claimed_until = NULL WHERE id = $1",
+            sender_id)
+    return "deleted"
 
 
 @dataclass(frozen=True)
@@ -295,7 +309,8 @@ class Sender:
 async def load(conn: Conn, sender_id: int, user_id: int | None = None) -> Sender | None:
     """The account for sending (any user's when `user_id` is None: workers act for everyone)."""
     row = await conn.fetchrow(
-        "SELECT * FROM senders WHERE id = $1 AND ($2::bigint IS NULL OR user_id = $2)", sender_id, user_id)
+        "SELECT * FROM senders WHERE id = $1 AND ($2::bigint IS NULL OR (user_id = $2 AND deleted_at IS NULL))",
+        sender_id, user_id)
     if row is None:
         return None
     return Sender(

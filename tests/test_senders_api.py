@@ -150,3 +150,38 @@ async def test_sender_address_and_relay_refusals_are_explained(
     clean_sink.faults.rcpt_reply = lambda rcpt: "554 5.7.1 Relay access denied"
     answer = await api.post(f"/v1/senders/{made.json()['id']}/verify", headers=auth)
     assert answer.status_code == 422 and answer.json()["error"]["code"] == "smtp_relay_denied"
+
+
+async def test_a_sender_is_deleted_once_its_campaigns_are_over_and_their_history_stays(
+    api: httpx.AsyncClient, api_key: str, clean_sink: SmtpSink, workers: object
+) -> None:
+    from tests.helpers import make_sender, make_upload, wait_status
+
+    auth = {"Authorization": f"Bearer {api_key}"}
+    sender = await make_sender(api, auth, clean_sink)
+    upload = await make_upload(api, auth, b"email\nann@example.com\n")
+    body = {"sender_id": sender["id"], "upload_id": upload["id"], "subject": "Hi", "html_body": "<p>Hi</p>"}
+    sent = (await api.post("/v1/campaigns", headers=auth, json=body)).json()["id"]
+    waiting = (await api.post("/v1/campaigns", headers=auth, json=body)).json()["id"]
+    assert (await api.post(f"/v1/campaigns/{sent}/start", headers=auth)).status_code == 202
+    assert (await wait_status(api, auth, sent, {"finished"}))["counts"]["sent"] == 1
+    at = "2099-01-01T00:00:00+00:00"
+    scheduled = await api.post(f"/v1/campaigns/{waiting}/schedule", headers=auth, json={"at": at})
+    assert scheduled.status_code == 400  # more than a year ahead; schedule it for tomorrow instead
+    import datetime as dt
+
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    assert (await api.post(f"/v1/campaigns/{waiting}/schedule", headers=auth, json={"at": tomorrow})).status_code == 200
+
+    refused = await api.delete(f"/v1/senders/{sender['id']}", headers={**auth, "Accept-Language": "ru"})
+    assert refused.status_code == 409 and "сначала отмените или завершите" in refused.json()["error"]["message"]
+    assert (await api.delete(f"/v1/campaigns/{waiting}/schedule", headers=auth)).status_code == 200  # a draft again
+
+    assert (await api.delete(f"/v1/senders/{sender['id']}", headers=auth)).status_code == 204
+    assert sender["id"] not in {s["id"] for s in (await api.get("/v1/senders", headers=auth)).json()["items"]}
+    assert (await api.get(f"/v1/senders/{sender['id']}", headers=auth)).status_code == 404
+    history = (await api.get(f"/v1/campaigns/{sent}", headers=auth)).json()
+    assert history["status"] == "finished" and history["sender_id"] == sender["id"]  # the history keeps it
+    assert (await api.get(f"/v1/campaigns/{waiting}", headers=auth)).json()["sender_id"] is None  # the draft lost it
+    again = await api.post("/v1/senders", headers=auth, json=sender_body(clean_sink, from_email=sender["from_email"]))
+    assert again.status_code == 201  # the same mailbox can be added again at once

@@ -21,10 +21,31 @@ export async function sendersPage() {
         <td>${s.per_minute ?? "∞"} ${t("sender.perminute")}, ${s.per_day ?? "∞"} ${t("sender.perday")}</td>
         <td><button type="button" data-imap="${s.id}" aria-expanded="false" aria-controls="imap-panel"
             aria-label="${t("imap.title", { email: s.from_email })}">${t("imap.open")}</button>
+          <button type="button" data-edit="${s.id}" aria-label="${t("sender.edit")}: ${s.from_email}">${t("sender.edit")}</button>
           <button type="button" data-verify="${s.id}" aria-label="${t("sender.verify")}: ${s.from_email}">${t("sender.verify")}</button>
           <button type="button" data-delete="${s.id}" aria-label="${t("common.delete")}: ${s.from_email}">${t("common.delete")}</button></td></tr>`)}
       </tbody></table></div>` : html`<p>${t("common.none")}</p>`}<div id="result" aria-live="polite"></div>
-    <section id="imap-panel" class="card" aria-labelledby="imap-title" hidden></section>`);
+    <section id="imap-panel" class="card" aria-labelledby="imap-title" hidden></section>
+    <dialog id="edit-sender" aria-labelledby="edit-title"><form class="grid">
+      <h2 id="edit-title"></h2>
+      <label>${t("sender.from")}<input name="from_email" type="email" required></label>
+      <label>${t("sender.name")}<input name="from_name" maxlength="200"></label>
+      <label>${t("sender.host")}<input name="host" required></label>
+      <label>${t("sender.port")}<input name="port" type="number" min="1" max="65535" required></label>
+      <label>${t("sender.security")}<select name="security"><option value="tls">SSL/TLS (465)</option>
+        <option value="starttls">STARTTLS (587)</option><option value="none">—</option></select></label>
+      <label>${t("sender.username")}<input name="username"></label>
+      <label>${t("sender.password")}<input name="password" type="password" autocomplete="off" placeholder="${t("sender.keeppassword")}"></label>
+      <label>${t("sender.perminute")}<input name="per_minute" type="number" min="1"></label>
+      <label>${t("sender.perday")}<input name="per_day" type="number" min="1"></label>
+      <div id="edit-result" aria-live="polite"></div>
+      <div class="row"><button type="submit" class="primary">${t("sender.saveverify")}</button>
+        <button type="button" data-close>${t("common.cancel")}</button></div>
+    </form></dialog>
+    <dialog id="delete-sender" aria-labelledby="delete-title"><form method="dialog">
+      <h2 id="delete-title">${t("sender.deletetitle")}</h2><p id="delete-text"></p>
+      <div class="row"><button value="delete" class="danger">${t("common.delete")}</button><button value="cancel">${t("common.cancel")}</button></div>
+    </form></dialog>`);
   const result = document.getElementById("result");
   const imap = imapPanel(document.getElementById("imap-panel"));
   main().querySelectorAll("[data-imap]").forEach((button) => button.addEventListener("click", () => {
@@ -39,13 +60,64 @@ export async function sendersPage() {
       showError(result, error.body?.error ? new Error(error.body.error.message) : error);
     }
   }));
-  main().querySelectorAll("[data-delete]").forEach((button) => button.addEventListener("click", async () => {
-    try {
-      await api("DELETE", `/v1/senders/${button.dataset.delete}`);
-      sendersPage();
-    } catch (error) {
-      showError(result, error);
+  const focusProblem = (where) => {
+    const shown = where.querySelector(".error");
+    if (shown) {
+      shown.tabIndex = -1;
+      shown.focus();
     }
+  };
+  const deleting = document.getElementById("delete-sender");
+  main().querySelectorAll("[data-delete]").forEach((button) => button.addEventListener("click", () => {
+    const sender = items.find((s) => s.id === Number(button.dataset.delete));
+    document.getElementById("delete-text").textContent = t("sender.deletetext", { email: sender.from_email });
+    deleting.onclose = async () => {
+      if (deleting.returnValue !== "delete") return button.focus();
+      try {
+        await api("DELETE", `/v1/senders/${sender.id}`);
+        await sendersPage();
+        document.querySelector("#app h1")?.focus();
+      } catch (error) {
+        showError(result, error.body?.error ? new Error(error.body.error.message) : error);
+        focusProblem(result);
+      }
+    };
+    deleting.showModal();
+  }));
+  const editing = document.getElementById("edit-sender");
+  const form = editing.querySelector("form");
+  editing.querySelector("[data-close]").addEventListener("click", () => editing.close());
+  main().querySelectorAll("[data-edit]").forEach((button) => button.addEventListener("click", () => {
+    const sender = items.find((s) => s.id === Number(button.dataset.edit));
+    document.getElementById("edit-title").textContent = t("sender.editing", { email: sender.from_email });
+    for (const name of ["from_email", "from_name", "host", "port", "security", "username", "per_minute", "per_day"]) {
+      form[name].value = sender[name] ?? "";
+    }
+    form.password.value = "";
+    document.getElementById("edit-result").replaceChildren();
+    editing.onclose = () => button.focus();
+    form.onsubmit = async (event) => {
+      event.preventDefault();
+      const body = { from_email: form.from_email.value, from_name: form.from_name.value, host: form.host.value,
+        port: Number(form.port.value), security: form.security.value, username: form.username.value || form.from_email.value,
+        per_minute: form.per_minute.value ? Number(form.per_minute.value) : null,
+        per_day: form.per_day.value ? Number(form.per_day.value) : null };
+      if (form.password.value) body.password = form.password.value;
+      const where = document.getElementById("edit-result");
+      try {
+        await api("PATCH", `/v1/senders/${sender.id}`, body);
+        render(where, html`<p>${t("sender.verifying")}</p>`);
+        await api("POST", `/v1/senders/${sender.id}/verify`);
+        editing.close();
+        await sendersPage();
+        render(document.getElementById("result"), html`<p class="notice">${t("sender.verified")}</p>`);
+      } catch (error) {
+        showError(where, error.body?.error ? new Error(error.body.error.message) : error);
+        focusProblem(where);
+      }
+    };
+    editing.showModal();
+    form.from_email.focus();
   }));
 }
 
