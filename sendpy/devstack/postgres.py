@@ -10,6 +10,7 @@ import os
 import pwd
 import signal
 import subprocess
+import warnings
 from pathlib import Path
 
 from sendpy.devstack.ports import free_port, wait_for_port
@@ -19,7 +20,11 @@ RUN_AS = "sendpy-pg"
 
 
 def _bin_dir() -> Path:
-    from pgserver import _commands
+    # Importing pgserver computes a runtime directory for its own server lifecycle, which we do not
+    # use; where XDG_RUNTIME_DIR is unset that printed a RuntimeDirWarning on every start.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        from pgserver import _commands
 
     return Path(_commands.POSTGRES_BIN_PATH)
 
