@@ -79,3 +79,26 @@ async def test_send_is_disabled_with_nobody_to_send_to(
     await page.goto(f"/#/wizard/{draft['id']}/4")
     await expect(page.get_by_role("button", name="Отправить", exact=True)).to_be_disabled()
     await expect(page.locator("#no-recipients")).to_contain_text("отправлять некому")
+
+
+async def test_the_recipient_list_pages_through_everyone(
+    ru: RussianPage, db: asyncpg.Pool, api: httpx.AsyncClient, clean_sink: SmtpSink, workers: object  # noqa: F811
+) -> None:
+    from tests.helpers import wait_status
+
+    page = ru.page
+    auth = await sign_up(page, db)
+    sender = await make_sender(api, auth, clean_sink)
+    upload = await make_upload(api, auth, b"email\n" + b"".join(b"page%d@example.com\n" % n for n in range(230)))
+    draft = (await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": sender["id"], "upload_id": upload["id"], "subject": "Новости", "html_body": "<p>Hi</p>"})).json()
+    assert (await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)).status_code == 202
+    await wait_status(api, auth, draft["id"], {"finished"}, timeout=60)
+    await page.goto(f"/#/campaign/{draft['id']}")
+    await expect(page.locator("#shown")).to_have_text("Показано: 100.")
+    await page.get_by_role("button", name="Показать ещё 100").click()
+    await expect(page.locator("#shown")).to_have_text("Показано: 200.")
+    await page.get_by_role("button", name="Показать ещё 100").click()
+    await expect(page.locator("#shown")).to_have_text("Показано: 230.")
+    await expect(page.get_by_role("button", name="Показать ещё 100")).to_be_hidden()
+    await expect(page.locator("#recipients tr").last).to_contain_text("page229@example.com")

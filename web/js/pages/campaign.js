@@ -34,7 +34,8 @@ export async function campaignPage(campaignId) {
       <label>${t("campaign.state")}<select name="status"><option value="">${t("campaign.all")}</option>
         ${STATES.map((s) => html`<option value="${s}">${t(`state.${s}`)}</option>`)}</select></label></form>
       <div class="scroll"><table><thead><tr><th>#</th><th>${t("auth.email")}</th><th></th><th>${t("campaign.reply")}</th><th>${t("campaign.attempts")}</th></tr></thead>
-      <tbody id="recipients"></tbody></table></div></section>`);
+      <tbody id="recipients"></tbody></table></div>
+      <p class="row"><span id="shown" aria-live="polite"></span> <button type="button" id="more" hidden>${t("campaign.more")}</button></p></section>`);
 
   const refresh = async () => {
     if (!document.getElementById("bar")) return clearInterval(timer);
@@ -59,15 +60,32 @@ export async function campaignPage(campaignId) {
     document.getElementById("cancel").hidden = !["scheduled", "queued", "sending", "paused"].includes(c.status);
     if (["finished", "cancelled"].includes(c.status)) clearInterval(timer);
   };
-  const loadRecipients = async () => {
+  // A page of 100 at a time; "show more" appends the next page after the last position shown.
+  let nextAfter = null;
+  let paged = false; // once more pages are shown, the live refresh leaves the list alone
+  const row = (r) => html`<tr><td>${r.position}</td><td>${r.email}</td>
+      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${r.reply || ""}</td><td>${r.attempts}</td></tr>`;
+  const loadRecipients = async (more = false) => {
     const form = document.getElementById("filter");
     const params = new URLSearchParams({ limit: "100" });
     if (form.q.value) params.set("q", form.q.value);
     if (form.status.value) params.set("status", form.status.value);
-    const { items } = await api("GET", `/v1/campaigns/${campaignId}/recipients?${params}`);
-    render(document.getElementById("recipients"), items.map((r) => html`<tr><td>${r.position}</td><td>${r.email}</td>
-      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${r.reply || ""}</td><td>${r.attempts}</td></tr>`));
+    if (more && nextAfter != null) params.set("after", String(nextAfter));
+    const { items, next_after: after } = await api("GET", `/v1/campaigns/${campaignId}/recipients?${params}`);
+    const body = document.getElementById("recipients");
+    if (more) {
+      const extra = document.createElement("tbody");
+      render(extra, items.map(row));
+      body.append(...extra.rows);
+    } else {
+      render(body, items.map(row));
+    }
+    paged = more; // a new filter starts from the first page again
+    nextAfter = after;
+    document.getElementById("more").hidden = after == null;
+    document.getElementById("shown").textContent = t("campaign.shown", { n: body.rows.length.toLocaleString() });
   };
+
   const control = (action, confirmText) => async () => {
     if (confirmText && !confirm(confirmText)) return;
     try {
@@ -82,7 +100,7 @@ export async function campaignPage(campaignId) {
   const tick = async () => {
     try {
       await refresh();
-      await loadRecipients();
+      if (!paged) await loadRecipients();
     } catch {
       /* a missed poll is retried on the next tick */
     }
@@ -108,6 +126,7 @@ export async function campaignPage(campaignId) {
   document.getElementById("resume").addEventListener("click", control("resume"));
   document.getElementById("cancel").addEventListener("click", control("cancel", t("campaign.confirmcancel")));
   document.getElementById("filter").addEventListener("input", () => loadRecipients());
+  document.getElementById("more").addEventListener("click", () => loadRecipients(true));
   document.getElementById("filter").addEventListener("submit", (event) => event.preventDefault());
   await tick();
   timer = setInterval(tick, 1500);
