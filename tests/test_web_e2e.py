@@ -152,7 +152,9 @@ async def test_a_step_that_cannot_be_saved_says_why_and_stays(page: Page) -> Non
     await sign_up(page)
     await page.get_by_role("link", name="New campaign").first.click()
     await expect(page.locator("#file")).to_be_attached()
-    await page.goto(page.url.removesuffix("/1") + "/3")
+    await page.get_by_role("button", name="Next").click()  # the draft is made when the person goes on
+    await expect(page.get_by_role("heading", name="Sender", exact=True)).to_be_visible()
+    await page.goto(page.url.removesuffix("/2") + "/3")
     await page.get_by_label("Subject").fill("Hello {{ name")
     await page.get_by_role("button", name="Next").click()
     problem = page.locator("#nav-error .error")

@@ -14,23 +14,33 @@ const AUTOSAVE_MS = 1200;
 let pendingSave = Promise.resolve();
 let flushDraft = () => {}; // the message step's "save now if anything changed"
 
+// "New campaign" creates nothing until the person does something (uploads a file or goes on):
+// clicking it and leaving leaves no empty draft behind.
+const UNSAVED = { id: null, status: "draft", name: "", subject: "", html_body: "", text_body: null, upload_id: null,
+  sender_id: null, status_reason: null, plan: null };
+
+async function ensureDraft(campaign) {
+  if (campaign.id) return false;
+  const draft = await api("POST", "/v1/campaigns", { name: "" }, { "Idempotency-Key": crypto.randomUUID() });
+  campaign.id = draft.id;
+  return true;
+}
+
 export async function wizard(campaignId, step) {
-  if (!campaignId) {
-    const draft = await api("POST", "/v1/campaigns", { name: "" }, { "Idempotency-Key": crypto.randomUUID() });
-    location.hash = `#/wizard/${draft.id}/1`;
-    return;
-  }
   flushDraft();
   flushDraft = () => {};
   await pendingSave.catch(() => {});
-  const campaign = await api("GET", `/v1/campaigns/${campaignId}`);
+  const campaign = campaignId ? await api("GET", `/v1/campaigns/${campaignId}`) : { ...UNSAVED };
+  if (!campaignId) step = 1;
   if (campaign.status !== "draft") {
     location.hash = `#/campaign/${campaignId}`;
     return;
   }
   render(main(), html`<h1>${t("wizard.title")}</h1>
     <nav class="wizard-steps" aria-label="${t("wizard.title")}">
-      ${[1, 2, 3, 4].map((n) => html`<a href="#/wizard/${campaignId}/${n}" ${n === step && html`aria-current="step"`}>${n}. ${t(`wizard.step${n}`)}</a>`)}
+      ${[1, 2, 3, 4].map((n) => campaignId || n === 1
+        ? html`<a href="${campaignId ? `#/wizard/${campaignId}/${n}` : "#/new"}" ${n === step && html`aria-current="step"`}>${n}. ${t(`wizard.step${n}`)}</a>`
+        : html`<span class="step-later">${n}. ${t(`wizard.step${n}`)}</span>`)}
     </nav>${campaign.status_reason && html`<p class="warning" id="draft-reason">${campaign.status_reason}</p>`}<section id="step" class="card"></section>`);
   const section = document.getElementById("step");
   const steps = { 1: contactsStep, 2: senderStep, 3: messageStep, 4: reviewStep };
@@ -68,7 +78,15 @@ function nextButtons(campaign, step, beforeLeave = async () => {}) {
         render(problem, html``);
         location.hash = target;
       };
-      root.querySelector("#next").addEventListener("click", () => leave(`#/wizard/${campaign.id}/${step + 1}`));
+      root.querySelector("#next").addEventListener("click", async () => {
+        try {
+          await ensureDraft(campaign);
+        } catch (error) {
+          showError(root.querySelector("#nav-error"), error);
+          return;
+        }
+        leave(`#/wizard/${campaign.id}/${step + 1}`);
+      });
       root.querySelector("#back")?.addEventListener("click", (event) => {
         event.preventDefault();
         leave(`#/wizard/${campaign.id}/${step - 1}`);
@@ -122,7 +140,12 @@ async function uploadFile(section, campaign, file) {
       checked = await api("GET", `/v1/uploads/${upload.id}`);
     }
     if (checked.status === "failed") throw new Error(checked.error.detail);
+    const created = await ensureDraft(campaign);
     await api("PATCH", `/v1/campaigns/${campaign.id}`, { upload_id: checked.id });
+    if (created) {
+      location.hash = `#/wizard/${campaign.id}/1`; // the draft exists now: its own address, its step links
+      return;
+    }
     campaign.upload_id = checked.id;
     status.textContent = "";
     render(report, reportHtml(checked));
