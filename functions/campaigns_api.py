@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -21,6 +21,7 @@ from shared import recipients, smtp_accounts, suppressions, uploads
 from shared.addresses import check_address
 from shared.campaigns import drafts, preview, progress, schedule, states
 from shared.campaigns.states import StateConflict
+from shared.db import Conn
 from shared.errors import InputError, translate
 from shared.export import BOM, csv_lines, default_delimiter, recipient_header, recipient_row
 from shared.mail.compose import CampaignContent, CompiledCampaign, RenderTooLarge
@@ -84,19 +85,24 @@ async def get_campaign(request: Request) -> Response:
                          "plan": plan.to_json() if plan else None})
 
 
+async def _changed(act: Callable[[Conn], Awaitable[dict[str, Any] | None]]) -> JSONResponse:
+    """Run a change of one campaign: 409 when its state forbids it, 404 when the user has none."""
+    pool = await resources.db()
+    try:
+        async with pool.acquire() as conn:
+            changed = await act(conn)
+    except StateConflict as exc:
+        raise _conflict(exc) from None
+    if changed is None:
+        raise ApiError(404, "not_found")
+    return JSONResponse(changed)
+
+
 async def update_campaign(request: Request) -> Response:
     who = await caller(request)
     campaign_id = uuid_param(request, "campaign_id")
     body = await json_object(request)
-    pool = await resources.db()
-    try:
-        async with pool.acquire() as conn:
-            updated = await drafts.update(conn, who.user_id, campaign_id, body)
-    except StateConflict as exc:
-        raise _conflict(exc) from None
-    if updated is None:
-        raise ApiError(404, "not_found")
-    return JSONResponse(updated)
+    return await _changed(lambda conn: drafts.update(conn, who.user_id, campaign_id, body))
 
 
 async def delete_campaign(request: Request) -> Response:
@@ -246,28 +252,13 @@ async def schedule_campaign(request: Request) -> Response:
     who = await caller(request)
     campaign_id = uuid_param(request, "campaign_id")
     at = schedule.parse_moment((await json_object(request)).get("at"))
-    pool = await resources.db()
-    try:
-        async with pool.acquire() as conn:
-            scheduled = await schedule.schedule(conn, resources.store(), who.user_id, campaign_id, at)
-    except StateConflict as exc:
-        raise _conflict(exc) from None
-    if scheduled is None:
-        raise ApiError(404, "not_found")
-    return JSONResponse(scheduled)
+    return await _changed(lambda conn: schedule.schedule(conn, resources.store(), who.user_id, campaign_id, at))
 
 
 async def unschedule_campaign(request: Request) -> Response:
     who = await caller(request)
-    pool = await resources.db()
-    try:
-        async with pool.acquire() as conn:
-            draft = await schedule.unschedule(conn, who.user_id, uuid_param(request, "campaign_id"))
-    except StateConflict as exc:
-        raise _conflict(exc) from None
-    if draft is None:
-        raise ApiError(404, "not_found")
-    return JSONResponse(draft)
+    campaign_id = uuid_param(request, "campaign_id")
+    return await _changed(lambda conn: schedule.unschedule(conn, who.user_id, campaign_id))
 
 
 async def _control(request: Request, action: str) -> Response:

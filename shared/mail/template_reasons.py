@@ -21,6 +21,10 @@ def _token(name: str) -> str:
     return _TOKENS.get(name, name)
 
 
+def _instead(match: re.Match[str]) -> str:
+    return f"ожидалось «{_token(match.group('want'))}», а встретилось «{_token(match.group('got'))}»"
+
+
 def _looking_for(match: re.Match[str]) -> str:
     block = match.group("block")
     return f"не закрыт блок {{% {block} %}}: добавьте {{% end{block} %}}"
@@ -36,12 +40,10 @@ _SHAPES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
      lambda m: f"шаблон закончился, а ожидалось «{_token(m.group('want'))}»"),
     (re.compile(r"Encountered unknown tag '(?P<tag>[^']*)'"),
      lambda m: f"неизвестная или лишняя команда {{% {m.group('tag')} %}}"),
-    (re.compile(r"expected token '(?P<want>[^']*)', got '(?P<got>[^']*)'"),
-     lambda m: f"ожидалось «{_token(m.group('want'))}», а встретилось «{_token(m.group('got'))}»"),
+    (re.compile(r"expected token '(?P<want>[^']*)', got '(?P<got>[^']*)'"), _instead),
     (re.compile(r"Expected an expression, got '(?P<got>[^']*)'"),
      lambda m: f"пустое выражение: перед «{_token(m.group('got'))}» нужно имя поля"),
-    (re.compile(r"unexpected '(?P<got>[^']*)', expected '(?P<want>[^']*)'"),
-     lambda m: f"ожидалось «{_token(m.group('want'))}», а встретилось «{_token(m.group('got'))}»"),
+    (re.compile(r"unexpected '(?P<got>[^']*)', expected '(?P<want>[^']*)'"), _instead),
     (re.compile(r"unexpected char '(?P<char>.)' at \d+"),
      lambda m: f"недопустимый символ «{m.group('char')}» внутри {{{{ }}}}"),
     (re.compile(r"unexpected '(?P<got>[^']*)'"),
