@@ -142,14 +142,16 @@ def test_the_package_registers_logs_in_and_knows_the_session(warm_lambda: WarmLa
     assert registered["statusCode"] == 201, registered
     assert json.loads(registered["body"])["user"]["email"] == email
     made = _session_cookies(registered)
-    assert set(made) == {"sendpy_session", "sendpy_csrf"}, registered
+    assert set(made) == {"sendpy_session", "sendpy_csrf", "sendpy_device"}, registered
     session = made["sendpy_session"].lower()
     assert "httponly" in session and "secure" in session and "samesite=lax" in session
 
     logged_in = warm_lambda.invoke(http_event("POST", "/v1/auth/login", body={"email": email, "password": password}))
     assert logged_in["statusCode"] == 200, logged_in
     cookies = _session_cookies(logged_in)
-    assert set(cookies) == {"sendpy_session", "sendpy_csrf"}, logged_in
+    assert set(cookies) == {"sendpy_session", "sendpy_csrf", "sendpy_device"}, logged_in
+    device = cookies["sendpy_device"].lower()  # known-device cookie: only for /v1/auth, never for scripts
+    assert "httponly" in device and "path=/v1/auth" in device and "samesite=strict" in device
     assert cookies["sendpy_session"] != made["sendpy_session"]  # a new session for the new log-in
     csrf = json.loads(logged_in["body"])["csrf_token"]
 
