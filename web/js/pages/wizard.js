@@ -593,6 +593,9 @@ async function reviewStep(section, campaign) {
   render(section, html`<h2>${t("review.summary")}</h2>
     <dl class="summary">
       <dt>${t("review.recipients")}</dt><dd id="review-count">${valid.toLocaleString()}</dd>
+      ${upload?.report && html`<dt>${t("review.notsent")}</dt><dd id="review-skipped">${t("review.skipped", {
+        suppressed: upload.report.suppressed.toLocaleString(), duplicates: upload.report.duplicates.toLocaleString(),
+        problems: ((upload.report.empty ?? 0) + upload.report.invalid).toLocaleString() })}</dd>`}
       <dt>${t("review.from")}</dt><dd>${sender ? html`${sender.from_name} &lt;${sender.from_email}&gt;` : "—"}</dd>
       <dt>${t("review.subject")}</dt><dd>${campaign.subject || "—"}</dd>
       <dt>${t("sender.limits")}</dt><dd>${sender ? `${sender.per_minute ?? "∞"} ${t("sender.perminute")}, ${sender.per_day ?? "∞"} ${t("sender.perday")}` : "—"}</dd>
