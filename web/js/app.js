@@ -41,10 +41,26 @@ function renderNav() {
     <label class="lang">${t("nav.language")}
       <select id="lang"><option value="en" ${lang === "en" ? "selected" : ""}>English</option>
       <option value="ru" ${lang === "ru" ? "selected" : ""}>Русский</option></select></label>`);
-  document.getElementById("lang").addEventListener("change", (event) => {
-    setLanguage(event.target.value);
-    route();
+  // Arrow keys in a select fire "change" at every step: from the keyboard the language switches
+  // on Enter or when focus leaves the menu, not on the first arrow (which redrew the page).
+  const choose = document.getElementById("lang");
+  let byKeys = false;
+  const apply = () => {
+    byKeys = false;
+    if (choose.value === currentLanguage()) return;
+    setLanguage(choose.value);
+    route().then(() => document.getElementById("lang")?.focus());
+  };
+  choose.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      apply();
+    } else if (event.key.startsWith("Arrow") || ["Home", "End", "PageUp", "PageDown"].includes(event.key)) {
+      byKeys = true;
+    }
   });
+  choose.addEventListener("change", () => { if (!byKeys) apply(); });
+  choose.addEventListener("blur", () => { if (byKeys) apply(); });
   document.getElementById("logout")?.addEventListener("click", async () => {
     await api("POST", "/v1/auth/logout");
     me = null;
@@ -90,8 +106,19 @@ skip?.addEventListener("click", (event) => {
   main().focus();
 });
 
+// After a page is drawn, a keyboard user starts at its heading, unless the page put focus somewhere
+// itself (a wizard step's heading, a form's first field).
+function focusHeading() {
+  const active = document.activeElement;
+  if (active && active !== document.body && main().contains(active)) return;
+  const heading = main().querySelector("h1");
+  if (!heading) return;
+  heading.tabIndex = -1;
+  heading.focus();
+}
+
 window.addEventListener("hashchange", () => {
   if (location.hash && !location.hash.startsWith("#/")) return;  // an in-page anchor, not a page
-  route();
+  route().then(focusHeading);
 });
 route();

@@ -170,7 +170,7 @@ function reportHtml(upload) {
       <label>${t("contacts.emailcol")}<select name="email_column">${columns.map((c, i) => option(i, c.label, i === d.email_column))}</select></label>
       <label class="check"><input type="checkbox" name="has_header" ${d.has_header ? "checked" : ""}> ${t("contacts.header")}</label>
       <button type="submit">${t("contacts.apply")}</button>
-    </form>
+    </form><div id="dialect-error" aria-live="polite"></div>
     ${r && html`<dl class="stats">
       <div><dt>${t("contacts.rows")}</dt><dd id="stat-rows">${r.rows}</dd></div>
       <div><dt>${t("contacts.valid")}</dt><dd id="stat-valid">${r.valid}</dd></div>
@@ -192,19 +192,27 @@ function bindReport(section, campaign, upload) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const report = section.querySelector("#report");
+    const problem = section.querySelector("#dialect-error");
+    const d = upload.dialect;
+    const body = { encoding: form.encoding.value, delimiter: form.delimiter.value, has_header: form.has_header.checked };
+    // Another separator or encoding gives other columns: the address column is found again.
+    if (body.encoding === d.encoding && body.delimiter === d.delimiter) body.email_column = Number(form.email_column.value);
     try {
-      let fixed = await api("PATCH", `/v1/uploads/${upload.id}`, {
-        encoding: form.encoding.value, delimiter: form.delimiter.value,
-        email_column: Number(form.email_column.value), has_header: form.has_header.checked,
-      });
+      let fixed = await api("PATCH", `/v1/uploads/${upload.id}`, body);
       while (fixed.status === "inspecting") {
         await sleep(800);
         fixed = await api("GET", `/v1/uploads/${upload.id}`);
       }
       render(report, reportHtml(fixed));
       bindReport(section, campaign, fixed);
+      section.querySelector("#report h3")?.setAttribute("tabindex", "-1");
+      section.querySelector("#report h3")?.focus();
     } catch (error) {
-      showError(report, error);
+      // The form stays: the person changes the setting back or tries another.
+      showError(problem, error.body?.error ? new Error(error.body.error.message) : error);
+      const shown = problem.querySelector(".error");
+      shown.tabIndex = -1;
+      shown.focus();
     }
   });
 }

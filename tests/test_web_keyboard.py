@@ -1,0 +1,30 @@
+"""Keyboard details from the Russian keyboard-only walk: the language menu does not switch on an
+arrow key, and after following a menu link focus is at the new page's heading."""
+
+from __future__ import annotations
+
+import asyncpg
+from playwright.async_api import expect
+
+from tests.test_web_imap import RussianPage, ru, sign_up  # noqa: F401  (ru is a fixture)
+
+
+async def test_the_language_menu_waits_for_enter_and_links_land_on_the_heading(
+    ru: RussianPage, db: asyncpg.Pool  # noqa: F811
+) -> None:
+    page = ru.page
+    await sign_up(page, db)
+    language = page.get_by_label("Язык")
+    await language.focus()
+    await page.keyboard.press("ArrowUp")  # English is above Russian: chosen, not yet applied
+    await expect(page.get_by_role("heading", name="Рассылки", exact=True)).to_be_visible()
+    await expect(language).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Campaigns", exact=True)).to_be_visible()
+    await expect(page.get_by_label("Language")).to_be_focused()
+    await page.get_by_label("Language").select_option("ru")  # with the mouse it applies at once
+    await expect(page.get_by_role("heading", name="Рассылки", exact=True)).to_be_visible()
+
+    await page.get_by_role("link", name="Отправители").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Отправители", exact=True)).to_be_focused()
