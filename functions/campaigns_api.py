@@ -22,7 +22,7 @@ from shared.addresses import check_address
 from shared.campaigns import drafts, preview, progress, schedule, states
 from shared.campaigns.states import StateConflict
 from shared.db import Conn
-from shared.errors import InputError, translate
+from shared.errors import InputError, invalid_email, translate
 from shared.export import BOM, csv_lines, default_delimiter, recipient_header, recipient_row
 from shared.mail.compose import CampaignContent, CompiledCampaign, RenderTooLarge
 from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpConnection
@@ -167,7 +167,7 @@ async def test_send(request: Request) -> Response:
         raise InputError("required", "email")
     to = check_address(raw_to)
     if to.normalized is None:
-        raise InputError("invalid_email", "email", value=raw_to, reason=to.reason)
+        raise invalid_email("email", raw_to, to.reason)
     sender = await _sender(user_id, campaign)
     if sender is None:
         raise InputError("start_needs", "sender_id")

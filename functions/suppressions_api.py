@@ -11,7 +11,7 @@ from functions.errors import ApiError
 from functions.parsing import json_object, read_body
 from shared import suppressions
 from shared.addresses import check_address
-from shared.errors import InputError
+from shared.errors import InputError, invalid_email
 
 MAX_BATCH = 10_000
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
@@ -42,7 +42,7 @@ async def add_suppressions(request: Request) -> Response:
     for raw in emails:
         checked = check_address(raw)
         if checked.normalized is None:
-            raise InputError("invalid_email", "emails", value=raw, reason=checked.reason)
+            raise invalid_email("emails", raw, checked.reason)
         normalized.append(checked.normalized)
     pool = await resources.db()
     async with pool.acquire() as conn:

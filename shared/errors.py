@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.addresses import reason_in_russian
 from shared.messages import MESSAGES  # the catalogue lives on its own; re-exported here
 
 # What a field is called in Russian messages; keys of the JSON API keep their name after it, so a
@@ -54,6 +55,11 @@ def host_refused(field: str, host: str, code: str, reason: str) -> InputError:
     """The 4xx for a server name the SSRF guard turned down (`code` as netguard names it)."""
     return InputError("host_refused", field, host=host, reason=reason,
                       reason_ru=_HOST_PROBLEMS_RU.get(code, reason))
+
+
+def invalid_email(field: str, value: str, reason: str | None) -> InputError:
+    """The 4xx for an address the validator refused, its reason in our Russian for Russian readers."""
+    return InputError("invalid_email", field, value=value, reason=reason, reason_ru=reason_in_russian(reason or ""))
 
 
 def translate(code: str, lang: str, **params: Any) -> str:

@@ -385,7 +385,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "row_out_of_range": {
         "en": "'row' must be a contact number from 1 to {count}.",
-        "ru": "«row» должно быть номером контакта от 1 до {count}.",
+        "ru": "Номер контакта для просмотра — от 1 до {count}.",
     },
     "invalid_page": {
         "en": "Paging parameters must be whole numbers.",

@@ -263,3 +263,11 @@ export function t(key, params = {}) {
   const text = TEXTS[lang][key] ?? TEXTS.en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
 }
+
+// Reasons the server stores for everyone (a worker does not know its reader's language) are
+// written "по-русски / in English"; the page shows the reader's half.
+export function inOwnLanguage(text) {
+  if (typeof text !== "string" || !text.includes(" / ")) return text;
+  const at = text.indexOf(" / ");
+  return currentLanguage() === "ru" ? text.slice(0, at) : text.slice(at + 3);
+}

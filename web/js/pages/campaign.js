@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { currentLanguage, t } from "../i18n.js";
+import { currentLanguage, inOwnLanguage, t } from "../i18n.js";
 import { planText, span } from "../plan.js";
 
 // "sent" counts only what did not bounce later: delivered = sent − bounced.
@@ -50,7 +50,7 @@ export async function campaignPage(campaignId) {
     status.textContent = t(`state.${c.status}`);
     status.className = `badge ${c.status}`;
     document.getElementById("reason").textContent = c.status === "scheduled"
-      ? t("campaign.scheduledfor", { at: new Date(c.scheduled_at).toLocaleString() }) : c.status_reason || "";
+      ? t("campaign.scheduledfor", { at: new Date(c.scheduled_at).toLocaleString() }) : inOwnLanguage(c.status_reason) || "";
     document.getElementById("send-now").hidden = c.status !== "scheduled";
     document.getElementById("unschedule").hidden = c.status !== "scheduled";
     render(document.getElementById("counts"), STATES.map((s) => html`<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${c.counts[s]}</dd></div>`));
@@ -64,7 +64,7 @@ export async function campaignPage(campaignId) {
   let nextAfter = null;
   let paged = false; // once more pages are shown, the live refresh leaves the list alone
   const row = (r) => html`<tr><td>${r.position}</td><td>${r.email}</td>
-      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${r.reply || ""}</td><td>${r.attempts}</td></tr>`;
+      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${inOwnLanguage(r.reply) || ""}</td><td>${r.attempts}</td></tr>`;
   const loadRecipients = async (more = false) => {
     const form = document.getElementById("filter");
     const params = new URLSearchParams({ limit: "100" });

@@ -2,7 +2,7 @@
 
 import { api, uploadToStorage } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { currentLanguage, t } from "../i18n.js";
+import { currentLanguage, inOwnLanguage, t } from "../i18n.js";
 import { planText } from "../plan.js";
 
 const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
@@ -41,7 +41,7 @@ export async function wizard(campaignId, step) {
       ${[1, 2, 3, 4].map((n) => campaignId || n === 1
         ? html`<a href="${campaignId ? `#/wizard/${campaignId}/${n}` : "#/new"}" ${n === step && html`aria-current="step"`}>${n}. ${t(`wizard.step${n}`)}</a>`
         : html`<span class="step-later">${n}. ${t(`wizard.step${n}`)}</span>`)}
-    </nav>${campaign.status_reason && html`<p class="warning" id="draft-reason">${campaign.status_reason}</p>`}<section id="step" class="card"></section>`);
+    </nav>${campaign.status_reason && html`<p class="warning" id="draft-reason">${inOwnLanguage(campaign.status_reason)}</p>`}<section id="step" class="card"></section>`);
   const section = document.getElementById("step");
   const steps = { 1: contactsStep, 2: senderStep, 3: messageStep, 4: reviewStep };
   if (!(step in steps)) {
@@ -178,7 +178,7 @@ function reportHtml(upload) {
       <div><dt>${t("contacts.invalid")}</dt><dd id="stat-invalid">${r.invalid}</dd></div>
       <div><dt>${t("contacts.duplicates")}</dt><dd>${r.duplicates}</dd></div>
       <div><dt>${t("contacts.suppressed")}</dt><dd>${r.suppressed}</dd></div></dl>
-      ${r.invalid_examples.length > 0 && html`<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => html`<li>${t("contacts.row")} ${x.row}: <code>${x.value}</code> — ${x.reason}</li>`)}</ul>
+      ${r.invalid_examples.length > 0 && html`<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => html`<li>${t("contacts.row")} ${x.row}: <code>${x.value}</code> — ${inOwnLanguage(x.reason)}</li>`)}</ul>
         <p>${(r.empty ?? 0) + r.invalid > r.invalid_examples.length && html`${t("contacts.more", { n: ((r.empty ?? 0) + r.invalid - r.invalid_examples.length).toLocaleString() })} `}
         <a href="/v1/uploads/${upload.id}/problems.csv?lang=${currentLanguage()}" download id="problems-link">${t("contacts.download", { n: ((r.empty ?? 0) + r.invalid).toLocaleString() })}</a></p>`}`}
     <h4>${t("contacts.preview")}</h4>
