@@ -9,6 +9,7 @@ IMAPClient (BSD) speaks the protocol; it is synchronous, so callers run it in a 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from imapclient import tls as imap_tls
 
 from shared.crypto import KeyProvider, open_sealed, seal
 from shared.db import Conn
-from shared.errors import InputError, translate
+from shared.errors import InputError, host_refused, translate
 from shared.mail.messenger import ConnectPolicy, tls_context
 from shared.netguard import HostRefused, VettedAddress, vet_host
 from shared.smtp_accounts import VerifyProblem
@@ -73,6 +74,9 @@ def parse(body: dict[str, Any], from_email: str, preset: str | None) -> dict[str
         if value is not None and not isinstance(value, str):
             raise InputError("type_string", name)
         values[name] = (value or None) if host else None
+    # `"imap_password": null` means "the SMTP password again"; leaving it out (or "") keeps the
+    # one stored, so a form need not send a password it never showed.
+    values["smtp_password"] = "imap_password" in body and body["imap_password"] is None
     move = body.get("imap_move_bounces", False)
     if not isinstance(move, bool):
         raise InputError("invalid_choice", "imap_move_bounces", choices="true, false")
@@ -208,7 +212,11 @@ def _connect(account: ImapAccount, address: VettedAddress, policy: ConnectPolicy
     context = policy.tls or tls_context()
     client = _pinned_client(account, address, context, policy.timeout)
     try:
-        client.login(account.username, account.password)
+        if (account.username + account.password).isascii():
+            client.login(account.username, account.password)
+        else:
+            # LOGIN carries ASCII only; AUTHENTICATE PLAIN carries UTF-8 (a Cyrillic app password).
+            client.plain_login(account.username, account.password)
     except BaseException:
         try:
             client.shutdown()
@@ -218,10 +226,17 @@ def _connect(account: ImapAccount, address: VettedAddress, policy: ConnectPolicy
     return Mailbox(client)
 
 
+def _server_words(exc: BaseException) -> str:
+    """What the server said, without Python's bytes notation: b'[AUTHENTICATIONFAILED] …' → the text."""
+    text = str(exc)
+    match = re.fullmatch(r"""\(?b(['"])(.*)\1\)?""", text, re.S)
+    return (match.group(2) if match else text)[:300]
+
+
 def _problem(exc: BaseException, account: ImapAccount) -> VerifyProblem:
     where = f"{account.host}:{account.port}"
     if isinstance(exc, imapclient.exceptions.LoginError):
-        return VerifyProblem("auth", str(exc)[:300])
+        return VerifyProblem("auth", _server_words(exc))
     if isinstance(exc, ssl.SSLError):
         reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
         return VerifyProblem("tls", f"TLS with {account.host} failed: {reason}")
@@ -288,15 +303,15 @@ async def save(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, valu
         try:
             await vet_host(values["imap_host"], values["imap_port"], allow_private=allow_private)
         except HostRefused as exc:
-            raise InputError("host_refused", "imap_host", host=values["imap_host"], reason=str(exc)) from None
+            raise host_refused("imap_host", values["imap_host"], exc.code, str(exc)) from None
     sealed = await seal(keys, values["imap_password"], f"user:{user_id}") if values["imap_password"] else None
     done = await conn.fetchval(
         """
         UPDATE senders SET imap_host = $3, imap_port = $4, imap_username = $5,
-               imap_password_encrypted = CASE WHEN $3::text IS NULL THEN NULL
+               imap_password_encrypted = CASE WHEN $3::text IS NULL OR $8 THEN NULL
                                               ELSE COALESCE($6, imap_password_encrypted) END,
                imap_move_bounces = $7,
-               imap_verified_at = CASE WHEN $6::bytea IS NULL AND imap_host IS NOT DISTINCT FROM $3
+               imap_verified_at = CASE WHEN $6::bytea IS NULL AND NOT $8 AND imap_host IS NOT DISTINCT FROM $3
                                         AND imap_port IS NOT DISTINCT FROM $4
                                         AND imap_username IS NOT DISTINCT FROM $5 THEN imap_verified_at END,
                imap_uidvalidity = CASE WHEN imap_host IS NOT DISTINCT FROM $3
@@ -307,7 +322,7 @@ async def save(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, valu
          WHERE id = $1 AND user_id = $2 RETURNING 1
         """,
         sender_id, user_id, values["imap_host"], values["imap_port"], values["imap_username"], sealed,
-        values["imap_move_bounces"],
+        values["imap_move_bounces"], values["smtp_password"],
     )
     return done is not None
 
@@ -335,7 +350,7 @@ async def status(conn: Conn, sender_id: int) -> dict[str, Any]:
     row = await conn.fetchrow(
         """
         SELECT s.imap_host, s.imap_port, s.imap_username, s.imap_move_bounces, s.imap_verified_at,
-               s.imap_checked_at, s.imap_problem,
+               s.imap_checked_at, s.imap_problem, s.imap_password_encrypted IS NOT NULL AS own_password,
                (SELECT count(*) FILTER (WHERE r.status = 'bounced') FROM recipients r JOIN campaigns c
                   ON c.id = r.campaign_id WHERE c.sender_id = s.id AND r.updated_at > now() - interval '30 days')
                  AS bounced,
@@ -351,6 +366,7 @@ async def status(conn: Conn, sender_id: int) -> dict[str, Any]:
     return {
         "host": row["imap_host"], "port": row["imap_port"], "username": row["imap_username"],
         "move_bounces": row["imap_move_bounces"], "verified": row["imap_verified_at"] is not None,
+        "own_password": row["own_password"],  # False: the SMTP password is used
         "checked_at": row["imap_checked_at"].isoformat() if row["imap_checked_at"] else None,
         "problem": row["imap_problem"], "bounced_30d": bounced, "sent_30d": sent, "bounce_rate_30d": round(rate, 4),
         "bounce_warning": sent >= 50 and rate >= BOUNCE_WARNING_RATE,

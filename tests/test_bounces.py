@@ -399,3 +399,24 @@ async def test_past_the_idle_limit_or_without_idle_a_mailbox_is_polled_and_sigte
         for reader in readers:
             workers.kill(reader)
         plain.stop()
+
+
+async def test_a_cyrillic_password_logs_in_and_a_refusal_reads_as_the_servers_words(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, dovecot: DovecotServer,
+    new_imap_user: Callable[..., ImapUser],
+) -> None:
+    user = new_imap_user(password="пароль-Почты-42")  # IMAP LOGIN is ASCII-only; AUTHENTICATE PLAIN is not
+    sender = await make_sender(api, auth, clean_sink, from_email=user.name)
+    imap = {"imap_host": "127.0.0.1", "imap_port": dovecot.port, "imap_username": user.name}
+    wrong = await api.put(f"/v1/senders/{sender['id']}/imap", headers={**auth, "Accept-Language": "ru"},
+                          json={**imap, "imap_password": "не тот пароль"})
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "imap_auth", wrong.text
+    assert "b'" not in wrong.json()["error"]["message"] and "codec" not in wrong.json()["error"]["message"]
+    ok = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth, json={**imap, "imap_password": user.password})
+    assert ok.status_code == 200 and ok.json()["verified"] is True, ok.text
+    assert ok.json()["imap"]["own_password"] is True
+    kept = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth, json=imap)  # no password: keep it
+    assert kept.json()["imap"]["own_password"] is True and kept.json()["verified"] is True, kept.text
+    # null: the SMTP password again (the form's "same password as SMTP"); that one is not the mailbox's here
+    back = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth, json={**imap, "imap_password": None})
+    assert back.status_code == 422 and back.json()["imap"]["own_password"] is False, back.text

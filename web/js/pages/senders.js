@@ -158,12 +158,14 @@ function initialChoice(status, sender, presets) {
 // What the form would send for the stored settings (null: nothing stored).
 function storedBody(status) {
   if (!status.host) return null;
-  return { imap_host: status.host, imap_port: status.port ?? IMAP_PORT, imap_username: status.username ?? null,
+  const body = { imap_host: status.host, imap_port: status.port ?? IMAP_PORT, imap_username: status.username ?? null,
     imap_password: null, imap_move_bounces: Boolean(status.move_bounces) };
+  if (status.own_password) delete body.imap_password; // a password of its own, kept as it is
+  return body;
 }
 
 // The PUT body for what the form says, or { problem, field } when it cannot be sent as it is.
-function readForm(form, presets) {
+function readForm(form, presets, ownPassword = false) {
   const fields = form.elements;
   const choice = fields.choice.value;
   if (choice === OFF) return { body: { imap_enabled: false, imap_host: null } };
@@ -180,9 +182,11 @@ function readForm(form, presets) {
     host = presets.find((p) => p.key === choice).imap_host;
   }
   const same = fields.same.checked;
-  if (!same && !fields.password.value) return { problem: t("imap.needpassword"), field: fields.password };
-  return { body: { imap_host: host, imap_port: port, imap_username: fields.username.value.trim() || null,
-    imap_password: same ? null : fields.password.value, imap_move_bounces: fields.move.checked } };
+  if (!same && !fields.password.value && !ownPassword) return { problem: t("imap.needpassword"), field: fields.password };
+  const body = { imap_host: host, imap_port: port, imap_username: fields.username.value.trim() || null,
+    imap_password: same ? null : fields.password.value, imap_move_bounces: fields.move.checked };
+  if (!same && !fields.password.value) delete body.imap_password; // keep the password stored before
+  return { body };
 }
 
 // The API keeps a problem in both languages, "русский / English": the page's half. The separator
@@ -243,9 +247,9 @@ function drawForm(panel, sender, presets, status, close) {
           placeholder="${sender.username}" autocomplete="off" autocapitalize="none" spellcheck="false"
           aria-describedby="imap-username-hint"></label>
         <p class="hint" id="imap-username-hint">${t("imap.usernamehint", { login: sender.username })}</p>
-        <label class="check"><input type="checkbox" name="same" id="imap-same" checked>${t("imap.same")}</label>
-        <label id="imap-password-row" hidden>${t("imap.password")}<input name="password" id="imap-password"
-          type="password" autocomplete="new-password"></label>
+        <label class="check"><input type="checkbox" name="same" id="imap-same" ${status.own_password ? "" : "checked"}>${t("imap.same")}</label>
+        <label id="imap-password-row" ${status.own_password ? "" : "hidden"}>${t("imap.password")}<input name="password" id="imap-password"
+          type="password" autocomplete="new-password" placeholder="${status.own_password ? t("sender.keeppassword") : ""}"></label>
         <label class="check"><input type="checkbox" name="move" id="imap-move" ${status.move_bounces ? "checked" : ""}>${t("imap.move")}</label>
       </div>
       <div class="row">
@@ -265,6 +269,7 @@ function drawForm(panel, sender, presets, status, close) {
     imap_password: fields.password, imap_move_bounces: fields.move };
   // What is stored now, as the form sends it: "Check" on a form that says something else saves it first.
   let saved = JSON.stringify(storedBody(status));
+  let ownPassword = Boolean(status.own_password); // a separate IMAP password is stored
   let busy = false;
 
   const sync = () => {
@@ -314,11 +319,13 @@ function drawForm(panel, sender, presets, status, close) {
     try {
       const answer = await api("PUT", `/v1/senders/${sender.id}/imap`, read.body);
       saved = JSON.stringify(read.body.imap_host ? read.body : null);
+      ownPassword = Boolean(answer.imap?.own_password);
       drawStatus(panel, answer.imap);
       say(answer.verified ? `${t("imap.saved")} ${t("imap.ok")}` : t("imap.savedoff"));
     } catch (error) {
       if (error instanceof ApiError && error.status === 422 && error.body?.imap) {  // stored, but it does not work
         saved = JSON.stringify(read.body);
+        ownPassword = Boolean(error.body.imap.own_password);
         drawStatus(panel, error.body.imap);
         return showProblem(t("imap.savedfailed", { problem: messageOf(error) }));
       }
@@ -329,7 +336,7 @@ function drawForm(panel, sender, presets, status, close) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     once(async () => {
-      const read = readForm(form, presets);
+      const read = readForm(form, presets, ownPassword);
       if (read.problem) return showProblem(read.problem, read.field);
       await save(read);
     })();
@@ -337,7 +344,7 @@ function drawForm(panel, sender, presets, status, close) {
 
   panel.querySelector("#imap-check").addEventListener("click", once(async () => {
     if (fields.choice.value === OFF) return say(t("imap.offcheck"));
-    const read = readForm(form, presets);
+    const read = readForm(form, presets, ownPassword);
     if (read.problem) return showProblem(read.problem, read.field);
     if (JSON.stringify(read.body) !== saved) return save(read);
     render(result, html`<p>${t("imap.checking")}</p>`);
