@@ -28,3 +28,13 @@ async def test_the_language_menu_waits_for_enter_and_links_land_on_the_heading(
     await page.get_by_role("link", name="Отправители").focus()
     await page.keyboard.press("Enter")
     await expect(page.get_by_role("heading", name="Отправители", exact=True)).to_be_focused()
+
+
+async def test_an_unknown_campaign_says_so_and_send_asks_with_cancel_first(
+    ru: RussianPage, db: asyncpg.Pool  # noqa: F811
+) -> None:
+    page = ru.page
+    await sign_up(page, db)
+    await page.goto("/#/campaign/00000000-0000-4000-8000-000000000000")
+    await expect(page.get_by_role("heading", name="Такой рассылки нет (удалена или ссылка неверна)")).to_be_visible()
+    await expect(page.get_by_role("button", name="Приостановить")).to_have_count(0)

@@ -1,6 +1,6 @@
 // A campaign being sent: live progress, controls, recipients with their SMTP replies.
 
-import { api } from "../api.js";
+import { api, ApiError } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
 import { currentLanguage, inOwnLanguage, t } from "../i18n.js";
 import { planText, span } from "../plan.js";
@@ -17,6 +17,13 @@ function eta(campaign) {
 
 export async function campaignPage(campaignId) {
   clearInterval(timer);
+  try {
+    await api("GET", `/v1/campaigns/${campaignId}`);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+    render(main(), html`<h1>${t("campaign.notfound")}</h1><p><a href="#/campaigns">${t("nav.campaigns")}</a></p>`);
+    return;
+  }
   render(main(), html`<h1 id="title"></h1>
     <section class="card" aria-labelledby="progress-title"><h2 id="progress-title">${t("campaign.progress")}</h2>
       <div class="progress-line"><progress id="bar" max="100" value="0"></progress><span id="percent">0%</span></div>

@@ -13,11 +13,11 @@ export async function suppressionsPage(search = "") {
     <p>${t("suppress.total", { n: total })} · <a href="/v1/suppressions/export" download>${t("suppress.export")}</a></p>
     <form id="search" class="row" role="search"><label>${t("suppress.search")}<input name="q" type="search" value="${search}"></label>
       <button type="submit">${t("suppress.find")}</button></form>
-    ${items.length ? html`<table><thead><tr><th>${t("suppress.email")}</th><th>${t("suppress.reason")}</th><th>${t("suppress.when")}</th><th><span class="visually-hidden">${t("common.delete")}</span></th></tr></thead><tbody>
+    ${items.length ? html`<div class="scroll"><table><thead><tr><th>${t("suppress.email")}</th><th>${t("suppress.reason")}</th><th>${t("suppress.when")}</th><th><span class="visually-hidden">${t("common.delete")}</span></th></tr></thead><tbody>
       ${items.map((i) => html`<tr><td>${i.email}</td><td>${t(`suppress.reason.${i.reason}`)}${i.sender_email ? html`<br><small>${i.sender_email}</small>` : ""}</td>
         <td>${new Date(i.created_at).toLocaleDateString()}</td>
         <td><button type="button" data-remove="${i.email}">${t("common.delete")}</button></td></tr>`)}
-      </tbody></table>${more ? html`<p>${t("suppress.more")}</p>` : ""}` : html`<p>${search ? t("suppress.nomatch") : t("suppress.empty")}</p>`}
+      </tbody></table></div>${more ? html`<p>${t("suppress.more")}</p>` : ""}` : html`<p>${search ? t("suppress.nomatch") : t("suppress.empty")}</p>`}
     <div id="result" aria-live="polite"></div>
     <h2>${t("suppress.addtitle")}</h2>
     <form id="add"><label>${t("suppress.add")}<textarea name="emails" rows="4"></textarea></label>

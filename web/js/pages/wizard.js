@@ -617,8 +617,9 @@ async function reviewStep(section, campaign) {
     <button type="button" class="primary" id="send" ${valid === 0 ? "disabled" : ""}>${t("review.send")}</button></div>
     <dialog id="confirm-send" aria-labelledby="confirm-title"><form method="dialog">
       <h3 id="confirm-title">${t("review.confirmtitle")}</h3>
-      <p id="confirm-text">${t("review.confirm", { n: valid.toLocaleString(), plan: sender ? planText(campaign.plan) : "" })}</p>
-      <div class="row"><button class="primary" value="send">${t("review.send")}</button><button value="cancel">${t("common.cancel")}</button></div>
+      <p id="confirm-text">${sender ? t("review.confirm", { n: valid.toLocaleString(), plan: planText(campaign.plan) })
+        : t("review.confirmnosender", { n: valid.toLocaleString() })}</p>
+      <div class="row"><button class="primary" value="send">${t("review.send")}</button><button value="cancel" autofocus>${t("common.cancel")}</button></div>
     </form></dialog>`);
   const problem = section.querySelector("#start-error");
   const fail = (error) => {
