@@ -13,6 +13,7 @@ from shared.mail.compose import (
     CompiledCampaign,
     RenderTooLarge,
     TemplateError,
+    TemplateLimit,
     html_to_text,
     template_fields,
     text_template,
@@ -200,3 +201,29 @@ def test_constructs_that_multiply_their_input_are_refused(source: str, code: str
     with pytest.raises(TemplateError) as refused:
         template_fields("s", source)
     assert refused.value.code == code
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 1|round(10000000, 'floor') }}",  # 10**10**7: the API froze for 36 s compiling it
+    "{{ 1|round(-10000000) }}",
+])
+def test_round_with_a_huge_precision_is_refused_where_written(source: str) -> None:
+    with pytest.raises(TemplateError) as refused:
+        CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", source))
+    assert refused.value.code == "template_construct"
+
+
+def test_values_that_would_pass_the_limit_are_refused_before_they_are_built() -> None:
+    nested = "'\\\\'"
+    for _ in range(24):  # each str() of a list doubles the backslashes: 2**24 of them at the end
+        nested = f"[{nested}]|string"
+    for source, fields in [
+        ("{{ " + nested + " }}", {}),
+        ("{{ [" + ",".join(["bio"] * 5000) + "] }}", {"bio": "x" * 10_000}),  # 50 MB printed at once
+        ("{{ 1.5|round(big|int, 'floor') }}", {"big": "10000000"}),  # from a field: caught while rendering
+    ]:
+        compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "<p>x</p>", source))
+        with pytest.raises(TemplateLimit):
+            compiled.render(1, "r@example.com", fields)
+    ordinary = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "{{ 3.14159|round(2) }} {{ bio|upper }}"))
+    assert "3.14 ХЕЛЛО" in ordinary.render_parts({"bio": "хелло"})[2]

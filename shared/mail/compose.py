@@ -8,6 +8,7 @@ quoted-printable encoding done in C.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import secrets
 import time
@@ -20,6 +21,7 @@ from typing import Any
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2.nodes import EvalContext
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
@@ -82,6 +84,58 @@ ALLOWED_FILTERS = frozenset({
     "upper", "lower", "title", "capitalize", "trim", "default", "d", "truncate", "striptags", "length",
     "wordcount", "escape", "e", "first", "last", "int", "round", "string",
 })
+MAX_ROUND_DIGITS = 20
+
+
+class TemplateLimit(ValueError):
+    """A step of rendering that would pass a limit (the size of a value, a round() precision)."""
+
+
+def _too_big(value: object, budget: int = MAX_RENDERED_CHARS) -> bool:
+    """Whether `value` printed would pass `budget` characters, judged before printing it: a list of
+    long fields, or a list inside a list (each level of str() doubles the backslashes), is measured
+    item by item instead of being built first."""
+    if isinstance(value, str):
+        return len(value) > budget
+    if isinstance(value, list | tuple | dict):
+        items = list(value.items()) if isinstance(value, dict) else value
+        for item in items:
+            if _too_big(item, budget):
+                return True
+            budget -= len(item) * 2 + 4 if isinstance(item, str) else 64
+            if budget < 0:
+                return True
+    return False
+
+
+def _sized(value: Any) -> Any:
+    """What a {{ … }} prints, refused before it is built when it would pass the message's limit."""
+    if _too_big(value):
+        raise TemplateLimit(f"a value larger than {MAX_RENDERED_CHARS:,} characters")
+    return value
+
+
+def _bounded_filter(name: str, run: Any) -> Any:
+    """The filter `run`, refusing input or output past the message's limit, and round() with a
+    precision that would build a huge number (round(1, 10**7, 'floor') computes 10**10**7)."""
+
+    @functools.wraps(run)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        for value in args:
+            if not isinstance(value, SandboxedEnvironment | EvalContext) and _too_big(value):
+                raise TemplateLimit(f"'{name}' got a value larger than {MAX_RENDERED_CHARS:,} characters")
+        if name == "round":
+            precision = kwargs.get("precision", args[1] if len(args) > 1 else 0)
+            if not isinstance(precision, int) or abs(precision) > MAX_ROUND_DIGITS:
+                raise TemplateLimit(f"round() takes a precision from -{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS}")
+        result = run(*args, **kwargs)
+        if _too_big(result):
+            raise TemplateLimit(f"'{name}' made a value larger than {MAX_RENDERED_CHARS:,} characters")
+        return result
+
+    return bounded
+
+
 # What each refused construct is called in the error message (English, Russian).
 _CONSTRUCTS: dict[type[nodes.Node], tuple[str, str]] = {
     nodes.For: ("loops ({% for %})", "циклы ({% for %})"),
@@ -126,6 +180,14 @@ def _checked_tree(env: SandboxedEnvironment, source: str, part: str) -> nodes.Te
             raise _too_deep(part)
         stack.extend((child, depth + 1) for child in node.iter_child_nodes())
     _check_construct(tree, part)
+    for node in tree.find_all(nodes.Filter):
+        precision = node.args[0] if node.name == "round" and node.args else None
+        if isinstance(precision, nodes.Const) and (not isinstance(precision.value, int)
+                                                   or abs(precision.value) > MAX_ROUND_DIGITS):
+            raise TemplateError(part, f"round() takes a precision from -{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS}",
+                                node.lineno, code="template_construct",
+                                params={"what_en": f"round() with a precision beyond ±{MAX_ROUND_DIGITS}",
+                                        "what_ru": f"round() с точностью больше ±{MAX_ROUND_DIGITS}"})
     # "~" builds its whole string before the output's size is checked: with 10,000-character
     # fields, thousands of joins made a gigabyte per recipient. A hundred is plenty for names.
     joined = sum(len(node.nodes) for node in tree.find_all(nodes.Concat))
@@ -252,8 +314,12 @@ def with_unsubscribe_footer(html: str, text: str | None) -> tuple[str, str | Non
 
 
 def _environments(undefined: type[Undefined]) -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
-    plain = SandboxedEnvironment(autoescape=False, undefined=undefined, keep_trailing_newline=True)
-    html = SandboxedEnvironment(autoescape=True, undefined=undefined, keep_trailing_newline=True)
+    plain = SandboxedEnvironment(autoescape=False, undefined=undefined, keep_trailing_newline=True,
+                                 finalize=_sized)
+    html = SandboxedEnvironment(autoescape=True, undefined=undefined, keep_trailing_newline=True, finalize=_sized)
+    for env in (plain, html):
+        for name in ALLOWED_FILTERS:
+            env.filters[name] = _bounded_filter(name, env.filters[name])
     return plain, html
 
 
