@@ -490,3 +490,20 @@ async def test_a_slow_server_holds_its_partition_only_for_the_batch_budget() -> 
     [(deferred, not_before, reason)] = store.deferred
     assert deferred == batch_of(store) and reason == "time budget" and not_before <= time.time()
     assert all(row.attempts == (1 if row.status == "sent" else 0) for row in store.rows.values())
+
+
+async def test_a_cancel_reaches_recipients_already_claimed() -> None:
+    # The claimer takes 100 at a time: with a slow server, those used to go out for minutes after
+    # the person pressed Cancel (30 messages in 4 minutes, found by attacking the stack).
+    store = await make_store(60)
+    server = ScriptedServer(send_seconds=0.2)  # 4 s for all 60 on 3 connections
+    worker = deliverer(store, server)
+
+    async def cancel_soon() -> None:
+        while len(server.accepted) < 3:
+            await asyncio.sleep(0.01)
+        store.set_status("cancelled")
+
+    await asyncio.gather(worker.deliver(batch_of(store)), cancel_soon())
+    assert len(server.accepted) < 60 // 2, len(server.accepted)
+    assert store.states() == {"sent": len(server.accepted), "skipped": 60 - len(server.accepted)}

@@ -39,6 +39,8 @@ CLAIM_CHUNK = 100
 # rest is deferred to "now" and comes back behind whatever the partition holds meanwhile.
 BATCH_BUDGET_SECONDS = 20.0
 FLUSH_SECONDS = 0.1
+# How often a running batch asks whether its campaign was cancelled or paused meanwhile.
+STATUS_SECONDS = 1.0
 # Unexpected errors writing outcomes are retried this many times before the batch gives up.
 FLUSH_SURPRISES = 3
 # Waits shorter than this are slept through; longer ones defer the batch and free the partition.
@@ -230,7 +232,7 @@ class Deliverer:
                 state.limiter.begin()
                 sent = False
                 try:
-                    outcome = await self._send_one(state, compiled, item, stop)
+                    outcome = await self._send_one(state, compiled, item, stop, deadline)
                     sent = outcome.status == "sent"
                 finally:
                     state.limiter.end(sent=sent)
@@ -243,10 +245,18 @@ class Deliverer:
                     group.create_task(lane())
 
         sending = asyncio.create_task(together())
+        looked = time.monotonic()
         try:
             while not sending.done():
                 await asyncio.wait([sending], timeout=FLUSH_SECONDS)
                 await self._flush(batch.campaign_id, done)
+                if stop.outcome is None and time.monotonic() - looked > STATUS_SECONDS:
+                    # Cancel and pause reach what is already claimed too: a slow server would
+                    # otherwise go on taking this batch's claimed recipients for minutes.
+                    looked = time.monotonic()
+                    status = await self._campaign_status(batch.campaign_id)
+                    if status is not None and status not in OPEN_FOR_SENDING and stop.outcome is None:
+                        stop.outcome, stop.reason = ReplyKind.RETRY, f"campaign {status}"
         except Exception:
             # The batch is about to be handed back for a retry. Its sends in flight finish and are
             # recorded first: a retry running beside them would claim them again once their lease
@@ -260,6 +270,13 @@ class Deliverer:
         await self._flush(batch.campaign_id, done)
         if claim_failure:
             raise claim_failure[0]  # the consume loop retries the batch (transient) or dead-letters it
+
+    async def _campaign_status(self, campaign_id: uuid.UUID) -> str | None:
+        """The campaign's status, or None when Postgres cannot say right now (asked again soon)."""
+        try:
+            return await self._store.campaign_status(campaign_id)
+        except self._store.transient_errors:
+            return None
 
     async def _flush(self, campaign_id: uuid.UUID, done: list[RecipientResult]) -> None:
         """Write outcomes so far; while Postgres is away, keep them and retry, never drop them.
@@ -341,10 +358,16 @@ class Deliverer:
                                   time.time() + self._retry.delay(item.attempts))
 
     async def _send_one(
-        self, state: SenderState, compiled: CompiledCampaign, item: Claimed, stop: _Stop
+        self, state: SenderState, compiled: CompiledCampaign, item: Claimed, stop: _Stop, deadline: float
     ) -> RecipientResult:
         try:
-            conn = await state.acquire()
+            # Waiting for one of the account's connections counts against the batch's budget: with
+            # a slow server every lane of every batch of the account queues here.
+            conn = await asyncio.wait_for(state.acquire(), max(deadline - time.monotonic(), 0.1))
+        except TimeoutError:
+            if stop.outcome is None:
+                stop.outcome, stop.reason, stop.not_before = ReplyKind.RETRY, "time budget", time.time()
+            return RecipientResult(item.position, "released", None)
         except ConnectError as exc:
             if exc.kind in _SETTINGS_PROBLEMS:
                 stop.outcome = ReplyKind.PAUSE_CAMPAIGN
