@@ -180,10 +180,20 @@ async def run_bounce_worker() -> None:
     async def watched(sender_id: int) -> int | None:
         return await check(sender_id, held=True)
 
+    # Checks run on their own, as many as there are slots: a slow mailbox (one server answering
+    # every command just in time) holds one slot, not the round that everyone else waits for.
+    running: set[asyncio.Task[int | None]] = set()
+
     async def round_of_checks() -> int:
         beat()
-        due = await due_senders(db, settings.bounce_poll_seconds)
-        await asyncio.gather(*(check(sender_id) for sender_id in due))
+        free = settings.bounce_concurrency - len(running)
+        if free <= 0:
+            return 0
+        due = await due_senders(db, settings.bounce_poll_seconds, limit=free)
+        for sender_id in due:
+            task = asyncio.create_task(check(sender_id))
+            running.add(task)
+            task.add_done_callback(running.discard)
         return len(due)
 
     idle = IdleSessions(db, keys, policy, watched, limit=settings.bounce_idle_connections,
@@ -206,9 +216,9 @@ async def run_bounce_worker() -> None:
         # A round of checks may be in the middle of a look: cancelled, check_sender cuts its
         # connection and releases its claim, so the stop does not wait for the mailbox. The loops
         # go first, so that no session starts while the others end.
-        for task in loops:
+        for task in [*loops, *running]:
             task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        await asyncio.gather(*loops, *running, return_exceptions=True)
         await idle.close()
         await db.close()
         log.info("worker stopped", extra={"kind": "bounce"})
