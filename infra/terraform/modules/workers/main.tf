@@ -123,7 +123,9 @@ resource "aws_iam_role_policy" "task" {
 locals {
   image = "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
   kinds = {
-    fanout = { cpu = 512, memory = 1024 }
+    # Duplicate detection keeps ~127 bytes per distinct address: a 200 MB file (the upload limit,
+    # ~14 million rows) needs ~1.8 GB; 1 GB was measured exceeded by three 40 MB files.
+    fanout = { cpu = 512, memory = 3072 }
     sender = { cpu = 1024, memory = 2048 }
     # Reads the senders' INBOXes for bounces (IMAP, port 993): Postgres only, no Kafka.
     bounce = { cpu = 256, memory = 512 }
