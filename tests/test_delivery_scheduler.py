@@ -496,12 +496,18 @@ async def test_a_cancel_reaches_recipients_already_claimed() -> None:
     # The claimer takes 100 at a time: with a slow server, those used to go out for minutes after
     # the person pressed Cancel (30 messages in 4 minutes, found by attacking the stack).
     store = await make_store(60)
-    server = ScriptedServer(send_seconds=0.2)  # 4 s for all 60 on 3 connections
+    some_sent = asyncio.Event()
+
+    def answer(to: str) -> Reply:
+        if len(server.accepted) >= 2:
+            some_sent.set()
+        return Reply(ReplyKind.SENT, 250, "2.0.0 queued")
+
+    server = ScriptedServer(answer, send_seconds=0.2)  # 4 s for all 60 on 3 connections
     worker = deliverer(store, server)
 
     async def cancel_soon() -> None:
-        while len(server.accepted) < 3:
-            await asyncio.sleep(0.01)
+        await some_sent.wait()
         store.set_status("cancelled")
 
     await asyncio.gather(worker.deliver(batch_of(store)), cancel_soon())
