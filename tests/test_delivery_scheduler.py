@@ -62,6 +62,7 @@ class MemoryStore:
     record_surprises: int = 0  # the next N record() calls fail with an error nobody expected
     recent: list[float] = field(default_factory=list)
     on_claim: Callable[[], None] | None = None
+    suppressed: set[str] = field(default_factory=set)  # the user's suppression list (keys)
 
     @property
     def status(self) -> str:
@@ -126,6 +127,9 @@ class MemoryStore:
             if r.status == "released":
                 row.attempts -= 1
             row.next_attempt_at = r.next_attempt_at if r.status == "retry" else None
+
+    async def suppressed_among(self, user_id: int, keys: Sequence[str]) -> set[str]:
+        return self.suppressed & set(keys)
 
     async def next_due(self, campaign_id: uuid.UUID, first: int, last: int, lease: float) -> float | None:
         now = time.time()
@@ -513,3 +517,15 @@ async def test_a_cancel_reaches_recipients_already_claimed() -> None:
     await asyncio.gather(worker.deliver(batch_of(store)), cancel_soon())
     assert len(server.accepted) < 60 // 2, len(server.accepted)
     assert store.states() == {"sent": len(server.accepted), "skipped": 60 - len(server.accepted)}
+
+
+async def test_someone_suppressed_after_loading_is_skipped_at_send_time() -> None:
+    # Found by attacking the stack: suppression was applied when recipients were loaded only, so a
+    # person who unsubscribed during a long (rate-limited, multi-day) campaign was still mailed.
+    store = await make_store(6)
+    store.suppressed = {"r2@example.com", "r5@example.com"}
+    server = ScriptedServer()
+    await deliverer(store, server).deliver(batch_of(store))
+    assert sorted(server.accepted) == ["r1@example.com", "r3@example.com", "r4@example.com", "r6@example.com"]
+    assert (store.rows[2].status, store.rows[2].reply) == ("skipped", "suppressed")
+    assert store.states() == {"sent": 4, "skipped": 2}

@@ -56,6 +56,12 @@ class PostgresDeliveryStore:
         async with self._pool.acquire() as conn:
             await recipients.record(conn, campaign_id, results)
 
+    async def suppressed_among(self, user_id: int, keys: Sequence[str]) -> set[str]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT address FROM suppressed WHERE user_id = $1 AND address = ANY($2::text[])",
+                                    user_id, list(keys))
+        return {r["address"] for r in rows}
+
     async def next_due(self, campaign_id: uuid.UUID, first: int, last: int, lease: float) -> float | None:
         async with self._pool.acquire() as conn:
             return await recipients.next_due(conn, campaign_id, first, last, lease)

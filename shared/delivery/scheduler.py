@@ -19,6 +19,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from shared import suppressions
 from shared.campaigns.states import OPEN_FOR_SENDING, CampaignForSending
 from shared.commands import DeliveryBatch
 from shared.crypto import KeyProvider
@@ -209,8 +210,16 @@ class Deliverer:
                                                       self._lease)
                     if claimed is None:
                         break  # paused or cancelled: takes effect between chunks, within seconds
+                    # The list is read again right before sending: someone who unsubscribed (or
+                    # bounced) after the recipients were loaded — days ago, for a long campaign —
+                    # is not mailed.
+                    keys = {item.position: suppressions.fast_key(item.email) for item in claimed}
+                    now_suppressed = await self._store.suppressed_among(campaign.user_id, list(set(keys.values())))
                     for item in claimed:
-                        await queue.put(item)
+                        if keys[item.position] in now_suppressed:
+                            done.append(RecipientResult(item.position, "skipped", "suppressed"))
+                        else:
+                            await queue.put(item)
             except Exception as exc:
                 # Stop handing out work but let the sends in flight finish and be recorded:
                 # cancelling them mid-DATA would turn accepted mail into later duplicates.
