@@ -9,11 +9,14 @@ IMAPClient (BSD) speaks the protocol; it is synchronous, so callers run it in a 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import socket
 import ssl
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import imapclient
 from imapclient import tls as imap_tls
@@ -31,6 +34,19 @@ FETCH_BATCH = 50
 # A bounce's report is in its first part; the original message it returns can be anything, up
 # to a 50 MB attachment: only this much of any message is read.
 MAX_READ_BYTES = 2 * 1024 * 1024
+
+
+T = TypeVar("T")
+
+# IMAPClient is synchronous, and a hostile server can hold a thread as long as it likes (a byte
+# every few seconds never trips a socket timeout). IMAP calls get threads of their own, so such a
+# server can use up only these, never the default pool that hashes passwords and renders mail.
+_IMAP_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="imap")
+
+
+async def in_imap_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`call(*args, **kwargs)` in an IMAP thread."""
+    return await asyncio.get_running_loop().run_in_executor(_IMAP_THREADS, functools.partial(call, *args, **kwargs))
 
 
 # What Mailbox.idle_read heard.
@@ -258,7 +274,7 @@ async def open_mailbox(account: ImapAccount, policy: ConnectPolicy) -> Mailbox:
     last: BaseException | None = None
     for address in addresses[:2]:
         try:
-            return await asyncio.to_thread(_connect, account, address, policy)
+            return await in_imap_thread(_connect, account, address, policy)
         except Exception as exc:  # each failure is explained; the next address may answer
             last = exc
     assert last is not None
@@ -278,11 +294,11 @@ async def verify(account: ImapAccount, policy: ConnectPolicy) -> VerifyProblem |
     except ImapProblem as exc:
         return exc.problem
     try:
-        await asyncio.to_thread(mailbox.select_inbox, readonly=True)
+        await in_imap_thread(mailbox.select_inbox, readonly=True)
     except Exception as exc:
         return _problem(exc, account)
     finally:
-        await asyncio.to_thread(mailbox.close)
+        await in_imap_thread(mailbox.close)
     return None
 
 

@@ -38,7 +38,7 @@ import asyncpg
 
 from shared.bounces.reader import load_account
 from shared.crypto import KeyProvider
-from shared.imap_accounts import NEWS, WOKE, ImapProblem, Mailbox, open_mailbox
+from shared.imap_accounts import NEWS, WOKE, ImapProblem, Mailbox, in_imap_thread, open_mailbox
 from shared.mail.messenger import ConnectPolicy
 
 log = logging.getLogger("sendpy.bounces")
@@ -177,14 +177,14 @@ class IdleSessions:
             if loaded is None:
                 return
             mailbox = await open_mailbox(loaded[1], self.policy)
-            if not await asyncio.to_thread(mailbox.idle_supported):
+            if not await in_imap_thread(mailbox.idle_supported):
                 outcome = "no IDLE"
                 self._skip[sender_id] = (session.fingerprint, time.monotonic() + NO_IDLE_RETRY_SECONDS)
                 log.info("the IMAP server offers no IDLE; polling it", extra={"sender": sender_id})
                 return
-            await asyncio.to_thread(mailbox.keep_alive)
-            await asyncio.to_thread(mailbox.select_inbox, readonly=True)
-            await asyncio.to_thread(mailbox.idle_start)
+            await in_imap_thread(mailbox.keep_alive)
+            await in_imap_thread(mailbox.select_inbox, readonly=True)
+            await in_imap_thread(mailbox.idle_start)
             log.info("watching a mailbox (IDLE)", extra={"sender": sender_id})
             if await self.check(sender_id) is not None:  # what came while nobody watched
                 outcome = await self._watch(session, mailbox)
@@ -211,15 +211,15 @@ class IdleSessions:
         while session.reason is None:
             heard = None
             if await _readable(fd, session.stopped, reissue_at - time.monotonic()):
-                heard = await asyncio.to_thread(mailbox.idle_read)
+                heard = await in_imap_thread(mailbox.idle_read)
             if session.reason is not None:
                 break
             if heard == NEWS:
                 look = await self.check(session.sender_id)
             elif heard == WOKE or time.monotonic() >= reissue_at:
                 # A WOKE may be the server's EOF: leaving IDLE raises if the connection is gone.
-                await asyncio.to_thread(mailbox.idle_stop)
-                await asyncio.to_thread(mailbox.idle_start)
+                await in_imap_thread(mailbox.idle_stop)
+                await in_imap_thread(mailbox.idle_start)
                 reissue_at = time.monotonic() + REISSUE_SECONDS
                 # Mail announced between DONE and the new IDLE may sit unseen in the client's
                 # buffer: one look covers it.
@@ -234,7 +234,7 @@ class IdleSessions:
         sender_id = session.sender_id
         if mailbox is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(asyncio.to_thread(mailbox.close)), CLOSE_SECONDS)
+                await asyncio.wait_for(asyncio.shield(in_imap_thread(mailbox.close)), CLOSE_SECONDS)
             except (TimeoutError, asyncio.CancelledError):
                 mailbox.abort()
         if outcome == "dropped" and session.reason is None:

@@ -26,7 +26,7 @@ import asyncpg
 from shared.bounces.dsn import Bounce, parse_bounce
 from shared.bounces.record import SenderRef, message_key, record
 from shared.crypto import KeyProvider, open_sealed
-from shared.imap_accounts import FETCH_BATCH, ImapAccount, ImapProblem, Mailbox, explain, open_mailbox
+from shared.imap_accounts import FETCH_BATCH, ImapAccount, ImapProblem, Mailbox, explain, in_imap_thread, open_mailbox
 from shared.mail.messenger import ConnectPolicy
 from shared.smtp_accounts import VerifyProblem
 
@@ -117,28 +117,28 @@ async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sen
                             release=release)
         return None
     finally:
-        await asyncio.to_thread(mailbox.close)
+        await in_imap_thread(mailbox.close)
 
 
 async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: Any, *, release: bool) -> int:
     move = bool(row["imap_move_bounces"])
-    uidvalidity, uidnext = await asyncio.to_thread(mailbox.select_inbox, readonly=not move)
+    uidvalidity, uidnext = await in_imap_thread(mailbox.select_inbox, readonly=not move)
     start = row["imap_next_uid"]
     if start is None or row["imap_uidvalidity"] != uidvalidity:
         # First look, or the server renumbered the mailbox: from the sender's creation day, or
         # from the day of the last check (what was recorded then is not recorded again).
         renumbered = start is not None and row["imap_checked_at"] is not None
         since: dt.datetime = row["imap_checked_at"] if renumbered else row["created_at"]
-        found = await asyncio.to_thread(mailbox.uids_since, since.date())
+        found = await in_imap_thread(mailbox.uids_since, since.date())
         start = min(found) if found else uidnext
     marked = fetched = batches = largest = 0
     first = start
     try:
         for _ in range(MAX_BATCHES):
-            uids = await asyncio.to_thread(mailbox.uids_from, start, FETCH_BATCH)
+            uids = await in_imap_thread(mailbox.uids_from, start, FETCH_BATCH)
             if not uids:
                 break
-            raws = await asyncio.to_thread(mailbox.fetch, uids)
+            raws = await in_imap_thread(mailbox.fetch, uids)
             parsed = await asyncio.to_thread(_parse_all, raws)
             recognised = []
             async with db.acquire() as conn, conn.transaction():
@@ -153,7 +153,7 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
                 await _save_place(conn, sender.id, uidvalidity, start, release=False)
             fetched, batches, largest = fetched + len(uids), batches + 1, max(largest, len(uids))
             if move and recognised:
-                await asyncio.to_thread(mailbox.move, recognised, BOUNCE_FOLDER)
+                await in_imap_thread(mailbox.move, recognised, BOUNCE_FOLDER)
         async with db.acquire() as conn:
             await _save_place(conn, sender.id, uidvalidity, start, release=release)
     finally:  # also after a failure: what was fetched (and recorded) before it
