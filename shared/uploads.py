@@ -6,8 +6,8 @@ import asyncio
 import itertools
 import json
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -31,6 +31,7 @@ from shared.storage import ObjectChanged, ObjectMissing, UploadStore
 # Files up to this size are inspected within the request (about 20,000 rows: well under a second,
 # in a thread so other requests go on); larger ones by a worker, with progress.
 INLINE_INSPECT_BYTES = 256 * 1024
+T = TypeVar("T")
 _COLUMNS = ("id, filename, size_bytes, status, error_code, error_detail, encoding, delimiter, has_header,"
             " email_column, columns, preview, report, rows_read, created_at, updated_at")
 
@@ -92,6 +93,17 @@ async def stored_file(conn: Conn, user_id: int, upload_id: uuid.UUID) -> tuple[s
     return (row["s3_key"], row["etag"]) if row else None
 
 
+async def _reading_the_file(read: Callable[[], T], field: str) -> T:
+    """`read` (which streams the stored file) in a thread; a file gone or replaced since it was
+    inspected becomes the 4xx that says so."""
+    try:
+        return await asyncio.to_thread(read)
+    except ObjectMissing:
+        raise InputError("contacts_file_gone", field) from None
+    except ObjectChanged:
+        raise InputError("contacts_file_changed", field) from None
+
+
 async def contact_at(db: asyncpg.Pool, store: UploadStore, user_id: int, upload_id: uuid.UUID,
                      row: int) -> tuple[str, dict[str, Any]]:
     """(email, fields) of data row `row` (1 = first contact) of an upload; ("", {}) if it is gone."""
@@ -109,12 +121,7 @@ async def contact_at(db: asyncpg.Pool, store: UploadStore, user_id: int, upload_
             return contact.email, contact.fields
         return None
 
-    try:
-        found = await asyncio.to_thread(find)
-    except ObjectMissing:
-        raise InputError("contacts_file_gone", "upload_id") from None
-    except ObjectChanged:
-        raise InputError("contacts_file_changed", "upload_id") from None
+    found = await _reading_the_file(find, "upload_id")
     if found is None:
         raise InputError("row_out_of_range", "row", count=(upload.get("report") or {}).get("rows", 0))
     return found
@@ -247,12 +254,7 @@ async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uui
 
     reporter = asyncio.create_task(report_progress())
     try:
-        try:
-            report = await asyncio.to_thread(count)
-        except ObjectMissing:
-            raise InputError("contacts_file_gone", "file") from None
-        except ObjectChanged:
-            raise InputError("contacts_file_changed", "file") from None
+        report = await _reading_the_file(count, "file")
         if report["rows"] == 0:
             raise InputError("no_rows", "file")
     except InputError as error:
