@@ -36,8 +36,9 @@ ROWS: dict[str, str] = {
 
 # The user-fault table: each mistake or attack a user can make, what they see and how soon.
 USER_ROWS: dict[str, str] = {
-    "hostile_template": "templates with a 250-million-step loop, `'a' * 10**8`, `center(10**8)` to `/api/send-message`",
+    "hostile_template": "templates with a 250-million-step loop, `'a' * 10**8`, `center(10**8)`, 20,000 `{% if email|title %}` to `/api/send-message`",
     "hostile_template_neighbour": "… meanwhile, another user's 1-recipient mail",
+    "slow_template_for_one_contact": "a template of allowed filters too slow for one contact's 9,600-character field",
     "huge_body_unauthenticated": "a 400 MB body to `/v1/auth/login` (no account needed)",
     "deep_json": "JSON nested 500 and 100,000 deep, on four JSON routes",
     "big_contact_file": "a 2.3 MB, 60,002-row contact file completed (and `/api/health` meanwhile)",

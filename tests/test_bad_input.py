@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -26,6 +27,8 @@ CORPUS: list[tuple[object, int, str, str | None]] = [
     ({"subject": "{{ name|center(99999999) }}"}, 400, "template_filter", "subject"),
     ({"html_body": "{% if a %}" * 100 + "x" + "{% endif %}" * 100}, 400, "template_too_deep", "html_body"),
     ({"text_body": "{{ " + "(" * 3000 + "a" + ")" * 3000 + " }}"}, 400, "template_too_deep", "text_body"),
+    ({"html_body": "{% if bio|title %}{% endif %}" * 20_000}, 400, "template_construct", "html_body"),
+    ({"subject": "{{ name|trim }}" * 51}, 400, "template_construct", "subject"),
     ({"subject": "x" * 1000}, 400, "too_long", "subject"),
     ({"colour": "red"}, 400, "unknown_field", "colour"),
     ({"sender_id": "1; DROP TABLE senders"}, 400, "unknown_sender", "sender_id"),
@@ -137,3 +140,26 @@ async def test_every_answer_carries_the_security_headers(api: httpx.AsyncClient,
     assert answer.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
     assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_big_json_bodies_are_parsed_off_the_event_loop(api: httpx.AsyncClient, api_key: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three million items took a second to parse and walk, during which no other request moved.
+    from functions import parsing
+
+    threads: dict[int, str] = {}
+    original = parsing.json.loads
+
+    def recorded(body: bytes) -> object:
+        threads[len(body)] = threading.current_thread().name
+        return original(body)
+
+    monkeypatch.setattr(parsing.json, "loads", recorded)
+    auth = {"Authorization": f"Bearer {api_key}"}
+    small = b'{"name": "small"}'
+    big = b'{"name": "big", "x": [' + b"0," * 3_000_000 + b"0]}"
+    assert (await api.post("/v1/campaigns", headers=auth, content=small)).status_code == 201
+    refused = await api.post("/v1/campaigns", headers=auth, content=big)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "unknown_field", refused.text
+    main = threading.main_thread().name
+    assert threads[len(small)] == main and threads[len(big)] != main, threads

@@ -7,17 +7,17 @@ import pytest
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
 
+from shared.mail import compose, template_limits
 from shared.mail.compose import (
-    MAX_RENDERED_CHARS,
     CampaignContent,
     CompiledCampaign,
     RenderTooLarge,
     TemplateError,
-    TemplateLimit,
     html_to_text,
     template_fields,
     text_template,
 )
+from shared.mail.template_limits import MAX_FILTER_CALLS, MAX_FILTER_WORK, MAX_RENDERED_CHARS, TemplateLimit
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -177,18 +177,18 @@ def test_a_plain_brace_beside_an_entity_brace_stays_literal(html: str, text: str
     assert compiled.render_parts({"name": "Ann"})[1] == text
 
 
-@pytest.mark.parametrize("source", [
-    "{% if a %}" * 100 + "x" + "{% endif %}" * 100,  # Python refuses the generated code (IndentationError)
-    "{% if a %}" * 3000 + "x" + "{% endif %}" * 3000,  # the parser runs out of recursion
-    "{{ " + "(" * 3000 + "a" + ")" * 3000 + " }}",
+@pytest.mark.parametrize(("source", "code"), [
+    ("{% if a %}" * 100 + "x" + "{% endif %}" * 100, "template_too_deep"),  # Python refuses the generated code
+    ("{% if a %}" * 3000 + "x" + "{% endif %}" * 3000, "template_construct"),  # 6,000 tags: refused unparsed
+    ("{{ " + "(" * 3000 + "a" + ")" * 3000 + " }}", "template_too_deep"),  # the parser runs out of recursion
 ])
-def test_templates_nested_too_deeply_are_refused_by_name(source: str) -> None:
+def test_templates_nested_too_deeply_are_refused_by_name(source: str, code: str) -> None:
     with pytest.raises(TemplateError) as refused:
         template_fields("s", source)
-    assert refused.value.code == "template_too_deep"
+    assert refused.value.code == code
     with pytest.raises(TemplateError) as refused:
         CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", source))
-    assert refused.value.code == "template_too_deep"
+    assert refused.value.code == code
 
 
 @pytest.mark.parametrize(("source", "code"), [
@@ -227,3 +227,55 @@ def test_values_that_would_pass_the_limit_are_refused_before_they_are_built() ->
             compiled.render(1, "r@example.com", fields)
     ordinary = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "{{ 3.14159|round(2) }} {{ bio|upper }}"))
     assert "3.14 ХЕЛЛО" in ordinary.render_parts({"bio": "хелло"})[2]
+
+
+def test_a_template_with_thousands_of_allowed_tags_is_refused_unparsed() -> None:
+    # 20,000 of these with a 10,000-character field took a preview 85 s and held another
+    # user's mail 207 s; compiling them alone took 5 s.
+    source = "{% if bio|title %}{% endif %}" * 20_000
+    with pytest.raises(TemplateError) as refused:
+        template_fields("s", source)
+    assert refused.value.code == "template_construct"
+    assert "40,000 tags" in refused.value.params["what_en"]
+    assert "40 000 тегов" in refused.value.params["what_ru"]
+
+
+def test_more_filter_calls_than_a_message_may_afford_are_refused_where_written() -> None:
+    calls = MAX_FILTER_CALLS + 1
+    with pytest.raises(TemplateError) as refused:
+        CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "{% if bio is lower %}{% endif %}"
+                                         + "{{ bio|title }}" * (calls - 1)))
+    assert refused.value.code == "template_construct"
+    assert f"{calls} filters and tests" in refused.value.params["what_en"]
+    allowed = "{{ bio|title }}" * MAX_FILTER_CALLS
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", allowed, allowed))
+    assert compiled.render_parts({"bio": "б" * 10_000})[2].startswith("Б")  # the longest field, at the cap
+
+
+def test_filters_that_would_handle_too_much_of_a_contact_fail_that_message_with_the_reason() -> None:
+    # Joined fields pass the longest single field: the filter work is what is bounded.
+    joined = "(" + " ~ ".join(["bio"] * 20) + ")"
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", ("{{ " + joined + "|title }}") * 5))
+    with pytest.raises(TemplateLimit) as stopped:
+        compiled.render(1, "r@example.com", {"bio": "иван петров " * 800})
+    assert f"{MAX_FILTER_WORK:,} characters" in str(stopped.value)
+    assert "фильтрам шаблона" in stopped.value.russian
+    assert compiled.render(2, "r@example.com", {"bio": "иван"})  # short fields: the same template is fine
+
+
+def test_tests_are_charged_like_filters() -> None:
+    joined = "(" + " ~ ".join(["bio"] * 20) + ")"
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s",
+                                                ("{% if " + joined + " is lower %}x{% endif %}") * 5))
+    with pytest.raises(TemplateLimit):
+        compiled.render(1, "r@example.com", {"bio": "a" * 9_000})
+
+
+def test_a_message_that_takes_longer_than_its_time_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "{% if a %}{{ a }}{% endif %}"))
+    assert compiled.render(1, "r@example.com", {"a": "x"})
+    monkeypatch.setattr(template_limits, "RENDER_SECONDS", -1.0)  # the clock ran out before it began
+    monkeypatch.setattr(compose, "RENDER_SECONDS", -1.0)
+    with pytest.raises(TemplateLimit) as stopped:
+        compiled.render(1, "r@example.com", {"a": "x"})
+    assert "готовилось дольше" in stopped.value.russian

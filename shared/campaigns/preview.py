@@ -10,14 +10,14 @@ from jinja2 import ChainableUndefined
 from shared.errors import InputError
 from shared.mail.compose import (
     BUILTIN_FIELDS,
-    MAX_RENDERED_CHARS,
     CampaignContent,
     CompiledCampaign,
     RenderTooLarge,
     TemplateError,
     template_fields,
 )
-from shared.mail.template_reasons import in_russian
+from shared.mail.template_limits import MAX_RENDERED_CHARS
+from shared.mail.template_reasons import failure_in_russian, in_russian
 from shared.unsubscribe import Unsubscriber
 
 _FIELDS = {"subject": "subject", "html": "html_body", "text": "text_body"}
@@ -37,10 +37,16 @@ def template_error(exc: TemplateError | RenderTooLarge, fields: dict[str, str] |
                       reason=str(exc), reason_ru=in_russian(str(exc)), **exc.params)
 
 
+def template_problem(exc: TemplateError) -> str:
+    """Why a campaign paused over its template, in both languages (a worker does not know its reader's)."""
+    error = template_error(exc)
+    return " / ".join(error.message(lang) for lang in ("ru", "en"))
+
+
 def render_error(exc: Exception) -> InputError:
     """The 4xx for a template that parses but fails for one contact's data, e.g. {{ 1 / count }}."""
     return InputError("template", "html_body", part="html", part_en="HTML", part_ru="HTML", where="",
-                      reason=str(exc), reason_ru=in_russian(str(exc)))
+                      reason=str(exc), reason_ru=failure_in_russian(exc))
 
 
 def _recorder(seen: list[str]) -> type[ChainableUndefined]:

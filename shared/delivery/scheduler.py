@@ -12,22 +12,26 @@ offset only after `deliver` returns, so every outcome and every deferral is in P
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 import uuid
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from shared import suppressions
+from shared.campaigns.preview import template_problem
 from shared.campaigns.states import OPEN_FOR_SENDING, CampaignForSending
 from shared.commands import DeliveryBatch
 from shared.crypto import KeyProvider
 from shared.delivery.connections import Connect, SenderState
 from shared.delivery.store import DeliveryStore
 from shared.limits import SendLimiter, Window
-from shared.mail.compose import CampaignContent, CompiledCampaign
+from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError
 from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpConnection
+from shared.mail.template_reasons import failure_in_russian
 from shared.recipients import CLAIM_LEASE_SECONDS, Claimed, RecipientResult
 from shared.smtp_accounts import Sender, VerifyProblem, explain
 from shared.unsubscribe import Unsubscriber
@@ -47,6 +51,8 @@ FLUSH_SURPRISES = 3
 # Waits shorter than this are slept through; longer ones defer the batch and free the partition.
 MAX_INLINE_WAIT = 2.0
 SENDER_REFRESH_SECONDS = 10.0
+# Threads that compile templates and render the ones with filters or conditions.
+RENDER_THREADS = 4
 # An account this worker has not sent for in this long is dropped with its connections.
 SENDER_IDLE_SECONDS = 300.0
 # Connection problems that retrying cannot fix: a person has to change the sender's settings.
@@ -107,14 +113,16 @@ class Deliverer:
         self._unsubscribe_key = unsubscribe_key
         self._base_url = public_base_url
         self._compiled: OrderedDict[uuid.UUID, CompiledCampaign] = OrderedDict()
+        self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="sendpy-render")
         self._senders: dict[int, SenderState] = {}
         self._loading: dict[int, asyncio.Lock] = {}
 
     async def close(self) -> None:
         states, self._senders = self._senders, {}
         await asyncio.gather(*(state.close() for state in states.values()))
+        self._render_pool.shutdown(wait=False, cancel_futures=True)
 
-    def _compiled_campaign(self, campaign: CampaignForSending, sender: Sender) -> CompiledCampaign:
+    async def _compiled_campaign(self, campaign: CampaignForSending, sender: Sender) -> CompiledCampaign:
         compiled = self._compiled.get(campaign.id)
         if compiled is None:
             content = CampaignContent(
@@ -123,7 +131,10 @@ class Deliverer:
             )
             unsubscriber = (Unsubscriber(self._unsubscribe_key, self._base_url, campaign.id)
                             if self._unsubscribe_key else None)
-            compiled = CompiledCampaign(content, unsubscriber=unsubscriber)
+            # Compiling a large template takes a good part of a second: not on the loop that
+            # carries every other account's sends and the Kafka heartbeats.
+            compiled = await asyncio.get_running_loop().run_in_executor(
+                self._render_pool, functools.partial(CompiledCampaign, content, unsubscriber=unsubscriber))
             self._compiled[campaign.id] = compiled
             if len(self._compiled) > 64:
                 self._compiled.popitem(last=False)
@@ -187,7 +198,11 @@ class Deliverer:
         positions = await self._store.due_positions(batch.campaign_id, batch.first, batch.last, self._lease)
         if not positions:
             return
-        compiled = self._compiled_campaign(campaign, state.sender)
+        try:
+            compiled = await self._compiled_campaign(campaign, state.sender)
+        except TemplateError as exc:  # passed the checks of its day, not today's: the person must edit it
+            stop.outcome, stop.reason = ReplyKind.PAUSE_CAMPAIGN, template_problem(exc)
+            return
         lanes = min(state.size, len(positions))
         queue: asyncio.Queue[Claimed | None] = asyncio.Queue(maxsize=CLAIM_CHUNK)
         done: list[RecipientResult] = []
@@ -366,6 +381,15 @@ class Deliverer:
         return RecipientResult(item.position, "retry", reply.describe(),
                                   time.time() + self._retry.delay(item.attempts))
 
+    async def _render(self, compiled: CompiledCampaign, item: Claimed) -> bytes:
+        """One recipient's message. Filling in plain fields takes microseconds and stays on the
+        loop; templates with filters or conditions can take up to their time budget
+        (template_limits.py) and run in a thread, so that the loop's other sends go on."""
+        if compiled.plain:
+            return compiled.render(item.position, item.email, item.fields)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._render_pool, compiled.render, item.position, item.email, item.fields)
+
     async def _send_one(
         self, state: SenderState, compiled: CompiledCampaign, item: Claimed, stop: _Stop, deadline: float
     ) -> RecipientResult:
@@ -394,10 +418,11 @@ class Deliverer:
                 stop.outcome, stop.reason, stop.not_before = ReplyKind.PAUSE_SENDER, "sender paused", state.paused_until
             return RecipientResult(item.position, "released", None)
         try:
-            message = compiled.render(item.position, item.email, item.fields)
+            message = await self._render(compiled, item)
         except Exception as exc:  # a template that fails for this row's data, e.g. {{ 1 / count }}
             state.release(conn)
-            return RecipientResult(item.position, "failed", f"ошибка шаблона / template error: {exc}"[:1000])
+            return RecipientResult(item.position, "failed",
+                                   f"ошибка шаблона: {failure_in_russian(exc)} / template error: {exc}"[:1000])
         try:
             reply = await conn.send(state.sender.from_email, item.email, message)
         except Exception as exc:  # a library bug or an encoding problem: this recipient's outcome, not the batch's

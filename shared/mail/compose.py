@@ -8,7 +8,6 @@ quoted-printable encoding done in C.
 from __future__ import annotations
 
 import binascii
-import functools
 import re
 import secrets
 import time
@@ -21,10 +20,21 @@ from typing import Any
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
-from jinja2.nodes import EvalContext
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
+from shared.mail.template_limits import (
+    MAX_FILTER_CALLS,
+    MAX_RENDERED_CHARS,
+    MAX_ROUND_DIGITS,
+    MAX_TAGS,
+    RENDER_SECONDS,
+    bounded_filter,
+    charged_test,
+    check_time,
+    metering,
+    sized,
+)
 from shared.unsubscribe import Unsubscriber
 
 BUILTIN_FIELDS = ("email", "unsubscribe_url")
@@ -37,10 +47,6 @@ _FOOTER_TEXT = "\n\n--\nUnsubscribe / Отписаться: {{ unsubscribe_url }
 _HAS_TEMPLATE = re.compile(r"{[{%#]")
 _PLAIN_FIELD = re.compile(r"{{-?\s*([^\W\d]\w*)\s*-?}}")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
-
-
-# One rendered part (subject, text or HTML) of one recipient's message may not exceed this.
-MAX_RENDERED_CHARS = 1_000_000
 
 
 class TemplateError(ValueError):
@@ -84,57 +90,6 @@ ALLOWED_FILTERS = frozenset({
     "upper", "lower", "title", "capitalize", "trim", "default", "d", "truncate", "striptags", "length",
     "wordcount", "escape", "e", "first", "last", "int", "round", "string",
 })
-MAX_ROUND_DIGITS = 20
-
-
-class TemplateLimit(ValueError):
-    """A step of rendering that would pass a limit (the size of a value, a round() precision)."""
-
-
-def _too_big(value: object, budget: int = MAX_RENDERED_CHARS) -> bool:
-    """Whether `value` printed would pass `budget` characters, judged before printing it: a list of
-    long fields, or a list inside a list (each level of str() doubles the backslashes), is measured
-    item by item instead of being built first."""
-    if isinstance(value, str):
-        return len(value) > budget
-    if isinstance(value, list | tuple | dict):
-        items = list(value.items()) if isinstance(value, dict) else value
-        for item in items:
-            if _too_big(item, budget):
-                return True
-            budget -= len(item) * 2 + 4 if isinstance(item, str) else 64
-            if budget < 0:
-                return True
-    return False
-
-
-def _sized(value: Any) -> Any:
-    """What a {{ … }} prints, refused before it is built when it would pass the message's limit."""
-    if _too_big(value):
-        raise TemplateLimit(f"a value larger than {MAX_RENDERED_CHARS:,} characters")
-    return value
-
-
-def _bounded_filter(name: str, run: Any) -> Any:
-    """The filter `run`, refusing input or output past the message's limit, and round() with a
-    precision that would build a huge number (round(1, 10**7, 'floor') computes 10**10**7)."""
-
-    @functools.wraps(run)
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        for value in args:
-            if not isinstance(value, SandboxedEnvironment | EvalContext) and _too_big(value):
-                raise TemplateLimit(f"'{name}' got a value larger than {MAX_RENDERED_CHARS:,} characters")
-        if name == "round":
-            precision = kwargs.get("precision", args[1] if len(args) > 1 else 0)
-            if not isinstance(precision, int) or abs(precision) > MAX_ROUND_DIGITS:
-                raise TemplateLimit(f"round() takes a precision from -{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS}")
-        result = run(*args, **kwargs)
-        if _too_big(result):
-            raise TemplateLimit(f"'{name}' made a value larger than {MAX_RENDERED_CHARS:,} characters")
-        return result
-
-    return bounded
-
 
 # What each refused construct is called in the error message (English, Russian).
 _CONSTRUCTS: dict[type[nodes.Node], tuple[str, str]] = {
@@ -167,6 +122,12 @@ def _too_deep(part: str) -> TemplateError:
 
 def _checked_tree(env: SandboxedEnvironment, source: str, part: str) -> nodes.Template:
     """Parse and vet one template; every way it can fail is a TemplateError naming the part."""
+    tags = source.count("{{") + source.count("{%")
+    if tags > MAX_TAGS:  # counted before parsing: 20,000 tags took 5 s to compile
+        raise TemplateError(part, f"the template has {tags} tags", None, code="template_construct",
+                            params={"what_en": f"{tags:,} tags {{{{ … }}}} and {{% … %}} (at most {MAX_TAGS})",
+                                    "what_ru": f"{tags:,} тегов {{{{ … }}}} и {{% … %}} (не больше {MAX_TAGS})"
+                                    .replace(",", " ")})
     try:
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
@@ -188,6 +149,11 @@ def _checked_tree(env: SandboxedEnvironment, source: str, part: str) -> nodes.Te
                                 node.lineno, code="template_construct",
                                 params={"what_en": f"round() with a precision beyond ±{MAX_ROUND_DIGITS}",
                                         "what_ru": f"round() с точностью больше ±{MAX_ROUND_DIGITS}"})
+    calls = sum(1 for _ in tree.find_all((nodes.Filter, nodes.Test)))
+    if calls > MAX_FILTER_CALLS:
+        raise TemplateError(part, f"the template calls {calls} filters and tests", None, code="template_construct",
+                            params={"what_en": f"{calls} filters and tests (at most {MAX_FILTER_CALLS})",
+                                    "what_ru": f"{calls} фильтров и проверок (не больше {MAX_FILTER_CALLS})"})
     # "~" builds its whole string before the output's size is checked: with 10,000-character
     # fields, thousands of joins made a gigabyte per recipient. A hundred is plenty for names.
     joined = sum(len(node.nodes) for node in tree.find_all(nodes.Concat))
@@ -253,6 +219,7 @@ class _Renderer:
         self._template = None
         self._pieces: list[str] | None = None
         self._escape = env.autoescape is True
+        self.plain = True  # literal text or plain fields: cheap whatever the contact's data
         if not _HAS_TEMPLATE.search(source):
             return
         tree = _checked_tree(env, source, part)
@@ -260,10 +227,12 @@ class _Renderer:
             self._template = env.from_string(tree)
         except (RecursionError, SyntaxError, MemoryError):
             raise _too_deep(part) from None
+        self.plain = False
         if fast and "{%" not in source and "{#" not in source:
             pieces = _PLAIN_FIELD.split(source)
             if not any("{{" in literal or "}}" in literal for literal in pieces[::2]):
                 self._pieces = pieces  # literal, field, literal, field, …, literal
+                self.plain = True
 
     def render(self, fields: Mapping[str, Any]) -> str:
         """The part for one contact; RenderTooLarge once it passes MAX_RENDERED_CHARS."""
@@ -284,6 +253,7 @@ class _Renderer:
             return self.source
         chunks, size = [], 0
         for chunk in self._template.generate(fields):
+            check_time()
             size += len(chunk)
             if size > MAX_RENDERED_CHARS:
                 raise RenderTooLarge(self._part)
@@ -315,11 +285,13 @@ def with_unsubscribe_footer(html: str, text: str | None) -> tuple[str, str | Non
 
 def _environments(undefined: type[Undefined]) -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
     plain = SandboxedEnvironment(autoescape=False, undefined=undefined, keep_trailing_newline=True,
-                                 finalize=_sized)
-    html = SandboxedEnvironment(autoescape=True, undefined=undefined, keep_trailing_newline=True, finalize=_sized)
+                                 finalize=sized)
+    html = SandboxedEnvironment(autoescape=True, undefined=undefined, keep_trailing_newline=True, finalize=sized)
     for env in (plain, html):
         for name in ALLOWED_FILTERS:
-            env.filters[name] = _bounded_filter(name, env.filters[name])
+            env.filters[name] = bounded_filter(name, env.filters[name])
+        for name in ALLOWED_TESTS:
+            env.tests[name] = charged_test(env.tests[name])
     return plain, html
 
 
@@ -375,6 +347,7 @@ class CompiledCampaign:
         self._html = _Renderer(html_env, html, "html", fast=fast)
         text_source = text if text else text_template(html)
         self._text = _Renderer(plain_env, text_source, "text", fast=fast)
+        self.plain = self._subject.plain and self._html.plain and self._text.plain
         self._domain = content.from_email.rpartition("@")[2].lower()
         boundary = "=_sendpy_" + secrets.token_hex(12)  # "=_" occurs in neither base64 nor 7bit text
         self._head = (
@@ -393,8 +366,15 @@ class CompiledCampaign:
         return f"<{self.content.campaign_id}.{position}@{self._domain}>"
 
     def render_parts(self, fields: Mapping[str, Any]) -> tuple[str, str, str]:
-        """(subject, text, html) for one recipient's fields."""
-        return self._subject.render(fields), self._text.render(fields), self._html.render(fields)
+        """(subject, text, html) for one recipient's fields; TemplateLimit when the templates
+        would take more than their share of work or time for these fields."""
+        deadline = time.perf_counter() + RENDER_SECONDS
+        parts = []
+        for renderer in (self._subject, self._text, self._html):
+            metering(deadline)  # each part gets its own filter work, the message one deadline
+            parts.append(renderer.render(fields))
+        subject, text, html = parts
+        return subject, text, html
 
     def _date_header(self) -> bytes:
         now = int(time.time())

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from shared.mail.template_limits import TemplateLimit
+
 _TOKENS = {
     "end of print statement": "}}",
     "end of statement block": "%}",
@@ -63,3 +65,8 @@ def in_russian(message: str) -> str:
         if match:
             return say(match)
     return f"ошибка шаблона (Jinja: {message})"
+
+
+def failure_in_russian(exc: Exception) -> str:
+    """Why rendering one contact's message failed, in Russian: our own limits say it themselves."""
+    return exc.russian if isinstance(exc, TemplateLimit) else in_russian(str(exc))
