@@ -17,6 +17,8 @@ MAX_JSON_BYTES = 6 * 1024 * 1024  # the Lambda payload limit
 # Routes anyone may call (sign-up, log-in) read at most this much before answering 413.
 SMALL_JSON_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32
+# A body trickling in slower than this holds a connection for nothing (6 MB at 100 KB/s fits).
+BODY_SECONDS = 60.0
 
 
 async def read_body(request: Request, limit: int = MAX_JSON_BYTES) -> bytes:
@@ -25,11 +27,15 @@ async def read_body(request: Request, limit: int = MAX_JSON_BYTES) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body_too_large", limit_kb=limit // 1024)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", limit_kb=limit // 1024)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "body_too_large", limit_kb=limit // 1024)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, "body_too_slow", seconds=BODY_SECONDS) from None
     body = b"".join(chunks)
     request._body = body  # Starlette's own cache: later request.body() calls get these bytes
     return body

@@ -11,6 +11,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The request body is larger than {limit_kb} KB.",
         "ru": "Тело запроса больше {limit_kb} КБ.",
     },
+    "body_too_slow": {
+        "en": "The request body did not arrive within {seconds:.0f} seconds.",
+        "ru": "Тело запроса не пришло за {seconds:.0f} секунд.",
+    },
     "json_too_deep": {
         "en": "The JSON is nested more than {limit} levels deep.",
         "ru": "JSON вложен глубже чем на {limit} уровней.",

@@ -152,8 +152,8 @@ class Stack:
     def start_app(self) -> None:
         child_env = {**os.environ, **self.env}
         logs = self.home / "logs"
-        api = Child("api", [sys.executable, "-m", "uvicorn", "functions.app:app", "--host", "127.0.0.1",
-                            "--port", str(self.api_port), "--no-access-log"], logs / "api.log", env=child_env)
+        api = Child("api", [sys.executable, "-m", "functions.serve", "--host", "127.0.0.1",
+                            "--port", str(self.api_port)], logs / "api.log", env=child_env)
         workers = [Child("fanout", [sys.executable, "-m", "worker_image", "fanout"], logs / "fanout.log",
                          env=child_env)]
         workers += [
