@@ -54,6 +54,8 @@ def _carried_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.ipv4_mapped
     if ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED or ip in _NAT64:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if (int(ip) >> 32) & 0xFDFFFFFF == 0x5EFE:  # ISATAP, any prefix: …:0:5efe:a.b.c.d or …:200:5efe:a.b.c.d
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.sixtofour  # 2002:aabb:ccdd::/48, or None
 
 
@@ -61,7 +63,7 @@ def is_public(address: str) -> bool:
     """Whether `address` (an IP literal) is a public unicast address Sendpy may connect to.
 
     An IPv6 address that carries an IPv4 address is judged by that IPv4 address: mapped,
-    compatible, translated, NAT64 and 6to4 forms of 127.0.0.1 are all 127.0.0.1. Teredo
+    compatible, translated, NAT64, 6to4 and ISATAP forms of 127.0.0.1 are all 127.0.0.1. Teredo
     (2001::/32) must embed a public server and client and then still fails as a non-global prefix.
     """
     ip = ipaddress.ip_address(address)

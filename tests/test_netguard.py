@@ -47,6 +47,9 @@ PRIVATE_SPELLINGS = [
     "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
     "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1 (stored inverted)
     "2001::ffff:fffe",  # Teredo, server 0.0.0.0, client 0.0.0.1
+    "2600::5efe:7f00:1",  # ISATAP interface id carrying 127.0.0.1, under a public prefix
+    "2600::200:5efe:a00:1",  # ISATAP with the universal bit, carrying 10.0.0.1
+    "2600:1f18::5efe:a9fe:a9fe",  # ISATAP to the cloud metadata address
     "fec0::1",  # site-local (deprecated)
     "3fff::1",  # documentation (RFC 9637), unknown to Python 3.11
     "5f00::1",  # SRv6 SIDs
@@ -73,6 +76,7 @@ PUBLIC_LITERALS = [
     "::ffff:8.8.8.8",  # forms that carry a public IPv4 address stay public
     "64:ff9b::808:808",
     "2002:808:808::",
+    "2600::5efe:808:808",  # ISATAP carrying a public IPv4
 ]
 
 
