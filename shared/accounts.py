@@ -140,21 +140,40 @@ async def authenticate(conn: Conn, email: str, password: str, client: str, devic
     row = await conn.fetchrow("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)", email)
     known = row is not None and device is not None and await _device_of(conn, device) == row["id"]
     counted_as = _device_client(device) if known and device else client
-    await check_throttle(conn, email, counted_as, known_device=known)
+    await _counted_attempt(conn, email, counted_as, known_device=known)
     stored = row["password_hash"] if row and row["password_hash"] else _DUMMY_HASH
     if row is not None and await verify_password(stored, password):
-        await conn.execute("DELETE FROM login_failures WHERE lower(email) = lower($1)", email)
+        # Only this client's failures are forgiven: the owner logging in must not wipe the count
+        # of a stranger who is guessing the same address.
+        await conn.execute("DELETE FROM login_failures WHERE lower(email) = lower($1) AND client = $2",
+                           email, counted_as)
         user_id: int = row["id"]
         return user_id
     if row is None:
         await verify_password(_DUMMY_HASH, password)
-    await conn.execute("INSERT INTO login_failures (email, client) VALUES ($1, $2)", email, counted_as)
     return None
 
 
-async def check_throttle(conn: Conn, email: str, client: str, *, known_device: bool = False) -> None:
+async def _counted_attempt(conn: Conn, email: str, client: str, *, known_device: bool) -> int:
+    """Count this attempt as a failure *before* the password is checked, then see whether it is one
+    too many. Checking first let concurrent guesses all pass while each verified its password
+    (nine of them got through a limit of five); counted first, every guess sees those before it.
+    A correct password takes the row back out."""
+    attempt: int = await conn.fetchval(
+        "INSERT INTO login_failures (email, client) VALUES ($1, $2) RETURNING id", email, client)
+    try:
+        await check_throttle(conn, email, client, known_device=known_device, counting_this=True)
+    except TooManyAttempts:
+        await conn.execute("DELETE FROM login_failures WHERE id = $1", attempt)  # refused, not tried
+        raise
+    return attempt
+
+
+async def check_throttle(conn: Conn, email: str, client: str, *, known_device: bool = False,
+                         counting_this: bool = False) -> None:
     """TooManyAttempts when this address, this client, or the pair failed too often lately; for a
-    known device only its own failures count."""
+    known device only its own failures count. `counting_this`: the attempt being judged is
+    already among the failures."""
     counts = await conn.fetchrow(
         """
         SELECT count(*) FILTER (WHERE lower(email) = lower($1) AND client = $2) AS by_pair,
@@ -166,8 +185,9 @@ async def check_throttle(conn: Conn, email: str, client: str, *, known_device: b
         email, client, FAILURE_WINDOW_MINUTES,
     )
     assert counts is not None
-    if counts["by_pair"] >= FAILURES_PER_EMAIL_AND_CLIENT or (not known_device and (
-            counts["by_client"] >= FAILURES_PER_CLIENT or counts["by_email"] >= FAILURES_PER_EMAIL)):
+    extra = 1 if counting_this else 0
+    if counts["by_pair"] >= FAILURES_PER_EMAIL_AND_CLIENT + extra or (not known_device and (
+            counts["by_client"] >= FAILURES_PER_CLIENT + extra or counts["by_email"] >= FAILURES_PER_EMAIL + extra)):
         raise TooManyAttempts(FAILURE_WINDOW_MINUTES * 60)
 
 
@@ -238,11 +258,11 @@ async def change_password(conn: Conn, user_id: int, current: str, new: str, keep
     assert row is not None
     known = device is not None and await _device_of(conn, device) == user_id
     counted_as = _device_client(device) if known and device else client
-    await check_throttle(conn, row["email"], counted_as, known_device=known)
+    attempt = await _counted_attempt(conn, row["email"], counted_as, known_device=known)
     if not row["password_hash"] or not await verify_password(row["password_hash"], current):
-        await conn.execute("INSERT INTO login_failures (email, client) VALUES ($1, $2)", row["email"], counted_as)
         return False
     async with conn.transaction():
+        await conn.execute("DELETE FROM login_failures WHERE id = $1", attempt)
         await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, await hash_password(new))
         await conn.execute(
             "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2",
