@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from functions import (
     accounts_api,
@@ -71,6 +72,16 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": {"code": "internal", "message": message}}, status_code=500)
 
 
+class PublishedFiles(StaticFiles):
+    """web/ as the deployment publishes it (README: the `aws s3 sync` excludes): build tooling,
+    npm manifests and node_modules stay private."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if path.startswith("node_modules") or path.endswith((".json", ".mjs")):
+            raise HTTPException(404)
+        return await super().get_response(path, scope)
+
+
 def create_app(serve_web: bool | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/api/health", health, methods=["GET"]),
@@ -106,7 +117,8 @@ def create_app(serve_web: bool | None = None) -> Starlette:
         Route("/v1/suppressions", suppressions_api.add_suppressions, methods=["POST"]),
         Route("/v1/suppressions/import", suppressions_api.import_suppressions, methods=["POST"]),
         Route("/v1/suppressions/export", suppressions_api.export_suppressions, methods=["GET"]),
-        Route("/v1/suppressions/{email}", suppressions_api.remove_suppression, methods=["DELETE"]),
+        Route("/v1/suppressions", suppressions_api.remove_suppression, methods=["DELETE"]),
+        Route("/v1/suppressions/{email:path}", suppressions_api.remove_suppression, methods=["DELETE"]),
         Route("/v1/campaigns", campaigns_api.list_campaigns, methods=["GET"]),
         Route("/v1/campaigns", campaigns_api.create_campaign, methods=["POST"]),
         Route("/v1/campaigns/{campaign_id}", campaigns_api.get_campaign, methods=["GET"]),
@@ -128,7 +140,7 @@ def create_app(serve_web: bool | None = None) -> Starlette:
     if serve_web is None:
         serve_web = get_settings().serve_web
     if serve_web and WEB_DIR.is_dir():
-        routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"))
+        routes.append(Mount("/", PublishedFiles(directory=WEB_DIR, html=True), name="web"))
     return Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],

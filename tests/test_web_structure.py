@@ -170,3 +170,17 @@ def test_the_html_tag_escapes_every_interpolation() -> None:
     assert run.returncode == 0, run.stderr
     results = json.loads(run.stdout)
     assert results == ESCAPING_EXPECTED
+
+
+async def test_the_local_server_publishes_what_the_deployment_does() -> None:
+    import httpx
+
+    from functions.app import create_app
+
+    app = create_app(serve_web=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sendpy.test") as web:
+        for published in ("/", "/index.html", "/styles.css", "/js/app.js", "/vendor/squire.js"):
+            assert (await web.get(published)).status_code == 200, published
+        for private in ("/package.json", "/package-lock.json", "/build.mjs", "/node_modules/axe-core/package.json",
+                        "/./package.json", "/js/../package.json"):
+            assert (await web.get(private)).status_code == 404, private
