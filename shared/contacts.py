@@ -253,7 +253,7 @@ def detect(sample: bytes, *, complete: bool, overrides: dict[str, Any] | None = 
         raise InputError("not_text", "file")
     if not complete:
         text = text[: text.rfind("\n") + 1] if "\n" in text else text
-    lines = text.splitlines(keepends=True)
+    lines = csv_lines(text)
     delimiter = overrides.get("delimiter") or detect_delimiter(lines[:50])
     rows = _rows(lines, delimiter, final=complete)
     if not rows:
@@ -295,6 +295,23 @@ def detect(sample: bytes, *, complete: bool, overrides: dict[str, Any] | None = 
     return Detection(Dialect(encoding, delimiter, bool(has_header), email_column), columns, preview)
 
 
+def csv_lines(text: str) -> list[str]:
+    """Lines (with their endings) as the csv module reads them: ended by \r, \n or \r\n only.
+    str.splitlines also ends lines at form feeds, U+2028 and other separators that a spreadsheet
+    keeps inside a cell, which split one row in two when counting but not when reading it."""
+    lines: list[str] = []
+    carried = ""
+    for line in text.splitlines(keepends=True):
+        if line.endswith(("\n", "\r")):
+            lines.append(carried + line)
+            carried = ""
+        else:
+            carried += line
+    if carried:
+        lines.append(carried)
+    return lines
+
+
 def decode_lines(chunks: Iterable[bytes], encoding: str) -> Iterator[str]:
     """Lines (with their endings) of a byte stream, decoded incrementally."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
@@ -305,7 +322,7 @@ def decode_lines(chunks: Iterable[bytes], encoding: str) -> Iterator[str]:
         if first and text:
             text, first = text.lstrip("\ufeff"), False
         pending += text
-        lines = pending.splitlines(keepends=True)
+        lines = csv_lines(pending)
         # A "\r" at the end of a chunk may be half of "\r\n": wait for the next chunk to know.
         if lines and (not lines[-1].endswith(("\n", "\r")) or lines[-1].endswith("\r")):
             pending = lines.pop()

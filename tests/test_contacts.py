@@ -303,3 +303,15 @@ def test_unclosed_quotes_are_shown_even_after_many_bad_addresses() -> None:
     assert (report.rows, report.valid, report.invalid) == (27, 1, 26)
     assert len(report.invalid_examples) == 21
     assert_unclosed_quote_reported(report.invalid_examples[-1], row=27, line=27, value='"ok@example.com')
+
+
+@pytest.mark.parametrize("separator", ["\x0c", "\x0b", "\u2028", "\u2029", "\x85", "\x1e"])
+def test_separators_inside_an_unquoted_cell_stay_in_the_cell(separator: str) -> None:
+    # str.splitlines ends lines at these; the csv module does not: counting and the row preview disagreed.
+    data = f"email,note\nann@example.com,one{separator}two\nbob@example.com,three\n".encode()
+    found = detect(data, complete=True)
+    for size in (1, 7, len(data)):
+        rows = list(iter_contacts(chunks(data, size), found.dialect, found.columns))
+        assert [(r.row, r.email, r.fields["note"]) for r in rows] == [
+            (2, "ann@example.com", f"one{separator}two"), (3, "bob@example.com", "three")]
+    assert found.preview[0] == ["ann@example.com", f"one{separator}two"]
