@@ -158,6 +158,10 @@ async def _sender(user_id: int, campaign: dict[str, Any]) -> smtp_accounts.Sende
         return await smtp_accounts.load(conn, campaign["sender_id"], user_id)
 
 
+# A test send goes to the person at the keyboard: marked in their language.
+TEST_MARK = {"en": "[Test] ", "ru": "[Тест] "}
+
+
 async def test_send(request: Request) -> Response:
     """Send this campaign, as row `row` would get it, to one address (subject marked [Test])."""
     user_id, campaign_id, campaign = await _owned(request)
@@ -174,7 +178,8 @@ async def test_send(request: Request) -> Response:
     _, fields = await _row_fields(user_id, campaign, _row_number(body))
     settings = get_settings()
     content = CampaignContent(str(campaign_id), sender.from_email, sender.from_name,
-                              "[Test] " + campaign["subject"], campaign["html_body"], campaign["text_body"])
+                              TEST_MARK[language(request)] + campaign["subject"], campaign["html_body"],
+                              campaign["text_body"])
     unsubscriber = Unsubscriber(signing_key(settings), settings.public_base_url, campaign_id)
     address = to.normalized
 

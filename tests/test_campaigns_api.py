@@ -54,6 +54,10 @@ async def test_full_campaign_with_merge_fields_and_unsubscribe(
     assert test.status_code == 200, test.text
     assert [m.parsed()["Subject"] for m in clean_sink.messages] == ["[Test] Привет, Иван!"]
     clean_sink.clear()
+    test = await api.post(f"/v1/campaigns/{campaign_id}/test", json={"email": "me@example.org"},
+                          headers={**auth, "Accept-Language": "ru"})
+    assert [m.parsed()["Subject"] for m in clean_sink.messages] == ["[Тест] Привет, Иван!"]  # the sender's words
+    clean_sink.clear()
 
     started = await api.post(f"/v1/campaigns/{campaign_id}/start", headers={**auth, "Idempotency-Key": "go-1"})
     assert started.status_code == 202, started.text

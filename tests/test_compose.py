@@ -16,6 +16,7 @@ from shared.mail.compose import (
     html_to_text,
     template_fields,
     text_template,
+    with_unsubscribe_footer,
 )
 from shared.mail.template_limits import MAX_FILTER_CALLS, MAX_FILTER_WORK, MAX_RENDERED_CHARS, TemplateLimit
 
@@ -279,3 +280,15 @@ def test_a_message_that_takes_longer_than_its_time_fails(monkeypatch: pytest.Mon
     with pytest.raises(TemplateLimit) as stopped:
         compiled.render(1, "r@example.com", {"a": "x"})
     assert "готовилось дольше" in stopped.value.russian
+
+
+@pytest.mark.parametrize(("subject", "html", "words", "other"), [
+    ("Новости", "<p>Привет, {{ name }}</p>", "Отписаться от рассылки", "Unsubscribe"),
+    ("News", "<p>Привет</p>", "Отписаться от рассылки", "Unsubscribe"),
+    ("News", "<p>Hello {{ name }}</p>", "Unsubscribe", "Отписаться"),
+])
+def test_the_unsubscribe_footer_speaks_the_messages_language(subject: str, html: str, words: str, other: str) -> None:
+    with_footer, text = with_unsubscribe_footer(html, "Hi", subject)
+    assert text is not None
+    for part in (with_footer, text, text_template(with_footer)):
+        assert words in part and "{{ unsubscribe_url }}" in part and other not in part

@@ -38,11 +38,10 @@ from shared.mail.template_limits import (
 from shared.unsubscribe import Unsubscriber
 
 BUILTIN_FIELDS = ("email", "unsubscribe_url")
-_FOOTER_HTML = (
-    '\n<p style="font-size:12px;color:#666;margin-top:24px">'
-    '<a href="{{ unsubscribe_url }}">Unsubscribe / Отписаться</a></p>\n'
-)
-_FOOTER_TEXT = "\n\n--\nUnsubscribe / Отписаться: {{ unsubscribe_url }}\n"
+# The footer speaks the message's language: Russian when its subject or body is written in
+# Cyrillic, English otherwise (a recipient's own language is not known).
+_FOOTER_WORDS = {"en": "Unsubscribe", "ru": "Отписаться от рассылки"}
+_CYRILLIC = re.compile("[а-яёА-ЯЁ]")
 
 _HAS_TEMPLATE = re.compile(r"{[{%#]")
 _PLAIN_FIELD = re.compile(r"{{-?\s*([^\W\d]\w*)\s*-?}}")
@@ -271,15 +270,17 @@ def template_fields(*sources: str) -> set[str]:
     return names
 
 
-def with_unsubscribe_footer(html: str, text: str | None) -> tuple[str, str | None]:
+def with_unsubscribe_footer(html: str, text: str | None, subject: str = "") -> tuple[str, str | None]:
     """Add a visible unsubscribe link unless the author placed {{ unsubscribe_url }} already."""
     if "unsubscribe_url" in html:
         return html, text
-    lowered = html.lower()
-    at = lowered.rfind("</body>")
-    html = html[:at] + _FOOTER_HTML + html[at:] if at >= 0 else html + _FOOTER_HTML
+    words = _FOOTER_WORDS["ru" if _CYRILLIC.search(subject) or _CYRILLIC.search(html) else "en"]
+    footer = ('\n<p style="font-size:12px;color:#666;margin-top:24px">'
+              f'<a href="{{{{ unsubscribe_url }}}}">{words}</a></p>\n')
+    at = html.lower().rfind("</body>")
+    html = html[:at] + footer + html[at:] if at >= 0 else html + footer
     if text is not None and "unsubscribe_url" not in text:
-        text += _FOOTER_TEXT
+        text += f"\n\n--\n{words}: {{{{ unsubscribe_url }}}}\n"
     return html, text
 
 
@@ -342,7 +343,7 @@ class CompiledCampaign:
         self.unsubscriber = unsubscriber
         html, text = content.html, content.text
         if unsubscriber is not None:
-            html, text = with_unsubscribe_footer(html, text)
+            html, text = with_unsubscribe_footer(html, text, content.subject)
         self._subject = _Renderer(plain_env, content.subject, "subject", fast=fast)
         self._html = _Renderer(html_env, html, "html", fast=fast)
         text_source = text if text else text_template(html)
