@@ -3,6 +3,8 @@ arrow key, and after following a menu link focus is at the new page's heading.""
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 from playwright.async_api import expect
 
@@ -38,3 +40,32 @@ async def test_an_unknown_campaign_says_so_and_send_asks_with_cancel_first(
     await page.goto("/#/campaign/00000000-0000-4000-8000-000000000000")
     await expect(page.get_by_role("heading", name="Такой рассылки нет (удалена или ссылка неверна)")).to_be_visible()
     await expect(page.get_by_role("button", name="Приостановить")).to_have_count(0)
+
+
+async def test_enter_in_the_password_does_what_the_form_says(ru: RussianPage) -> None:  # noqa: F811
+    # The form had two submit buttons; Enter in «Пароль» pressed the first — sign-up — even for
+    # someone logging in.
+    page = ru.page
+    email = f"enter-{uuid.uuid4().hex[:8]}@example.com"
+    await page.goto("/")
+    await expect(page.get_by_role("heading", name="Зарегистрироваться")).to_be_visible()
+    await page.get_by_label("Электронная почта").fill(email)
+    await page.get_by_label("Пароль").fill("a good long password")
+    await page.get_by_label("Пароль").press("Enter")
+    await expect(page.get_by_role("heading", name="Рассылки", exact=True)).to_be_visible()
+    await page.get_by_role("button", name="Выйти").click()
+    await page.goto("/")
+    # This browser has signed in before: the form opens on «Войти», and Enter logs in.
+    await expect(page.get_by_role("heading", name="Войти")).to_be_visible()
+    await page.get_by_label("Электронная почта").fill(email)
+    await page.get_by_label("Пароль").fill("a good long password")
+    await page.get_by_label("Пароль").press("Enter")
+    await expect(page.get_by_role("heading", name="Рассылки", exact=True)).to_be_visible()
+    await page.get_by_role("button", name="Выйти").click()
+    await page.goto("/")
+    await page.get_by_role("button", name="Зарегистрироваться").press("Enter")  # the switch, by keyboard
+    await expect(page.get_by_role("heading", name="Зарегистрироваться")).to_be_focused()
+    await page.get_by_label("Электронная почта").fill(email)
+    await page.get_by_label("Пароль").fill("another long password")
+    await page.get_by_label("Пароль").press("Enter")
+    await expect(page.locator("#auth-error")).to_contain_text("уже")  # taken: it tried to register

@@ -12,22 +12,39 @@ export function landingPage() {
       <h2>${t("landing.guarantees")}</h2>
       <ul class="checks">${[1, 2, 3, 4].map((n) => html`<li>${t(`landing.g${n}`)}</li>`)}</ul>
     </section>
-    <section class="card landing-auth" aria-labelledby="auth-title">
-      <h2 id="auth-title">${t("auth.signup")}</h2>
-      <form id="auth" novalidate>
-        <label>${t("auth.email")}<input name="email" type="email" autocomplete="email" required></label>
-        <label>${t("auth.password")}<input name="password" type="password" autocomplete="new-password" required minlength="8"></label>
-        <div id="auth-error"></div>
-        <div class="row"><button type="submit" name="signup" class="primary">${t("auth.signup")}</button>
-        <button type="submit" name="login">${t("auth.login")}</button></div>
-      </form>
-    </section></div>`);
+    <section class="card landing-auth" aria-labelledby="auth-title" id="auth-card"></section></div>`);
+  // One action per form, so that Enter does what the button says: a browser that has signed in
+  // before opens on "Log in", a new one on "Create account"; a link switches between them.
+  authForm(localStorage.getItem(RETURNING) ? "login" : "signup", false);
+}
+
+const RETURNING = "sendpy.returning";
+
+function authForm(mode, focus) {
+  const card = document.getElementById("auth-card");
+  const kept = card.querySelector("form");
+  const email = kept ? kept.email.value : "";
+  const other = mode === "login" ? "signup" : "login";
+  render(card, html`<h2 id="auth-title" tabindex="-1">${t(`auth.${mode}`)}</h2>
+    <form id="auth" novalidate>
+      <label>${t("auth.email")}<input name="email" type="email" autocomplete="email" required></label>
+      <label>${t("auth.password")}<input name="password" type="password" required minlength="8"
+        autocomplete="${mode === "login" ? "current-password" : "new-password"}"></label>
+      <div id="auth-error"></div>
+      <div class="row"><button type="submit" class="primary">${t(`auth.${mode}`)}</button></div>
+    </form>
+    <p>${t(mode === "login" ? "auth.new" : "auth.have")}
+      <button type="button" class="link" id="auth-switch">${t(`auth.${other}`)}</button></p>`);
   const form = document.getElementById("auth");
+  form.email.value = email;
+  document.getElementById("auth-switch").addEventListener("click", () => authForm(other, true));
+  if (focus) document.getElementById("auth-title").focus();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const action = event.submitter?.name === "login" ? "login" : "register";
     try {
-      await api("POST", `/v1/auth/${action}`, { email: form.email.value, password: form.password.value });
+      await api("POST", `/v1/auth/${mode === "login" ? "login" : "register"}`,
+                { email: form.email.value, password: form.password.value });
+      localStorage.setItem(RETURNING, "1");
       // The router loads the signed-in user when it draws the next page.
       location.hash = "#/campaigns";
     } catch (error) {
