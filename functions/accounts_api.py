@@ -141,6 +141,8 @@ async def create_key(request: Request) -> Response:
         raise InputError("type_string", "name")
     if len(name) > 100:
         raise InputError("too_long", "name", limit=100)
+    if not name.strip():  # a list of nameless keys cannot say which one a script uses
+        raise InputError("required", "name")
     pool = await resources.db()
     async with pool.acquire() as conn:
         return JSONResponse(await accounts.new_key(conn, who.user_id, name.strip()), status_code=201)
