@@ -36,7 +36,9 @@ def content_security_policy(upload_origins: tuple[str, ...]) -> str:
         "default-src 'self'",
         "script-src 'self'",
         f"style-src 'self' {UNSUBSCRIBE_STYLE_HASH}",
-        "img-src 'self' data:",
+        # The editor shows the person's own message, whose images are on their servers (https only:
+        # the editor refuses plain-http image addresses).
+        "img-src 'self' data: https:",
         " ".join(["connect-src 'self'", *upload_origins]),
         "object-src 'none'",
         "base-uri 'none'",

@@ -36,12 +36,19 @@ async def test_fields_links_and_images_by_keyboard(page: Page) -> None:  # noqa:
     await expect(dialog).to_be_hidden()
     await expect(editor.locator('a[href="https://shop.example.ru/sale"]')).to_have_text("our shop")
 
+    await page.evaluate("window.blocked = []; document.addEventListener('securitypolicyviolation',"
+                        " (e) => window.blocked.push(e.violatedDirective + ' ' + e.blockedURI))")
     await page.get_by_role("button", name="Image").click()
     image = page.get_by_role("dialog", name="Image")
-    await image.get_by_label("Image address (URL)").fill("https://shop.example.ru/logo.png")
+    await image.get_by_label("Image address (URL)").fill("http://shop.example.ru/logo.png")
     await image.get_by_label("Description for people who cannot see it").fill("Shop logo")
     await page.keyboard.press("Enter")
-    await expect(editor.locator('img[alt="Shop logo"]')).to_have_attribute("src", "https://shop.example.ru/logo.png")
+    await expect(image.locator(".error")).to_contain_text("https://")  # plain http: mail clients block it
+    await image.get_by_label("Image address (URL)").fill("https://127.0.0.1:9/logo.png")
+    await page.keyboard.press("Enter")
+    await expect(editor.locator('img[alt="Shop logo"]')).to_have_attribute("src", "https://127.0.0.1:9/logo.png")
+    await page.wait_for_function("document.querySelector('#editor img').complete")  # tried (and failed) to load
+    assert await page.evaluate("window.blocked") == []  # the app's policy let the editor fetch it
 
     await page.get_by_role("button", name="Link").click()
     await page.keyboard.press("Escape")  # cancelled: focus goes back to the toolbar button

@@ -486,7 +486,7 @@ async function messageStep(section, campaign) {
       }
     }
     if (command === "image") {
-      const values = await askFor(section.querySelector("#image-dialog"), {});
+      const values = await askFor(section.querySelector("#image-dialog"), {}, IMAGE_URL, "message.badimage");
       if (values) editor.insertImage(values.url, { alt: values.alt });
     }
     if (command !== "image" && command !== "link") editor.focus();
@@ -546,7 +546,11 @@ const escapeAttr = (text) => escapeText(text).replace(/"/g, "&quot;");
 
 // A small form in a modal <dialog>: resolves with its values, or null when cancelled. Only http(s)
 // and mailto links are taken: a javascript: URL in a newsletter is never what the author meant.
-function askFor(dialog, initial) {
+const LINK_URL = /^(https?:\/\/[^\s]+|mailto:[^\s]+)$/i;
+// Images only over https: mail clients block plain-http images, and so does this page.
+const IMAGE_URL = /^https:\/\/[^\s]+$/i;
+
+function askFor(dialog, initial, allowed = LINK_URL, refusal = "message.badurl") {
   const form = dialog.querySelector("form");
   const problem = dialog.querySelector(".error");
   form.reset();
@@ -564,8 +568,8 @@ function askFor(dialog, initial) {
     const submit = (event) => {
       event.preventDefault();
       const url = form.url.value.trim();
-      if (!/^(https?:\/\/[^\s]+|mailto:[^\s]+)$/i.test(url)) {
-        problem.textContent = t("message.badurl");
+      if (!allowed.test(url)) {
+        problem.textContent = t(refusal);
         form.url.focus();
         return;
       }
