@@ -58,7 +58,8 @@ PREVIEW_CONTENT_SECURITY_POLICY = "; ".join([
     "base-uri 'none'",
     "form-action 'none'",
     "frame-ancestors 'self'",
-    "sandbox allow-same-origin",
+    # Links in the email open in a new tab of their own (noopener), never inside the preview.
+    "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox",
 ])
 
 

@@ -50,6 +50,15 @@ async def test_fields_links_and_images_by_keyboard(page: Page) -> None:  # noqa:
     await page.wait_for_function("document.querySelector('#editor img').complete")  # tried (and failed) to load
     assert await page.evaluate("window.blocked") == []  # the app's policy let the editor fetch it
 
+    await page.get_by_role("button", name="Preview", exact=True).click()
+    shown = page.frame_locator("#preview").locator('a[href="https://shop.example.ru/sale"]')
+    await expect(shown).to_have_attribute("target", "_blank")
+    await expect(shown).to_have_attribute("tabindex", "-1")  # the preview is one Tab stop, not one per link
+    async with page.context.expect_page() as opened:
+        await shown.click()
+    await (await opened.value).close()  # a tab of its own; the preview still shows the email
+    await expect(shown).to_have_text("our shop")
+
     await page.get_by_role("button", name="Link").click()
     await page.keyboard.press("Escape")  # cancelled: focus goes back to the toolbar button
     await expect(page.get_by_role("button", name="Link")).to_be_focused()

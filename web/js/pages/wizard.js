@@ -413,7 +413,7 @@ async function messageStep(section, campaign) {
       <button type="button" id="refresh">${t("contacts.preview")}</button></div>
     <p id="undefined" class="warning" aria-live="polite"></p>
     <p><strong id="preview-subject"></strong></p>
-    <iframe id="preview" title="${t("contacts.preview")}" sandbox="allow-same-origin" class="preview"></iframe>
+    <iframe id="preview" title="${t("contacts.preview")}" sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox" class="preview"></iframe>
     <form id="test" class="row"><label>${t("message.testto")}<input name="email" type="email" required></label>
       <button type="submit">${t("message.test")}</button></form><div id="test-result" aria-live="polite"></div>${nav.fragment}`);
   const editor = new window.Squire(section.querySelector("#editor"), { blockTag: "P" });
@@ -592,6 +592,17 @@ async function showPreview(frame, markup) {
   await loaded;
   const doc = frame.contentDocument;
   const parsed = new frame.contentWindow.DOMParser().parseFromString(markup, "text/html");
+  // Links open in a new tab, as in a webmail, instead of replacing the preview; they are not Tab
+  // stops, so the keyboard passes the preview in one step. Anything but http(s) and mailto is dead.
+  for (const link of parsed.querySelectorAll("a[href]")) {
+    if (/^(https?:|mailto:)/i.test(link.getAttribute("href").trim())) {
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+    } else {
+      link.removeAttribute("href");
+    }
+    link.tabIndex = -1;
+  }
   doc.replaceChild(doc.importNode(parsed.documentElement, true), doc.documentElement);
 }
 

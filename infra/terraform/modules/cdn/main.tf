@@ -36,7 +36,7 @@ locals {
   # = functions/security_headers.py content_security_policy(upload_origins) (tests/test_infra.py).
   content_security_policy = "default-src 'self'; script-src 'self'; style-src 'self' 'sha256-xPbTzzMysJesYjhce+rA3/XojT3rtQ6jq2tY20wmyI0='; img-src 'self' data: https:; connect-src 'self' ${join(" ", var.upload_origins)}; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
   # = functions/security_headers.py PREVIEW_CONTENT_SECURITY_POLICY.
-  preview_content_security_policy = "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; font-src https: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox allow-same-origin"
+  preview_content_security_policy = "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; font-src https: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox"
 }
 
 # Every answer: the site's files and the API's.
