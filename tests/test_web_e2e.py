@@ -75,6 +75,8 @@ async def test_a_campaign_from_sign_up_to_every_inbox(
     await page.locator("#file").set_input_files(str(csv_file))
     await expect(page.locator("#stat-rows")).to_have_text("3")
     await expect(page.get_by_label("Encoding")).to_have_value("cp1251")
+    selected = page.get_by_label("Encoding").locator("option:checked")
+    await expect(selected).to_have_text("Cyrillic, Windows (cp1251)")  # the name people know, codec after
     await expect(page.get_by_label("Separator")).to_have_value(";")
     await expect(page.get_by_label("Email column")).to_have_value("2")  # detected "Почта" …
     await expect(page.locator("#stat-valid")).to_have_text("1")  # … where everyone shares one address
@@ -173,6 +175,9 @@ async def test_russian_interface_and_guides(page: Page) -> None:
     await expect(page.locator("ol.guide svg")).to_have_count(3)
     await expect(page.locator("ol.guide")).to_contain_text("Пароли приложений")
     await shot(page, "guide-yandex-ru")
+    await page.get_by_role("link", name="Настройка почтового ящика").click()
+    await page.get_by_role("link", name="Почтовый сервер компании (SMTP)").click()
+    await expect(page.get_by_role("heading", name="Почтовый сервер компании (SMTP)")).to_be_visible()
 
 
 async def test_phone_width_has_no_sideways_scrolling(browser: Browser, live_server: str) -> None:

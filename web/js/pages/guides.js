@@ -62,7 +62,7 @@ const GUIDES = {
     ],
   },
   corporate: {
-    title: "Corporate SMTP relay",
+    title: { en: "Company mail server (SMTP relay)", ru: "Почтовый сервер компании (SMTP)" },
     settings: "your-relay.example.com · 587 · STARTTLS",
     en: [
       ["Ask your mail administrator for the SMTP server name, port and a login allowed to send as your address.", "Mail server", ["Host: smtp.company.com", "Port: 587", "Login: newsletter@company.com"], 0],
@@ -90,15 +90,18 @@ function sketch(title, rows, highlight, number) {
   </svg>`;
 }
 
+// Provider names are the same in every language; a title that is not has one per language.
+const titleOf = (guide, lang) => (typeof guide.title === "string" ? guide.title : guide.title[lang]);
+
 export function guidesPage(key) {
   const lang = currentLanguage();
   if (!key || !Object.hasOwn(GUIDES, key)) {
     render(main(), html`<h1>${t("guides.title")}</h1><ul class="guide-list">${Object.entries(GUIDES)
-      .map(([k, g]) => html`<li><a href="#/guides/${k}">${g.title}</a></li>`)}</ul>`);
+      .map(([k, g]) => html`<li><a href="#/guides/${k}">${titleOf(g, lang)}</a></li>`)}</ul>`);
     return;
   }
   const guide = GUIDES[key];
-  render(main(), html`<p><a href="#/guides">← ${t("guides.title")}</a></p><h1>${guide.title}</h1>
+  render(main(), html`<p><a href="#/guides">← ${t("guides.title")}</a></p><h1>${titleOf(guide, lang)}</h1>
     <p><code>${guide.settings}</code></p>
     <ol class="guide">${guide[lang].map(([text, title, rows, highlight], i) =>
       html`<li><p>${text}</p>${sketch(title, rows, highlight, i + 1)}</li>`)}</ol>`);

@@ -6,6 +6,8 @@ import { currentLanguage, inOwnLanguage, t } from "../i18n.js";
 import { planText } from "../plan.js";
 
 const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
+// What people know the encodings as (the codec name stays in brackets for the technical reader).
+const encodingName = (code) => `${t(`encoding.${code}`)} (${code})`;
 const DELIMITERS = [",", ";", "\t", "|"];
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const AUTOSAVE_MS = 1200;
@@ -165,7 +167,7 @@ function reportHtml(upload) {
   const option = (value, label, selected) => html`<option value="${value}" ${selected ? "selected" : ""}>${label}</option>`;
   return html`<h3>${t("contacts.detected")}: ${upload.filename}</h3>
     <form id="dialect" class="grid">
-      <label>${t("contacts.encoding")}<select name="encoding">${ENCODINGS.map((e) => option(e, e, e === d.encoding))}</select></label>
+      <label>${t("contacts.encoding")}<select name="encoding">${ENCODINGS.map((e) => option(e, encodingName(e), e === d.encoding))}</select></label>
       <label>${t("contacts.delimiter")}<select name="delimiter">${DELIMITERS.map((x) => option(x, t(`delim.${x}`), x === d.delimiter))}</select></label>
       <label>${t("contacts.emailcol")}<select name="email_column">${columns.map((c, i) => option(i, c.label, i === d.email_column))}</select></label>
       <label class="check"><input type="checkbox" name="has_header" ${d.has_header ? "checked" : ""}> ${t("contacts.header")}</label>
