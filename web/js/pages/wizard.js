@@ -259,7 +259,7 @@ async function senderStep(section, campaign) {
         <div class="row"><button type="submit" class="primary">${t("sender.verify")}</button>
           <button type="button" id="new-instead" hidden>${t("sender.addanother")}</button></div>
       </form></details>
-    <div id="verify-result" aria-live="polite"></div>${nav.fragment}`);
+    <div id="verify-result" aria-live="polite" tabindex="-1"></div>${nav.fragment}`);
   nav.bind(section);
   const result = section.querySelector("#verify-result");
   const form = section.querySelector("#new-sender");
@@ -289,6 +289,15 @@ async function senderStep(section, campaign) {
     senders.splice(0, senders.length, ...items);
     render(list, html`<legend>${t("sender.pick")}</legend>${items.length ? items.map((s) => senderLine(s, chosen)) : html`<p>${t("common.none")}</p>`}`);
   };
+  if (!campaign.sender_id && senders.length === 1) {
+    // The only sender there is: chosen for the person, who can still add another.
+    try {
+      await api("PATCH", `/v1/campaigns/${campaign.id}`, { sender_id: senders[0].id });
+      campaign.sender_id = senders[0].id;
+    } catch (error) {
+      showError(result, error);
+    }
+  }
   await refreshList(campaign.sender_id);
 
   form.preset.addEventListener("change", () => {
@@ -320,6 +329,7 @@ async function senderStep(section, campaign) {
     } else if (button.dataset.check) {
       await verify(sender.id, result);
       await refreshList(campaign.sender_id);
+      result.focus(); // the list was drawn again under the button: the answer is where to read on
     }
   });
   form.addEventListener("submit", async (event) => {
