@@ -192,3 +192,28 @@ async def test_phone_width_has_no_sideways_scrolling(browser: Browser, live_serv
     await shot(phone, "landing-phone")
     await context.close()
     assert overflow <= 0
+
+
+async def test_at_phone_width_the_menu_folds_behind_one_button(browser: Browser, live_server: str) -> None:
+    context = await browser.new_context(base_url=live_server, viewport={"width": 375, "height": 740})
+    phone = await context.new_page()
+    await sign_up(phone)
+    header = await phone.locator("header").bounding_box()
+    assert header is not None and header["height"] < 80, header  # the open menu took 270 px
+    await expect(phone.get_by_role("link", name="Senders")).to_be_hidden()
+    menu = phone.get_by_role("button", name="Menu")
+    await menu.press("Enter")
+    await expect(menu).to_have_attribute("aria-expanded", "true")
+    await expect(phone.get_by_role("link", name="Campaigns")).to_be_focused()
+    await expect(phone.get_by_role("link", name="Senders")).to_be_visible()
+    await shot(phone, "menu-phone-open")
+    await phone.keyboard.press("Escape")
+    await expect(menu).to_be_focused()
+    await expect(phone.get_by_role("link", name="Senders")).to_be_hidden()
+    await menu.click()
+    await phone.get_by_role("link", name="Senders").click()
+    await expect(phone.get_by_role("heading", name="Senders", exact=True)).to_be_visible()
+    await expect(phone.get_by_role("link", name="Campaigns")).to_be_hidden()  # folded again on the new page
+    overflow = await phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    await context.close()
+    assert overflow <= 0

@@ -37,10 +37,29 @@ function renderNav() {
        <a href="#/keys">${t("nav.keys")}</a><a href="#/settings">${t("nav.settings")}</a>
        <button type="button" id="logout" class="link">${t("nav.logout")}</button>`
     : html`<a href="#/guides">${t("nav.guides")}</a>`;
-  render(nav, html`${links}
+  // On a phone the signed-in menu folds behind one button (it took 270 px of a 375 px screen).
+  render(nav, html`${me && html`<button type="button" class="menu-toggle" aria-expanded="false"
+      aria-controls="nav-links">${t("nav.menu")}</button>`}
+    <div id="nav-links" class="nav-links">${links}
     <label class="lang">${t("nav.language")}
       <select id="lang"><option value="en" ${lang === "en" ? "selected" : ""}>English</option>
-      <option value="ru" ${lang === "ru" ? "selected" : ""}>Русский</option></select></label>`);
+      <option value="ru" ${lang === "ru" ? "selected" : ""}>Русский</option></select></label></div>`);
+  nav.classList.remove("open"); // a new page starts with the menu folded
+  const toggle = nav.querySelector(".menu-toggle");
+  const fold = (open) => {
+    nav.classList.toggle("open", open);
+    toggle?.setAttribute("aria-expanded", String(open));
+  };
+  toggle?.addEventListener("click", () => {
+    fold(!nav.classList.contains("open"));
+    if (nav.classList.contains("open")) nav.querySelector("#nav-links a")?.focus();
+  });
+  nav.onkeydown = (event) => { // the <nav> outlives each drawing: one handler, not one per route
+    if (event.key === "Escape" && nav.classList.contains("open")) {
+      fold(false);
+      toggle.focus();
+    }
+  };
   // Arrow keys in a select fire "change" at every step: from the keyboard the language switches
   // on Enter or when focus leaves the menu, not on the first arrow (which redrew the page).
   const choose = document.getElementById("lang");

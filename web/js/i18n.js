@@ -4,7 +4,7 @@ const TEXTS = {
   en: {
     "app.tagline": "Bulk email through your own mailbox",
     "nav.campaigns": "Campaigns", "nav.senders": "Senders", "nav.keys": "API keys", "nav.settings": "Account",
-    "nav.guides": "Guides", "nav.main": "Main menu", "nav.skip": "Skip to content", "nav.new": "New campaign", "nav.logout": "Log out", "nav.language": "Language",
+    "nav.guides": "Guides", "nav.main": "Main menu", "nav.menu": "Menu", "nav.skip": "Skip to content", "nav.new": "New campaign", "nav.logout": "Log out", "nav.language": "Language",
     "landing.title": "Send your newsletter through your own mailbox",
     "landing.lead": "Upload a list of contacts, connect your Gmail, Yandex, Mail.ru, Outlook or company mail server, write one message with personal fields, and watch it go out — recipient by recipient.",
     "landing.how": "How it works",
@@ -134,7 +134,7 @@ const TEXTS = {
   ru: {
     "app.tagline": "Массовые рассылки через ваш собственный почтовый ящик",
     "nav.campaigns": "Рассылки", "nav.senders": "Отправители", "nav.keys": "API-ключи", "nav.settings": "Учётная запись",
-    "nav.guides": "Инструкции", "nav.main": "Главное меню", "nav.skip": "Перейти к содержимому", "nav.new": "Новая рассылка", "nav.logout": "Выйти", "nav.language": "Язык",
+    "nav.guides": "Инструкции", "nav.main": "Главное меню", "nav.menu": "Меню", "nav.skip": "Перейти к содержимому", "nav.new": "Новая рассылка", "nav.logout": "Выйти", "nav.language": "Язык",
     "landing.title": "Отправляйте рассылки через свою почту",
     "landing.lead": "Загрузите список контактов, подключите Gmail, Яндекс, Mail.ru, Outlook или корпоративный почтовый сервер, напишите письмо с персональными полями — и следите, как оно уходит каждому получателю.",
     "landing.how": "Как это работает",
