@@ -3,11 +3,15 @@ arrow key, and after following a menu link focus is at the new page's heading.""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import asyncpg
+import httpx
 from playwright.async_api import expect
 
+from sendpy.devstack.smtp_sink import SmtpSink
+from tests.helpers import draft_campaign, make_sender
 from tests.test_web_imap import RussianPage, ru, sign_up  # noqa: F401  (ru is a fixture)
 
 
@@ -69,3 +73,20 @@ async def test_enter_in_the_password_does_what_the_form_says(ru: RussianPage) ->
     await page.get_by_label("Пароль").fill("another long password")
     await page.get_by_label("Пароль").press("Enter")
     await expect(page.locator("#auth-error")).to_contain_text("уже")  # taken: it tried to register
+
+
+async def test_after_cancelling_focus_is_on_the_new_state_not_the_top(
+    ru: RussianPage, db: asyncpg.Pool, api: httpx.AsyncClient, clean_sink: SmtpSink  # noqa: F811
+) -> None:
+    page = ru.page
+    auth = await sign_up(page, db)
+    sender = await make_sender(api, auth, clean_sink)
+    campaign_id = await draft_campaign(api, auth, sender["id"], ["ann@example.com"])
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
+    assert (await api.post(f"/v1/campaigns/{campaign_id}/schedule", headers=auth, json={"at": at})).status_code == 200
+    await page.goto(f"/#/campaign/{campaign_id}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Отменить рассылку").press("Enter")
+    state = page.locator("#state-line")
+    await expect(state).to_contain_text("отменена")
+    await expect(state).to_be_focused()  # the button it pressed is gone: focus was on <body>

@@ -27,7 +27,7 @@ export async function campaignPage(campaignId) {
   render(main(), html`<h1 id="title"></h1>
     <section class="card" aria-labelledby="progress-title"><h2 id="progress-title">${t("campaign.progress")}</h2>
       <div class="progress-line"><progress id="bar" max="100" value="0"></progress><span id="percent">0%</span></div>
-      <p><span id="status" class="badge"></span> <span id="reason"></span></p>
+      <p id="state-line" tabindex="-1"><span id="status" class="badge"></span> <span id="reason"></span></p>
       <dl class="stats" id="counts"></dl><p id="rate"></p>
       <div class="row"><button type="button" id="send-now" hidden>${t("campaign.sendnow")}</button>
         <button type="button" id="unschedule" hidden>${t("campaign.unschedule")}</button>
@@ -93,11 +93,16 @@ export async function campaignPage(campaignId) {
     document.getElementById("shown").textContent = t("campaign.shown", { n: body.rows.length.toLocaleString() });
   };
 
+  // The button pressed is usually hidden by its own effect (Pause shows Resume): focus goes to its
+  // counterpart, or to the line that says the new state — never back to the top of the page.
+  const COUNTERPART = { pause: "resume", resume: "pause" };
   const control = (action, confirmText) => async () => {
     if (confirmText && !confirm(confirmText)) return;
     try {
       await api("POST", `/v1/campaigns/${campaignId}/${action}`);
       await refresh();
+      const next = document.getElementById(COUNTERPART[action] ?? "");
+      (next && !next.hidden ? next : document.getElementById("state-line")).focus();
       clearInterval(timer);
       timer = setInterval(tick, 1500);
     } catch (error) {
