@@ -144,7 +144,7 @@ async def preview_campaign(request: Request) -> Response:
     result = await asyncio.to_thread(
         preview.preview,
         campaign, sender.from_email if sender else "you@example.com", sender.from_name if sender else "",
-        email, fields, Unsubscriber(signing_key(settings), settings.public_base_url, campaign_id),
+        email, fields, Unsubscriber(signing_key(settings), settings.public_base_url, campaign_id, user_id),
     )
     return JSONResponse({"row": row, "email": email, "fields": fields, "subject": result.subject,
                          "html": result.html, "text": result.text, "undefined": result.undefined})
@@ -180,7 +180,7 @@ async def test_send(request: Request) -> Response:
     content = CampaignContent(str(campaign_id), sender.from_email, sender.from_name,
                               TEST_MARK[language(request)] + campaign["subject"], campaign["html_body"],
                               campaign["text_body"])
-    unsubscriber = Unsubscriber(signing_key(settings), settings.public_base_url, campaign_id)
+    unsubscriber = Unsubscriber(signing_key(settings), settings.public_base_url, campaign_id, user_id)
     address = to.normalized
 
     def render() -> bytes:

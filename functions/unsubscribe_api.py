@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse, Response
 
 from functions import resources
 from functions.errors import language
-from shared import suppressions, unsubscribe
+from shared import unsubscribe
 from shared.settings import get_settings
 
 TEXTS = {
@@ -45,7 +45,7 @@ button{{font:inherit;padding:.6rem 1.2rem;border:0;border-radius:6px;background:
                                                          "X-Robots-Tag": "noindex"})
 
 
-def _target(request: Request) -> tuple[str, tuple[object, int] | None]:
+def _target(request: Request) -> tuple[str, unsubscribe.Target | None]:
     token = str(request.path_params["token"])
     return token, unsubscribe.read_token(unsubscribe.signing_key(get_settings()), token)
 
@@ -65,10 +65,9 @@ async def unsubscribe_now(request: Request) -> Response:
     _, target = _target(request)
     if target is None:
         return _page(lang, f"<p>{TEXTS[lang]['invalid']}</p>", 404)
-    campaign_id, position = target
     pool = await resources.db()
     async with pool.acquire() as conn:
-        email = await suppressions.unsubscribe(conn, campaign_id, position)  # type: ignore[arg-type]
+        email = await unsubscribe.unsubscribe(conn, target)
     if email is None:
         return _page(lang, f"<p>{TEXTS[lang]['invalid']}</p>", 404)
     return _page(lang, f"<p>{html.escape(TEXTS[lang]['done'].format(email=email))}</p>")

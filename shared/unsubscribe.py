@@ -1,4 +1,12 @@
-"""Signed one-click unsubscribe links (RFC 8058); shared/suppressions.py records the unsubscribe."""
+"""Signed ids in the mail we send: one-click unsubscribe links (RFC 8058) and the keyed tag in
+each Message-ID that a bounce report must carry back (shared/bounces/record.py checks it).
+
+Both name the recipient itself — the account and the address, not only the campaign's row — so
+an unsubscribe link and a bounce still act after the campaign (and its sender) are deleted, and
+always on the right account's suppression list. The link's token is sealed (AES-GCM): it carries
+the address, and links pass through proxies, scanners and logs. Links signed before that (campaign
+and position only, HMAC) keep working while their campaign exists.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +18,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared import suppressions
+from shared.db import Conn
 from shared.settings import Settings, SettingsError
 
 _SIGNATURE_BYTES = 16
+_SEALED = "2"  # the first part of a sealed token, "2.<nonce+ciphertext>"; an old one's is 27 characters
+_NONCE_BYTES = 12
+_MAX_TOKEN_CHARS = 1200  # an address is at most 254 octets (320 with SMTPUTF8): this is ample
+_TAG_BYTES = 10  # 80 bits in the Message-ID: forging one is 2**80 guesses, one report each
 
 
 def signing_key(settings: Settings) -> bytes:
@@ -42,6 +59,17 @@ def _secret_string(secret_arn: str, region: str) -> str:
     return value.strip()
 
 
+@lru_cache(maxsize=16)
+def _derived(key: bytes, purpose: bytes) -> bytes:
+    # One secret, separate keys per use: a tag can never be replayed as a link or the reverse.
+    return hmac.new(key, b"sendpy " + purpose, hashlib.sha256).digest()
+
+
+@lru_cache(maxsize=4)
+def _cipher(key: bytes) -> AESGCM:
+    return AESGCM(_derived(key, b"unsubscribe token"))
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
@@ -50,28 +78,60 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def message_tag(key: bytes, campaign_id: uuid.UUID, position: int, user_id: int, address_key: str) -> str:
+    """The keyed tag of one message: campaign, position, account and the recipient's
+    `suppression_key`, so a report can only name the recipient the message was really sent to."""
+    data = b"".join([campaign_id.bytes, position.to_bytes(4, "big"), user_id.to_bytes(8, "big"),
+                     address_key.encode()])
+    digest = hmac.new(_derived(key, b"message tag"), data, hashlib.sha256).digest()[:_TAG_BYTES]
+    return base64.b32encode(digest).decode().lower()
+
+
 @dataclass(frozen=True)
 class Unsubscriber:
-    """Makes the link for one recipient of one campaign; compiled once per campaign."""
+    """Makes the link and the Message-ID tag for each recipient of one campaign; compiled once
+    per campaign."""
 
     key: bytes
     base_url: str
     campaign_id: uuid.UUID
+    user_id: int
 
-    def token(self, position: int) -> str:
-        payload = self.campaign_id.bytes + position.to_bytes(4, "big")
-        signature = hmac.new(self.key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
-        return f"{_b64(payload)}.{_b64(signature)}"
+    def token(self, position: int, address: str) -> str:
+        plain = b"".join([self.campaign_id.bytes, position.to_bytes(4, "big"), self.user_id.to_bytes(8, "big"),
+                          address.encode()])
+        # A synthetic nonce (a MAC of the content): the same recipient always gets the same link,
+        # and two different contents never share a nonce.
+        nonce = hmac.new(_derived(self.key, b"unsubscribe nonce"), plain, hashlib.sha256).digest()[:_NONCE_BYTES]
+        return f"{_SEALED}.{_b64(nonce + _cipher(self.key).encrypt(nonce, plain, None))}"
 
-    def url(self, position: int) -> str:
-        return f"{self.base_url}/u/{self.token(position)}"
+    def url(self, position: int, address: str) -> str:
+        return f"{self.base_url}/u/{self.token(position, address)}"
+
+    def message_tag(self, position: int, address: str) -> str:
+        return message_tag(self.key, self.campaign_id, position, self.user_id, suppressions.fast_key(address))
 
 
-def read_token(key: bytes, token: str) -> tuple[uuid.UUID, int] | None:
-    """(campaign id, recipient position) of a genuine token, else None."""
-    payload_text, _, signature_text = token.partition(".")
+@dataclass(frozen=True)
+class Target:
+    """Whom a genuine link unsubscribes. Old links name only the campaign's row (user_id and
+    email None): they work while that row exists."""
+
+    campaign_id: uuid.UUID
+    position: int
+    user_id: int | None = None
+    email: str | None = None
+
+
+def read_token(key: bytes, token: str) -> Target | None:
+    """The target of a genuine token (sealed, or signed the old way), else None."""
+    if len(token) > _MAX_TOKEN_CHARS:
+        return None
+    first, _, rest = token.partition(".")
     try:
-        payload, signature = _unb64(payload_text), _unb64(signature_text)
+        if first == _SEALED:
+            return _read_sealed(key, _unb64(rest))
+        payload, signature = _unb64(first), _unb64(rest)
     except (ValueError, TypeError):
         return None
     if len(payload) != 20:
@@ -79,4 +139,33 @@ def read_token(key: bytes, token: str) -> tuple[uuid.UUID, int] | None:
     expected = hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
     if not hmac.compare_digest(expected, signature):
         return None
-    return uuid.UUID(bytes=payload[:16]), int.from_bytes(payload[16:], "big")
+    return Target(uuid.UUID(bytes=payload[:16]), int.from_bytes(payload[16:], "big"))
+
+
+def _read_sealed(key: bytes, sealed: bytes) -> Target | None:
+    if len(sealed) < _NONCE_BYTES + 28 + 16:
+        return None
+    try:
+        plain = _cipher(key).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], None)
+        email = plain[28:].decode("utf-8")
+    except (InvalidTag, UnicodeDecodeError):
+        return None
+    return Target(uuid.UUID(bytes=plain[:16]), int.from_bytes(plain[16:20], "big"),
+                  int.from_bytes(plain[20:28], "big"), email)
+
+
+async def unsubscribe(conn: Conn, target: Target) -> str | None:
+    """Put the link's recipient on its account's suppression list; the address, None if unknown.
+
+    A sealed link needs nothing but its account: the campaign and its sender, when still there,
+    only say where the entry came from."""
+    if target.user_id is None or target.email is None:
+        return await suppressions.unsubscribe(conn, target.campaign_id, target.position)
+    if await conn.fetchval("SELECT 1 FROM users WHERE id = $1", target.user_id) is None:
+        return None  # the account itself is gone, and its list with it
+    sender_email = await conn.fetchval(
+        "SELECT s.from_email FROM campaigns c JOIN senders s ON s.id = c.sender_id WHERE c.id = $1 AND c.user_id = $2",
+        target.campaign_id, target.user_id)
+    await suppressions.add(conn, target.user_id, [target.email], "unsubscribed", campaign_id=target.campaign_id,
+                           sender_email=sender_email)
+    return target.email

@@ -72,8 +72,11 @@ async def test_bounces_in_the_inbox_are_recorded_and_nothing_else_is_touched(
     inbox = [
         dsn(from_email, "hard@example.com", ids["hard@example.com"], "5.1.1", "failed",
             "550 5.1.1 <hard@example.com>: Recipient address rejected: User unknown"),
-        dsn(from_email, "soft@example.com", ids["soft@example.com"], "4.2.2", "delayed",
+        dsn(from_email, "soft@example.com", ids["soft@example.com"], "4.2.2", "failed",
             "452 4.2.2 Mailbox full"),
+        # A delay notice ("still trying") is not a bounce: fine@ stays sent.
+        dsn(from_email, "fine@example.com", ids["fine@example.com"], "4.4.1", "delayed",
+            "connect to mx.example.com[203.0.113.25]:25: Connection timed out"),
         dsn(from_email, "never@example.com", "<not-ours@example.org>", "5.1.1", "failed", "550 no such user"),
         (f"From: Fine <fine@example.com>\r\nTo: {from_email}\r\nSubject: Re: Hello\r\n"
          "Message-ID: <reply@example.com>\r\n\r\nThanks, got it!\r\n").encode(),

@@ -198,7 +198,7 @@ def test_rfc3464_soft_delayed() -> None:
     assert bounce is not None and bounce.shape == "rfc3464"
     assert delayed.address == "slow@example.com"
     assert delayed.status == "4.4.1"
-    assert delayed.permanent is False
+    assert delayed.permanent is False and delayed.delayed is True  # a notice, not a bounce (record.py)
     assert delayed.diagnostic == "connect to mx.example.com[203.0.113.25]:25: Connection timed out"
     assert (bounce.campaign_id, bounce.position) == (CAMPAIGN, 3)
 
@@ -272,7 +272,7 @@ def test_rfc3464_multiple_recipients_folded_crlf() -> None:
     unknown, full = bounce.recipients
     assert (unknown.status, unknown.permanent) == ("5.1.1", True)  # 5.0.0 refined by the diagnostic
     assert unknown.diagnostic == "550 5.1.1 <old.friend@example.com>... User unknown"
-    assert (full.status, full.permanent) == ("4.2.2", False)  # failed, but a temporary reason
+    assert (full.status, full.permanent, full.delayed) == ("4.2.2", False, False)  # failed, a temporary reason
     assert (bounce.campaign_id, bounce.position) == (CAMPAIGN, 41)
 
 
@@ -600,7 +600,8 @@ def test_exim() -> None:
     delay = parse_bounce(EXIM_DELAY.encode())
     waiting = only(delay)
     assert delay is not None and delay.shape == "exim"
-    assert (waiting.address, waiting.status, waiting.permanent) == ("grey@example.com", "4.7.1", False)
+    assert (waiting.address, waiting.status, waiting.permanent, waiting.delayed) == (
+        "grey@example.com", "4.7.1", False, True)
     assert waiting.diagnostic == "451 4.7.1 Greylisted, please try again later"
 
 
@@ -741,7 +742,8 @@ def test_gmail() -> None:
     delay = parse_bounce(GMAIL_DELAY_TEXT.encode())
     waiting = only(delay)
     assert delay is not None and delay.shape == "gmail"
-    assert (waiting.address, waiting.status, waiting.permanent) == ("late@example.com", "4.7.0", False)
+    assert (waiting.address, waiting.status, waiting.permanent, waiting.delayed) == (
+        "late@example.com", "4.7.0", False, True)
 
 
 def _b64_lines(data: bytes) -> str:
@@ -1079,6 +1081,33 @@ def test_read_receipt_is_not_a_bounce() -> None:
     assert parse_bounce(READ_RECEIPT.encode()) is None
 
 
+def test_the_keyed_tag_is_read_wherever_our_id_is_found() -> None:
+    # Our Message-ID is <campaign.position.tag@domain>; the tag is read (lower-cased) but not
+    # checked here: record.py checks it with the key. An id without one gives tag None.
+    tag = "abcdefgh234567qr"
+    tagged = POSTFIX_DSN_HARD.replace(f"<{CAMPAIGN}.17@example.org>", f"<{CAMPAIGN}.17.{tag.upper()}@example.org>")
+    bounce = parse_bounce(tagged.encode())
+    assert bounce is not None and (bounce.campaign_id, bounce.position, bounce.tag) == (CAMPAIGN, 17, tag)
+    untagged = parse_bounce(POSTFIX_DSN_HARD.encode())
+    assert untagged is not None and (untagged.campaign_id, untagged.position, untagged.tag) == (CAMPAIGN, 17, None)
+    header = parse_bounce(SENDMAIL_DSN_MULTI.replace(f"X-Sendpy-Recipient: {CAMPAIGN}.41",
+                                                     f"X-Sendpy-Recipient: {CAMPAIGN}.41.{tag}").encode())
+    assert header is not None and (header.position, header.tag) == (41, tag)
+    # Quoted in a typed reply's text, and only in In-Reply-To.
+    typed = (f"From: someone@example.com\nSubject: Undelivered Mail Returned to Sender\n\n"
+             f"Your message could not be delivered to victim@example.com.\n\n"
+             f"> Message-ID: <{CAMPAIGN}.3.{tag}@example.org>\n")
+    quoted = parse_bounce(typed.encode())
+    assert quoted is not None and (quoted.position, quoted.tag) == (3, tag)
+    replied = parse_bounce(typed.replace(f"> Message-ID: <{CAMPAIGN}.3.{tag}@example.org>", "").replace(
+        "\n\n", f"\nIn-Reply-To: <{CAMPAIGN}.4.{tag}@example.org>\n\n", 1).encode())
+    assert replied is not None and (replied.position, replied.tag) == (4, tag)
+    # Something that only looks like a tag (wrong length or alphabet) is not one.
+    odd = parse_bounce(POSTFIX_DSN_HARD.replace(f"<{CAMPAIGN}.17@example.org>", f"<{CAMPAIGN}.17.{tag}1@example.org>")
+                       .encode())
+    assert odd is not None and odd.tag is None
+
+
 def test_dsn_for_unknown_message_has_no_campaign() -> None:
     foreign = POSTFIX_DSN_HARD.replace(f"<{CAMPAIGN}.17@example.org>", "<CAF=xYz123+ab@mail.gmail.com>")
     bounce = parse_bounce(foreign.encode())
@@ -1138,6 +1167,7 @@ def test_status_classification(
 ) -> None:
     failed = only(parse_bounce(_dsn(action, status, diagnostic)))
     assert (failed.status, failed.permanent) == (expected_status, expected_permanent)
+    assert failed.delayed is action.startswith("delayed")
 
 
 def test_diagnostic_is_trimmed_and_storable() -> None:

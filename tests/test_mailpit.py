@@ -87,7 +87,7 @@ async def test_seed_api_delivers_through_mailpit(
 
     arrived = await mailpit_inbox.wait_for(lambda found: len(found) >= 2, what="two messages")
     assert sorted(a for m in arrived for a in recipients_of(m)) == sorted(recipients)  # exactly one each
-    message_id = re.compile(rf"<{re.escape(campaign_id)}\.(\d+)@example\.org>")
+    message_id = re.compile(rf"<{re.escape(campaign_id)}\.(\d+)\.[a-z2-7]{{16}}@example\.org>")  # keyed tag
     positions = set()
     for summary in arrived:
         (to,) = recipients_of(summary)

@@ -163,13 +163,15 @@ async def run_bounce_worker() -> None:
     async with db.acquire() as conn:
         await migrate(conn)
     keys = key_provider_from_settings(settings)
+    tag_key = signing_key(settings)  # a bounce counts only with our keyed tag in its Message-ID
     policy = ConnectPolicy.from_settings(settings)
     slots = asyncio.Semaphore(settings.bounce_concurrency)
 
     async def check(sender_id: int, held: bool = False) -> int | None:
         async with slots:
             try:
-                marked = await asyncio.wait_for(check_sender(db, keys, policy, sender_id, held=held), timeout=600)
+                marked = await asyncio.wait_for(
+                    check_sender(db, keys, policy, sender_id, signing_key=tag_key, held=held), timeout=600)
                 if marked:
                     log.info("bounces recorded", extra={"sender": sender_id, "count": marked})
                 return marked

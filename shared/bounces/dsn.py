@@ -7,13 +7,16 @@ that wrote them (Exchange/Office 365, Gmail, Yandex, Mail.ru, Postfix, Exim, qma
 one line-structure reader; then flufl.bounce (GNU Mailman's detectors) and last a generic reader
 get what still looks like a bounce (a mailer-daemon sender or a bounce subject).
 
-Our message is found by its Message-ID `<{campaign_uuid}.{position}@{domain}>` or its
-`X-Sendpy-Recipient: {campaign_uuid}.{position}` header: in the returned original, then quoted in
-the report's text, then in the bounce's In-Reply-To/References.
+Our message is found by its Message-ID `<{campaign_uuid}.{position}.{tag}@{domain}>` (or an
+`X-Sendpy-Recipient: {campaign_uuid}.{position}.{tag}` header): in the returned original, then
+quoted in the report's text, then in the bounce's In-Reply-To/References. The tag is a keyed MAC
+(shared/unsubscribe.py) that only record.py can check; ids without one (mail sent before tags, or a
+guess) are still read here, and record.py acts on none of them.
 
 One recipient: the enhanced status code decides (5.x.x hard, 4.x.x soft), else the basic SMTP code,
 else the wording ("mailbox full" soft 4.2.2, "user unknown" hard 5.1.1, spam/policy 5.7.1, ...),
-else the report itself (failed: hard). Delayed is never permanent (the mail may still arrive), and
+else the report itself (failed: hard). A delay notice (`Action: delayed`, or a report worded as a
+warning) is recognised but marked `delayed`: the mail may still arrive, so it is not a bounce.
 `Action: failed` with a 4.x.x status (given up after temporary errors) is soft.
 
 Only the first MAX_INPUT_BYTES are read and every text is capped before a pattern runs over it:
@@ -77,6 +80,7 @@ class Bounce:
     campaign_id: uuid.UUID | None  # from our Message-ID / X-Sendpy-Recipient in the returned headers
     position: int | None
     shape: str  # "rfc3464", "exchange", "gmail", "yandex", "mailru", "postfix", "exim", "qmail", "flufl", "generic"
+    tag: str | None = None  # the keyed tag beside them (lower case), unchecked: record.py checks it
 
 
 def parse_bounce(raw: bytes) -> Bounce | None:
@@ -92,11 +96,12 @@ def parse_bounce(raw: bytes) -> Bounce | None:
 
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_TAG_VALUE_RE = re.compile(rf"\s*({_UUID})\.(\d{{1,9}})\b")
-_MSGID_VALUE_RE = re.compile(rf"\s*<({_UUID})\.(\d{{1,9}})@[^\s<>]{{1,255}}>")
-_TAG_IN_TEXT_RE = re.compile(rf"^[ \t>]*X-Sendpy-Recipient:\s*({_UUID})\.(\d{{1,9}})\b", re.I | re.M)
-_MSGID_IN_TEXT_RE = re.compile(rf"^[ \t>]*Message-ID:\s*<({_UUID})\.(\d{{1,9}})@", re.I | re.M)
-_MSGID_ANYWHERE_RE = re.compile(rf"<({_UUID})\.(\d{{1,9}})@[^\s<>]{{1,255}}>")
+_KEYED = r"(?:\.([A-Za-z2-7]{16}))?"  # the tag: 80 bits in lower-case base32, when the message had one
+_TAG_VALUE_RE = re.compile(rf"\s*({_UUID})\.(\d{{1,9}}){_KEYED}\b")
+_MSGID_VALUE_RE = re.compile(rf"\s*<({_UUID})\.(\d{{1,9}}){_KEYED}@[^\s<>]{{1,255}}>")
+_TAG_IN_TEXT_RE = re.compile(rf"^[ \t>]*X-Sendpy-Recipient:\s*({_UUID})\.(\d{{1,9}}){_KEYED}\b", re.I | re.M)
+_MSGID_IN_TEXT_RE = re.compile(rf"^[ \t>]*Message-ID:\s*<({_UUID})\.(\d{{1,9}}){_KEYED}@", re.I | re.M)
+_MSGID_ANYWHERE_RE = re.compile(rf"<({_UUID})\.(\d{{1,9}}){_KEYED}@[^\s<>]{{1,255}}>")
 _DSN_FIELD_RE = re.compile(r"^(?:Final|Original)-Recipient:", re.I | re.M)
 _CYRILLIC_8BIT = frozenset({"cp1251", "koi8-r", "koi8-u", "iso8859-5", "cp866", "mac-cyrillic"})
 _RECIPIENT_FIELDS = ("original-recipient", "final-recipient")
@@ -135,8 +140,8 @@ def _parse(data: bytes) -> Bounce | None:
 
 
 def _bounce(view: View, recipients: list[BouncedRecipient], shape: str) -> Bounce:
-    campaign_id, position = _find_campaign(view)
-    return Bounce(recipients[:MAX_RECIPIENTS], campaign_id, position, shape)
+    campaign_id, position, tag = _find_campaign(view)
+    return Bounce(recipients[:MAX_RECIPIENTS], campaign_id, position, shape, tag)
 
 
 def _read(msg: Message) -> View:
@@ -371,7 +376,7 @@ def _is_auto_reply(view: View) -> bool:
     )
 
 
-def _find_campaign(view: View) -> tuple[uuid.UUID | None, int | None]:
+def _find_campaign(view: View) -> tuple[uuid.UUID | None, int | None, str | None]:
     """Our X-Sendpy-Recipient / Message-ID: in the returned headers, then quoted in any text, then
     the bounce's own In-Reply-To/References."""
     for headers in view.returned_headers:
@@ -391,13 +396,13 @@ def _find_campaign(view: View) -> tuple[uuid.UUID | None, int | None]:
     for name in ("In-Reply-To", "References"):
         if ids := _ids(_MSGID_ANYWHERE_RE.search(_header_text(view.msg, name))):
             return ids
-    return None, None
+    return None, None, None
 
 
-def _ids(found: re.Match[str] | None) -> tuple[uuid.UUID, int] | None:
+def _ids(found: re.Match[str] | None) -> tuple[uuid.UUID, int, str | None] | None:
     if found is None:
         return None
     try:
-        return uuid.UUID(found.group(1)), int(found.group(2))
+        return uuid.UUID(found.group(1)), int(found.group(2)), found.group(3) and found.group(3).lower()
     except ValueError:
         return None

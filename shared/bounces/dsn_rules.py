@@ -31,7 +31,8 @@ class BouncedRecipient:
     address: str  # as the report gives it: Original-/Final-Recipient, or from the text
     status: str | None  # enhanced status code "5.1.1" / "4.2.2", or None if none found or implied
     diagnostic: str  # the remote server's words (Diagnostic-Code or the quoted reply), <= 500 chars
-    permanent: bool  # hard (5.x.x / Action: failed) vs soft (4.x.x / Action: delayed)
+    permanent: bool  # hard (5.x.x / Action: failed) vs soft (4.x.x, or Action: failed after retries)
+    delayed: bool = False  # only a delay notice (Action: delayed, "will retry"): not a bounce, never recorded
 
 
 @dataclass
@@ -228,7 +229,7 @@ def classify(
             status = guess[0] if guess and guess[0] and guess[0][0] == basic.group(1) else None
         elif guess is not None:
             status, permanent = guess
-    return BouncedRecipient(address, status, diagnostic[:MAX_DIAGNOSTIC], permanent and not delayed)
+    return BouncedRecipient(address, status, diagnostic[:MAX_DIAGNOSTIC], permanent and not delayed, delayed)
 
 
 def recipient_blocks(report: str) -> dict[str, str]:

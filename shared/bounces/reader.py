@@ -78,14 +78,14 @@ async def load_account(db: asyncpg.Pool, keys: KeyProvider, sender_id: int) -> t
 
 
 async def check_sender(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sender_id: int, *,
-                       held: bool = False) -> int | None:
+                       signing_key: bytes, held: bool = False) -> int | None:
     """Read one sender's new mail; returns recipients marked bounced, None when the look failed.
     Problems are written on the sender (shown on its page, in both languages), never raised.
 
     The caller holds the sender's claim (`imap_claimed_until`); a poller's claim ends with the
     look, a `held` one (an IDLE session's, see idle.py) is left to its holder."""
     try:
-        return await _check(db, keys, policy, sender_id, release=not held)
+        return await _check(db, keys, policy, sender_id, signing_key, release=not held)
     except asyncio.CancelledError:
         # Shutdown or the worker's time limit: the next worker must not wait out CLAIM_SECONDS.
         if not held:
@@ -94,13 +94,13 @@ async def check_sender(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolic
         raise
 
 
-async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sender_id: int, *,
+async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sender_id: int, signing_key: bytes, *,
                  release: bool) -> int | None:
     loaded = await load_account(db, keys, sender_id)
     if loaded is None:
         return 0
     row, account = loaded
-    sender = SenderRef(row["id"], row["user_id"], row["from_email"])
+    sender = SenderRef(row["id"], row["user_id"], row["from_email"], signing_key)
     try:
         mailbox = await open_mailbox(account, policy)
     except ImapProblem as exc:

@@ -129,7 +129,7 @@ class Deliverer:
                 str(campaign.id), sender.from_email, sender.from_name,
                 campaign.subject, campaign.html, campaign.text,
             )
-            unsubscriber = (Unsubscriber(self._unsubscribe_key, self._base_url, campaign.id)
+            unsubscriber = (Unsubscriber(self._unsubscribe_key, self._base_url, campaign.id, campaign.user_id)
                             if self._unsubscribe_key else None)
             # Compiling a large template takes a good part of a second: not on the loop that
             # carries every other account's sends and the Kafka heartbeats.

@@ -363,8 +363,14 @@ class CompiledCampaign:
         self._date_second = -1
         self._date = b""
 
-    def message_id(self, position: int) -> str:
-        return f"<{self.content.campaign_id}.{position}@{self._domain}>"
+    def message_id(self, position: int, to_address: str = "") -> str:
+        """`<campaign.position.tag@domain>`: the keyed tag (shared/unsubscribe.py) is what a bounce
+        report must carry back to be ours; without a signing key there is no tag, and no report
+        is ever matched to the message."""
+        if self.unsubscriber is None:
+            return f"<{self.content.campaign_id}.{position}@{self._domain}>"
+        tag = self.unsubscriber.message_tag(position, to_address)
+        return f"<{self.content.campaign_id}.{position}.{tag}@{self._domain}>"
 
     def render_parts(self, fields: Mapping[str, Any]) -> tuple[str, str, str]:
         """(subject, text, html) for one recipient's fields; TemplateLimit when the templates
@@ -387,7 +393,7 @@ class CompiledCampaign:
     def merge_fields(self, position: int, to_address: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         merged = {**fields, "email": to_address}
         if self.unsubscriber is not None:
-            merged["unsubscribe_url"] = self.unsubscriber.url(position)
+            merged["unsubscribe_url"] = self.unsubscriber.url(position, to_address)
         return merged
 
     def render(self, position: int, to_address: str, fields: Mapping[str, Any]) -> bytes:
@@ -395,7 +401,7 @@ class CompiledCampaign:
         merged = {**fields, "email": to_address}
         head = [self._head, b"To: ", to_address.encode("utf-8"), b"\r\nSubject: "]
         if self.unsubscriber is not None:
-            url = self.unsubscriber.url(position)
+            url = self.unsubscriber.url(position, to_address)
             merged["unsubscribe_url"] = url
             tail = (f"List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
                     .encode("ascii"))
@@ -405,7 +411,7 @@ class CompiledCampaign:
         text_encoding, text_body = encode_body(text)
         html_encoding, html_body = encode_body(html)
         head += [_encode_header(subject), b"\r\nDate: ", self._date_header(), b"\r\nMessage-ID: ",
-                 self.message_id(position).encode("ascii"), b"\r\n", tail]
+                 self.message_id(position, to_address).encode("ascii"), b"\r\n", tail]
         return b"".join([
             *head, b"\r\nThis is a multi-part message in MIME format.\r\n",
             self._text_open, b"\r\nContent-Transfer-Encoding: ", text_encoding, b"\r\n\r\n", text_body,
