@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -65,3 +66,28 @@ def test_an_account_without_limits_uses_the_pace_seen_or_says_nothing() -> None:
 def test_a_million_recipients_plan_at_once() -> None:
     made = plan(1_000_000, 20, 500, [NOW - 10.0] * 500, NOW)
     assert made is not None and made.days == 2000  # the day the 1,000,000th email goes out
+
+
+async def test_the_campaign_page_poll_reads_a_days_sends_once_in_a_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import smtp_accounts
+    from shared.campaigns import progress
+
+    reads: list[int] = []
+
+    async def recent_sends(conn: object, sender_id: int, latest: int | None = None) -> list[float]:
+        reads.append(sender_id)
+        return [time.time() - 60] * 9_000  # a busy Office 365 account: 9,000 rows per read
+
+    class Conn:
+        async def fetchrow(self, query: str, sender_id: int) -> dict[str, int]:
+            return {"per_minute": 30, "per_day": 10_000}
+
+    monkeypatch.setattr(smtp_accounts, "recent_sends", recent_sends)
+    monkeypatch.setattr(progress, "_recent", {})
+    for _ in range(5):  # the page polls every 1.5 s
+        shown = await progress.campaign_plan(Conn(), 41, 5_000, 0)  # type: ignore[arg-type]
+        assert shown is not None and shown.count == 5_000
+    assert reads == [41]
+    monkeypatch.setattr(progress, "_RECENT_SECONDS", 0.0)
+    await progress.campaign_plan(Conn(), 41, 5_000, 0)  # type: ignore[arg-type]
+    assert reads == [41, 41]

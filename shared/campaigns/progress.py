@@ -57,5 +57,24 @@ async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_
     if limits is None:
         return None
     per_day = limits["per_day"]
-    sent_at = await smtp_accounts.recent_sends(conn, sender_id, latest=per_day) if per_day else []
+    sent_at = await _recent_sends(conn, sender_id, per_day) if per_day else []
     return plan(count, limits["per_minute"], per_day, sent_at, time.time(), rate_per_minute or None)
+
+
+# The campaign page asks for the plan every 1.5 s, and a day's sends of a big account are
+# thousands of rows: they are read again only after a few seconds, which a plan counted in
+# hours and days does not notice.
+_RECENT_SECONDS = 5.0
+_recent: dict[tuple[int, int], tuple[float, list[float]]] = {}
+
+
+async def _recent_sends(conn: Conn, sender_id: int, per_day: int) -> list[float]:
+    now = time.monotonic()
+    cached = _recent.get((sender_id, per_day))
+    if cached is not None and now - cached[0] < _RECENT_SECONDS:
+        return cached[1]
+    if len(_recent) > 1000:
+        _recent.clear()
+    sent_at = await smtp_accounts.recent_sends(conn, sender_id, latest=per_day)
+    _recent[(sender_id, per_day)] = (now, sent_at)
+    return sent_at
