@@ -222,6 +222,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The IMAP server answered something unexpected: {detail}.",
         "ru": "IMAP-сервер ответил неожиданно: {detail}.",
     },
+    "slow_server": {
+        "en": "The server {host} answers very slowly (at least {seconds} s per command): mail goes out late and is"
+              " retried less and less often; if the server does not speed up, its recipients end as failed.",
+        "ru": "Сервер {host} отвечает очень медленно (не меньше {seconds} с на команду): письма уходят с задержкой,"
+              " попытки всё реже; если сервер не ускорится, получатели получат статус «ошибка» с этой причиной.",
+    },
+    "slow_server_attempt": {
+        "en": "the server answers very slowly (at least {seconds} s per command): stopped before the message was sent",
+        "ru": "сервер отвечает очень медленно (не меньше {seconds} с на команду): остановлено до передачи письма",
+    },
     "smtp_dns": {
         "en": "The server name {host} does not exist (DNS). Check the spelling of the SMTP server.",
         "ru": "Имя сервера {host} не найдено (DNS). Проверьте написание адреса SMTP-сервера.",

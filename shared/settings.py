@@ -107,6 +107,8 @@ class Settings:
     retry_max_delay_seconds: float
     sender_pause_seconds: float  # how long a quota / lock-out reply pauses the account
     claim_lease_seconds: float  # after this, a recipient claimed by a silent worker may be taken over
+    batch_budget_seconds: float  # how long one delivery batch may hold its partition (and bounds each message)
+    slow_backoff_seconds: float  # an account whose server is too slow first waits this long, then twice as long
     public_base_url: str
     trusted_proxy_hops: int  # X-Forwarded-For entries appended by proxies we trust (CloudFront: 1)
 
@@ -170,6 +172,8 @@ def load_settings() -> Settings:
         retry_max_delay_seconds=_float("SENDPY_RETRY_MAX_DELAY_SECONDS", 3600.0),
         sender_pause_seconds=_float("SENDPY_SENDER_PAUSE_SECONDS", 3600.0),
         claim_lease_seconds=_float("SENDPY_CLAIM_LEASE_SECONDS", 120.0),
+        batch_budget_seconds=_float("SENDPY_BATCH_BUDGET_SECONDS", 20.0),
+        slow_backoff_seconds=_float("SENDPY_SLOW_BACKOFF_SECONDS", 60.0),
         public_base_url=_str("SENDPY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         trusted_proxy_hops=_int("SENDPY_TRUSTED_PROXY_HOPS", 0),
         serve_web=_bool("SENDPY_SERVE_WEB", False),

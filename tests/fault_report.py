@@ -49,6 +49,8 @@ USER_ROWS: dict[str, str] = {
     "no_starttls": "`/api/send-message` to a server without STARTTLS (plaintext not allowed)",
     "plaintext_relay": "… the same with `SENDPY_SMTP_ALLOW_PLAINTEXT=true`",
     "non_ascii_address": "`Мария@пример.рф` through Mailpit (SMTPUTF8, no PIPELINING), one-shot",
+    "slow_smtp_server": "an SMTP server answering MAIL, RCPT and DATA in 4 s each (timeout 5 s, batch budget 4 s)",
+    "slow_smtp_neighbour": "… meanwhile, another user's 1-recipient campaign on the same partition",
     "dead_lettered_work": "work whose handling fails three times (dead-lettered)",
     "lost_command": "a start command lost after it was taken (campaign queued / loading)",
     "guessers_share_owner_address": "guessers behind the owner's own NAT address and from many addresses",

@@ -153,6 +153,10 @@ class MemoryStore:
     async def pause_sender(self, sender_id: int, until: float, reason: str) -> None:
         self.sender_paused, self.sender_pause_reason = until, reason
 
+    async def note_slow_server(self, campaign_id: uuid.UUID, reason: str | None) -> None:
+        if reason is not None or "answers very slowly" in self.campaign_reason:
+            self.campaign_reason = reason or ""
+
     async def finish_if_done(self, campaign_id: uuid.UUID) -> bool:
         if self.status == "sending" and all(r.status not in ("pending", "sending") for r in self.rows.values()):
             self.set_status("finished")
@@ -191,13 +195,13 @@ class ScriptedConnection:
     def __init__(self, server: ScriptedServer, account: SmtpAccount) -> None:
         self.server, self.account, self.sent, self.is_open = server, account, 0, False
 
-    async def open(self) -> None:
+    async def open(self, deadline: float | None = None) -> None:
         if self.server.connect_error is not None:
             raise self.server.connect_error
         self.server.logins.append(self.account)
         self.is_open = True
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
+    async def send(self, sender: str, recipient: str, message: bytes, deadline: float | None = None) -> Reply:
         await asyncio.sleep(self.server.send_seconds)  # lets the other lanes run, as a real send does
         reply = self.server.answer(recipient)
         if reply.kind is ReplyKind.SENT:

@@ -49,9 +49,10 @@ async def run_worker(kind: str) -> None:
             PostgresDeliveryStore(db), key_provider_from_settings(settings), ConnectPolicy.from_settings(settings),
             connections_per_sender=settings.smtp_pool_size,
             retry=RetryPolicy(settings.retry_base_seconds, settings.retry_max_attempts,
-                              settings.sender_pause_seconds, settings.retry_max_delay_seconds),
+                              settings.sender_pause_seconds, settings.retry_max_delay_seconds,
+                              settings.slow_backoff_seconds),
             unsubscribe_key=signing_key(settings), public_base_url=settings.public_base_url,
-            claim_lease_seconds=settings.claim_lease_seconds,
+            claim_lease_seconds=settings.claim_lease_seconds, batch_budget_seconds=settings.batch_budget_seconds,
         )
         consumer = broker.new_consumer(settings, settings.consumer_group_sender)
         topic = settings.topic_deliveries

@@ -36,17 +36,19 @@ class SenderState:
     # works on concurrently (providers limit simultaneous connections per mailbox).
     _slots: asyncio.Semaphore | None = None
 
-    async def acquire(self) -> SmtpConnection:
+    async def acquire(self, wait: float | None = None, open_within: float | None = None) -> SmtpConnection:
+        """One of the account's connections: TimeoutError when none is free within `wait` seconds;
+        a new one must be logged in within `open_within` seconds, else ConnectError("slow")."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.size)
-        await self._slots.acquire()
+        await asyncio.wait_for(self._slots.acquire(), wait)
         try:
-            return await self._connection()
+            return await self._connection(None if open_within is None else time.monotonic() + open_within)
         except BaseException:
             self._slots.release()
             raise
 
-    async def _connection(self) -> SmtpConnection:
+    async def _connection(self, deadline: float | None) -> SmtpConnection:
         self.used_at = time.monotonic()
         limit = self.sender.recipients_per_connection
         while self._idle:
@@ -59,7 +61,7 @@ class SenderState:
         except DecryptionError as exc:  # KMS throttled or unreachable: a moment's trouble, not the account's
             raise ConnectError("keys", f"the SMTP password could not be opened: {exc}") from None
         conn = self.connect(account, self.policy)
-        await conn.open()
+        await conn.open(deadline)
         return conn
 
     def release(self, conn: SmtpConnection) -> None:

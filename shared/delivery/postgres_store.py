@@ -12,6 +12,7 @@ from shared.campaigns import states
 from shared.campaigns.states import CampaignForSending
 from shared.commands import DeliveryBatch
 from shared.db import TRANSIENT_DB_ERRORS
+from shared.delivery import slowness
 from shared.recipients import Claimed, RecipientResult
 from shared.smtp_accounts import Sender
 
@@ -81,6 +82,18 @@ class PostgresDeliveryStore:
     async def pause_sender(self, sender_id: int, until: float, reason: str) -> None:
         async with self._pool.acquire() as conn:
             await smtp_accounts.pause(conn, sender_id, until, reason)
+
+    async def note_slow_server(self, campaign_id: uuid.UUID, reason: str | None) -> None:
+        async with self._pool.acquire() as conn:
+            if reason is None:
+                await conn.execute("UPDATE campaigns SET status_reason = NULL WHERE id = $1"
+                                   " AND strpos(status_reason, $2) > 0", campaign_id, slowness.MARK)
+                return
+            # Only over no reason or one of its own kind: a paused or otherwise explained campaign keeps its own.
+            await conn.execute(
+                "UPDATE campaigns SET status_reason = $2 WHERE id = $1 AND status IN ('queued', 'sending')"
+                " AND (status_reason IS NULL OR strpos(status_reason, $3) > 0) AND status_reason IS DISTINCT FROM $2",
+                campaign_id, reason.replace("\x00", "")[:2000], slowness.MARK)
 
     async def finish_if_done(self, campaign_id: uuid.UUID) -> bool:
         async with self._pool.acquire() as conn:

@@ -14,34 +14,36 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from shared import suppressions
 from shared.campaigns.preview import template_problem
 from shared.campaigns.states import OPEN_FOR_SENDING, CampaignForSending
 from shared.commands import DeliveryBatch
 from shared.crypto import KeyProvider
+from shared.delivery import slowness
 from shared.delivery.connections import Connect, SenderState
+from shared.delivery.outcomes import RetryPolicy as RetryPolicy  # built here by the workers and tests
+from shared.delivery.outcomes import Stop, settings_problem
 from shared.delivery.store import DeliveryStore
 from shared.limits import SendLimiter, Window
 from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError
 from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpConnection
 from shared.mail.template_reasons import failure_in_russian
 from shared.recipients import CLAIM_LEASE_SECONDS, Claimed, RecipientResult
-from shared.smtp_accounts import Sender, VerifyProblem, explain
+from shared.smtp_accounts import Sender
 from shared.unsubscribe import Unsubscriber
 
 log = logging.getLogger("sendpy.delivery")
 
 CLAIM_CHUNK = 100
-# How long one batch may hold its partition. A slow or silent server (each command may take the
-# SMTP timeout) then costs the other users on that partition this much, not the whole batch: the
-# rest is deferred to "now" and comes back behind whatever the partition holds meanwhile.
+# How long one batch may start new messages on its partition. A slow or silent server then costs
+# the other users on that partition this much, not the whole batch: the rest is deferred to "now"
+# and comes back behind whatever the partition holds meanwhile. Each message's steps before DATA
+# have deadlines tied to it too (slowness.py), so one that starts late ends soon after.
 BATCH_BUDGET_SECONDS = 20.0
 FLUSH_SECONDS = 0.1
 # How often a running batch asks whether its campaign was cancelled or paused meanwhile.
@@ -57,34 +59,6 @@ RENDER_THREADS = 4
 SENDER_IDLE_SECONDS = 300.0
 # Connection problems that retrying cannot fix: a person has to change the sender's settings.
 _SETTINGS_PROBLEMS = {"auth", "tls", "starttls", "private", "plaintext", "dns"}
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    base_seconds: float = 30.0
-    max_attempts: int = 10
-    sender_pause_seconds: float = 3600.0
-    max_delay_seconds: float = 3600.0
-
-    def delay(self, attempts: int) -> float:
-        """Exponential (×4) with jitter, capped (an hour by default): ten attempts span about six hours."""
-        ceiling = min(self.base_seconds * 4.0 ** max(attempts - 1, 0), self.max_delay_seconds)
-        return ceiling * (0.5 + random.random() / 2)
-
-
-@dataclass
-class _Stop:
-    """Why the rest of a batch must not be sent now."""
-
-    outcome: ReplyKind | None = None
-    reason: str = ""
-    not_before: float = 0.0  # epoch seconds, for deferrals
-
-
-def settings_problem(sender: Sender, exc: ConnectError) -> str:
-    """Why the campaign paused, in both languages (a worker does not know its reader's)."""
-    problem = VerifyProblem(exc.kind, f"{exc.code} {exc}" if exc.code else str(exc), exc.code)
-    return " / ".join(str(explain(problem, sender.from_email, sender.host, sender.port, sender.preset, lang)["message"])
-                      for lang in ("ru", "en"))
 
 
 class Deliverer:
@@ -104,12 +78,14 @@ class Deliverer:
     ) -> None:
         self._lease = claim_lease_seconds
         self._budget = batch_budget_seconds
+        self._phase = slowness.phase_seconds(batch_budget_seconds)  # each step before DATA, per message
         self._store = store
         self._connect = connect
         self._keys = keys
         self._policy = policy
         self._connections = connections_per_sender
         self._retry = retry or RetryPolicy()
+        self._slow = slowness.SlowServers(self._retry, store)
         self._unsubscribe_key = unsubscribe_key
         self._base_url = public_base_url
         self._compiled: OrderedDict[uuid.UUID, CompiledCampaign] = OrderedDict()
@@ -173,6 +149,7 @@ class Deliverer:
         idle = [sid for sid, state in self._senders.items() if sid != keep and state.used_at < cutoff]
         for sender_id in idle:
             await self._senders.pop(sender_id).close()
+        self._slow.forget_all_but(set(self._senders))
 
     async def deliver(self, batch: DeliveryBatch) -> None:
         campaign = await self._store.campaign(batch.campaign_id)
@@ -181,15 +158,25 @@ class Deliverer:
         state = await self._sender_state(campaign.sender_id)
         if state is None:
             return
-        stop = _Stop()
+        streak = self._slow.streak(campaign.sender_id)
+        stop = Stop()
         if state.paused_until > time.time():
-            stop = _Stop(ReplyKind.PAUSE_SENDER, "sender paused", state.paused_until)
+            stop = Stop(ReplyKind.PAUSE_SENDER, "sender paused", state.paused_until)
+            if streak.strikes:  # backing off a slow server: this campaign waits for the same reason
+                await self._store.note_slow_server(batch.campaign_id, streak.reason)
+        elif streak.strikes and streak.running:
+            # A server known to be slow gets one batch of the account at a time, not one per partition.
+            stop = Stop(ReplyKind.RETRY, "slow server", time.time() + self._phase)
         else:
-            await self._send_due(batch, campaign, state, stop)
+            streak.running += 1
+            try:
+                await self._send_due(batch, campaign, state, stop)
+            finally:
+                streak.running -= 1
         await self._after(batch, stop)
 
     async def _send_due(self, batch: DeliveryBatch, campaign: CampaignForSending,
-                        state: SenderState, stop: _Stop) -> None:
+                        state: SenderState, stop: Stop) -> None:
         """Claim ahead, send on every connection, write outcomes every ~100 ms.
 
         Outcomes are flushed often, not per chunk, because a crash between the server's "250"
@@ -328,7 +315,7 @@ class Deliverer:
                 delay = min(delay * 2, 5.0)
         del done[: len(outcomes)]
 
-    async def _after(self, batch: DeliveryBatch, stop: _Stop) -> None:
+    async def _after(self, batch: DeliveryBatch, stop: Stop) -> None:
         """Pause what must pause, defer what is left, finish what is done."""
         store = self._store
         # A campaign's updated_at is its heartbeat: the stall sweeper (deferrals.py) reads it.
@@ -347,6 +334,7 @@ class Deliverer:
             if paused is not None:
                 await paused.close()
             log.warning("sender paused", extra={"sender": batch.sender_id, "reason": stop.reason})
+        await self._slow.after(batch, stop)
         if await store.finish_if_done(batch.campaign_id):
             log.info("campaign finished", extra={"campaign": str(batch.campaign_id)})
             return
@@ -359,7 +347,7 @@ class Deliverer:
             not_before = max(not_before, stop.not_before)
         await store.defer(batch, not_before, stop.reason or "retry")
 
-    async def _slot(self, state: SenderState, stop: _Stop) -> bool:
+    async def _slot(self, state: SenderState, stop: Stop) -> bool:
         """Wait for the account's limits briefly; for longer, defer the rest of the batch."""
         while True:
             wait = state.limiter.wait_time()
@@ -373,14 +361,6 @@ class Deliverer:
             if stop.outcome is not None:
                 return False
 
-    def _retry_or_fail(self, item: Claimed, reply: Reply) -> RecipientResult:
-        if item.attempts >= self._retry.max_attempts:
-            tries = item.attempts
-            return RecipientResult(item.position, "failed",
-                                   f"{tries} попыток не удались; gave up after {tries} attempts: {reply.describe()}")
-        return RecipientResult(item.position, "retry", reply.describe(),
-                                  time.time() + self._retry.delay(item.attempts))
-
     async def _render(self, compiled: CompiledCampaign, item: Claimed) -> bytes:
         """One recipient's message. Filling in plain fields takes microseconds and stays on the
         loop; templates with filters or conditions can take up to their time budget
@@ -391,23 +371,26 @@ class Deliverer:
             self._render_pool, compiled.render, item.position, item.email, item.fields)
 
     async def _send_one(
-        self, state: SenderState, compiled: CompiledCampaign, item: Claimed, stop: _Stop, deadline: float
+        self, state: SenderState, compiled: CompiledCampaign, item: Claimed, stop: Stop, deadline: float
     ) -> RecipientResult:
         try:
             # Waiting for one of the account's connections counts against the batch's budget: with
-            # a slow server every lane of every batch of the account queues here.
-            conn = await asyncio.wait_for(state.acquire(), max(deadline - time.monotonic(), 0.1))
+            # a slow server every lane of every batch of the account queues here. Logging in has
+            # a deadline of its own, so that a message begun late is not cut off as "too slow".
+            conn = await state.acquire(max(deadline - time.monotonic(), 0.1), self._phase)
         except TimeoutError:
             if stop.outcome is None:
                 stop.outcome, stop.reason, stop.not_before = ReplyKind.RETRY, "time budget", time.time()
             return RecipientResult(item.position, "released", None)
         except ConnectError as exc:
+            if exc.kind == "slow":
+                return self._slow.too_slow(state, item, stop, exc.waited)
             if exc.kind in _SETTINGS_PROBLEMS:
                 stop.outcome = ReplyKind.PAUSE_CAMPAIGN
                 stop.reason = settings_problem(state.sender, exc)
                 return RecipientResult(item.position, "released", None)
             # The server is unreachable: stop hammering it, retry this recipient later.
-            outcome = self._retry_or_fail(item, Reply(ReplyKind.RETRY, exc.code, f"{exc.kind}: {exc}"))
+            outcome = self._retry.outcome(item, Reply(ReplyKind.RETRY, exc.code, f"{exc.kind}: {exc}"))
             if stop.outcome is None:
                 stop.outcome, stop.reason = ReplyKind.RETRY, f"{exc.kind}: {exc}"
                 stop.not_before = outcome.next_attempt_at or 0.0
@@ -424,13 +407,19 @@ class Deliverer:
             return RecipientResult(item.position, "failed",
                                    f"ошибка шаблона: {failure_in_russian(exc)} / template error: {exc}"[:1000])
         try:
-            reply = await conn.send(state.sender.from_email, item.email, message)
+            reply = await conn.send(state.sender.from_email, item.email, message,
+                                    deadline=time.monotonic() + self._phase)
         except Exception as exc:  # a library bug or an encoding problem: this recipient's outcome, not the batch's
             state.discard(conn)
             log.exception("sending one message failed", extra={"position": item.position})
             reason = f"непредвиденная ошибка / unexpected error: {exc}"[:500]
-            return self._retry_or_fail(item, Reply(ReplyKind.RETRY, None, reason))
+            return self._retry.outcome(item, Reply(ReplyKind.RETRY, None, reason))
         state.release(conn)
+        if reply.too_slow:
+            return self._slow.too_slow(state, item, stop, reply.waited)
+        if reply.waited > self._phase:  # slow at the end of DATA: nothing may be cut there, but the account backs off
+            self._slow.strike(state, stop, reply.waited)
+        stop.in_time = stop.in_time or (reply.code is not None and not stop.slow)
         if reply.kind is ReplyKind.SENT:
             return RecipientResult(item.position, "sent", reply.describe())
         if reply.kind is ReplyKind.FAILED:
@@ -445,4 +434,4 @@ class Deliverer:
             # At once for every batch of this account in this worker (they run concurrently).
             state.paused_until = max(state.paused_until, stop.not_before or time.time())
             return RecipientResult(item.position, "released", reply.describe())
-        return self._retry_or_fail(item, reply)
+        return self._retry.outcome(item, reply)

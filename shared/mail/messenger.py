@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import ssl
+import time
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Literal, cast
 
 import aiosmtplib
+from aiosmtplib.typing import Default
 
-from shared.mail.pipelining import PipelinedSession, SessionLost
+from shared.mail.pipelining import PipelinedSession, SessionLost, TooSlow
 from shared.netguard import HostRefused, open_socket, vet_host
 from shared.settings import Settings
 
@@ -45,6 +47,10 @@ class Reply:
     kind: ReplyKind
     code: int | None
     text: str
+    # The longest the server made us wait for one reply in this transaction (seconds), and
+    # whether the transaction was cut before DATA for overrunning its deadline (nothing was sent).
+    waited: float = 0.0
+    too_slow: bool = False
 
     def describe(self) -> str:
         # A hostile or broken server may answer with control characters (NUL cannot even be stored).
@@ -91,10 +97,11 @@ def classify(code: int, text: str, *, stage: str = "rcpt") -> ReplyKind:
 class ConnectError(Exception):
     """Could not reach or log in to the server; `kind` says where it stopped."""
 
-    def __init__(self, kind: str, message: str, code: int | None = None) -> None:
+    def __init__(self, kind: str, message: str, code: int | None = None, waited: float = 0.0) -> None:
         super().__init__(message)
-        self.kind = kind  # dns, private, refused, timeout, tls, auth, protocol, plaintext
+        self.kind = kind  # dns, private, refused, timeout, slow, tls, auth, protocol, plaintext
         self.code = code
+        self.waited = waited  # for "slow": the longest wait for one reply, in seconds
 
 
 def tls_context(extra_ca_file: str | None = None) -> ssl.SSLContext:
@@ -135,11 +142,29 @@ async def _should_log_in(smtp: aiosmtplib.SMTP, account: SmtpAccount) -> bool:
     return smtp.supports_extension("auth")
 
 
+class _TimedSMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, noting the longest the server took to answer one command."""
+
+    waited = 0.0
+    asked = 0.0  # when the answer now awaited was asked for (set before connecting)
+
+    async def execute_command(
+        self, *args: bytes, timeout: float | Literal[Default.token] | None = Default.token
+    ) -> aiosmtplib.SMTPResponse:
+        self.asked = time.monotonic()
+        try:
+            return await super().execute_command(*args, timeout=timeout)
+        finally:
+            self.waited = max(self.waited, time.monotonic() - self.asked)
+            self.asked = time.monotonic()
+
+
 class SmtpConnection:
     """One logged-in SMTP session; `sent` counts messages sent through it.
 
-    With `pipelining` (and a server that offers it), transactions run on PipelinedSession after
-    aiosmtplib has connected, verified TLS and logged in.
+    With `pipelining`, transactions run on PipelinedSession after aiosmtplib has connected,
+    verified TLS and logged in: pipelined where the server offers it, one command at a time
+    where not, and in both cases with a deadline for everything before DATA.
     """
 
     def __init__(self, account: SmtpAccount, policy: ConnectPolicy, *, pipelining: bool = True) -> None:
@@ -149,6 +174,7 @@ class SmtpConnection:
         self._pipelining = pipelining
         self._smtp: aiosmtplib.SMTP | None = None
         self._pipe: PipelinedSession | None = None
+        self._opening: _TimedSMTP | None = None  # the client while it connects and logs in
         self._smtputf8 = False
 
     @property
@@ -158,7 +184,7 @@ class SmtpConnection:
 
     @property
     def pipelined(self) -> bool:
-        return self._pipe is not None
+        return self._pipe is not None and self._pipe.pipelining
 
     @property
     def is_open(self) -> bool:
@@ -166,7 +192,27 @@ class SmtpConnection:
             return self._pipe.is_open
         return self._smtp is not None and self._smtp.is_connected
 
-    async def open(self) -> None:
+    async def open(self, deadline: float | None = None) -> None:
+        """Connect, verify TLS and log in; by `deadline` (time.monotonic()) when given, else
+        ConnectError("slow"): each command may take the timeout, but not all of them together."""
+        began = time.monotonic()
+        limit = asyncio.timeout(None if deadline is None else max(deadline - began, 0.0))
+        try:
+            async with limit:
+                await self._open()
+        except BaseException as exc:
+            smtp, self._opening = self._opening, None
+            if smtp is not None:  # cut off, cancelled, or a failure the steps below did not close for
+                smtp.close()
+            if isinstance(exc, TimeoutError) and limit.expired():
+                now = time.monotonic()
+                waited = max(smtp.waited, now - (smtp.asked or began)) if smtp is not None else now - began
+                raise ConnectError("slow", f"{self.account.host}:{self.account.port} was not ready to send"
+                                   f" within {now - began:.0f} s", waited=waited) from None
+            raise
+        self._opening = None
+
+    async def _open(self) -> None:
         account, policy = self.account, self.policy
         if account.security == "none" and not policy.allow_plaintext:
             raise ConnectError("plaintext", "this deployment does not allow SMTP without TLS")
@@ -189,7 +235,7 @@ class SmtpConnection:
         required = account.security == "starttls" or (account.security == "starttls_optional"
                                                       and not policy.allow_plaintext)
         start_tls: bool | None = True if required else None if account.security == "starttls_optional" else False
-        smtp = aiosmtplib.SMTP(
+        smtp = self._opening = _TimedSMTP(
             hostname=account.host,
             sock=sock,
             timeout=policy.timeout,
@@ -199,6 +245,7 @@ class SmtpConnection:
             # An offered STARTTLS is verified like any TLS: a bad certificate is an error, not plaintext.
             validate_certs=True,
         )
+        smtp.asked = time.monotonic()
         try:
             await smtp.connect()
             if account.username and await _should_log_in(smtp, account):
@@ -230,19 +277,30 @@ class SmtpConnection:
         self._smtp = smtp
         self.sent = 0
         self.account = replace(account, password="")  # logged in: the secret is not needed any more
-        if self._pipelining and smtp.last_ehlo_response is None:
+        greeted = not self._pipelining or smtp.last_ehlo_response is not None
+        if not greeted:
             try:
                 await smtp.ehlo()  # without a login nothing has asked for the extensions yet
+                greeted = True
             except aiosmtplib.SMTPException:
-                pass  # an old server that only knows HELO: no pipelining, plain transactions
+                try:
+                    await smtp.helo()  # an old server that only knows HELO: plain transactions
+                    greeted = True
+                except aiosmtplib.SMTPException:
+                    pass  # aiosmtplib's sendmail tries again
         transport = smtp.protocol.transport if smtp.protocol is not None else None
         # Duck-typed: uvloop's transports are not asyncio.Transport subclasses but behave the same.
         self._smtputf8 = smtp.supports_extension("smtputf8")
-        if self._pipelining and smtp.supports_extension("pipelining") and hasattr(transport, "set_protocol"):
-            self._pipe = PipelinedSession(cast(asyncio.Transport, transport), policy.timeout)
+        if self._pipelining and greeted and hasattr(transport, "set_protocol"):
+            self._pipe = PipelinedSession(cast(asyncio.Transport, transport), policy.timeout,
+                                          pipelining=smtp.supports_extension("pipelining"))
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
-        """Send one message; never raises for SMTP or network trouble, returns the reply."""
+    async def send(self, sender: str, recipient: str, message: bytes, *, deadline: float | None = None) -> Reply:
+        """Send one message; never raises for SMTP or network trouble, returns the reply.
+
+        A server that has not taken MAIL, RCPT and DATA by `deadline` (time.monotonic()) is cut
+        off (`too_slow`: the message was not handed over, so it can be sent again later).
+        """
         # Non-ASCII addresses need SMTPUTF8 (RFC 6531) on every path; a server without it never will.
         international = not (sender.isascii() and recipient.isascii())
         if international and not self._smtputf8:
@@ -250,7 +308,7 @@ class SmtpConnection:
                          "сервер не принимает адреса не латиницей (нет SMTPUTF8) /"
                          " the server does not accept non-ASCII addresses (no SMTPUTF8 support)")
         if self._pipe is not None:
-            return await self._send_pipelined(sender, recipient, message, international)
+            return await self._send_pipelined(sender, recipient, message, international, deadline)
         if self._smtp is None or not self._smtp.is_connected:
             return Reply(ReplyKind.RETRY, None, "connection is not open")
         options = ["SMTPUTF8"] if international else []  # without it aiosmtplib encodes addresses as ASCII
@@ -272,19 +330,24 @@ class SmtpConnection:
         self.sent += 1
         return Reply(ReplyKind.SENT, 250, text)  # aiosmtplib raises for anything but 250 after DATA
 
-    async def _send_pipelined(self, sender: str, recipient: str, message: bytes, international: bool) -> Reply:
-        assert self._pipe is not None
+    async def _send_pipelined(self, sender: str, recipient: str, message: bytes, international: bool,
+                              deadline: float | None) -> Reply:
+        pipe = self._pipe
+        assert pipe is not None
         try:
-            stage, reply = await self._pipe.send(sender, recipient, message, smtputf8=international)
+            stage, reply = await pipe.send(sender, recipient, message, smtputf8=international, deadline=deadline)
+        except TooSlow as exc:
+            self.close()
+            return Reply(ReplyKind.RETRY, None, str(exc), pipe.waited, too_slow=True)
         except (SessionLost, OSError) as exc:
             self.close()
-            return Reply(ReplyKind.RETRY, None, f"connection lost: {exc}")
+            return Reply(ReplyKind.RETRY, None, f"connection lost: {exc}", pipe.waited)
         if reply.code == 250 and stage == "data":
             self.sent += 1
-            return Reply(ReplyKind.SENT, 250, reply.text)
+            return Reply(ReplyKind.SENT, 250, reply.text, pipe.waited)
         if reply.code == 421:  # the server is closing the session
             self.close()
-        return Reply(classify(reply.code, reply.text, stage=stage), reply.code, reply.text)
+        return Reply(classify(reply.code, reply.text, stage=stage), reply.code, reply.text, pipe.waited)
 
     async def quit(self) -> None:
         pipe, self._pipe = self._pipe, None

@@ -3,12 +3,18 @@
 aiosmtplib connects, verifies TLS and logs in; it does not pipeline, so each message would cost
 three round trips before its body. Once the session is ready this protocol takes over the same
 transport: MAIL FROM, RCPT TO and DATA go out in one write, their three replies are read in
-order, and the body follows. It speaks only what a transaction needs (and RSET, QUIT).
+order, and the body follows. A server that does not offer PIPELINING gets the same commands one
+at a time. It speaks only what a transaction needs (and RSET, QUIT).
+
+Everything before the server's "354" may be given a deadline: cutting the connection there is
+safe, since no message was handed over. From "354" on only the per-reply timeout applies, since
+a cut after the final dot could turn an accepted message into a duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -17,6 +23,11 @@ MAX_REPLY_BYTES = 64 * 1024
 
 class SessionLost(ConnectionError):
     """The connection closed or stopped answering; nothing more can be sent on it."""
+
+
+class TooSlow(SessionLost):
+    """The server had not reached DATA by the transaction's deadline: the connection was cut
+    before the message was handed over."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +50,14 @@ def dot_stuff(message: bytes) -> bytes:
 
 
 class PipelinedSession(asyncio.Protocol):
-    def __init__(self, transport: asyncio.Transport, timeout: float) -> None:
+    def __init__(self, transport: asyncio.Transport, timeout: float, *, pipelining: bool = True) -> None:
         self._transport = transport
         self._timeout = timeout
+        self.pipelining = pipelining
+        # The longest the server made us wait for one reply in the current transaction: what a
+        # person is told when their server is too slow.
+        self.waited = 0.0
+        self._asked = time.monotonic()  # when the reply now awaited was asked for
         self._buffer = bytearray()
         self._waiting: deque[asyncio.Future[ServerReply]] = deque()
         self._early: deque[ServerReply] = deque()
@@ -59,6 +75,7 @@ class PipelinedSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer.extend(data)
         while (reply := self._parse_one()) is not None:
+            self._note_wait()
             if self._waiting:
                 waiter = self._waiting.popleft()
                 if not waiter.done():
@@ -98,6 +115,15 @@ class PipelinedSession(asyncio.Protocol):
                 return ServerReply(code, text)
         return None
 
+    def _note_wait(self) -> None:
+        now = time.monotonic()
+        self.waited = max(self.waited, now - self._asked)
+        self._asked = now
+
+    def _cut(self, exc: Exception) -> None:
+        self._note_wait()  # the reply given up on counts for as long as it was awaited
+        self._fail(exc)
+
     def _fail(self, exc: Exception) -> None:
         if self._lost is None:
             self._lost = exc
@@ -120,15 +146,19 @@ class PipelinedSession(asyncio.Protocol):
     async def _write(self, data: bytes) -> None:
         if self._lost is not None:
             raise self._lost
+        self._asked = time.monotonic()
         self._transport.write(data)
         if not self._can_write.is_set():
             await asyncio.wait_for(self._can_write.wait(), self._timeout)
 
-    async def _replies(self, count: int) -> list[ServerReply]:
+    async def _replies(self, count: int, deadline: float | None = None) -> list[ServerReply]:
+        """The next `count` replies, each within the timeout, all by `deadline` (time.monotonic())."""
         futures = [self._expect() for _ in range(count)]
+        delay, lost = self._timeout, SessionLost("the server stopped answering")
+        if deadline is not None and deadline - time.monotonic() < delay:
+            delay, lost = max(deadline - time.monotonic(), 0.0), TooSlow("the server did not get to DATA in time")
         # One timer for the lot; wait_for would cost a task per reply on the hot path.
-        timer = asyncio.get_running_loop().call_later(
-            self._timeout, self._fail, SessionLost("the server stopped answering"))
+        timer = asyncio.get_running_loop().call_later(delay, self._cut, lost)
         try:
             return [await future for future in futures]
         finally:
@@ -140,17 +170,22 @@ class PipelinedSession(asyncio.Protocol):
     # commands
 
     async def send(
-        self, sender: str, recipient: str, message: bytes, *, smtputf8: bool = False
+        self, sender: str, recipient: str, message: bytes, *, smtputf8: bool = False, deadline: float | None = None
     ) -> tuple[str, ServerReply]:
         """One message; returns (stage, reply) where stage is "mail", "rcpt" or "data".
 
         `smtputf8` declares non-ASCII addresses (RFC 6531). A refusal at any stage leaves the
-        session clean (RSET) for the next message.
+        session clean (RSET) for the next message. Raises TooSlow when the server has not
+        answered DATA with 354 by `deadline` (time.monotonic()), SessionLost when it goes away.
         """
+        self.waited = 0.0
         option = " SMTPUTF8" if smtputf8 else ""
-        envelope = f"MAIL FROM:<{sender}>{option}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
-        await self._write(envelope)
-        mail, rcpt, data = await self._replies(3)
+        commands = [f"MAIL FROM:<{sender}>{option}\r\n", f"RCPT TO:<{recipient}>\r\n", "DATA\r\n"]
+        if self.pipelining:
+            await self._write("".join(commands).encode())
+            mail, rcpt, data = await self._replies(3, deadline)
+        else:
+            mail, rcpt, data = await self._one_by_one(commands, deadline)
         if data.code == 354 and (mail.code != 250 or rcpt.code not in (250, 251)):
             await self._write(b".\r\n")  # the server opened DATA anyway: close it empty
             await self._replies(1)
@@ -166,6 +201,18 @@ class PipelinedSession(asyncio.Protocol):
         await self._write(dot_stuff(message))
         (final,) = await self._replies(1)
         return "data", final
+
+    async def _one_by_one(self, commands: list[str], deadline: float | None) -> list[ServerReply]:
+        """Each command after the reply to the one before; stops at the first refusal."""
+        replies: list[ServerReply] = []
+        for command, wanted in zip(commands, ((250,), (250, 251), (354,)), strict=True):
+            await self._write(command.encode())
+            (reply,) = await self._replies(1, deadline)
+            replies.append(reply)
+            if reply.code not in wanted:
+                break
+        not_reached = ServerReply(503, "not sent")  # after a refusal; never what send() returns
+        return replies + [not_reached] * (3 - len(replies))
 
     async def reset(self) -> None:
         await self._write(b"RSET\r\n")
