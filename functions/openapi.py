@@ -236,14 +236,17 @@ PATHS: dict[str, Any] = {
         "post": {**_op("Suppress addresses", {"201": _json({"type": "object"})}, tags=["suppressions"]),
                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
                      "type": "object", "properties": {"emails": {"type": "array", "items": {"type": "string"}}}}}}}},
+        "delete": _op("Remove an address from the suppression list (any address, one with a '/' too)", _NO_CONTENT,
+                      parameters=[{**_query("email", {"type": "string"}), "required": True}], tags=["suppressions"]),
     },
     "/v1/suppressions/import": {"post": {
         **_op("Import a CSV or a list of addresses (one a line)", {"201": _json({"type": "object"})},
               tags=["suppressions"]),
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}}},
     "/v1/suppressions/export": {"get": _op(
-        "The suppression list as CSV", {"200": {"description": "CSV", "content": {"text/csv": {
-            "schema": {"type": "string"}}}}}, tags=["suppressions"])},
+        "The suppression list as CSV, in `lang` (else the browser's language)", {"200": {
+            "description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}},
+        parameters=[_query("lang", {"type": "string", "enum": ["en", "ru"]})], tags=["suppressions"])},
     "/v1/suppressions/{email}": {"delete": _op(
         "Remove an address from the suppression list", _NO_CONTENT,
         parameters=[_path("email", {"type": "string"})], tags=["suppressions"])},

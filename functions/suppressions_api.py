@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from functions import resources
 from functions.auth import caller
-from functions.errors import ApiError
+from functions.errors import ApiError, language
 from functions.parsing import json_object, read_body
 from shared import suppressions
 from shared.addresses import check_address
@@ -53,32 +54,43 @@ async def add_suppressions(request: Request) -> Response:
 
 
 async def import_suppressions(request: Request) -> Response:
-    """A CSV (or one address a line) as the request body; valid addresses are added, the first
-    problems are reported, nothing is added when no line holds a valid address."""
+    """A CSV (or one address a line) as the request body; the lines with a valid address are
+    added, the others reported by line number with the reason (the first 100; `problem_count`
+    counts them all). Nothing is added when no line holds a valid address."""
     who = await caller(request)
     raw = await read_body(request, MAX_IMPORT_BYTES)
     # Checking 100,000 addresses takes seconds of CPU: in a thread, so other requests go on.
-    valid, problems = await asyncio.to_thread(suppressions.parse_import_bytes, raw)
+    valid, problems, bad = await asyncio.to_thread(suppressions.parse_import_bytes, raw)
     if not valid:
         raise InputError("no_addresses", "file")
     pool = await resources.db()
     async with pool.acquire() as conn:
-        added = await suppressions.add(conn, who.user_id, valid, "imported")
-    return JSONResponse({"added": added, "already": len(set(valid)) - added, "problems": problems}, status_code=201)
+        added = await suppressions.add(conn, who.user_id, valid, "imported", field="file")
+    return JSONResponse({"added": added, "already": len(set(valid)) - added, "problem_count": bad,
+                         "problems": suppressions.explain(problems, language(request))}, status_code=201)
 
 
 async def export_suppressions(request: Request) -> Response:
+    """The list as CSV, in the reader's language (`lang`, else the browser's), streamed."""
     who = await caller(request)
+    lang = request.query_params.get("lang") or language(request)
     pool = await resources.db()
-    async with pool.acquire() as conn:
-        body = await suppressions.export_csv(conn, who.user_id)
-    return Response(body, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in suppressions.export_csv(pool, who.user_id, lang if lang in ("ru", "en") else "en"):
+            yield chunk.encode()
+
+    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
 
 
 async def remove_suppression(request: Request) -> Response:
+    """DELETE /v1/suppressions/{email}; the address may hold a "/" (the route takes the rest of
+    the path), or come as `?email=` on DELETE /v1/suppressions."""
     who = await caller(request)
-    email = str(request.path_params["email"])
+    email = str(request.path_params.get("email") or request.query_params.get("email") or "")
+    if not email:
+        raise InputError("required", "email")
     if "\x00" in email or len(email) > 320:
         raise ApiError(404, "not_found")
     pool = await resources.db()

@@ -39,7 +39,7 @@ Record = tuple[object, ...]
 
 
 def recipient_records(
-    contacts: Iterator[ContactRow], campaign_id: uuid.UUID, suppressed: set[str], counts: LoadCounts,
+    contacts: Iterator[ContactRow], campaign_id: uuid.UUID, suppressed: suppressions.SuppressedKeys, counts: LoadCounts,
     seen: set[bytes],
 ) -> Iterator[Record]:
     """Rows for COPY: (campaign_id, position, email, fields, status, reply).

@@ -13,34 +13,36 @@ import functools
 import re
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import imapclient
-from imapclient import tls as imap_tls
 
 from shared.crypto import KeyProvider, open_sealed, seal
 from shared.db import Conn
 from shared.errors import InputError, host_refused, translate
+from shared.imap_connection import MAX_READ_BYTES, AnswerTooLarge, BoundedImap, Bounds, CallTimedOut
 from shared.mail.messenger import ConnectPolicy, tls_context
 from shared.netguard import HostRefused, VettedAddress, vet_host
-from shared.smtp_accounts import VerifyProblem
+from shared.smtp_accounts import LIVE_CHECK_SECONDS, VerifyProblem
 from shared.smtp_presets import PRESETS, preset_for_address
 
 IMAP_PORT = 993
 FETCH_BATCH = 50
-# A bounce's report is in its first part; the original message it returns can be anything, up
-# to a 50 MB attachment: only this much of any message is read.
-MAX_READ_BYTES = 2 * 1024 * 1024
+# How long a connection may take to open (connect, TLS, log in) and each later call unless its
+# caller allows otherwise: a server that answers, slowly, is given up on after this, however
+# steadily it drips.
+CALL_SECONDS = 60.0
 
 
 T = TypeVar("T")
 
-# IMAPClient is synchronous, and a hostile server can hold a thread as long as it likes (a byte
-# every few seconds never trips a socket timeout). IMAP calls get threads of their own, so such a
-# server can use up only these, never the default pool that hashes passwords and renders mail.
+# IMAPClient is synchronous, and a hostile server holds a thread as long as a call lasts (every
+# call has a deadline: imap_connection.py). IMAP calls get threads of their own, so such servers
+# can use up only these, never the default pool that hashes passwords and renders mail.
 _IMAP_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="imap")
 
 
@@ -101,27 +103,30 @@ def parse(body: dict[str, Any], from_email: str, preset: str | None) -> dict[str
 
 
 def _pinned_client(account: ImapAccount, address: VettedAddress, context: ssl.SSLContext,
-                   timeout: float) -> imapclient.IMAPClient:
-    """IMAPClient whose socket goes to the vetted address, with TLS checked against the host name."""
-
-    class PinnedTls(imap_tls.IMAP4_TLS):  # type: ignore[misc]
-        def _create_socket(self, timeout: float | None = None) -> socket.socket:
-            sock = socket.create_connection((address.address, account.port), timeout=timeout or self._timeout)
-            return context.wrap_socket(sock, server_hostname=account.host)
+                   bounds: Bounds) -> imapclient.IMAPClient:
+    """IMAPClient whose socket goes to the vetted address, with TLS checked against the host name,
+    every read within `bounds`."""
 
     class PinnedClient(imapclient.IMAPClient):  # type: ignore[misc]
         def _create_IMAP4(self) -> Any:
-            return PinnedTls(account.host, account.port, context, timeout)
+            return BoundedImap(account.host, account.port, address.address, context, bounds)
 
-    return PinnedClient(account.host, port=account.port, ssl=True, ssl_context=context, timeout=timeout)
+    return PinnedClient(account.host, port=account.port, ssl=True, ssl_context=context, timeout=bounds.read_timeout)
 
 
 class Mailbox:
-    """One logged-in IMAP session on INBOX (synchronous: use from a thread)."""
+    """One logged-in IMAP session on INBOX (synchronous: use from a thread).
 
-    def __init__(self, client: imapclient.IMAPClient) -> None:
+    Its calls share one deadline, set when it was opened; `allow(seconds)` sets the next one."""
+
+    def __init__(self, client: imapclient.IMAPClient, bounds: Bounds) -> None:
         self.client = client
+        self.bounds = bounds
         self.idling = False
+
+    def allow(self, seconds: float) -> None:
+        """What follows (until the next allow) must end within `seconds`."""
+        self.bounds.allow_seconds(seconds)
 
     def select_inbox(self, *, readonly: bool) -> tuple[int, int]:
         """(UIDVALIDITY, UIDNEXT) of INBOX."""
@@ -146,7 +151,12 @@ class Mailbox:
         if not uids:
             return {}
         part = f"BODY.PEEK[]<0.{MAX_READ_BYTES}>"
-        answered = self.client.fetch(uids, [part])
+        # The bodies asked for, with room for their FETCH lines, on top of an ordinary answer.
+        self.bounds.allow_bytes(len(uids) * (MAX_READ_BYTES + 4096))
+        try:
+            answered = self.client.fetch(uids, [part])
+        finally:
+            self.bounds.allow_bytes(0)
         out = {}
         for uid, data in answered.items():
             raw = next((v for k, v in data.items() if k.startswith(b"BODY[")), b"")
@@ -220,13 +230,17 @@ class Mailbox:
             if self.idling:  # LOGOUT is not understood inside IDLE
                 self.idle_stop()
             self.client.logout()
-        except Exception:  # noqa: S110 (a logout on a broken connection has nothing to report)
-            pass
+        except Exception:  # a logout on a broken connection has nothing to report; the socket goes
+            try:
+                self.client.shutdown()
+            except Exception:  # noqa: S110
+                pass
 
 
-def _connect(account: ImapAccount, address: VettedAddress, policy: ConnectPolicy) -> Mailbox:
+def _connect(account: ImapAccount, address: VettedAddress, policy: ConnectPolicy, deadline: float) -> Mailbox:
     context = policy.tls or tls_context()
-    client = _pinned_client(account, address, context, policy.timeout)
+    bounds = Bounds(deadline, policy.timeout)
+    client = _pinned_client(account, address, context, bounds)
     try:
         if (account.username + account.password).isascii():
             client.login(account.username, account.password)
@@ -239,7 +253,7 @@ def _connect(account: ImapAccount, address: VettedAddress, policy: ConnectPolicy
         except Exception:  # noqa: S110
             pass
         raise
-    return Mailbox(client)
+    return Mailbox(client, bounds)
 
 
 def _server_words(exc: BaseException) -> str:
@@ -251,6 +265,8 @@ def _server_words(exc: BaseException) -> str:
 
 def _problem(exc: BaseException, account: ImapAccount) -> VerifyProblem:
     where = f"{account.host}:{account.port}"
+    if isinstance(exc, AnswerTooLarge):
+        return VerifyProblem("too_large", exc.megabytes)
     if isinstance(exc, imapclient.exceptions.LoginError):
         return VerifyProblem("auth", _server_words(exc))
     if isinstance(exc, ssl.SSLError):
@@ -265,16 +281,24 @@ def _problem(exc: BaseException, account: ImapAccount) -> VerifyProblem:
     return VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__)
 
 
-async def open_mailbox(account: ImapAccount, policy: ConnectPolicy) -> Mailbox:
-    """Vet, connect, log in; raises ImapProblem with what went wrong in plain words."""
+def bound_problem(exc: BaseException, account: ImapAccount) -> VerifyProblem | None:
+    """The problem when `exc` is a bound the server ran into (an answer too large, a call too
+    long), else None."""
+    return _problem(exc, account) if isinstance(exc, AnswerTooLarge | CallTimedOut) else None
+
+
+async def open_mailbox(account: ImapAccount, policy: ConnectPolicy, *, seconds: float = CALL_SECONDS) -> Mailbox:
+    """Vet, connect, log in; raises ImapProblem with what went wrong in plain words. The mailbox's
+    calls must end `seconds` from now (the connection included), unless `Mailbox.allow` says otherwise."""
     try:
         addresses = await vet_host(account.host, account.port, allow_private=policy.allow_private)
     except HostRefused as exc:
         raise ImapProblem(VerifyProblem(exc.code, str(exc))) from None
+    deadline = time.monotonic() + seconds
     last: BaseException | None = None
     for address in addresses[:2]:
         try:
-            return await in_imap_thread(_connect, account, address, policy)
+            return await in_imap_thread(_connect, account, address, policy, deadline)
         except Exception as exc:  # each failure is explained; the next address may answer
             last = exc
     assert last is not None
@@ -288,9 +312,10 @@ class ImapProblem(Exception):
 
 
 async def verify(account: ImapAccount, policy: ConnectPolicy) -> VerifyProblem | None:
-    """Connect, TLS, log in, select INBOX (read-only); None when all of it works."""
+    """Connect, TLS, log in, select INBOX (read-only); None when all of it works. All of it ends
+    within LIVE_CHECK_SECONDS, thread included, however the server behaves."""
     try:
-        mailbox = await open_mailbox(account, policy)
+        mailbox = await open_mailbox(account, policy, seconds=LIVE_CHECK_SECONDS)
     except ImapProblem as exc:
         return exc.problem
     try:
@@ -308,13 +333,35 @@ def explain(problem: VerifyProblem, host: str, port: int, lang: str) -> dict[str
     return {"code": code, "message": translate(code, lang, host=host, port=port, detail=problem.detail)}
 
 
-_KINDS = {"dns", "private", "refused", "timeout", "tls", "auth", "protocol"}
+_KINDS = {"dns", "private", "refused", "timeout", "tls", "auth", "protocol", "too_large"}
+
+
+def _password_stays_with_its_server(values: dict[str, Any], stored: Any) -> None:
+    """A saved password is sent only to the server it was entered for: the IMAP password to the
+    IMAP server it was saved with, the SMTP password to the SMTP server's host or the provider's
+    own IMAP server. Anything else needs the password typed again (else whoever could change the
+    settings, say with a stolen session, could point them at their own server and read it there)."""
+    host, port = values["imap_host"], values["imap_port"]
+    if host is None or values["imap_password"] is not None:
+        return  # off, or a password given with the new settings
+    smtp = values["smtp_password"] or not stored["own_password"]  # else the saved IMAP password
+    if (host, port) == (stored["imap_host"], stored["imap_port"]) and (not smtp or not stored["own_password"]):
+        return  # the password that went to this server before
+    if smtp and host in (stored["host"].lower(), default_host(stored["from_email"], stored["preset"])):
+        return  # the SMTP password to the SMTP host, or to its provider's IMAP server
+    raise InputError("imap_password_required", "imap_password", host=host, port=port)
 
 
 async def save(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, values: dict[str, Any], *,
                allow_private: bool) -> bool:
     """Store a sender's IMAP settings (the host vetted like SMTP's); False when no such sender.
     A changed server or login starts reading afresh and needs verifying again."""
+    stored = await conn.fetchrow(
+        "SELECT imap_host, imap_port, imap_password_encrypted IS NOT NULL AS own_password, host, from_email, preset"
+        " FROM senders WHERE id = $1 AND user_id = $2", sender_id, user_id)
+    if stored is None:
+        return False
+    _password_stays_with_its_server(values, stored)
     if values["imap_host"]:
         try:
             await vet_host(values["imap_host"], values["imap_port"], allow_private=allow_private)

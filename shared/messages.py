@@ -6,7 +6,10 @@ the Russian name (see shared/errors.py).
 
 from __future__ import annotations
 
+from shared.messages_suppressions import SUPPRESSION_MESSAGES
+
 MESSAGES: dict[str, dict[str, str]] = {
+    **SUPPRESSION_MESSAGES,
     "body_too_large": {
         "en": "The request body is larger than {limit_kb} KB.",
         "ru": "Тело запроса больше {limit_kb} КБ.",
@@ -221,6 +224,18 @@ MESSAGES: dict[str, dict[str, str]] = {
     "imap_protocol": {
         "en": "The IMAP server answered something unexpected: {detail}.",
         "ru": "IMAP-сервер ответил неожиданно: {detail}.",
+    },
+    "imap_too_large": {
+        "en": "The IMAP server {host}:{port} sent an answer larger than {detail} MB, more than any answer"
+              " Sendpy asks for, so it stopped reading. Check the IMAP server and port.",
+        "ru": "IMAP-сервер {host}:{port} прислал ответ больше {detail} МБ — больше любого ответа, который"
+              " запрашивает Sendpy, поэтому чтение прекращено. Проверьте IMAP-сервер и порт.",
+    },
+    "imap_password_required": {
+        "en": "The IMAP server changed to {host}:{port}: enter the IMAP password again. A saved password is"
+              " only sent to the server it was entered for.",
+        "ru": "IMAP-сервер изменён на {host}:{port}: введите пароль IMAP ещё раз. Сохранённый пароль"
+              " отправляется только на тот сервер, для которого его ввели.",
     },
     "slow_server": {
         "en": "The server {host} answers very slowly (at least {seconds} s per command): mail goes out late and is"

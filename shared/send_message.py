@@ -190,10 +190,11 @@ async def accept(
             request.duplicates,
         )
         await recipient_store.copy_in(conn, campaign_id, ((email, {}) for email in request.recipients))
-        suppressed = await suppressions.keys(conn, user_id)
+        # Only this message's addresses are looked up: a list of a million made each send read it all.
+        keyed = [(position, suppressions.fast_key(email)) for position, email in enumerate(request.recipients, start=1)]
+        suppressed = await suppressions.among(conn, user_id, (key for _, key in keyed))
         if suppressed:
             await recipient_store.skip_positions(conn, campaign_id, [
-                position for position, email in enumerate(request.recipients, start=1)
-                if suppressions.fast_key(email) in suppressed], "suppressed")
+                position for position, key in keyed if key in suppressed], "suppressed")
         await outbox.add(conn, CampaignCommand(campaign_id))
     return campaign_id

@@ -5,27 +5,39 @@ address and every campaign of that account — they asked *the sender* to stop, 
 care which of the sender's addresses wrote. Entries survive the deletion of the campaign and
 the sender they came from (both are kept by value, not by reference).
 
-The rule for "the same mailbox" is `suppression_key`; every path asks `keys(...)` and compares
-keys: the campaign fan-out, `/api/send-message`, the upload report and test sends.
+The rule for "the same mailbox" is `suppression_key`; every path compares keys: the campaign
+fan-out and the upload report load the account's (`keys`, compact), `/api/send-message` and the
+sender worker ask about their addresses only (`among`), test sends about one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import csv
-import io
+import re
+import sys
 import uuid
-from collections.abc import Iterable
+from array import array
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from shared.addresses import check_address
+import asyncpg
+
+from shared.addresses import check_address, reason_in_russian
 from shared.db import Conn
-from shared.errors import InputError
-from shared.export import safe_cell
+from shared.errors import InputError, translate
+from shared.export import csv_lines
 
 REASONS = ("unsubscribed", "hard_bounce", "soft_bounce", "complaint", "manual", "imported")
 PAGE = 200
 MAX_IMPORT_ROWS = 100_000
+# What a person adds (by hand or by import) stops at this many entries per account; unsubscribes
+# and bounces are always recorded (the law and the sender's reputation need them, and there are
+# never more of them than mail sent).
+MAX_ENTRIES = 1_000_000
+_BY_HAND = ("manual", "imported")
+LOAD_PAGE = 50_000
 
 # Providers whose mailboxes ignore part of the address. Elsewhere only case is ignored: the
 # local part is the receiving server's to interpret, and "+" or "." may be significant there.
@@ -62,9 +74,64 @@ def fast_key(normalized: str) -> str:
     return f"{local}@{domain}"
 
 
-async def keys(conn: Conn, user_id: int) -> set[str]:
-    """Every suppressed mailbox of the user (keys, compare with `fast_key`/`suppression_key`)."""
-    rows = await conn.fetch("SELECT address FROM suppressed WHERE user_id = $1", user_id)
+class SuppressedKeys:
+    """An account's suppressed keys in about 9 bytes each: the sorted 64-bit hashes of the keys
+    in one byte string, with where each range of leading bits starts. A million entries keep
+    ~9 MB, not the ~120 MB of a set of strings (nor the ~90 MB more of the rows read at once). A
+    false match needs two keys' hashes to collide, odds of about n in 2**64; str hashes are keyed
+    per process, so nobody can aim for one."""
+
+    def __init__(self) -> None:
+        self._digests = array("q")
+        self._blob = b""
+        self._bits = 1
+        self._starts = array("q", [0, 0, 0])
+
+    def add(self, keys: Iterable[str]) -> None:
+        self._digests.extend(map(hash, keys))
+
+    def freeze(self) -> SuppressedKeys:
+        ordered = array("q", sorted(self._digests))
+        self._digests = array("q")
+        self._blob = ordered.tobytes()
+        self._bits = max(1, min(16, (len(ordered) // 16).bit_length()))  # ~16 hashes a range
+        half, shift = 1 << (self._bits - 1), 64 - self._bits
+        self._starts = array("q", (bisect.bisect_left(ordered, (b - half) << shift) for b in range(2 * half)))
+        self._starts.append(len(ordered))
+        return self
+
+    def __contains__(self, key: object) -> bool:
+        digest = hash(key)
+        bucket = (digest >> (64 - self._bits)) + (1 << (self._bits - 1))
+        low, high = self._starts[bucket] * 8, self._starts[bucket + 1] * 8
+        wanted = digest.to_bytes(8, sys.byteorder, signed=True)
+        at = self._blob.find(wanted, low, high)
+        while at >= 0 and (at - low) % 8:  # a match across two hashes is no match
+            at = self._blob.find(wanted, at + 1, high)
+        return at >= 0
+
+    def __len__(self) -> int:
+        return len(self._blob) // 8
+
+
+async def keys(conn: Conn, user_id: int) -> SuppressedKeys:
+    """Every suppressed mailbox of the user, to test keys against (`fast_key`/`suppression_key`):
+    read through a cursor LOAD_PAGE rows at a time, kept compact (see SuppressedKeys)."""
+    found = SuppressedKeys()
+    async with conn.transaction():  # a cursor lives in one
+        cursor = await conn.cursor("SELECT address FROM suppressed WHERE user_id = $1", user_id)
+        while rows := await cursor.fetch(LOAD_PAGE):
+            found.add(r["address"] for r in rows)
+    return await asyncio.to_thread(found.freeze)  # sorting a million: CPU the event loop need not wait on
+
+
+async def among(conn: Conn, user_id: int, candidates: Iterable[str]) -> set[str]:
+    """Which of these keys are suppressed (one indexed lookup each, never the whole list)."""
+    wanted = list(set(candidates))
+    if not wanted:
+        return set()
+    rows = await conn.fetch("SELECT address FROM suppressed WHERE user_id = $1 AND address = ANY($2::text[])",
+                            user_id, wanted)
     return {r["address"] for r in rows}
 
 
@@ -109,20 +176,29 @@ def _by_key(emails: list[str]) -> dict[str, str]:
 
 
 async def add(conn: Conn, user_id: int, emails: Iterable[str], reason: str, *, campaign_id: uuid.UUID | None = None,
-              sender_email: str | None = None, detail: str | None = None) -> int:
+              sender_email: str | None = None, detail: str | None = None, field: str = "emails") -> int:
     """Suppress addresses (validated by the caller); returns how many mailboxes were new. An
-    address already on the list keeps its first reason."""
+    address already on the list keeps its first reason. What a person adds (`manual`,
+    `imported`) past MAX_ENTRIES is refused whole, as an InputError on `field`."""
     assert reason in REASONS, reason
     listed = list(emails)
     # Normalising a big import is CPU work: in a thread, so the event loop stays free.
     unique = await asyncio.to_thread(_by_key, listed) if len(listed) > 1000 else _by_key(listed)
-    added: int = await conn.fetchval(
-        "WITH added AS (INSERT INTO suppressed (user_id, address, email, reason, campaign_id, sender_email, detail)"
-        " SELECT $1, a, e, $4, $5, $6, $7 FROM unnest($2::text[], $3::text[]) AS u(a, e)"
-        " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM added",
-        user_id, list(unique), list(unique.values()), reason, campaign_id, sender_email,
-        detail[:500] if detail else None,
-    )
+    async with conn.transaction():
+        if reason in _BY_HAND:  # one at a time per account, so two imports cannot both fit
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('sendpy.suppressed', $1))", user_id)
+        added: int = await conn.fetchval(
+            "WITH added AS (INSERT INTO suppressed (user_id, address, email, reason, campaign_id, sender_email, detail)"
+            " SELECT $1, a, e, $4, $5, $6, $7 FROM unnest($2::text[], $3::text[]) AS u(a, e)"
+            " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM added",
+            user_id, list(unique), list(unique.values()), reason, campaign_id, sender_email,
+            detail[:500] if detail else None,
+        )
+        if reason in _BY_HAND and added:
+            total = await count(conn, user_id)
+            if total > MAX_ENTRIES:  # raised inside the transaction: nothing of it stays
+                raise InputError("suppressions_full", field, limit=f"{MAX_ENTRIES:,}", count=f"{total - added:,}",
+                                 adding=f"{added:,}")
     return added
 
 
@@ -147,7 +223,7 @@ async def unsubscribe(conn: Conn, campaign_id: uuid.UUID, position: int) -> str 
     return email
 
 
-def parse_import_bytes(raw: bytes) -> tuple[list[str], list[dict[str, Any]]]:
+def parse_import_bytes(raw: bytes) -> tuple[list[str], list[dict[str, Any]], int]:
     """`parse_import` of an uploaded file: UTF-8 (with or without BOM), else Windows-1251."""
     try:
         text = raw.decode("utf-8-sig")
@@ -156,46 +232,110 @@ def parse_import_bytes(raw: bytes) -> tuple[list[str], list[dict[str, Any]]]:
     return parse_import(text.replace("\x00", ""))
 
 
-def parse_import(text: str) -> tuple[list[str], list[dict[str, Any]]]:
+SNIFF_CHARS = 4096  # csv.Sniffer is quadratic in its sample: a crafted 75 KB one took 28 s
+MAX_LINE_CHARS = 10_000  # an address and a few columns; csv itself gives up past 131,072
+MAX_PROBLEMS = 100  # listed; all are counted
+
+
+def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    sample = text[:SNIFF_CHARS]
+    if len(text) > SNIFF_CHARS and "\n" in sample:
+        sample = sample[:sample.rindex("\n")]  # whole lines only
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        return csv.excel
+
+
+def parse_import(text: str) -> tuple[list[str], list[dict[str, Any]], int]:
     """Addresses from a CSV or a plain list (one a line; the first cell that holds an "@" counts,
     so exports of this list, of a campaign and of most tools import as they are). Returns the
-    valid addresses and the first few problems (row, value, reason)."""
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:65536], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
+    valid addresses, the first MAX_PROBLEMS lines without one ({"line", "value", "code", …}, see
+    `explain`) and how many lines had none.
+
+    Each line is read on its own: a stray quote or an overlong cell costs its line, never the
+    lines after it (a quoted cell spanning lines is no part of an address list)."""
+    dialect = _dialect(text)
     valid: list[str] = []
     problems: list[dict[str, Any]] = []
-    for number, cells in enumerate(csv.reader(io.StringIO(text), dialect), start=1):
-        if number > MAX_IMPORT_ROWS:
-            raise InputError("too_many", "file", count=f"> {MAX_IMPORT_ROWS:,}", limit=f"{MAX_IMPORT_ROWS:,}")
+    bad = 0
+
+    def problem(line: int, value: str, code: str, **params: str) -> None:
+        nonlocal bad
+        bad += 1
+        if len(problems) < MAX_PROBLEMS:
+            problems.append({"line": line, "value": value[:200], "code": code, **params})
+
+    lines = re.split(r"\r\n|\r|\n", text)  # Windows, Unix and old Mac line ends alike
+    if len(lines) > MAX_IMPORT_ROWS + 1 or (len(lines) == MAX_IMPORT_ROWS + 1 and lines[-1].strip()):
+        raise InputError("too_many", "file", count=f"> {MAX_IMPORT_ROWS:,}", limit=f"{MAX_IMPORT_ROWS:,}")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_CHARS:
+            problem(number, line, "import_line_too_long", limit=f"{MAX_LINE_CHARS:,}")
+            continue
+        try:
+            cells = next(csv.reader([line], dialect), [])
+        except csv.Error as exc:
+            problem(number, line, "import_bad_line", error=str(exc))
+            continue
         candidate = next((c.strip() for c in cells if "@" in c), None)
         if candidate is None:
-            if number > 1 and any(c.strip() for c in cells) and len(problems) < 10:
-                problems.append({"row": number, "value": ",".join(cells)[:200], "reason": "no address"})
+            if number > 1:  # the first line may be a header
+                problem(number, line, "import_no_address")
             continue
         checked = check_address(candidate)
         if checked.normalized is None:
-            if len(problems) < 10:
-                problems.append({"row": number, "value": candidate[:200], "reason": checked.explained})
+            problem(number, candidate, "import_bad_address", reason=checked.reason or "")
             continue
         valid.append(checked.normalized)
-    return valid, problems
+    return valid, problems, bad
 
 
-async def export_csv(conn: Conn, user_id: int) -> str:
-    """The whole list as CSV (semicolons and a BOM, so Excel in a Russian locale opens it as columns)."""
-    rows = await conn.fetch(
-        "SELECT address, email, reason, created_at, campaign_id, sender_email, detail FROM suppressed"
-        " WHERE user_id = $1 ORDER BY address", user_id)
+def explain(problems: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Problems as a person reads them in `lang`: line, value, reason."""
+    out = []
+    for problem in problems:
+        params = {k: v for k, v in problem.items() if k not in ("line", "value", "code")}
+        if problem["code"] == "import_bad_address":
+            params["reason_ru"] = reason_in_russian(params["reason"])
+        reason = translate(problem["code"], lang, **params)
+        out.append({"line": problem["line"], "row": problem["line"], "value": problem["value"], "reason": reason})
+    return out
 
-    def write() -> str:
-        out = io.StringIO()
-        writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-        writer.writerow(["email", "reason", "added_at", "campaign_id", "sender_email", "detail"])
-        for r in rows:
-            writer.writerow([safe_cell(v) for v in (r["email"], r["reason"], r["created_at"].isoformat(),
-                                                     r["campaign_id"], r["sender_email"], r["detail"])])
-        return "\ufeff" + out.getvalue()
 
-    return await asyncio.to_thread(write)  # 300,000 rows are a second of CPU
+EXPORT_HEADER = {
+    "en": ("email", "reason", "added_at", "campaign_id", "sender_email", "detail"),
+    "ru": ("Эл. почта", "Причина", "Добавлен (UTC)", "Рассылка", "Адрес отправителя", "Подробности"),
+}
+REASON_NAMES = {
+    "ru": {"unsubscribed": "отписался", "hard_bounce": "возврат", "soft_bounce": "повторные возвраты",
+           "complaint": "жалоба на спам", "manual": "добавлен вручную", "imported": "загружен из файла"},
+}
+EXPORT_PAGE = 5000
+
+
+async def export_csv(db: asyncpg.Pool, user_id: int, lang: str = "en") -> AsyncIterator[str]:
+    """The whole list as CSV in `lang` (semicolons and a BOM, so Excel in a Russian locale opens it
+    as columns), EXPORT_PAGE rows at a time: a list of a million never sits in memory whole.
+    One entry a line (line breaks in a bounce's words become spaces), so it imports back."""
+    header: list[str] | None = list(EXPORT_HEADER.get(lang, EXPORT_HEADER["en"]))
+    names = REASON_NAMES.get(lang, {})
+    after = ""
+    yield "\ufeff"
+    while True:
+        async with db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT address, email, reason, created_at, campaign_id, sender_email, detail FROM suppressed"
+                " WHERE user_id = $1 AND address > $2 ORDER BY address LIMIT $3", user_id, after, EXPORT_PAGE)
+        cells = ([r["email"], names.get(r["reason"], r["reason"]),
+                  r["created_at"].isoformat() if lang == "en" else r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                  r["campaign_id"], r["sender_email"], " ".join((r["detail"] or "").split()) or None]
+                 for r in rows)
+        for chunk in csv_lines(cells, header, ";"):
+            yield chunk
+        header = None
+        if len(rows) < EXPORT_PAGE:
+            return
+        after = rows[-1]["address"]

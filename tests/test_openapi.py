@@ -3,6 +3,8 @@ no 5xx, no response that breaks the schema, no undocumented status code."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +29,8 @@ async def test_spec_is_served_and_covers_every_route(api) -> None:
     answer = await api.get("/v1/openapi.json")
     assert answer.status_code == 200 and answer.json()["openapi"] == "3.1.0"
     documented = {(path, method.upper()) for path, ops in SPEC["paths"].items() for method in ops}
-    served = {(route.path, method) for route in create_app().routes if hasattr(route, "methods")
+    # A converter ({email:path}) is the router's business; the spec names the parameter only.
+    served = {(re.sub(r":\w+}", "}", route.path), method) for route in create_app().routes if hasattr(route, "methods")
               for method in route.methods or () if method != "HEAD"}
     served.discard(("/v1/openapi.json", "GET"))
     assert served == documented

@@ -208,6 +208,32 @@ async def test_the_imap_form_by_keyboard_saves_checks_and_explains_in_russian(
     await expect(page.locator("#imap-panel")).to_be_hidden()
     await expect(trigger).to_be_focused()
 
+    # Another server: a saved password goes to no server but its own, so the form asks for it
+    # again — for the IMAP password before sending anything, for the SMTP one when the API says so.
+    await page.keyboard.press("Enter")
+    await host.focus()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("localhost")
+    await page.keyboard.press("Enter")
+    await expect(problem).to_contain_text("Сервер изменён: введите пароль IMAP ещё раз")
+    await expect(password).to_have_attribute("aria-invalid", "true")
+    same = page.get_by_label("Тот же пароль, что и для SMTP")
+    await same.focus()
+    await page.keyboard.press("Space")  # the SMTP password, sent to a server other than the SMTP one
+    await host.focus()
+    assert await press_for(page, "Enter", "PUT", imap) == 400
+    await expect(problem).to_contain_text(f"IMAP-сервер изменён на localhost:{dovecot.port}: введите пароль IMAP")
+    await expect(same).not_to_be_checked()
+    await expect(password).to_be_visible()
+    await expect(password).to_have_attribute("aria-invalid", "true")
+    stored = (await api.get(imap, headers=auth)).json()
+    assert (stored["host"], stored["verified"]) == ("127.0.0.1", True), stored  # nothing stored meanwhile
+    await password.focus()
+    await page.keyboard.type(imap_user.password)
+    assert await press_for(page, "Enter", "PUT", imap) == 200
+    await expect(result).to_have_text(f"Настройки сохранены. {OK}")
+    await expect(page.locator("#imap-reading")).to_have_text(f"включено, localhost:{dovecot.port}")
+
 
 async def finished_campaign(db: asyncpg.Pool, sender: dict[str, Any], sent: int, bounced: int) -> None:
     """A campaign of this sender's that went out today, `bounced` of its recipients bounced."""

@@ -38,7 +38,7 @@ import asyncpg
 
 from shared.bounces.reader import load_account
 from shared.crypto import KeyProvider
-from shared.imap_accounts import NEWS, WOKE, ImapProblem, Mailbox, in_imap_thread, open_mailbox
+from shared.imap_accounts import CALL_SECONDS, NEWS, WOKE, ImapProblem, Mailbox, in_imap_thread, open_mailbox
 from shared.mail.messenger import ConnectPolicy
 
 log = logging.getLogger("sendpy.bounces")
@@ -218,6 +218,7 @@ class IdleSessions:
                 look = await self.check(session.sender_id)
             elif heard == WOKE or time.monotonic() >= reissue_at:
                 # A WOKE may be the server's EOF: leaving IDLE raises if the connection is gone.
+                mailbox.allow(CALL_SECONDS)  # the session lasts; each of its calls has a deadline
                 await in_imap_thread(mailbox.idle_stop)
                 await in_imap_thread(mailbox.idle_start)
                 reissue_at = time.monotonic() + REISSUE_SECONDS
@@ -233,6 +234,7 @@ class IdleSessions:
     async def _end(self, session: _Session, mailbox: Mailbox | None, outcome: str) -> None:
         sender_id = session.sender_id
         if mailbox is not None:
+            mailbox.allow(CLOSE_SECONDS)
             try:
                 await asyncio.wait_for(asyncio.shield(in_imap_thread(mailbox.close)), CLOSE_SECONDS)
             except (TimeoutError, asyncio.CancelledError):

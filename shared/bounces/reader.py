@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from shared import imap_accounts
 from shared.bounces.dsn import Bounce, parse_bounce
 from shared.bounces.record import SenderRef, message_key, record
 from shared.crypto import KeyProvider, open_sealed
@@ -35,6 +36,9 @@ log = logging.getLogger("sendpy.bounces")
 MAX_BATCHES = 20
 BOUNCE_FOLDER = "Sendpy bounces"
 CLAIM_SECONDS = 600
+# A whole look (connect, log in, every batch) ends within this, however slowly the server sends:
+# well inside the claim, so no other worker starts on the mailbox while this one still reads it.
+LOOK_SECONDS = 300.0
 
 
 async def due_senders(db: asyncpg.Pool, every_seconds: float, limit: int = 20) -> list[int]:
@@ -102,7 +106,7 @@ async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sen
     row, account = loaded
     sender = SenderRef(row["id"], row["user_id"], row["from_email"], signing_key)
     try:
-        mailbox = await open_mailbox(account, policy)
+        mailbox = await open_mailbox(account, policy, seconds=LOOK_SECONDS)
     except ImapProblem as exc:
         await _save_problem(db, sender_id, account, exc.problem, release=release)
         return None
@@ -113,8 +117,9 @@ async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sen
         raise
     except Exception as exc:  # a dropped connection, a server error: tried again next time
         log.warning("reading a mailbox failed", extra={"sender": sender_id}, exc_info=True)
-        await _save_problem(db, sender_id, account, VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__),
-                            release=release)
+        problem = (imap_accounts.bound_problem(exc, account)
+                   or VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__))
+        await _save_problem(db, sender_id, account, problem, release=release)
         return None
     finally:
         await in_imap_thread(mailbox.close)

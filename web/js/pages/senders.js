@@ -165,7 +165,8 @@ function storedBody(status) {
 }
 
 // The PUT body for what the form says, or { problem, field } when it cannot be sent as it is.
-function readForm(form, presets, ownPassword = false) {
+// `stored` is the server the saved settings name: a saved IMAP password goes to no other.
+function readForm(form, presets, ownPassword = false, stored = null) {
   const fields = form.elements;
   const choice = fields.choice.value;
   if (choice === OFF) return { body: { imap_enabled: false, imap_host: null } };
@@ -183,6 +184,8 @@ function readForm(form, presets, ownPassword = false) {
   }
   const same = fields.same.checked;
   if (!same && !fields.password.value && !ownPassword) return { problem: t("imap.needpassword"), field: fields.password };
+  const moved = !stored || stored.host !== host || stored.port !== port;
+  if (!same && !fields.password.value && moved) return { problem: t("imap.passwordagain"), field: fields.password };
   const body = { imap_host: host, imap_port: port, imap_username: fields.username.value.trim() || null,
     imap_password: same ? null : fields.password.value, imap_move_bounces: fields.move.checked };
   if (!same && !fields.password.value) delete body.imap_password; // keep the password stored before
@@ -270,6 +273,8 @@ function drawForm(panel, sender, presets, status, close) {
   // What is stored now, as the form sends it: "Check" on a form that says something else saves it first.
   let saved = JSON.stringify(storedBody(status));
   let ownPassword = Boolean(status.own_password); // a separate IMAP password is stored
+  const serverOf = (body) => (body?.imap_host ? { host: body.imap_host, port: body.imap_port } : null);
+  let storedServer = serverOf(storedBody(status));
   let busy = false;
 
   const sync = () => {
@@ -319,15 +324,21 @@ function drawForm(panel, sender, presets, status, close) {
     try {
       const answer = await api("PUT", `/v1/senders/${sender.id}/imap`, read.body);
       saved = JSON.stringify(read.body.imap_host ? read.body : null);
+      storedServer = serverOf(read.body);
       ownPassword = Boolean(answer.imap?.own_password);
       drawStatus(panel, answer.imap);
       say(answer.verified ? `${t("imap.saved")} ${t("imap.ok")}` : t("imap.savedoff"));
     } catch (error) {
       if (error instanceof ApiError && error.status === 422 && error.body?.imap) {  // stored, but it does not work
         saved = JSON.stringify(read.body);
+        storedServer = serverOf(read.body);
         ownPassword = Boolean(error.body.imap.own_password);
         drawStatus(panel, error.body.imap);
         return showProblem(t("imap.savedfailed", { problem: messageOf(error) }));
+      }
+      if (error instanceof ApiError && error.code === "imap_password_required") {
+        fields.same.checked = false; // the SMTP password does not go to this server either: ask for one
+        sync();
       }
       showProblem(messageOf(error), byApiField[error.field]);
     }
@@ -336,7 +347,7 @@ function drawForm(panel, sender, presets, status, close) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     once(async () => {
-      const read = readForm(form, presets, ownPassword);
+      const read = readForm(form, presets, ownPassword, storedServer);
       if (read.problem) return showProblem(read.problem, read.field);
       await save(read);
     })();
@@ -344,7 +355,7 @@ function drawForm(panel, sender, presets, status, close) {
 
   panel.querySelector("#imap-check").addEventListener("click", once(async () => {
     if (fields.choice.value === OFF) return say(t("imap.offcheck"));
-    const read = readForm(form, presets, ownPassword);
+    const read = readForm(form, presets, ownPassword, storedServer);
     if (read.problem) return showProblem(read.problem, read.field);
     if (JSON.stringify(read.body) !== saved) return save(read);
     render(result, html`<p>${t("imap.checking")}</p>`);

@@ -3,14 +3,14 @@
 
 import { api } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { t } from "../i18n.js";
+import { currentLanguage, t } from "../i18n.js";
 
 export async function suppressionsPage(search = "") {
   const query = new URLSearchParams({ q: search });
   const { items, next_after: more, total } = await api("GET", `/v1/suppressions?${query}`);
   render(main(), html`<h1>${t("suppress.title")}</h1>
     <p>${t("suppress.about")}</p>
-    <p>${t("suppress.total", { n: total })} · <a href="/v1/suppressions/export" download>${t("suppress.export")}</a></p>
+    <p>${t("suppress.total", { n: total })} · <a href="/v1/suppressions/export?lang=${currentLanguage()}" download>${t("suppress.export")}</a></p>
     <form id="search" class="row" role="search"><label>${t("suppress.search")}<input name="q" type="search" value="${search}"></label>
       <button type="submit">${t("suppress.find")}</button></form>
     ${items.length ? html`<div class="scroll"><table><thead><tr><th>${t("suppress.email")}</th><th>${t("suppress.reason")}</th><th>${t("suppress.when")}</th><th><span class="visually-hidden">${t("common.delete")}</span></th></tr></thead><tbody>
@@ -51,7 +51,10 @@ export async function suppressionsPage(search = "") {
     if (!file) return showError(result, new Error(t("suppress.nofile")));
     try {
       const answer = await api("POST", "/v1/suppressions/import", await file.arrayBuffer());
-      const skipped = answer.problems.map((p) => `${p.row}: ${p.value}`).join("; ");
+      // Each line left out, with its number and why (the first 100; problem_count counts them all).
+      const more = answer.problem_count - answer.problems.length;
+      const skipped = answer.problems.map((p) => t("suppress.problemline", { line: p.line, value: p.value, reason: p.reason })).join("; ")
+        + (more > 0 ? ` ${t("suppress.moreproblems", { n: more })}` : "");
       await done(t("suppress.imported", { n: answer.added, already: answer.already }) + (skipped ? ` ${t("suppress.problems")} ${skipped}` : ""));
     } catch (error) {
       showError(result, error);
@@ -60,7 +63,8 @@ export async function suppressionsPage(search = "") {
   main().querySelectorAll("[data-remove]").forEach((button) => button.addEventListener("click", async () => {
     if (!confirm(t("suppress.confirm", { email: button.dataset.remove }))) return;
     try {
-      await api("DELETE", `/v1/suppressions/${encodeURIComponent(button.dataset.remove)}`);
+      // As a query parameter: an address may hold a "/", which a path would split.
+      await api("DELETE", `/v1/suppressions?${new URLSearchParams({ email: button.dataset.remove })}`);
       await done(t("suppress.removed", { email: button.dataset.remove }));
     } catch (error) {
       showError(result, error);

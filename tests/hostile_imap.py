@@ -1,0 +1,149 @@
+"""A hostile IMAP server on loopback, for the tests of Sendpy's bounds on what a server may do.
+
+Implicit TLS with the local CA's certificate (as Dovecot's), one thread per connection. `mode`:
+
+- "drip": the greeting is sent one byte every `drip_seconds`, for as long as the client listens;
+- "literal": a proper greeting and CAPABILITY, then LOGIN is answered with a `literal_size`
+  literal sent as fast as the client reads it;
+- "fetch": log-in, SELECT and SEARCH answered properly (one message), then the FETCH of its body
+  is a `literal_size` literal.
+
+`sent` counts the bytes sent (TLS payload), `open_connections` the connections the client has not
+closed yet.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sendpy.devstack.tls import LocalCertificates
+
+CHUNK = b"x" * 65536
+
+
+class HostileImap:
+    def __init__(self, certs: LocalCertificates, mode: str, *, drip_seconds: float = 0.5,
+                 literal_size: int = 64 * 1024 * 1024) -> None:
+        self.context = certs.server_context()
+        self.mode = mode
+        self.drip_seconds = drip_seconds
+        self.literal_size = literal_size
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port: int = self.listener.getsockname()[1]
+        self.sent = 0
+        self.accepted = 0
+        self.open_connections = 0
+        self.logins: list[bytes] = []  # every LOGIN command line received, password included
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _send(self, conn: ssl.SSLSocket, data: bytes) -> None:
+        conn.sendall(data)
+        with self._lock:
+            self.sent += len(data)
+
+    def _serve(self, raw: socket.socket) -> None:
+        with self._lock:
+            self.accepted += 1
+            self.open_connections += 1
+        try:
+            raw.settimeout(30)
+            with self.context.wrap_socket(raw, server_side=True) as conn:
+                if self.mode == "drip":
+                    self._drip(conn)
+                else:
+                    self._converse(conn)
+        except OSError:
+            pass  # the client gave up: what these tests want
+        finally:
+            with self._lock:
+                self.open_connections -= 1
+
+    def _drip(self, conn: ssl.SSLSocket) -> None:
+        greeting = b"* OK " + b"still coming " * 100_000
+        for index in range(len(greeting)):
+            if self._stop.wait(self.drip_seconds):
+                return
+            self._send(conn, greeting[index:index + 1])
+
+    def _flood(self, conn: ssl.SSLSocket, head: bytes) -> None:
+        self._send(conn, head + b" {%d}\r\n" % self.literal_size)
+        left = self.literal_size
+        while left > 0 and not self._stop.is_set():
+            piece = CHUNK[:left]
+            self._send(conn, piece)
+            left -= len(piece)
+        self._stop.wait(60)  # then silence: the rest of the answer never comes
+
+    def _converse(self, conn: ssl.SSLSocket) -> None:
+        self._send(conn, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE] hostile\r\n")
+        for line in _lines(conn):
+            tag, _, rest = line.partition(b" ")
+            command = rest.split(b" ", 2)
+            verb = command[0].upper()
+            if verb == b"UID":
+                verb = b"UID " + command[1].upper()
+            if verb == b"LOGIN":
+                self.logins.append(line)
+            if verb == b"CAPABILITY":
+                self._send(conn, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE\r\n" + tag + b" OK done\r\n")
+            elif verb == b"LOGIN" and self.mode == "literal":
+                return self._flood(conn, b"* OK [ALERT]")
+            elif verb in (b"LOGIN", b"AUTHENTICATE"):
+                self._send(conn, tag + b" OK logged in\r\n")
+            elif verb in (b"SELECT", b"EXAMINE"):
+                self._send(conn, b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n"
+                           + tag + b" OK [READ-ONLY] done\r\n")
+            elif verb in (b"SEARCH", b"UID SEARCH"):
+                self._send(conn, b"* SEARCH 1\r\n" + tag + b" OK done\r\n")
+            elif verb == b"UID FETCH":
+                return self._flood(conn, b"* 1 FETCH (UID 1 BODY[]<0>")
+            elif verb == b"LOGOUT":
+                self._send(conn, b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                return None
+            else:
+                self._send(conn, tag + b" BAD unknown\r\n")
+        return None
+
+
+def _lines(conn: ssl.SSLSocket) -> Iterator[bytes]:
+    buffered = b""
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        buffered += data
+        while b"\r\n" in buffered:
+            line, buffered = buffered.split(b"\r\n", 1)
+            yield line
+
+
+@contextmanager
+def hostile_imap(certs: LocalCertificates, mode: str, *, drip_seconds: float = 0.5,
+                 literal_size: int = 64 * 1024 * 1024) -> Iterator[HostileImap]:
+    server = HostileImap(certs, mode, drip_seconds=drip_seconds, literal_size=literal_size)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
