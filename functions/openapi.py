@@ -88,6 +88,7 @@ _SCHEMAS: dict[str, Any] = {
         "error": {"type": ["object", "null"]}, "dialect": {"type": ["object", "null"]},
         "columns": {"type": ["array", "null"]}, "preview": {"type": ["array", "null"]},
         "report": {"type": ["object", "null"]}, "rows_read": {"type": "integer"},
+        "waiting_reason": _nullable("string"),  # while `inspecting` and no file reader has taken it yet
         "created_at": {"type": "string"}, "updated_at": {"type": "string"}}},
     "UploadCorrection": {"type": "object", "properties": {
         "encoding": {"type": "string", "enum": list(ENCODINGS)},

@@ -12,7 +12,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from functions import resources
 from functions.auth import caller
 from functions.errors import ApiError, language
-from functions.handover import hand_over
 from functions.parsing import json_object, uuid_param
 from shared import uploads
 from shared.contacts import DELIMITERS, ENCODINGS
@@ -46,8 +45,8 @@ async def _prepare(request: Request, overrides: dict[str, Any] | None) -> Respon
         )
     except LookupError:
         raise ApiError(404, "not_found") from None
-    if needs_worker:
-        await hand_over(str(upload_id).encode())
+    # A big file is now queued for the fan-out's file readers (in Postgres: nothing to publish);
+    # a correction supersedes a reading of the earlier guesses instead of queueing another.
     return JSONResponse(upload, status_code=202 if needs_worker else 200)
 
 

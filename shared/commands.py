@@ -40,7 +40,8 @@ class CampaignCommand:
 
 @dataclass(frozen=True)
 class InspectUpload:
-    """Count a large contact file (valid, invalid, duplicates, suppressed) with progress."""
+    """Count a large contact file. Written by earlier versions only: files are now queued for the
+    fan-out's file readers in Postgres (file_jobs.py), and the fan-out hands these over to them."""
 
     upload_id: uuid.UUID
 

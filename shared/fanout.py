@@ -1,8 +1,10 @@
 """The fan-out: turns a campaign command into recipient rows and delivery batches.
 
 For a campaign made from a contact upload, the file is streamed from S3 (constant memory, apart
-from 16 bytes per unique address for de-duplication) and COPYed into `recipients` in one
-transaction, invalid and suppressed addresses included as `skipped` with their reason.
+from 16 bytes per unique address for de-duplication) and COPYed into `recipients` a chunk at a
+time, suppressed addresses included as `skipped` with their reason. A small file is loaded right
+away; a big one by the file readers (file_jobs.py), so that reading it never holds up other
+users' campaign starts. Batches go out through the campaign's window (send_window.py).
 Re-planning (a redelivered command, a resume) is harmless: recipients are loaded once, and
 senders skip recipients already in a final state.
 """
@@ -18,14 +20,20 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared import recipients, suppressions
+from shared import file_jobs, recipients, send_window, suppressions
 from shared.addresses import check_address
 from shared.campaigns import states
-from shared.commands import CampaignCommand, DeliveryBatch, Publish, batch_ranges
+from shared.commands import CampaignCommand, Publish
 from shared.contacts import Column, ContactRow, Dialect, address_key, iter_contacts
+from shared.file_jobs import Reading
+from shared.send_window import Window
 from shared.storage import ObjectChanged, ObjectMissing, UploadStore
+from shared.uploads import INLINE_INSPECT_BYTES
 
 COPY_CHUNK = 20_000
+# Files up to this size are loaded on the commands topic, within a second (as they are inspected
+# within the request); larger ones by the file readers.
+INLINE_LOAD_BYTES = INLINE_INSPECT_BYTES
 
 
 @dataclass
@@ -74,13 +82,14 @@ async def _take(records: Iterator[Record], count: int) -> list[Record]:
 
 async def load_recipients(
     db: asyncpg.Pool, store: UploadStore, campaign_id: uuid.UUID, on_chunk: Callable[[int, int], Awaitable[None]],
-    chunk_rows: int = COPY_CHUNK,
+    chunk_rows: int = COPY_CHUNK, reading: Reading | None = None,
 ) -> None:
     """Create the recipient rows of an upload-based campaign, a committed chunk at a time.
 
-    After each commit `on_chunk(first, last)` is told the new positions, so sending starts
-    while the rest of the file is still loading. Resumes after a crash from the file row the
-    last commit reached.
+    After each commit `on_chunk(first, last)` is told the new positions, so sending starts while
+    the rest of the file is still loading. Resumes after a crash from the file row the last commit
+    reached. With `reading` (a file reader's job), each chunk commits only while the job is still
+    this reader's.
     """
     async with db.acquire() as conn:
         row = await conn.fetchrow(
@@ -107,6 +116,8 @@ async def load_recipients(
         chunk = await _take(records, chunk_rows)
         done = len(chunk) < chunk_rows
         async with db.acquire() as conn, conn.transaction():
+            if reading is not None:
+                await reading.fence(conn)
             if chunk:
                 await conn.copy_records_to_table(
                     "recipients", records=chunk,
@@ -124,41 +135,61 @@ async def load_recipients(
 
 
 async def run(
-    db: asyncpg.Pool, command: CampaignCommand, batch_size: int, publish: Publish, store: UploadStore | None = None,
+    db: asyncpg.Pool, command: CampaignCommand, publish: Publish, window: Window, store: UploadStore | None = None,
     chunk_rows: int = COPY_CHUNK,
 ) -> None:
-    """Mark the campaign sending, publish its batches, loading its recipients first if needed.
-
-    A redelivered command or a resume publishes every batch again: harmless, since senders skip
-    recipients already in a final state.
+    """Start or resume a campaign. Returns at once when its recipients must still be loaded from a
+    big file: that is queued for the file readers (`load`), and the campaign stays `queued`, its
+    reason saying what it waits for, until a reader takes it.
     """
     async with db.acquire() as conn:
-        if not await states.mark_sending(conn, command.campaign_id):
+        plan = await conn.fetchrow(
+            "SELECT c.status, c.user_id, c.recipients_loaded, u.size_bytes"
+            " FROM campaigns c LEFT JOIN uploads u ON u.id = c.upload_id WHERE c.id = $1",
+            command.campaign_id)
+        if plan is None or plan["status"] not in states.OPEN_FOR_SENDING:
             return  # gone, paused or cancelled
-        campaign = await states.load_for_sending(conn, command.campaign_id)
-        assert campaign is not None
-        if campaign.sender_id is None:
+        loading = store is not None and not plan["recipients_loaded"]
+        if loading and (plan["size_bytes"] or 0) > INLINE_LOAD_BYTES:
+            await file_jobs.enqueue(conn, command.campaign_id, "load", plan["user_id"], supersede=False)
             return
-        sender_id = campaign.sender_id
-        spread = bool(await conn.fetchval(
-            "SELECT per_minute IS NULL AND per_day IS NULL FROM senders WHERE id = $1", sender_id))
+    await _send(db, command.campaign_id, publish, window, store if loading else None, chunk_rows)
 
-    async def publish_range(first: int, last: int) -> None:
-        await publish([DeliveryBatch(command.campaign_id, sender_id, a, b, spread)
-                       for a, b in batch_ranges(first, last, batch_size)])
 
-    if campaign.recipient_count:
-        await publish_range(1, campaign.recipient_count)
+async def load(db: asyncpg.Pool, store: UploadStore, reading: Reading, publish: Publish, window: Window,
+               chunk_rows: int = COPY_CHUNK) -> None:
+    """A file reader's job: load a campaign's recipients from its big file, sending as it goes."""
+    await _send(db, reading.job.subject, publish, window, store, chunk_rows, reading)
+    async with db.acquire() as conn:
+        await file_jobs.done(conn, reading.job)
+
+
+async def _send(db: asyncpg.Pool, campaign_id: uuid.UUID, publish: Publish, window: Window,
+                store: UploadStore | None, chunk_rows: int, reading: Reading | None = None) -> None:
+    """Mark the campaign sending and open its window, loading its recipients first if `store`.
+
+    A redelivered command or a resume starts the window again from the first open recipient:
+    harmless, since senders skip recipients already in a final state.
+    """
+    async with db.acquire() as conn:
+        if not await states.mark_sending(conn, campaign_id):
+            return  # gone, paused or cancelled: a resume queues the work again
+        await send_window.restart(conn, campaign_id)
+
+    async def top_up(first: int = 0, last: int = 0) -> None:
+        await send_window.top_up(db, campaign_id, publish, window)  # the window has room for them, or soon
+
+    await top_up()
     if store is not None:
         try:
-            await load_recipients(db, store, command.campaign_id, publish_range, chunk_rows)
+            await load_recipients(db, store, campaign_id, top_up, chunk_rows, reading)
         except (ObjectMissing, ObjectChanged) as exc:
             reason = states.CONTACTS_FILE_GONE if isinstance(exc, ObjectMissing) else states.CONTACTS_FILE_CHANGED
             async with db.acquire() as conn:
-                await states.pause(conn, command.campaign_id, reason)
+                await states.pause(conn, campaign_id, reason)
             return
     async with db.acquire() as conn:
-        if await states.status_of(conn, command.campaign_id) == "cancelled":
-            await recipients.skip_open(conn, command.campaign_id, "cancelled")  # cancelled while loading
+        if await states.status_of(conn, campaign_id) == "cancelled":
+            await recipients.skip_open(conn, campaign_id, "cancelled")  # cancelled while loading
         else:
-            await states.finish_if_done(conn, command.campaign_id)  # e.g. every address skipped
+            await states.finish_if_done(conn, campaign_id)  # e.g. every address skipped

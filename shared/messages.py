@@ -316,6 +316,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "Файл не удалось прочитать до конца ({error}). Загрузите его снова; если ошибка повторится,"
               " сохраните его как CSV в UTF-8 и попробуйте ещё раз.",
     },
+    "upload_too_slow": {
+        "en": "Reading the file took more than {minutes} minutes and was stopped. Split it into smaller files.",
+        "ru": "Чтение файла заняло больше {minutes} мин. и было остановлено. Разделите его на файлы поменьше.",
+    },
     "upload_missing": {
         "en": "The file has not arrived in storage yet; upload it to the URL you were given, then try again.",
         "ru": "Файл ещё не загружен в хранилище; загрузите его по выданной ссылке и повторите.",

@@ -1,11 +1,12 @@
 """The one way commands reach the workers: written in the state change's own transaction, then
 relayed to the commands topic.
 
-A handler calls `add` inside the transaction that starts a campaign (or hands an upload over)
-and, after the commit, `relay(..., key=...)` to publish it at once; the fan-out workers call
-`relay` every few seconds for anything a handler could not publish (broker down, Lambda timed
-out). A command may be published twice (published, then the delete's commit lost): every
-command is idempotent, so that is harmless, while losing one would leave a campaign `queued`.
+A handler calls `add` inside the transaction that starts or resumes a campaign and, after the
+commit, `relay(..., key=...)` to publish it at once; the fan-out workers call `relay` every few
+seconds for anything a handler could not publish (broker down, Lambda timed out). Contact files
+do not come this way: they are queued for the file readers in Postgres (file_jobs.py). A command
+may be published twice (published, then the delete's commit lost): every command is idempotent,
+so that is harmless, while losing one would leave a campaign `queued`.
 """
 
 from __future__ import annotations

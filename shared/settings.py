@@ -101,6 +101,11 @@ class Settings:
 
     delivery_batch_size: int
     fanout_chunk_rows: int  # recipients committed (and published) per fan-out step
+    campaign_window: int  # delivery batches of one campaign out in Kafka at once (default: 2 per partition)
+    file_readers: int  # big contact files one fan-out worker reads at once (~1.8 GB each at the 200 MB limit)
+    file_readers_per_user: int  # files of one user read at once, across every worker
+    file_job_lease_seconds: float  # a dead reader's file is taken over after this
+    file_job_seconds: float  # the longest one reading of a file may take; then it fails with the reason
     stall_seconds: float  # a sending campaign with no progress this long gets its batches again
     retry_base_seconds: float  # first retry after a 4xx or network error; then ×4 each time
     retry_max_attempts: int
@@ -166,6 +171,11 @@ def load_settings() -> Settings:
         smtp_pool_size=_int("SENDPY_SMTP_POOL_SIZE", 5, minimum=1),
         delivery_batch_size=_int("SENDPY_DELIVERY_BATCH_SIZE", 200, minimum=1),
         fanout_chunk_rows=_int("SENDPY_FANOUT_CHUNK_ROWS", 20_000, minimum=100),
+        campaign_window=_int("SENDPY_CAMPAIGN_WINDOW", 0) or 2 * _int("SENDPY_DELIVERY_PARTITIONS", 6, minimum=1),
+        file_readers=_int("SENDPY_FILE_READERS", 2, minimum=1),
+        file_readers_per_user=_int("SENDPY_FILE_READERS_PER_USER", 1, minimum=1),
+        file_job_lease_seconds=_float("SENDPY_FILE_JOB_LEASE_SECONDS", 30.0),
+        file_job_seconds=_float("SENDPY_FILE_JOB_SECONDS", 1800.0),
         stall_seconds=_float("SENDPY_STALL_SECONDS", 900.0),
         retry_base_seconds=_float("SENDPY_RETRY_BASE_SECONDS", 30.0),
         retry_max_attempts=_int("SENDPY_RETRY_MAX_ATTEMPTS", 10, minimum=1),

@@ -8,13 +8,18 @@ wait; this module is the last resort behind each, run by the fan-out workers eve
 |-------------------------------|-------------------------------------|---------------------------------------|
 | draft                         | the user (start)                    | none: nothing is promised yet         |
 | queued                        | the fan-out taking the command      | `stall_seconds`: command written again |
+| queued, its big file waiting  | a file reader taking it (file_jobs; | each reading ahead: its time limit    |
+| for a reader (reason shown)   | one per user at a time)             | (`file_job_seconds`); a dead reader's |
+|                               |                                     | lease (`file_job_lease_seconds`)      |
 | sending, loading recipients   | each committed chunk (heartbeat)    | `stall_seconds`: command written again |
-| sending, loaded               | each finished batch (heartbeat)     | `stall_seconds`: batches published again |
+| sending, loaded               | each finished batch (heartbeat),    | `stall_seconds`: its window starts    |
+|                               | which publishes the next one        | again from the first open recipient   |
 | sending, work deferred        | the deferral's time (rate limits,   | its `not_before`, at most 24 h (a     |
 |                               | retry back-off)                     | daily limit); then republished        |
 | paused                        | the user (resume), always with the  | none: the reason says what to fix     |
 |                               | reason when a worker paused it      |                                       |
-| upload inspecting             | the fan-out counting (progress)     | `stall_seconds`: command written again |
+| upload inspecting             | a file reader counting (progress);  | as a queued campaign's file above;    |
+|                               | a correction supersedes it          | no reading queued: `stall_seconds`    |
 
 Work dead-lettered after repeated failures never waits on this: the consumer pauses the campaign
 (or fails the upload) with the reason at once (worker_image/__main__.py). Re-issuing work is
@@ -26,13 +31,15 @@ from __future__ import annotations
 
 import asyncpg
 
-from shared import outbox
-from shared.commands import CampaignCommand, DeliveryBatch, InspectUpload, Publish, batch_ranges
+from shared import file_jobs, outbox, send_window
+from shared.commands import CampaignCommand, Publish
+from shared.send_window import Window
 
 
 async def requeue_stuck(db: asyncpg.Pool, idle_seconds: float) -> int:
-    """Write the command again for campaigns queued or loading, and uploads being inspected, that
-    have not moved for `idle_seconds` and have no command waiting in the outbox."""
+    """Write the command again for campaigns queued or loading, and queue a reading again for
+    uploads being inspected, that have not moved for `idle_seconds` and have nothing waiting in the
+    outbox or the file readers' queue (whose own leases and time limits bound those waits)."""
     async with db.acquire() as conn, conn.transaction():
         campaigns = await conn.fetch(
             """
@@ -40,6 +47,7 @@ async def requeue_stuck(db: asyncpg.Pool, idle_seconds: float) -> int:
              WHERE (c.status = 'queued' OR (c.status = 'sending' AND NOT c.recipients_loaded))
                AND c.updated_at < now() - make_interval(secs => $1)
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.key = convert_to(c.id::text, 'UTF8'))
+               AND NOT EXISTS (SELECT 1 FROM file_jobs j WHERE j.subject = c.id)
              LIMIT 50
                FOR UPDATE OF c SKIP LOCKED
             """,
@@ -47,9 +55,10 @@ async def requeue_stuck(db: asyncpg.Pool, idle_seconds: float) -> int:
         )
         upload_rows = await conn.fetch(
             """
-            SELECT id FROM uploads u
+            SELECT id, user_id FROM uploads u
              WHERE u.status = 'inspecting' AND u.updated_at < now() - make_interval(secs => $1)
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.key = convert_to(u.id::text, 'UTF8'))
+               AND NOT EXISTS (SELECT 1 FROM file_jobs j WHERE j.subject = u.id)
              LIMIT 50
                FOR UPDATE OF u SKIP LOCKED
             """,
@@ -58,7 +67,7 @@ async def requeue_stuck(db: asyncpg.Pool, idle_seconds: float) -> int:
         for row in campaigns:
             await outbox.add(conn, CampaignCommand(row["id"], "start"))
         for row in upload_rows:
-            await outbox.add(conn, InspectUpload(row["id"]))
+            await file_jobs.enqueue(conn, row["id"], "inspect", row["user_id"], supersede=False)
         if campaigns:
             await conn.execute("UPDATE campaigns SET updated_at = now() WHERE id = ANY($1::uuid[])",
                                [r["id"] for r in campaigns])
@@ -68,16 +77,17 @@ async def requeue_stuck(db: asyncpg.Pool, idle_seconds: float) -> int:
     return len(campaigns) + len(upload_rows)
 
 
-async def republish_stalled(db: asyncpg.Pool, publish: Publish, batch_size: int, idle_seconds: float) -> int:
+async def republish_stalled(db: asyncpg.Pool, publish: Publish, batch_size: int, idle_seconds: float,
+                            window_size: int = 8) -> int:
     """The safety net: a sending campaign with open recipients, no deferred work and no batch
     finished for `idle_seconds` has lost its Kafka work somewhere (a record dead-lettered after an
-    outage, a bug): publish all its batches again. Harmless when wrong: final recipients are
-    skipped and claims stop two workers sending one recipient."""
+    outage, a bug): its window starts again from the first open recipient. Harmless when wrong:
+    final recipients are skipped and claims stop two workers sending one recipient."""
+    window = Window(batch_size, window_size)
     async with db.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """
-            SELECT c.id, c.sender_id, c.recipient_count, (s.per_minute IS NULL AND s.per_day IS NULL) AS spread
-              FROM campaigns c JOIN senders s ON s.id = c.sender_id
+            SELECT c.id FROM campaigns c
              WHERE c.status = 'sending' AND c.recipients_loaded
                AND c.updated_at < now() - make_interval(secs => $1)
                AND NOT EXISTS (SELECT 1 FROM deferred_batches d WHERE d.campaign_id = c.id)
@@ -93,13 +103,10 @@ async def republish_stalled(db: asyncpg.Pool, publish: Publish, batch_size: int,
             """,
             idle_seconds,
         )
-        batches = [
-            DeliveryBatch(r["id"], r["sender_id"], first, last, r["spread"])
-            for r in rows
-            for first, last in batch_ranges(1, r["recipient_count"], batch_size)
-        ]
         if rows:
             await conn.execute("UPDATE campaigns SET updated_at = now() WHERE id = ANY($1::uuid[])",
                                [r["id"] for r in rows])
-            await publish(batches)
+        for row in rows:  # published before the commit: a failure leaves them to the next sweep
+            await send_window.restart(conn, row["id"])
+            await send_window.fill(conn, row["id"], publish, window)
     return len(rows)

@@ -11,9 +11,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from shared import outbox, suppressions
+from shared import file_jobs, suppressions
 from shared.addresses import check_address
-from shared.commands import InspectUpload
 from shared.contacts import (
     SAMPLE_BYTES,
     Column,
@@ -26,14 +25,19 @@ from shared.contacts import (
 )
 from shared.db import Conn
 from shared.errors import InputError
+from shared.file_jobs import Reading
 from shared.storage import ObjectChanged, ObjectMissing, UploadStore
 
 # Files up to this size are inspected within the request (about 20,000 rows: well under a second,
-# in a thread so other requests go on); larger ones by a worker, with progress.
+# in a thread so other requests go on); larger ones by the fan-out's file readers, with progress.
 INLINE_INSPECT_BYTES = 256 * 1024
 T = TypeVar("T")
 _COLUMNS = ("id, filename, size_bytes, status, error_code, error_detail, encoding, delimiter, has_header,"
             " email_column, columns, preview, report, rows_read, created_at, updated_at")
+# What an upload waits for while it is `inspecting` and no reader has taken it yet.
+_WAITING = file_jobs.wait_columns("uploads.id")
+_THEN = ("Проверка начнётся сама.", "Reading starts by itself.")
+PROGRESS_ROWS = 1000  # how often a reading notes its progress and looks whether it must stop
 
 
 def s3_key(user_id: int, upload_id: uuid.UUID) -> str:
@@ -57,6 +61,8 @@ def to_json(row: Any) -> dict[str, Any]:
         else None
     data.pop("error_code", None)
     data.pop("error_detail", None)
+    waiting = {key: data.pop(key, None) for key in ("file_waiting", "file_own_ahead", "file_all_ahead")}
+    data["waiting_reason"] = file_jobs.waiting_reason(waiting, _THEN) if data["status"] == "inspecting" else None
     return data
 
 
@@ -72,12 +78,14 @@ async def create(conn: Conn, user_id: int, filename: str) -> tuple[dict[str, Any
 
 
 async def get(conn: Conn, user_id: int, upload_id: uuid.UUID) -> dict[str, Any] | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id)
+    row = await conn.fetchrow(f"SELECT {_COLUMNS}, {_WAITING} FROM uploads WHERE id = $1 AND user_id = $2",
+                              upload_id, user_id)
     return to_json(row) if row else None
 
 
 async def list_for(conn: Conn, user_id: int) -> list[dict[str, Any]]:
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM uploads WHERE user_id = $1 ORDER BY created_at DESC", user_id)
+    rows = await conn.fetch(f"SELECT {_COLUMNS}, {_WAITING} FROM uploads WHERE user_id = $1 ORDER BY created_at DESC",
+                            user_id)
     return [to_json(r) for r in rows]
 
 
@@ -140,11 +148,26 @@ async def _fail(conn: Conn, upload_id: uuid.UUID, error: InputError) -> None:
         "UPDATE uploads SET status = 'failed', error_code = $2, error_detail = $3, updated_at = now() WHERE id = $1",
         upload_id, error.code, f"{error.message('ru')} / {error.message('en')}",
     )
+    await file_jobs.withdraw(conn, upload_id)  # a reading of it under way stops and writes nothing
 
 
 async def could_not_inspect(conn: Conn, upload_id: uuid.UUID, error: str) -> None:
-    """The worker gave up on the file (dead-lettered after repeated failures)."""
+    """The worker gave up on the file (dead-lettered, or failed three times)."""
     await _fail(conn, upload_id, InputError("upload_unprocessable", "file", error=error[:300]))
+
+
+async def too_slow(conn: Conn, upload_id: uuid.UUID, minutes: int) -> None:
+    """Reading the file took longer than a reading may (file_jobs' time limit)."""
+    await _fail(conn, upload_id, InputError("upload_too_slow", "file", minutes=minutes))
+
+
+async def queue_inspection(db: asyncpg.Pool, upload_id: uuid.UUID) -> None:
+    """Hand an upload waiting in `inspecting` to the file readers (an inspection command written
+    before they existed, or one the sweeper found without a reading queued)."""
+    async with db.acquire() as conn:
+        user_id = await conn.fetchval("SELECT user_id FROM uploads WHERE id = $1 AND status = 'inspecting'", upload_id)
+        if user_id is not None:
+            await file_jobs.enqueue(conn, upload_id, "inspect", user_id, supersede=False)
 
 
 async def prepare(
@@ -153,8 +176,9 @@ async def prepare(
 ) -> tuple[dict[str, Any], bool]:
     """Check the uploaded object and detect its dialect; small files are fully inspected too.
 
-    Returns (upload, needs_worker); when a worker must count the file, its command is in the
-    outbox. Bad files raise InputError and the upload is marked failed.
+    Returns (upload, needs_worker); when a worker must count the file, it is queued for the file
+    readers, superseding a reading of the file's earlier guesses. Bad files raise InputError and
+    the upload is marked failed.
     """
     async with db.acquire() as conn:
         row = await conn.fetchrow("SELECT s3_key FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id)
@@ -200,7 +224,9 @@ async def prepare(
             await _save_detection(conn, upload_id, stored.size, stored.etag, detection,
                                   report.to_json() if report else None)
             if report is None:
-                await outbox.add(conn, InspectUpload(upload_id))
+                await file_jobs.enqueue(conn, upload_id, "inspect", user_id, supersede=True)
+            else:
+                await file_jobs.withdraw(conn, upload_id)  # a big file replaced by a small one
         upload = await get(conn, user_id, upload_id)
     assert upload is not None
     return upload, report is None
@@ -225,50 +251,59 @@ async def _save_detection(conn: Conn, upload_id: uuid.UUID, size: int, etag: str
     )
 
 
-async def inspect_in_worker(db: asyncpg.Pool, store: UploadStore, upload_id: uuid.UUID) -> None:
-    """Stream the whole file, count, and store the report; progress is written as it goes."""
+async def inspect(db: asyncpg.Pool, store: UploadStore, reading: Reading) -> None:
+    """A file reader's job: stream the whole file, count, and store the report; progress goes with
+    the reading's beat. A reading superseded by a correction stops and writes nothing."""
+    upload_id = reading.job.subject
     async with db.acquire() as conn:
         row = await conn.fetchrow(f"SELECT user_id, s3_key, etag, {_COLUMNS} FROM uploads WHERE id = $1", upload_id)
-    if row is None or row["status"] != "inspecting":
-        return  # deleted, or already inspected by an earlier delivery of this command
+        if row is None or row["status"] != "inspecting":
+            await file_jobs.done(conn, reading.job)  # deleted, or inspected already
+            return
+        suppressed = await suppressions.keys(conn, row["user_id"])
     upload = to_json(row)
     dialect = Dialect(**upload["dialect"])
     columns = [Column(**c) for c in upload["columns"]]
-    async with db.acquire() as conn:
-        suppressed = await suppressions.keys(conn, row["user_id"])
     progress = [0]
-    done = asyncio.Event()
 
-    async def report_progress() -> None:
-        while not done.is_set():
-            try:
-                await asyncio.wait_for(done.wait(), timeout=1.0)
-            except TimeoutError:
-                await db.execute("UPDATE uploads SET rows_read = $2, updated_at = now() WHERE id = $1",
-                                 upload_id, progress[0])
+    async def beat(conn: Conn) -> None:
+        await conn.execute(
+            "UPDATE uploads SET rows_read = $2, updated_at = now() WHERE id = $1 AND status = 'inspecting'",
+            upload_id, progress[0])
+
+    reading.beat = beat
+
+    def watched(contacts: Iterator[Any]) -> Iterator[Any]:
+        for n, contact in enumerate(contacts, start=1):
+            if n % PROGRESS_ROWS == 0:
+                progress[0] = n
+                reading.check()
+            yield contact
 
     def count() -> dict[str, Any]:
-        contacts = iter_contacts(store.chunks(row["s3_key"], row["etag"]), dialect, columns)
-        return inspect_rows(contacts, lambda email: suppressions.fast_key(email) in suppressed,
-                            lambda n: progress.__setitem__(0, n)).to_json()
+        contacts = watched(iter_contacts(store.chunks(row["s3_key"], row["etag"]), dialect, columns))
+        return inspect_rows(contacts, lambda email: suppressions.fast_key(email) in suppressed).to_json()
 
-    reporter = asyncio.create_task(report_progress())
+    failure: InputError | None = None
     try:
         report = await _reading_the_file(count, "file")
         if report["rows"] == 0:
-            raise InputError("no_rows", "file")
+            failure = InputError("no_rows", "file")
     except InputError as error:
-        async with db.acquire() as conn:
-            await _fail(conn, upload_id, error)
-        return
-    finally:
-        done.set()
-        await reporter
-    await db.execute(
-        "UPDATE uploads SET report = $2, rows_read = $3, status = 'ready', updated_at = now()"
-        " WHERE id = $1 AND status = 'inspecting'",
-        upload_id, json.dumps(report, ensure_ascii=False), report["rows"],
-    )
+        failure = error
+    async with db.acquire() as conn, conn.transaction():
+        # The upload first, as a correction locks it: then the job (no deadlock between the two).
+        await conn.execute("SELECT 1 FROM uploads WHERE id = $1 FOR UPDATE", upload_id)
+        if not await file_jobs.done(conn, reading.job):
+            return  # a correction replaced this reading: the newer one writes the report
+        if failure is not None:
+            await _fail(conn, upload_id, failure)
+            return
+        await conn.execute(
+            "UPDATE uploads SET report = $2, rows_read = $3, status = 'ready', updated_at = now()"
+            " WHERE id = $1 AND status = 'inspecting'",
+            upload_id, json.dumps(report, ensure_ascii=False), report["rows"],
+        )
 
 
 async def delete(db: asyncpg.Pool, store: UploadStore, user_id: int, upload_id: uuid.UUID) -> str:
@@ -279,7 +314,9 @@ async def delete(db: asyncpg.Pool, store: UploadStore, user_id: int, upload_id: 
             return "missing"
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM campaigns WHERE upload_id = $1)", upload_id):
             return "in_use"
-        await conn.execute("DELETE FROM uploads WHERE id = $1", upload_id)
+        async with conn.transaction():
+            await conn.execute("DELETE FROM uploads WHERE id = $1", upload_id)
+            await file_jobs.withdraw(conn, upload_id)  # a reading under way stops within a second
     await asyncio.to_thread(store.delete, row["s3_key"])
     return "deleted"
 

@@ -42,6 +42,11 @@ USER_ROWS: dict[str, str] = {
     "huge_body_unauthenticated": "a 400 MB body to `/v1/auth/login` (no account needed)",
     "deep_json": "JSON nested 500 and 100,000 deep, on four JSON routes",
     "big_contact_file": "a 2.3 MB, 60,002-row contact file completed (and `/api/health` meanwhile)",
+    "big_files_reread": "five 2.9 MB contact files read, four of them corrected (PATCH) back to back"
+                        " meanwhile; a campaign on a sixth file started behind them",
+    "big_files_neighbour": "… meanwhile, another user's 1-recipient campaign",
+    "big_campaign_neighbour": "a 6,000-recipient campaign sending (30 ms per message); meanwhile, another user's"
+                              " 1-recipient campaign",
     "file_gone_before_start": "the contact file expired before Start",
     "file_gone_after_start": "the contact file expired between Start and the fan-out",
     "file_replaced_before_start": "the inspected contact file replaced in the bucket (upload form reused) before Start",

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from shared import broker, fanout, outbox, uploads
+from shared import broker, fanout, outbox, send_window, uploads
 from shared.bounces.idle import IdleSessions
 from shared.bounces.reader import check_sender, due_senders
 from shared.campaigns import states
@@ -26,8 +26,8 @@ from shared.settings import get_settings
 from shared.storage import UploadStore
 from shared.sweeper import republish_stalled, requeue_stuck
 from shared.unsubscribe import signing_key
-from shared.uploads import inspect_in_worker
 from worker_image.consume import Revocations, beat, configure_logging, run, stop_on_signals
+from worker_image.file_readers import FileReaders
 
 log = logging.getLogger("sendpy.worker")
 IDLE_FILL_SECONDS = 5.0  # how soon a free IDLE place is taken (a new sender, a watch that ended)
@@ -44,6 +44,12 @@ async def run_worker(kind: str) -> None:
     producer = await broker.start_producer(settings)
     deliverer: Deliverer | None = None
     background: list[asyncio.Task[None]] = []
+    window = send_window.Window(settings.delivery_batch_size, settings.campaign_window)
+
+    async def publish(batches: list[DeliveryBatch]) -> None:
+        sends = [await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches]
+        await asyncio.gather(*sends)  # every batch acknowledged before anything is committed
+
     if kind == "sender":
         deliverer = Deliverer(
             PostgresDeliveryStore(db), key_provider_from_settings(settings), ConnectPolicy.from_settings(settings),
@@ -59,28 +65,31 @@ async def run_worker(kind: str) -> None:
 
         async def handle(raw: bytes) -> None:
             assert deliverer is not None
-            await deliverer.deliver(DeliveryBatch.decode(raw))
+            batch = DeliveryBatch.decode(raw)
+            await deliverer.deliver(batch)
+            # Its place in the campaign's window goes to the next batch before the offset is committed.
+            await send_window.finished(db, batch, publish, window)
     else:
         consumer = broker.new_consumer(settings, settings.consumer_group_fanout)
         topic = settings.topic_campaigns
         store = UploadStore(settings)
+        # Big contact files are read beside this topic, never in front of other users' starts.
+        readers = FileReaders(db, store, publish, window, settings)
 
         async def handle(raw: bytes) -> None:
             command = decode_command(raw)
-            if isinstance(command, InspectUpload):
-                await inspect_in_worker(db, store, command.upload_id)
-                return
-            await fanout.run(db, command, settings.delivery_batch_size, publish, store, settings.fanout_chunk_rows)
-
-        async def publish(batches: list[DeliveryBatch]) -> None:
-            sends = [await producer.send(settings.topic_deliveries, value=b.encode(), key=b.key) for b in batches]
-            await asyncio.gather(*sends)  # every batch acknowledged before anything is committed
+            if isinstance(command, InspectUpload):  # written by an earlier version
+                await uploads.queue_inspection(db, command.upload_id)
+            else:
+                await fanout.run(db, command, publish, window, store, settings.fanout_chunk_rows)
+            readers.wake()
 
         async def send_commands(records: list[tuple[bytes, bytes]]) -> None:
             sends = [await producer.send(settings.topic_campaigns, value=v, key=k) for k, v in records]
             await asyncio.gather(*sends)
 
-        background = background_steps(db, store, publish, send_commands, stopping)
+        background = [*background_steps(db, store, publish, send_commands, stopping),
+                      asyncio.create_task(readers.run(stopping))]
 
     async def gave_up(raw: bytes, error: str) -> None:
         """Work that went to the dead-letter topic pauses its campaign with the reason, so the
@@ -146,7 +155,8 @@ def background_steps(db: asyncpg.Pool, store: UploadStore, publish: Publish, sen
                                    "scheduled campaigns started")),
         asyncio.create_task(repeat(relay_all, settings.waker_interval, stopping, "outbox commands published")),
         asyncio.create_task(repeat(
-            lambda: republish_stalled(db, publish, settings.delivery_batch_size, settings.stall_seconds),
+            lambda: republish_stalled(db, publish, settings.delivery_batch_size, settings.stall_seconds,
+                                      settings.campaign_window),
             sweep_interval, stopping, "stalled campaigns republished", logging.WARNING)),
         asyncio.create_task(repeat(lambda: requeue_stuck(db, settings.stall_seconds), sweep_interval, stopping,
                                    "stuck commands written again", logging.WARNING)),

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from shared import outbox, recipients, smtp_accounts, uploads
+from shared import file_jobs, outbox, recipients, smtp_accounts, uploads
 from shared.campaigns.preview import missing_fields
 from shared.commands import CampaignCommand
 from shared.db import Conn
@@ -169,7 +169,7 @@ WAITING_FOR_QUEUE = ("Рассылка ждёт очереди сообщени�
 
 # A column for reads of a campaign: its start has waited in the outbox longer than a healthy
 # broker would take (then `shown_reason` says so).
-WAITING_SQL = (
+_QUEUE_AND_RETRY = (
     "(status = 'queued' AND EXISTS (SELECT 1 FROM outbox o WHERE o.key = convert_to(campaigns.id::text, 'UTF8')"
     " AND o.created_at < now() - interval '10 seconds')) AS waiting_for_queue,"
     " (SELECT d.not_before FROM deferred_batches d WHERE d.campaign_id = campaigns.id AND status = 'sending'"
@@ -177,16 +177,21 @@ WAITING_SQL = (
     " (SELECT d.reason FROM deferred_batches d WHERE d.campaign_id = campaigns.id AND status = 'sending'"
     "   AND d.not_before > now() + interval '10 seconds' ORDER BY d.not_before LIMIT 1) AS retry_reason"
 )
+WAITING_SQL = ", ".join((_QUEUE_AND_RETRY, file_jobs.wait_columns("campaigns.id")))
+_THEN = ("Отправка начнётся сама.", "Sending starts by itself.")
 
 
 def shown_reason(row: Any) -> str | None:
-    """The reason a campaign shows: the stored one; else that its start waits for the queue; else,
+    """The reason a campaign shows: the stored one; else that its start waits for the queue, or its
+    big contact file for a file reader (behind the user's own other files, or anyone's); else,
     while its work waits out a limit or a retry, what for and until when."""
     reason: str | None = row["status_reason"]
     if reason:
         return reason
     if row["waiting_for_queue"]:
         return WAITING_FOR_QUEUE
+    if row["status"] == "queued" and (waiting := file_jobs.waiting_reason(row, _THEN)):
+        return waiting  # its big contact file waits for a file reader
     if row["retry_at"] is not None:
         at = row["retry_at"].strftime("%H:%M UTC")
         why = str(row["retry_reason"] or "")[:200]
@@ -199,6 +204,13 @@ CONTACTS_FILE_GONE = ("Файл контактов больше не храни�
 CONTACTS_FILE_CHANGED = ("Файл контактов заменили после проверки. Отмените эту рассылку и создайте новую, загрузив"
                          " файл снова. / The contact file was replaced after it was checked. Cancel this campaign"
                          " and start a new one, uploading the file again.")
+
+
+def loading_too_slow(minutes: int) -> str:
+    """The reason shown when loading a campaign's recipients ran into the file readers' time limit."""
+    return (f"Загрузка получателей из файла заняла больше {minutes} мин. и остановлена; нажмите «Продолжить»,"
+            f" чтобы загрузить остальных. / Loading the recipients from the file took more than {minutes}"
+            " minutes and was stopped; resume to load the rest.")
 
 
 def could_not_process(error: str) -> str:

@@ -124,8 +124,10 @@ locals {
   image = "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
   kinds = {
     # Duplicate detection keeps ~127 bytes per distinct address: a 200 MB file (the upload limit,
-    # ~14 million rows) needs ~1.8 GB; 1 GB was measured exceeded by three 40 MB files.
-    fanout = { cpu = 512, memory = 3072 }
+    # ~14 million rows) needs ~1.8 GB; 1 GB was measured exceeded by three 40 MB files. The
+    # fan-out reads two such files at once (SENDPY_FILE_READERS, one per user), so that one user's
+    # files never keep another's waiting: 2 × 1.8 GB and the rest.
+    fanout = { cpu = 1024, memory = 6144 }
     sender = { cpu = 1024, memory = 2048 }
     # Reads the senders' INBOXes for bounces (IMAP, port 993): Postgres only, no Kafka.
     bounce = { cpu = 256, memory = 512 }
