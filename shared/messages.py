@@ -225,6 +225,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The IMAP server answered something unexpected: {detail}.",
         "ru": "IMAP-сервер ответил неожиданно: {detail}.",
     },
+    "smtp_password_required": {
+        "en": "The SMTP server changed to {host}:{port}: enter the password again. A saved password is only"
+              " sent to the server it was entered for.",
+        "ru": "SMTP-сервер изменён на {host}:{port}: введите пароль ещё раз. Сохранённый пароль отправляется"
+              " только тому серверу, для которого его ввели.",
+    },
     "imap_too_large": {
         "en": "The IMAP server {host}:{port} sent an answer larger than {detail} MB, more than any answer"
               " Sendpy asks for, so it stopped reading. Check the IMAP server and port.",

@@ -181,6 +181,12 @@ async def list_for(conn: Conn, user_id: int) -> list[dict[str, Any]]:
 
 async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, value: SenderInput, *,
                  allow_private: bool) -> dict[str, Any] | None:
+    if not value.password:
+        # The stored password was typed for one server: it never goes to another one unasked.
+        current = await conn.fetchrow(
+            "SELECT host, port FROM senders WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL", sender_id, user_id)
+        if current is not None and (current["host"].lower(), current["port"]) != (value.host.lower(), value.port):
+            raise InputError("smtp_password_required", "password", host=value.host, port=value.port)
     await vet(value, allow_private=allow_private)
     sealed = await seal(keys, value.password, f"user:{user_id}") if value.password else None
     try:

@@ -185,3 +185,24 @@ async def test_a_sender_is_deleted_once_its_campaigns_are_over_and_their_history
     assert (await api.get(f"/v1/campaigns/{waiting}", headers=auth)).json()["sender_id"] is None  # the draft lost it
     again = await api.post("/v1/senders", headers=auth, json=sender_body(clean_sink, from_email=sender["from_email"]))
     assert again.status_code == 201  # the same mailbox can be added again at once
+
+
+async def test_the_saved_password_never_goes_to_another_server_unasked(
+    api: httpx.AsyncClient, api_key: str, clean_sink: SmtpSink
+) -> None:
+    # Pointing the sender at another host or port would have logged in there with the stored password.
+    auth = {"Authorization": f"Bearer {api_key}", "Accept-Language": "ru"}
+    sid = (await api.post("/v1/senders", json=sender_body(clean_sink, from_email="moved@example.org"),
+                          headers=auth)).json()["id"]
+    for change in ({"host": "smtp.attacker.example"}, {"port": clean_sink.port + 1}):
+        refused = await api.patch(f"/v1/senders/{sid}", json=change, headers=auth)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "smtp_password_required"
+        assert refused.json()["error"]["field"] == "password"
+        assert "введите пароль ещё раз" in refused.json()["error"]["message"]
+    stored = (await api.get(f"/v1/senders/{sid}", headers=auth)).json()
+    assert (stored["host"], stored["port"]) == ("127.0.0.1", clean_sink.port)  # nothing changed
+    assert (await api.patch(f"/v1/senders/{sid}", json={"host": "LOCALHOST", "password": "typed again 1"},
+                            headers=auth)).status_code == 200
+    assert (await api.patch(f"/v1/senders/{sid}", json={"from_name": "Same server", "host": "localhost"},
+                            headers=auth)).status_code == 200  # same server, any spelling of its case

@@ -25,6 +25,12 @@ async def test_edit_in_place_and_delete_with_a_confirmation(
     await expect(dialog.get_by_label("Ваш адрес электронной почты")).to_be_focused()
     await dialog.get_by_label("Порт").fill("1")  # nothing listens there
     await page.keyboard.press("Enter")
+    # Another port is another server: the saved password is not sent there until typed again.
+    password = dialog.get_by_label("Пароль (для Gmail, Яндекса, Mail.ru — пароль приложения)")
+    await expect(password).to_be_focused()
+    await expect(dialog.locator("#edit-result")).to_contain_text("введите пароль ещё раз")
+    await password.fill("secret-pass")
+    await page.keyboard.press("Enter")
     problem = dialog.locator("#edit-result .error")
     await expect(problem).to_be_focused(timeout=30_000)
     await expect(problem).to_contain_text("127.0.0.1")

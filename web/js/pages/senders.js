@@ -113,7 +113,12 @@ export async function sendersPage() {
         render(document.getElementById("result"), html`<p class="notice">${t("sender.verified")}</p>`);
       } catch (error) {
         showError(where, error.body?.error ? new Error(error.body.error.message) : error);
-        focusProblem(where);
+        if (error.code === "smtp_password_required") {
+          form.password.setAttribute("aria-describedby", "edit-result");
+          form.password.focus(); // another server: the saved password is not sent there unasked
+        } else {
+          focusProblem(where);
+        }
       }
     };
     editing.showModal();

@@ -363,6 +363,12 @@ async function senderStep(section, campaign) {
       }
     } catch (error) {
       showError(result, error.body?.error ? new Error(error.body.error.message) : error);
+      if (error.code === "smtp_password_required") {
+        form.password.required = true; // another server: the saved password is not sent there unasked
+        form.password.setAttribute("aria-describedby", "verify-result");
+        form.password.focus();
+        return;
+      }
       result.querySelector(".error")?.setAttribute("tabindex", "-1");
       result.querySelector(".error")?.focus();
     }
