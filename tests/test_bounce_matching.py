@@ -9,6 +9,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import imaplib
 import re
 import time
 import uuid
@@ -21,6 +22,7 @@ import pytest
 
 from sendpy.devstack.imap import DovecotServer
 from sendpy.devstack.smtp_sink import SmtpSink
+from sendpy.devstack.tls import LocalCertificates
 from shared.settings import get_settings
 from shared.unsubscribe import signing_key
 from tests.conftest import Workers, new_api_key
@@ -246,3 +248,47 @@ async def test_delay_notices_are_not_bounces_and_a_delivery_ends_a_run_of_soft_b
         "SELECT s.address, s.count FROM soft_bounces s JOIN senders d ON d.user_id = s.user_id WHERE d.id = $1",
         sender["id"])}
     assert counts == {"full@example.com": 1, "dead@example.com": 3}
+
+
+def folder_count(dovecot: DovecotServer, certs: LocalCertificates, user: ImapUser, folder: str) -> int:
+    client = imaplib.IMAP4_SSL(dovecot.host, dovecot.port, ssl_context=certs.client_context(), timeout=30)
+    try:
+        client.login(user.name, user.password)
+        status, data = client.select(f'"{folder}"', readonly=True)
+        return int(data[0] or 0) if status == "OK" else 0
+    finally:
+        client.logout()
+
+
+async def test_moving_bounces_moves_only_reports_of_our_own_mail(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, dovecot: DovecotServer,
+    new_imap_user: Callable[..., ImapUser], db: asyncpg.Pool, certs: LocalCertificates,
+) -> None:
+    mine = new_imap_user()
+    sender = await imap_sender(api, auth, clean_sink, dovecot, mine)
+    moving = await api.put(f"/v1/senders/{sender['id']}/imap", headers=auth, json={
+        "imap_host": "127.0.0.1", "imap_port": dovecot.port, "imap_username": mine.name,
+        "imap_password": mine.password, "imap_move_bounces": True})
+    assert moving.status_code == 200, moving.text
+    campaign_id = await campaign_to(api, auth, sender["id"], ["gone@example.com"])
+    genuine = clean_sink.messages[-1].parsed()["Message-ID"]
+    match = _OUR_ID.fullmatch(genuine)
+    assert match is not None
+    forged = f"<{match.group(1)}.{match.group(2)}.{'c' * 16}@{match.group(4)}>"
+    for message_id in (genuine, forged, "<CAF=abc@mail.example.net>"):
+        await asyncio.to_thread(dovecot.append, mine.name, dsn(
+            mine.name, "gone@example.com", message_id, "5.1.1", "failed", "550 5.1.1 gone"))
+    reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="1")
+    try:
+        async def all_read() -> bool:
+            return bool(await db.fetchval("SELECT count(*) = 3 FROM bounce_messages WHERE sender_id = $1",
+                                          sender["id"]))
+
+        await until(all_read, "every report read")
+        await until(lambda: asyncio.to_thread(lambda: folder_count(dovecot, certs, mine, "Sendpy bounces") == 1),
+                    "the genuine report moved")
+        assert (await statuses(api, auth, campaign_id))["gone@example.com"]["status"] == "bounced"
+        # The forged and the foreign report stay in the INBOX, where the person can see them.
+        assert await asyncio.to_thread(folder_count, dovecot, certs, mine, "INBOX") == 2
+    finally:
+        workers.kill(reader)

@@ -5,8 +5,8 @@ mailbox — a new UIDVALIDITY — since the last check's day, and the first time
 created), in batches of FETCH_BATCH, at most MAX_BATCHES per check so that one huge mailbox cannot
 hold a worker; the place reached is saved with each batch's outcomes, in one transaction, so a
 crash re-reads at most one batch and `bounce_messages` keeps that from counting twice. The INBOX
-is opened read-only and nothing is ever deleted; with `imap_move_bounces` recognised bounces are
-moved to the folder BOUNCE_FOLDER.
+is opened read-only and nothing is ever deleted; with `imap_move_bounces` bounces of Sendpy's own
+mail (carrying its keyed tag) are moved to the folder BOUNCE_FOLDER.
 
 One mailbox is read by one look at a time: a look runs under the sender's claim
 (`imap_claimed_until`), taken by `due_senders` for a poll or held by an IDLE session (idle.py),
@@ -25,7 +25,7 @@ import asyncpg
 
 from shared import imap_accounts
 from shared.bounces.dsn import Bounce, parse_bounce
-from shared.bounces.record import SenderRef, message_key, record
+from shared.bounces.record import SenderRef, carries_our_tag, message_key, record
 from shared.crypto import KeyProvider, open_sealed
 from shared.imap_accounts import FETCH_BATCH, ImapAccount, ImapProblem, Mailbox, explain, in_imap_thread, open_mailbox
 from shared.mail.messenger import ConnectPolicy
@@ -150,7 +150,8 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
                 for uid in uids:
                     bounce, key = parsed.get(uid, (None, ""))
                     if bounce is not None:
-                        recognised.append(uid)
+                        if carries_our_tag(sender, bounce):
+                            recognised.append(uid)
                         marked += await record(conn, sender, bounce, key)
                 start = max(uids) + 1
                 # The claim is kept between batches: checked_at alone does not keep an IDLE

@@ -91,6 +91,19 @@ async def record(conn: Conn, sender: SenderRef, bounce: Bounce, key: str) -> int
     return 0
 
 
+def carries_our_tag(sender: SenderRef, bounce: Bounce) -> bool:
+    """Whether the report names one of this account's messages by its keyed tag: only those are
+    moved out of the user's INBOX (a forged or foreign report stays where it landed)."""
+    if bounce.campaign_id is None or bounce.position is None or bounce.tag is None:
+        return False
+    for failed in bounce.recipients:
+        for key in {suppressions.fast_key(failed.address), suppressions.suppression_key(failed.address)}:
+            expected = message_tag(sender.signing_key, bounce.campaign_id, bounce.position, sender.user_id, key)
+            if hmac.compare_digest(expected, bounce.tag):
+                return True
+    return False
+
+
 async def _record_failure(conn: Conn, sender: SenderRef, bounce: Bounce, failed: BouncedRecipient, email: str,
                           row: Any) -> int:
     assert bounce.campaign_id is not None and bounce.position is not None
