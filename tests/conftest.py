@@ -338,8 +338,7 @@ def live_server(app_env: dict[str, str], topics: None, db: asyncpg.Pool, workdir
 
     port = free_port()
     env = {**os.environ, **app_env, "SENDPY_SERVE_WEB": "true", "SENDPY_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
-    child = Child("api", [sys.executable, "-m", "uvicorn", "functions.app:app", "--host", "127.0.0.1",
-                         "--port", str(port), "--no-access-log"],
+    child = Child("api", [sys.executable, "-m", "functions.serve", "--host", "127.0.0.1", "--port", str(port)],
                   workdir / "logs" / "api-live.log", env=env, cwd=ROOT)
     child.start()
     wait_for_port(port, 30, alive=child.alive)

@@ -137,7 +137,9 @@ async function uploadFile(section, campaign, file) {
     status.textContent = t("contacts.checking");
     let checked = await api("POST", `/v1/uploads/${upload.id}/complete`);
     while (checked.status === "inspecting") {
-      status.textContent = t("contacts.progress", { n: checked.rows_read.toLocaleString() });
+      // Waiting for a file reader says behind what; reading says how far it got.
+      status.textContent = checked.waiting_reason ? inOwnLanguage(checked.waiting_reason)
+        : t("contacts.progress", { n: checked.rows_read.toLocaleString() });
       await sleep(800);
       checked = await api("GET", `/v1/uploads/${upload.id}`);
     }
@@ -174,12 +176,12 @@ function reportHtml(upload) {
       <button type="submit">${t("contacts.apply")}</button>
     </form><div id="dialect-error" aria-live="polite"></div>
     ${r && html`<dl class="stats">
-      <div><dt>${t("contacts.rows")}</dt><dd id="stat-rows">${r.rows}</dd></div>
-      <div><dt>${t("contacts.valid")}</dt><dd id="stat-valid">${r.valid}</dd></div>
-      <div><dt>${t("contacts.empty")}</dt><dd id="stat-empty">${r.empty ?? 0}</dd></div>
-      <div><dt>${t("contacts.invalid")}</dt><dd id="stat-invalid">${r.invalid}</dd></div>
-      <div><dt>${t("contacts.duplicates")}</dt><dd>${r.duplicates}</dd></div>
-      <div><dt>${t("contacts.suppressed")}</dt><dd>${r.suppressed}</dd></div></dl>
+      <div><dt>${t("contacts.rows")}</dt><dd id="stat-rows">${r.rows.toLocaleString()}</dd></div>
+      <div><dt>${t("contacts.valid")}</dt><dd id="stat-valid">${r.valid.toLocaleString()}</dd></div>
+      <div><dt>${t("contacts.empty")}</dt><dd id="stat-empty">${(r.empty ?? 0).toLocaleString()}</dd></div>
+      <div><dt>${t("contacts.invalid")}</dt><dd id="stat-invalid">${r.invalid.toLocaleString()}</dd></div>
+      <div><dt>${t("contacts.duplicates")}</dt><dd>${r.duplicates.toLocaleString()}</dd></div>
+      <div><dt>${t("contacts.suppressed")}</dt><dd>${r.suppressed.toLocaleString()}</dd></div></dl>
       ${r.invalid_examples.length > 0 && html`<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => html`<li>${t("contacts.row")} ${x.row}: <code>${x.value}</code> — ${inOwnLanguage(x.reason)}</li>`)}</ul>
         <p>${(r.empty ?? 0) + r.invalid > r.invalid_examples.length && html`${t("contacts.more", { n: ((r.empty ?? 0) + r.invalid - r.invalid_examples.length).toLocaleString() })} `}
         <a href="/v1/uploads/${upload.id}/problems.csv?lang=${currentLanguage()}" download id="problems-link">${t("contacts.download", { n: ((r.empty ?? 0) + r.invalid).toLocaleString() })}</a></p>`}`}
@@ -202,6 +204,7 @@ function bindReport(section, campaign, upload) {
     try {
       let fixed = await api("PATCH", `/v1/uploads/${upload.id}`, body);
       while (fixed.status === "inspecting") {
+        problem.textContent = fixed.waiting_reason ? inOwnLanguage(fixed.waiting_reason) : "";
         await sleep(800);
         fixed = await api("GET", `/v1/uploads/${upload.id}`);
       }
