@@ -65,6 +65,13 @@ async def _changed_meanwhile(request: Request, exc: Exception) -> Response:
     return error_response(request, 409, "changed_meanwhile")
 
 
+async def _database_away(request: Request, exc: Exception) -> Response:
+    # Postgres restarting or failing over: the request did nothing, and a retry in a moment works.
+    log.warning("database unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
+    what = "база данных недоступна" if language(request) == "ru" else "the database is unavailable"
+    return error_response(request, 503, "unavailable", headers={"Retry-After": "2"}, what=what)
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log only: a page must never echo request data or secrets.
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
@@ -149,6 +156,8 @@ def create_app(serve_web: bool | None = None) -> Starlette:
             ApiError: _api_error,
             InputError: _input_error,
             asyncpg.ForeignKeyViolationError: _changed_meanwhile,
+            **{kind: _database_away for kind in (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError,
+                                                 asyncpg.InterfaceError, asyncpg.InternalClientError)},
             Exception: _server_error,
         },
     )

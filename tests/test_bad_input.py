@@ -163,3 +163,22 @@ async def test_big_json_bodies_are_parsed_off_the_event_loop(api: httpx.AsyncCli
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "unknown_field", refused.text
     main = threading.main_thread().name
     assert threads[len(small)] == main and threads[len(big)] != main, threads
+
+
+@pytest.mark.parametrize("failure", ["CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError"])
+async def test_a_database_restarting_is_a_503_to_retry_not_a_500(api: httpx.AsyncClient, api_key: str,
+                                                                 monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    # Seen while Postgres restarted: "the database system is starting up" reached the caller as a 500.
+    import asyncpg
+
+    from functions import resources
+
+    async def away() -> None:
+        raise getattr(asyncpg.exceptions, failure)("the database system is starting up")
+
+    monkeypatch.setattr(resources, "db", away)
+    answer = await api.get("/v1/campaigns", headers={"Authorization": f"Bearer {api_key}", "Accept-Language": "ru"})
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "2"
+    assert answer.json()["error"]["code"] == "unavailable"
+    assert "база данных недоступна" in answer.json()["error"]["message"]
