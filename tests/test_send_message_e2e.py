@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from sendpy.devstack.smtp_sink import SmtpSink
 from tests.conftest import Workers, new_api_key
+from tests.helpers import wait_status
 
 PASSWORD = "app-pass-Zq81 secret"
 
@@ -147,6 +148,8 @@ async def test_a_campaign_is_visible_only_to_its_owner(
     assert peek.status_code == 404
     garbage = await api.get("/api/campaigns/not-a-uuid", headers={"Authorization": f"Bearer {api_key}"})
     assert garbage.status_code == 404
+    # Its mail must not arrive in the next test's sink.
+    await wait_status(api, {"Authorization": f"Bearer {api_key}"}, campaign_id, {"finished"})
 
 
 BAD_BODIES: list[tuple[object, str, str | None]] = [
