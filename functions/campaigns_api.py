@@ -78,7 +78,7 @@ async def get_campaign(request: Request) -> Response:
             to_send = ((upload or {}).get("report") or {}).get("valid", 0)
         else:
             to_send = counts.get("pending", 0) + counts.get("sending", 0)
-        plan = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate)
+        plan = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate, campaign_id)
     eta = round(max(plan.last_at - time.time(), 0)) if plan and to_send and campaign["status"] == "sending" \
         else None
     return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta,

@@ -82,8 +82,12 @@ async def test_the_campaign_page_poll_reads_a_days_sends_once_in_a_few_seconds(m
         async def fetchrow(self, query: str, sender_id: int) -> dict[str, int]:
             return {"per_minute": 30, "per_day": 10_000}
 
+        async def fetchval(self, query: str, *args: object) -> int:
+            return 0  # no other campaign of the account under way
+
     monkeypatch.setattr(smtp_accounts, "recent_sends", recent_sends)
     monkeypatch.setattr(progress, "_recent", {})
+    monkeypatch.setattr(progress, "_ahead_cache", {})
     for _ in range(5):  # the page polls every 1.5 s
         shown = await progress.campaign_plan(Conn(), 41, 5_000, 0)  # type: ignore[arg-type]
         assert shown is not None and shown.count == 5_000

@@ -49,8 +49,10 @@ async def sent_last_minute(conn: Conn, campaign_id: uuid.UUID) -> int:
     return rate
 
 
-async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_minute: int) -> Plan | None:
-    """The schedule of `count` more emails through the campaign's account, as its limits allow."""
+async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_minute: int,
+                        campaign_id: uuid.UUID | None = None) -> Plan | None:
+    """The schedule of `count` more emails through the campaign's account, as its limits allow,
+    behind the mail of the account's other campaigns already under way (they share the limits)."""
     if sender_id is None:
         return None
     limits = await conn.fetchrow("SELECT per_minute, per_day FROM senders WHERE id = $1", sender_id)
@@ -58,7 +60,36 @@ async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_
         return None
     per_day = limits["per_day"]
     sent_at = await _recent_sends(conn, sender_id, per_day) if per_day else []
-    return plan(count, limits["per_minute"], per_day, sent_at, time.time(), rate_per_minute or None)
+    ahead = await _ahead(conn, sender_id, campaign_id) if count > 0 and (per_day or limits["per_minute"]) else 0
+    now = time.time()
+    whole = plan(ahead + count, limits["per_minute"], per_day, sent_at, now, rate_per_minute or None)
+    if whole is None or not ahead:
+        return whole
+    first = plan(ahead + 1, limits["per_minute"], per_day, sent_at, now, rate_per_minute or None)
+    return Plan(count, whole.per_day, whole.days, first.last_at if first else whole.first_at, whole.last_at)
+
+
+async def _ahead(conn: Conn, sender_id: int, campaign_id: uuid.UUID | None) -> int:
+    """Emails of the account's other campaigns that go out before this one's: those sending or
+    queued, started earlier (a campaign not started yet comes after all of them). Counted again
+    only every few seconds, like the account's sends (a big campaign is many rows)."""
+    now = time.monotonic()
+    cached = _ahead_cache.get((sender_id, campaign_id))
+    if cached is not None and now - cached[0] < _RECENT_SECONDS:
+        return cached[1]
+    if len(_ahead_cache) > 1000:
+        _ahead_cache.clear()
+    ahead: int = await conn.fetchval(
+        """
+        SELECT count(*) FROM recipients r JOIN campaigns c ON c.id = r.campaign_id
+         WHERE c.sender_id = $1 AND c.id IS DISTINCT FROM $2 AND c.status IN ('queued', 'sending')
+           AND r.status IN ('pending', 'sending')
+           AND (c.started_at IS NULL OR c.started_at < COALESCE(
+                (SELECT started_at FROM campaigns WHERE id = $2), 'infinity'::timestamptz))
+        """,
+        sender_id, campaign_id)
+    _ahead_cache[(sender_id, campaign_id)] = (now, ahead)
+    return ahead
 
 
 # The campaign page asks for the plan every 1.5 s, and a day's sends of a big account are
@@ -66,6 +97,7 @@ async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_
 # hours and days does not notice.
 _RECENT_SECONDS = 5.0
 _recent: dict[tuple[int, int], tuple[float, list[float]]] = {}
+_ahead_cache: dict[tuple[int, uuid.UUID | None], tuple[float, int]] = {}
 
 
 async def _recent_sends(conn: Conn, sender_id: int, per_day: int) -> list[float]:
