@@ -20,6 +20,7 @@ from functions.parsing import json_object, uuid_param
 from shared import recipients, smtp_accounts, suppressions, uploads
 from shared.addresses import check_address
 from shared.campaigns import drafts, preview, progress, schedule, states
+from shared.campaigns.next_batch import next_batch
 from shared.campaigns.states import StateConflict
 from shared.db import Conn
 from shared.errors import InputError, invalid_email, translate
@@ -79,10 +80,12 @@ async def get_campaign(request: Request) -> Response:
         else:
             to_send = counts.get("pending", 0) + counts.get("sending", 0)
         plan = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate, campaign_id)
+        waiting = await next_batch(conn, campaign_id) if campaign["status"] == "sending" else None
     eta = round(max(plan.last_at - time.time(), 0)) if plan and to_send and campaign["status"] == "sending" \
         else None
     return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta,
-                         "plan": plan.to_json() if plan else None})
+                         "plan": plan.to_json() if plan else None,
+                         "next_batch": waiting.to_json(campaign["status_reason"]) if waiting else None})
 
 
 async def _changed(act: Callable[[Conn], Awaitable[dict[str, Any] | None]]) -> JSONResponse:

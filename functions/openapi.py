@@ -113,7 +113,15 @@ _SCHEMAS: dict[str, Any] = {
                  " last_at (epoch seconds). Null when nothing limits the pace and none was seen yet.",
                  "properties": {"count": {"type": "integer"}, "per_day": _nullable("integer"),
                                 "days": {"type": "integer"}, "first_at": {"type": "integer"},
-                                "last_at": {"type": "integer"}}}}},
+                                "last_at": {"type": "integer"}}},
+        "next_batch": {"type": ["object", "null"], "description": "While a sending campaign's next emails wait"
+                       " more than a few seconds: when (`at`, epoch seconds) and why (`reason`: minute_limit or"
+                       " day_limit with the sender's `limit`, rate_limit, sender_paused, slow_server, continuing,"
+                       " retry, or error with the server's words in `detail`). `in_status_reason`: status_reason"
+                       " says only this wait (in UTC).",
+                       "properties": {"at": {"type": "integer"}, "reason": {"type": "string"},
+                                      "limit": _nullable("integer"), "detail": _nullable("string"),
+                                      "in_status_reason": {"type": "boolean"}}}}},
     "Recipient": {"type": "object", "properties": {
         "position": {"type": "integer"}, "email": {"type": "string"}, "status": {"type": "string"},
         "reply": _nullable("string"), "attempts": {"type": "integer"}, "updated_at": {"type": "string"}}},

@@ -106,7 +106,7 @@ async def upload_problems(request: Request) -> Response:
     lang = request.query_params.get("lang") or language(request)
     lang = lang if lang in uploads.PROBLEM_HEADER else "en"
     dialect, columns = uploads.stored_detection(found)
-    rows = uploads.problem_rows(resources.store(), file[0], file[1], dialect, columns)
+    rows = uploads.problem_rows(resources.store(), file[0], file[1], dialect, columns, lang)
 
     async def body() -> AsyncIterator[bytes]:
         yield BOM.encode()

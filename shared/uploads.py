@@ -325,13 +325,19 @@ PROBLEM_HEADER = {"en": ("Row in the file", "Value", "Problem"), "ru": ("Стр�
 
 
 def problem_rows(store: UploadStore, key: str, etag: str | None, dialect: Dialect,
-                 columns: list[Column]) -> Iterator[tuple[int, str, str]]:
-    """Every row without a valid address — (row in the file, the value, why in ru / en) — read
+                 columns: list[Column], lang: str = "en") -> Iterator[tuple[int, str, str]]:
+    """Every row without a valid address — (row in the file, the value, why in `lang`) — read
     from the file again, so the download lists them all, not the report's first examples."""
     for contact in iter_contacts(store.chunks(key, etag), dialect, columns):
         if contact.unclosed_quote_line is not None:
-            yield contact.row, contact.email[:200], unclosed_quote_reason(contact.unclosed_quote_line)
+            yield contact.row, contact.email[:200], reason_in(unclosed_quote_reason(contact.unclosed_quote_line), lang)
             continue
         checked = check_address(contact.email)
         if checked.normalized is None:
-            yield contact.row, contact.email[:200], checked.explained
+            yield contact.row, contact.email[:200], reason_in(checked.explained, lang)
+
+
+def reason_in(bilingual: str, lang: str) -> str:
+    """The reader's half of a reason written "по-русски / in English" (the Russian half has no " / ")."""
+    russian, _, english = bilingual.partition(" / ")
+    return russian if lang == "ru" else english

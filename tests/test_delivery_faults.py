@@ -285,8 +285,11 @@ async def test_a_waiting_account_does_not_hold_up_another_accounts_campaign(
         [later] = await eventually(lambda: deferred(db, slow_campaign), 10, "the limited campaign was deferred")
         assert later["reason"] == "rate limit" and later["not_before"] >= first + 60 - 2
         # Nothing silent: the campaign says what it waits for, and until when.
-        waiting = (await get_campaign(api, auth, slow_campaign))["status_reason"]
-        assert waiting and "Next attempt at" in waiting and "rate limit" in waiting and "Следующая попытка" in waiting
+        shown = await get_campaign(api, auth, slow_campaign)
+        waiting = shown["status_reason"]
+        assert waiting and "Next emails around" in waiting and "Следующие письма около" in waiting, waiting
+        assert "the sender's limit" in waiting and "лимит отправителя" in waiting, waiting
+        assert (shown["next_batch"]["reason"], shown["next_batch"]["limit"]) == ("minute_limit", 2), shown["next_batch"]
     finally:
         await campaign_action(api, auth, slow_campaign, "cancel")
 

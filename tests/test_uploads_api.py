@@ -147,7 +147,11 @@ async def test_every_problem_row_can_be_downloaded_and_empty_is_told_from_malfor
     assert len(table) == 1 + 30 + 26  # … the download has every one
     assert ["11", '"Незакрытая кавычка;q@example.ru', table[1][2]] == table[1] and "незакрытая кавычка" in table[1][2]
     first_empty = next(row for row in table if row[1] == "")
-    assert first_empty[2] == "пусто / empty"
+    assert first_empty[2] == "пусто"  # the reader's language only, not "пусто / empty"
     malformed = next(row for row in table if row[1] == "p0.example.ru")
-    assert malformed[2].startswith("нет знака @ / ")
+    assert malformed[2] == "нет знака @"
+    english = await api.get(f"/v1/uploads/{upload['id']}/problems.csv?lang=en", headers=auth)
+    rows = list(csv.reader(io.StringIO(english.content.decode("utf-8-sig"))))
+    assert rows[1][2].startswith("line 11: unclosed quote") and "строка" not in rows[1][2]
+    assert next(row for row in rows if row[1] == "p0.example.ru")[2] == "An email address must have an @-sign."
     assert int(malformed[0]) == 1 + 1 + 40 + 30 + 1  # header, the unclosed line, 40 good, 30 empty: line 73

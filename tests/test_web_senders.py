@@ -49,5 +49,5 @@ async def test_edit_in_place_and_delete_with_a_confirmation(
     assert len((await api.get("/v1/senders", headers=auth)).json()["items"]) == 1
     await page.get_by_role("button", name=f"Удалить: {sender['from_email']}").click()
     await confirm.get_by_role("button", name="Удалить").click()
-    await expect(page.get_by_text("Пока ничего нет.")).to_be_visible()
+    await expect(page.get_by_text("Отправителей пока нет.")).to_be_visible()
     assert (await api.get("/v1/senders", headers=auth)).json()["items"] == []

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import file_jobs, outbox, recipients, smtp_accounts, uploads
+from shared.campaigns.next_batch import deferral_text
 from shared.campaigns.preview import missing_fields
 from shared.commands import CampaignCommand
 from shared.db import Conn
@@ -192,10 +193,8 @@ def shown_reason(row: Any) -> str | None:
         return WAITING_FOR_QUEUE
     if row["status"] == "queued" and (waiting := file_jobs.waiting_reason(row, _THEN)):
         return waiting  # its big contact file waits for a file reader
-    if row["retry_at"] is not None:
-        at = row["retry_at"].strftime("%H:%M UTC")
-        why = str(row["retry_reason"] or "")[:200]
-        return f"Следующая попытка в {at}: {why} / Next attempt at {at}: {why}"
+    if row["retry_at"] is not None:  # the page words it itself from the API's next_batch
+        return deferral_text(row["retry_at"], str(row["retry_reason"] or ""))
     return None
 CONTACTS_FILE_GONE = ("Файл контактов больше не хранится (файлы хранятся 30 дней). Отмените эту рассылку"
                       " и создайте новую с файлом. / The contact file is no longer in storage (files are kept"

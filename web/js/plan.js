@@ -18,7 +18,7 @@ export function span(seconds) {
   return count(Math.ceil(hours / 24), "day");
 }
 
-function moment(epochSeconds) {
+export function moment(epochSeconds) {
   const at = new Date(epochSeconds * 1000);
   const lang = currentLanguage();
   const time = at.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });

@@ -2,12 +2,42 @@
 
 import { api, ApiError } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { currentLanguage, inOwnLanguage, t } from "../i18n.js";
-import { planText, span } from "../plan.js";
+import { currentLanguage, inOwnLanguage, number, t } from "../i18n.js";
+import { moment, planText, span } from "../plan.js";
 
 // "sent" counts only what did not bounce later: delivered = sent − bounced.
 const STATES = ["sent", "bounced", "failed", "skipped", "pending", "sending"];
 let timer = null;
+
+// Replies Sendpy writes itself are codes (and the retry policy's last word a fixed sentence): they
+// are read in the reader's language; a server's own words are shown as they came.
+const OWN_REPLIES = ["suppressed", "cancelled", "duplicate"];
+const GAVE_UP = /^(\d+) попыток не удались; gave up after \1 attempts: ([\s\S]*)$/;
+
+function replyText(reply) {
+  if (!reply) return "";
+  if (OWN_REPLIES.includes(reply)) return t(`reply.${reply}`);
+  const gaveUp = reply.match(GAVE_UP);
+  if (gaveUp) return t("reply.gaveup", { n: number(gaveUp[1]), reply: gaveUp[2] });
+  return inOwnLanguage(reply);
+}
+
+// The API's next_batch (when the next emails are due and why) in the reader's words and clock.
+function nextBatchText(next) {
+  const key = `next.${next.reason}`;
+  const text = t(key, { at: moment(next.at), n: number(next.limit), detail: next.detail ?? "" });
+  return text === key ? t("next.continuing", { at: moment(next.at) }) : text;
+}
+
+function reasonText(c) {
+  if (c.status === "scheduled") {
+    const at = new Date(c.scheduled_at).toLocaleString(currentLanguage(), { dateStyle: "long", timeStyle: "short" });
+    return t("campaign.scheduledfor", { at });
+  }
+  // status_reason may say only this same wait (in UTC, in both languages): then the page's own words.
+  const stored = c.next_batch?.in_status_reason ? "" : inOwnLanguage(c.status_reason);
+  return [stored, c.next_batch && nextBatchText(c.next_batch)].filter(Boolean).join(" ");
+}
 
 function eta(campaign) {
   if (campaign.plan && campaign.plan.days > 1) return planText(campaign.plan);
@@ -40,28 +70,33 @@ export async function campaignPage(campaignId) {
       <label>${t("campaign.search")}<input name="q" type="search"></label>
       <label>${t("campaign.state")}<select name="status"><option value="">${t("campaign.all")}</option>
         ${STATES.map((s) => html`<option value="${s}">${t(`state.${s}`)}</option>`)}</select></label></form>
-      <div class="scroll"><table><thead><tr><th>#</th><th>${t("auth.email")}</th><th></th><th>${t("campaign.reply")}</th><th>${t("campaign.attempts")}</th></tr></thead>
+      <div class="scroll" tabindex="0" role="region" aria-label="${t("campaign.recipients")}"><table><thead><tr><th>#</th><th>${t("auth.email")}</th><th></th><th>${t("campaign.reply")}</th><th>${t("campaign.attempts")}</th></tr></thead>
       <tbody id="recipients"></tbody></table></div>
-      <p class="row"><span id="shown" aria-live="polite"></span> <button type="button" id="more" hidden>${t("campaign.more")}</button></p></section>`);
+      <p class="row"><span id="shown" aria-live="polite"></span> <button type="button" id="more" hidden>${t("campaign.more")}</button></p></section>
+    <dialog id="confirm-send-now" aria-labelledby="send-now-title"><form method="dialog">
+      <h3 id="send-now-title">${t("campaign.sendnowtitle")}</h3><p id="send-now-text"></p>
+      <div class="row"><button class="primary" value="send">${t("campaign.sendnow")}</button><button value="cancel" autofocus>${t("common.cancel")}</button></div>
+    </form></dialog>`);
+  let latest = null; // the campaign as last polled: the send-now question says what will go out
 
   const refresh = async () => {
     if (!document.getElementById("bar")) return clearInterval(timer);
     const c = await api("GET", `/v1/campaigns/${campaignId}`);
+    latest = c;
     const total = c.recipient_count || 0;
     const done = c.counts.sent + c.counts.bounced + c.counts.failed + c.counts.skipped;
     const percent = total ? Math.floor((done / total) * 100) : 0;
-    document.getElementById("title").textContent = c.name || c.subject || t("campaign.untitled", { date: new Date(c.created_at).toLocaleString() });
+    document.getElementById("title").textContent = c.name || c.subject || t("campaign.untitled", { date: new Date(c.created_at).toLocaleString(currentLanguage()) });
     document.getElementById("bar").value = percent;
     document.getElementById("percent").textContent = `${percent}%`;
     const status = document.getElementById("status");
     status.textContent = t(`state.${c.status}`);
     status.className = `badge ${c.status}`;
-    document.getElementById("reason").textContent = c.status === "scheduled"
-      ? t("campaign.scheduledfor", { at: new Date(c.scheduled_at).toLocaleString() }) : inOwnLanguage(c.status_reason) || "";
+    document.getElementById("reason").textContent = reasonText(c);
     document.getElementById("send-now").hidden = c.status !== "scheduled";
     document.getElementById("unschedule").hidden = c.status !== "scheduled";
-    render(document.getElementById("counts"), STATES.map((s) => html`<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${c.counts[s]}</dd></div>`));
-    document.getElementById("rate").textContent = c.status === "sending" ? [t("campaign.rate", { n: c.rate_per_minute }), eta(c)].filter(Boolean).join(" · ") : "";
+    render(document.getElementById("counts"), STATES.map((s) => html`<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${number(c.counts[s])}</dd></div>`));
+    document.getElementById("rate").textContent = c.status === "sending" ? [t("campaign.rate", { n: number(c.rate_per_minute) }), eta(c)].filter(Boolean).join(" · ") : "";
     document.getElementById("pause").hidden = !["queued", "sending"].includes(c.status);
     document.getElementById("resume").hidden = c.status !== "paused";
     document.getElementById("cancel").hidden = !["scheduled", "queued", "sending", "paused"].includes(c.status);
@@ -71,7 +106,7 @@ export async function campaignPage(campaignId) {
   let nextAfter = null;
   let paged = false; // once more pages are shown, the live refresh leaves the list alone
   const row = (r) => html`<tr><td>${r.position}</td><td>${r.email}</td>
-      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${inOwnLanguage(r.reply) || ""}</td><td>${r.attempts}</td></tr>`;
+      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${replyText(r.reply)}</td><td>${r.attempts}</td></tr>`;
   const loadRecipients = async (more = false) => {
     const form = document.getElementById("filter");
     const params = new URLSearchParams({ limit: "100" });
@@ -90,7 +125,7 @@ export async function campaignPage(campaignId) {
     paged = more; // a new filter starts from the first page again
     nextAfter = after;
     document.getElementById("more").hidden = after == null;
-    document.getElementById("shown").textContent = t("campaign.shown", { n: body.rows.length.toLocaleString() });
+    document.getElementById("shown").textContent = t("campaign.shown", { n: number(body.rows.length) });
   };
 
   // The button pressed is usually hidden by its own effect (Pause shows Resume): focus goes to its
@@ -117,11 +152,22 @@ export async function campaignPage(campaignId) {
       /* a missed poll is retried on the next tick */
     }
   };
+  // Sending a scheduled campaign now asks first, as the wizard does; Cancel is the default.
   const startKey = crypto.randomUUID();
-  document.getElementById("send-now").addEventListener("click", async () => {
+  const sendNow = document.getElementById("confirm-send-now");
+  document.getElementById("send-now").addEventListener("click", () => {
+    const count = latest?.plan?.count ?? latest?.recipient_count ?? 0;
+    document.getElementById("send-now-text").textContent =
+      t("review.confirm", { n: number(count), plan: planText(latest?.plan) }).replace(/\.\.$/, ".");
+    sendNow.returnValue = ""; // Escape leaves the last answer in place: start from none
+    sendNow.showModal();
+  });
+  sendNow.addEventListener("close", async () => {
+    if (sendNow.returnValue !== "send") return document.getElementById("send-now").focus();
     try {
       await api("POST", `/v1/campaigns/${campaignId}/start`, undefined, { "Idempotency-Key": startKey });
       await refresh();
+      document.getElementById("state-line").focus(); // the button is gone: the new state is what to read
     } catch (error) {
       showError(document.getElementById("control-error"), error);
     }

@@ -10,21 +10,21 @@
 
 import { api, ApiError } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { currentLanguage, t } from "../i18n.js";
+import { currentLanguage, number, t } from "../i18n.js";
 
 export async function sendersPage() {
   const { items } = await api("GET", "/v1/senders");
   render(main(), html`<h1>${t("nav.senders")}</h1>
-    ${items.length ? html`<div class="scroll"><table><thead><tr><th>${t("sender.from")}</th><th>${t("sender.host")}</th><th>${t("sender.limits")}</th><th></th></tr></thead><tbody>
-      ${items.map((s) => html`<tr><td>${s.from_email}<br><small>${s.verified ? "✓" : t("sender.notverified")}${s.paused_until ? " · " + t("sender.paused", { t: new Date(s.paused_until).toLocaleString() }) : ""}</small></td>
-        <td>${s.host}:${s.port} (${s.security})</td>
-        <td>${s.per_minute ?? "∞"} ${t("sender.perminute")}, ${s.per_day ?? "∞"} ${t("sender.perday")}</td>
+    ${items.length ? html`<div class="scroll" tabindex="0" role="region" aria-label="${t("senders.table")}"><table><thead><tr><th>${t("sender.from")}</th><th>${t("sender.host")}</th><th>${t("sender.limits")}</th><th></th></tr></thead><tbody>
+      ${items.map((s) => html`<tr><td>${s.from_email}<br><small>${s.verified ? "✓" : t("sender.notverified")}${s.paused_until ? " · " + t("sender.paused", { t: new Date(s.paused_until).toLocaleString(currentLanguage()) }) : ""}</small></td>
+        <td>${s.host}:${s.port} (${t(`security.${s.security}`)})</td>
+        <td>${s.per_minute ? number(s.per_minute) : "∞"} ${t("sender.perminute")}, ${s.per_day ? number(s.per_day) : "∞"} ${t("sender.perday")}</td>
         <td><button type="button" data-imap="${s.id}" aria-expanded="false" aria-controls="imap-panel"
             aria-label="${t("imap.title", { email: s.from_email })}">${t("imap.open")}</button>
           <button type="button" data-edit="${s.id}" aria-label="${t("sender.edit")}: ${s.from_email}">${t("sender.edit")}</button>
           <button type="button" data-verify="${s.id}" aria-label="${t("sender.verify")}: ${s.from_email}">${t("sender.verify")}</button>
           <button type="button" data-delete="${s.id}" aria-label="${t("common.delete")}: ${s.from_email}">${t("common.delete")}</button></td></tr>`)}
-      </tbody></table></div>` : html`<p>${t("common.none")}</p>`}<div id="result" aria-live="polite"></div>
+      </tbody></table></div>` : html`<p id="no-senders">${t("senders.empty")}</p><p><a class="button primary" href="#/new">${t("senders.start")}</a></p>`}<div id="result" aria-live="polite"></div>
     <section id="imap-panel" class="card" aria-labelledby="imap-title" hidden></section>
     <dialog id="edit-sender" aria-labelledby="edit-title"><form class="grid">
       <h2 id="edit-title"></h2>
@@ -44,7 +44,7 @@ export async function sendersPage() {
     </form></dialog>
     <dialog id="delete-sender" aria-labelledby="delete-title"><form method="dialog">
       <h2 id="delete-title">${t("sender.deletetitle")}</h2><p id="delete-text"></p>
-      <div class="row"><button value="delete" class="danger">${t("common.delete")}</button><button value="cancel">${t("common.cancel")}</button></div>
+      <div class="row"><button value="delete" class="danger">${t("common.delete")}</button><button value="cancel" autofocus>${t("common.cancel")}</button></div>
     </form></dialog>`);
   const result = document.getElementById("result");
   const imap = imapPanel(document.getElementById("imap-panel"));
@@ -82,6 +82,7 @@ export async function sendersPage() {
         focusProblem(result);
       }
     };
+    deleting.returnValue = ""; // Escape keeps the last answer: a failed delete must not repeat itself
     deleting.showModal();
   }));
   const editing = document.getElementById("edit-sender");

@@ -10,6 +10,9 @@ export function settingsPage(me) {
       <label>${t("settings.current")}<input name="current" type="password" autocomplete="current-password" required></label>
       <label>${t("settings.new")}<input name="new" type="password" autocomplete="new-password" required minlength="8"></label>
       <button type="submit">${t("common.save")}</button><div id="result" aria-live="polite"></div></form>`);
+  // An answer about what was typed before goes once the person types again («wrong password» stayed
+  // on screen while the corrected one was being entered).
+  document.getElementById("password").addEventListener("input", () => document.getElementById("result").replaceChildren());
   document.getElementById("password").addEventListener("submit", async (event) => {
     event.preventDefault();
     const result = document.getElementById("result");
@@ -18,6 +21,7 @@ export function settingsPage(me) {
       render(result, html`<p class="notice">${t("settings.changed")}</p>`);
     } catch (error) {
       showError(result, error);
+      if (error.field === "current_password") event.target.current.focus();
     }
   });
 }

@@ -3,20 +3,20 @@
 
 import { api } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { currentLanguage, t } from "../i18n.js";
+import { currentLanguage, number, t } from "../i18n.js";
 
 export async function suppressionsPage(search = "") {
   const query = new URLSearchParams({ q: search });
   const { items, next_after: more, total } = await api("GET", `/v1/suppressions?${query}`);
   render(main(), html`<h1>${t("suppress.title")}</h1>
     <p>${t("suppress.about")}</p>
-    <p>${t("suppress.total", { n: total })} · <a href="/v1/suppressions/export?lang=${currentLanguage()}" download>${t("suppress.export")}</a></p>
+    <p>${t("suppress.total", { n: number(total) })} · <a href="/v1/suppressions/export?lang=${currentLanguage()}" download>${t("suppress.export")}</a></p>
     <form id="search" class="row" role="search"><label>${t("suppress.search")}<input name="q" type="search" value="${search}"></label>
       <button type="submit">${t("suppress.find")}</button></form>
-    ${items.length ? html`<div class="scroll"><table><thead><tr><th>${t("suppress.email")}</th><th>${t("suppress.reason")}</th><th>${t("suppress.when")}</th><th><span class="visually-hidden">${t("common.delete")}</span></th></tr></thead><tbody>
+    ${items.length ? html`<div class="scroll" tabindex="0" role="region" aria-label="${t("suppress.title")}"><table><thead><tr><th>${t("suppress.email")}</th><th>${t("suppress.reason")}</th><th>${t("suppress.when")}</th><th><span class="visually-hidden">${t("common.delete")}</span></th></tr></thead><tbody>
       ${items.map((i) => html`<tr><td>${i.email}</td><td>${t(`suppress.reason.${i.reason}`)}${i.sender_email ? html`<br><small>${i.sender_email}</small>` : ""}</td>
         <td>${new Date(i.created_at).toLocaleDateString()}</td>
-        <td><button type="button" data-remove="${i.email}">${t("common.delete")}</button></td></tr>`)}
+        <td><button type="button" data-remove="${i.email}" aria-label="${t("suppress.removenamed", { email: i.email })}">${t("common.delete")}</button></td></tr>`)}
       </tbody></table></div>${more ? html`<p>${t("suppress.more")}</p>` : ""}` : html`<p>${search ? t("suppress.nomatch") : t("suppress.empty")}</p>`}
     <div id="result" aria-live="polite"></div>
     <h2>${t("suppress.addtitle")}</h2>
@@ -25,22 +25,29 @@ export async function suppressionsPage(search = "") {
     <form id="import"><label>${t("suppress.import")}<input name="file" type="file" accept=".csv,.txt,text/csv,text/plain"></label>
       <button type="submit">${t("suppress.importbutton")}</button></form>`);
   const result = document.getElementById("result");
-  const done = async (message) => {
-    await suppressionsPage(search);
+  // After adding or importing, the whole list again: the new addresses are seldom what was searched
+  // for, and «Added: 2» beside «No address matches» reads as a failure. A removal keeps the search.
+  const done = async (message, keepSearch = false) => {
+    await suppressionsPage(keepSearch ? search : "");
     const shown = document.getElementById("result");
     render(shown, html`<p class="notice" tabindex="-1">${message}</p>`);
     shown.querySelector("p").focus();
   };
-  document.getElementById("search").addEventListener("submit", (event) => {
+  document.getElementById("search").addEventListener("submit", async (event) => {
     event.preventDefault();
-    suppressionsPage(event.target.q.value.trim());
+    try {
+      await suppressionsPage(event.target.q.value.trim());
+      document.querySelector("#search input[name=q]")?.focus(); // the page is drawn again: back in the field
+    } catch (error) {
+      showError(result, error);
+    }
   });
   document.getElementById("add").addEventListener("submit", async (event) => {
     event.preventDefault();
     const emails = event.target.emails.value.split(/[\s,;]+/).filter(Boolean);
     try {
       const { added } = await api("POST", "/v1/suppressions", { emails });
-      await done(t("suppress.added", { n: added }));
+      await done(t("suppress.added", { n: number(added) }));
     } catch (error) {
       showError(result, error);
     }
@@ -55,7 +62,7 @@ export async function suppressionsPage(search = "") {
       const more = answer.problem_count - answer.problems.length;
       const skipped = answer.problems.map((p) => t("suppress.problemline", { line: p.line, value: p.value, reason: p.reason })).join("; ")
         + (more > 0 ? ` ${t("suppress.moreproblems", { n: more })}` : "");
-      await done(t("suppress.imported", { n: answer.added, already: answer.already }) + (skipped ? ` ${t("suppress.problems")} ${skipped}` : ""));
+      await done(t("suppress.imported", { n: number(answer.added), already: number(answer.already) }) + (skipped ? ` ${t("suppress.problems")} ${skipped}` : ""));
     } catch (error) {
       showError(result, error);
     }
@@ -65,7 +72,7 @@ export async function suppressionsPage(search = "") {
     try {
       // As a query parameter: an address may hold a "/", which a path would split.
       await api("DELETE", `/v1/suppressions?${new URLSearchParams({ email: button.dataset.remove })}`);
-      await done(t("suppress.removed", { email: button.dataset.remove }));
+      await done(t("suppress.removed", { email: button.dataset.remove }), true);
     } catch (error) {
       showError(result, error);
     }

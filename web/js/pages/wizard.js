@@ -1,8 +1,8 @@
 // The campaign wizard: contacts → sender → message → review. Every step saves the draft.
 
-import { api, uploadToStorage } from "../api.js";
+import { api, OfflineError, uploadToStorage } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { currentLanguage, inOwnLanguage, t } from "../i18n.js";
+import { currentLanguage, inOwnLanguage, number, t } from "../i18n.js";
 import { planText } from "../plan.js";
 
 const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
@@ -15,6 +15,16 @@ const AUTOSAVE_MS = 1200;
 // never shows a subject from before the last keystrokes.
 let pendingSave = Promise.resolve();
 let flushDraft = () => {}; // the message step's "save now if anything changed"
+// An upload that made the draft goes on at the draft's own address: there, focus goes to the report.
+let reportToFocus = false;
+const megabytes = (bytes) => number(Math.round((bytes / 1048576) * 10) / 10);
+
+// Puts focus on a message just shown (an error, a warning), so the keyboard is where to read on.
+function focusOn(element) {
+  if (!element) return;
+  element.tabIndex = -1;
+  element.focus();
+}
 
 // "New campaign" creates nothing until the person does something (uploads a file or goes on):
 // clicking it and leaving leaves no empty draft behind.
@@ -111,6 +121,8 @@ async function contactsStep(section, campaign) {
     <div id="report">${upload && reportHtml(upload)}</div>${nav.fragment}`);
   nav.bind(section);
   bindReport(section, campaign, upload);
+  if (reportToFocus) focusOn(section.querySelector("#report h3"));
+  reportToFocus = false;
   const input = section.querySelector("#file");
   input.addEventListener("change", () => input.files[0] && uploadFile(section, campaign, input.files[0]));
   const zone = section.querySelector("#dropzone");
@@ -132,21 +144,25 @@ async function uploadFile(section, campaign, file) {
   progress.value = 0;
   status.textContent = t("contacts.uploading");
   try {
-    const { upload, post } = await api("POST", "/v1/uploads", { filename: file.name });
+    const { upload, post, max_bytes: maxBytes } = await api("POST", "/v1/uploads", { filename: file.name });
+    if (maxBytes && file.size > maxBytes) {
+      throw new Error(t("contacts.toolarge", { size: megabytes(file.size), limit: megabytes(maxBytes) }));
+    }
     await uploadToStorage(post, file, (share) => { progress.value = share; });
     status.textContent = t("contacts.checking");
     let checked = await api("POST", `/v1/uploads/${upload.id}/complete`);
     while (checked.status === "inspecting") {
       // Waiting for a file reader says behind what; reading says how far it got.
       status.textContent = checked.waiting_reason ? inOwnLanguage(checked.waiting_reason)
-        : t("contacts.progress", { n: checked.rows_read.toLocaleString() });
+        : t("contacts.progress", { n: number(checked.rows_read) });
       await sleep(800);
       checked = await api("GET", `/v1/uploads/${upload.id}`);
     }
-    if (checked.status === "failed") throw new Error(checked.error.detail);
+    if (checked.status === "failed") throw new Error(inOwnLanguage(checked.error.detail));
     const created = await ensureDraft(campaign);
     await api("PATCH", `/v1/campaigns/${campaign.id}`, { upload_id: checked.id });
     if (created) {
+      reportToFocus = true;
       location.hash = `#/wizard/${campaign.id}/1`; // the draft exists now: its own address, its step links
       return;
     }
@@ -154,19 +170,25 @@ async function uploadFile(section, campaign, file) {
     status.textContent = "";
     render(report, reportHtml(checked));
     bindReport(section, campaign, checked);
+    focusOn(report.querySelector("h3")); // what was found is what to read (and correct) next
   } catch (error) {
     status.textContent = "";
     showError(report, error);
+    focusOn(report.querySelector(".error"));
   } finally {
     progress.hidden = true;
   }
 }
 
-function reportHtml(upload) {
+// `note`: a correction that found no address column: why, and the way back to the earlier reading.
+function reportHtml(upload, note = null) {
   const d = upload.dialect;
   const r = upload.report;
-  const columns = upload.columns || [];
+  // A column without a header cell the server names "Column 1…" (in English): the reader's words here.
+  const columns = (upload.columns || []).map((c, i) => (c.label === `Column ${i + 1}`
+    ? { ...c, label: t("contacts.column", { n: i + 1 }) } : c));
   const option = (value, label, selected) => html`<option value="${value}" ${selected ? "selected" : ""}>${label}</option>`;
+  const count = (n) => number(n ?? 0);
   return html`<h3>${t("contacts.detected")}: ${upload.filename}</h3>
     <form id="dialect" class="grid">
       <label>${t("contacts.encoding")}<select name="encoding">${ENCODINGS.map((e) => option(e, encodingName(e), e === d.encoding))}</select></label>
@@ -175,50 +197,77 @@ function reportHtml(upload) {
       <label class="check"><input type="checkbox" name="has_header" ${d.has_header ? "checked" : ""}> ${t("contacts.header")}</label>
       <button type="submit">${t("contacts.apply")}</button>
     </form><div id="dialect-error" aria-live="polite"></div>
+    ${note && html`<div class="callout" id="dialect-warning"><p>${note.text}</p>${revertButton(note.good)}</div>`}
     ${r && html`<dl class="stats">
-      <div><dt>${t("contacts.rows")}</dt><dd id="stat-rows">${r.rows.toLocaleString()}</dd></div>
-      <div><dt>${t("contacts.valid")}</dt><dd id="stat-valid">${r.valid.toLocaleString()}</dd></div>
-      <div><dt>${t("contacts.empty")}</dt><dd id="stat-empty">${(r.empty ?? 0).toLocaleString()}</dd></div>
-      <div><dt>${t("contacts.invalid")}</dt><dd id="stat-invalid">${r.invalid.toLocaleString()}</dd></div>
-      <div><dt>${t("contacts.duplicates")}</dt><dd>${r.duplicates.toLocaleString()}</dd></div>
-      <div><dt>${t("contacts.suppressed")}</dt><dd>${r.suppressed.toLocaleString()}</dd></div></dl>
+      <div><dt>${t("contacts.rows")}</dt><dd id="stat-rows">${count(r.rows)}</dd></div>
+      <div><dt>${t("contacts.valid")}</dt><dd id="stat-valid">${count(r.valid)}</dd></div>
+      <div><dt>${t("contacts.empty")}</dt><dd id="stat-empty">${count(r.empty)}</dd></div>
+      <div><dt>${t("contacts.invalid")}</dt><dd id="stat-invalid">${count(r.invalid)}</dd></div>
+      <div><dt>${t("contacts.duplicates")}</dt><dd>${count(r.duplicates)}</dd></div>
+      <div><dt>${t("contacts.suppressed")}</dt><dd>${count(r.suppressed)}</dd></div></dl>
       ${r.invalid_examples.length > 0 && html`<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => html`<li>${t("contacts.row")} ${x.row}: <code>${x.value}</code> — ${inOwnLanguage(x.reason)}</li>`)}</ul>
-        <p>${(r.empty ?? 0) + r.invalid > r.invalid_examples.length && html`${t("contacts.more", { n: ((r.empty ?? 0) + r.invalid - r.invalid_examples.length).toLocaleString() })} `}
-        <a href="/v1/uploads/${upload.id}/problems.csv?lang=${currentLanguage()}" download id="problems-link">${t("contacts.download", { n: ((r.empty ?? 0) + r.invalid).toLocaleString() })}</a></p>`}`}
+        <p>${(r.empty ?? 0) + r.invalid > r.invalid_examples.length && html`${t("contacts.more", { n: count((r.empty ?? 0) + r.invalid - r.invalid_examples.length) })} `}
+        <a href="/v1/uploads/${upload.id}/problems.csv?lang=${currentLanguage()}" download id="problems-link">${t("contacts.download", { n: count((r.empty ?? 0) + r.invalid) })}</a></p>`}`}
     <h4>${t("contacts.preview")}</h4>
-    <div class="scroll"><table id="preview"><thead><tr>${columns.map((c) => html`<th>${c.label}</th>`)}</tr></thead>
+    <div class="scroll" tabindex="0" role="region" aria-label="${t("contacts.previewtable")}"><table id="preview"><thead><tr>${columns.map((c) => html`<th>${c.label}</th>`)}</tr></thead>
     <tbody>${(upload.preview || []).map((row) => html`<tr>${row.map((cell) => html`<td>${cell}</td>`)}</tr>`)}</tbody></table></div>`;
 }
 
-function bindReport(section, campaign, upload) {
+const revertButton = (good) => html`<button type="button" class="revert">${t("contacts.revert", {
+  delimiter: t(`delim.${good.delimiter}`), encoding: encodingName(good.encoding) })}</button>`;
+
+// Reads the file again with corrected settings; a big file is read by a worker, waited for here.
+async function reread(uploadId, body, problem) {
+  let fixed = await api("PATCH", `/v1/uploads/${uploadId}`, body);
+  while (fixed.status === "inspecting") {
+    problem.textContent = fixed.waiting_reason ? inOwnLanguage(fixed.waiting_reason) : "";
+    await sleep(800);
+    fixed = await api("GET", `/v1/uploads/${uploadId}`);
+  }
+  problem.textContent = "";
+  if (fixed.status === "failed") throw new Error(inOwnLanguage(fixed.error.detail));
+  return fixed;
+}
+
+// `good`: the last settings that found an address column. A separator or encoding that finds none
+// must not trap the person: the columns it gives are shown to pick from, and a button goes back.
+function bindReport(section, campaign, upload, good = upload?.dialect) {
   const form = section.querySelector("#dialect");
   if (!form || !upload) return;
-  form.addEventListener("submit", async (event) => {
+  const report = section.querySelector("#report");
+  const problem = section.querySelector("#dialect-error");
+  const show = (fixed, note = null) => {
+    render(report, reportHtml(fixed, note));
+    bindReport(section, campaign, fixed, note ? good : fixed.dialect);
+    focusOn(note ? section.querySelector("#dialect-warning p") : section.querySelector("#report h3"));
+  };
+  const correct = async (body) => {
+    try {
+      show(await reread(upload.id, body, problem));
+    } catch (error) {
+      let failure = error;
+      if (error.code === "no_email_column" && body.email_column === undefined) {
+        try { // the columns this separator gives, the first taken for now: the person picks the right one
+          const fixed = await reread(upload.id, { ...body, email_column: 0 }, problem);
+          return show(fixed, { text: t("contacts.nocolumn", { delimiter: t(`delim.${body.delimiter}`) }), good });
+        } catch (again) {
+          failure = again;
+        }
+      }
+      // The file is not read with these settings: say why, and offer the ones that worked.
+      render(problem, html`<p class="error" role="alert">${failure.message || t("common.error")}</p>${revertButton(good)}`);
+      problem.querySelector(".revert").addEventListener("click", () => correct({ ...good }));
+      focusOn(problem.querySelector(".error"));
+    }
+  };
+  section.querySelector("#dialect-warning .revert")?.addEventListener("click", () => correct({ ...good }));
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const report = section.querySelector("#report");
-    const problem = section.querySelector("#dialect-error");
     const d = upload.dialect;
     const body = { encoding: form.encoding.value, delimiter: form.delimiter.value, has_header: form.has_header.checked };
     // Another separator or encoding gives other columns: the address column is found again.
     if (body.encoding === d.encoding && body.delimiter === d.delimiter) body.email_column = Number(form.email_column.value);
-    try {
-      let fixed = await api("PATCH", `/v1/uploads/${upload.id}`, body);
-      while (fixed.status === "inspecting") {
-        problem.textContent = fixed.waiting_reason ? inOwnLanguage(fixed.waiting_reason) : "";
-        await sleep(800);
-        fixed = await api("GET", `/v1/uploads/${upload.id}`);
-      }
-      render(report, reportHtml(fixed));
-      bindReport(section, campaign, fixed);
-      section.querySelector("#report h3")?.setAttribute("tabindex", "-1");
-      section.querySelector("#report h3")?.focus();
-    } catch (error) {
-      // The form stays: the person changes the setting back or tries another.
-      showError(problem, error.body?.error ? new Error(error.body.error.message) : error);
-      const shown = problem.querySelector(".error");
-      shown.tabIndex = -1;
-      shown.focus();
-    }
+    correct(body);
   });
 }
 
@@ -234,9 +283,16 @@ function senderLine(s, chosen) {
     ${!s.verified && html`<button type="button" data-check="${s.id}" aria-label="${t("sender.verify")}: ${s.from_email}">${t("sender.verify")}</button>`}</div>`;
 }
 
+// A provider as the reader knows it («Яндекс Почта»); the API's title otherwise.
+function presetTitle(preset) {
+  const key = `preset.${preset.key}`;
+  const text = t(key);
+  return text === key ? preset.title : text;
+}
+
 function presetLimits(preset) {
   if (!preset) return "";
-  return t("sender.presetlimits", { title: preset.title, perday: preset.per_day, perminute: preset.per_minute });
+  return t("sender.presetlimits", { title: presetTitle(preset), perday: number(preset.per_day), perminute: number(preset.per_minute) });
 }
 
 async function senderStep(section, campaign) {
@@ -248,7 +304,7 @@ async function senderStep(section, campaign) {
     <details id="sender-details" ${senders.length ? "" : "open"}><summary id="sender-form-title">${t("sender.add")}</summary>
       <form id="new-sender" class="grid">
         <label>${t("sender.provider")}<select name="preset"><option value="">${t("sender.custom")}</option>
-          ${presets.map((p) => html`<option value="${p.key}">${p.title}</option>`)}</select></label>
+          ${presets.map((p) => html`<option value="${p.key}">${presetTitle(p)}</option>`)}</select></label>
         <p id="preset-limits" class="hint" aria-live="polite"></p>
         <label>${t("sender.from")}<input name="from_email" type="email" required autocomplete="email"></label>
         <label>${t("sender.name")}<input name="from_name" maxlength="200"></label>
@@ -399,6 +455,8 @@ async function messageStep(section, campaign) {
   const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
   const fields = ["email", ...((upload && upload.columns) || []).filter((_, i) => i !== upload.dialect.email_column).map((c) => c.field)];
   let sourceMode = false;
+  const rows = upload?.report?.rows ?? 0; // contacts in the file: the preview's row numbers go up to it
+  let previewed = 1; // the contact the preview shows; the test goes to it too
   const nav = nextButtons(campaign, 3, () => save());
   render(section, html`<h2>${t("wizard.step3")}</h2>
     <label>${t("wizard.name")}<input id="name" value="${campaign.name}" maxlength="200"></label>
@@ -410,10 +468,11 @@ async function messageStep(section, campaign) {
       <button type="button" data-cmd="list">• ${t("message.list")}</button>
       <button type="button" data-cmd="link">${t("message.link")}</button>
       <button type="button" data-cmd="image">${t("message.image")}</button>
-      <button type="button" id="toggle-source">${t("message.source")}</button>
+      <button type="button" id="toggle-source" aria-pressed="false">${t("message.source")}</button>
       <label>${t("message.fields")} <select id="field">${fields.map((f) => html`<option value="${f}">${f}</option>`)}</select></label>
       <button type="button" id="insert-field">${t("message.insertfield")}</button>
     </div>
+    <p id="source-hint" class="notice" hidden>${t("message.sourcehint")}</p>
     <div id="editor" class="editor" role="textbox" aria-multiline="true" aria-label="${t("message.body")}"></div>
     <dialog id="link-dialog" aria-labelledby="link-title"><form method="dialog" class="grid">
       <h3 id="link-title">${t("message.link")}</h3>
@@ -430,8 +489,8 @@ async function messageStep(section, campaign) {
       <div class="row"><button class="primary" value="ok">${t("message.insert")}</button><button type="button" value="cancel" data-close>${t("common.cancel")}</button></div>
     </form></dialog>
     <textarea id="source" class="source" rows="14" hidden aria-label="${t("message.source")}"></textarea>
-    <div class="row"><label>${t("message.preview")} <input id="row" type="number" min="1" value="1" class="narrow"></label>
-      <button type="button" id="refresh">${t("contacts.preview")}</button></div>
+    <form id="preview-row" class="row" novalidate><label>${t("message.preview")} <input id="row" type="number" min="1" ${rows ? html`max="${rows}"` : ""} value="1" class="narrow"></label>
+      <button type="submit" id="refresh">${t("contacts.preview")}</button></form>
     <p id="undefined" class="warning" aria-live="polite"></p>
     <p><strong id="preview-subject"></strong></p>
     <iframe id="preview" title="${t("contacts.preview")}" sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox" class="preview"></iframe>
@@ -472,9 +531,13 @@ async function messageStep(section, campaign) {
       localStorage.removeItem(localKey);
     }
     saveState.textContent = t("message.saved");
+    render(section.querySelector("#nav-error"), html``); // a refusal under «Next» is answered now
   }
   const autosave = () => save().catch((error) => {
-    saveState.textContent = t("message.notsaved", { reason: error.body?.error?.message || error.message });
+    // "No connection" already says the text is kept here; a server's refusal gets the sentence.
+    const reason = error.message.trim();
+    saveState.textContent = error.offline ? reason
+      : t("message.notsaved", { reason: /[.!?…]$/.test(reason) ? reason : `${reason}.` });
   });
   const changed = () => {
     if (JSON.stringify(current()) === onServer) return; // e.g. the editor settling its own HTML
@@ -512,12 +575,20 @@ async function messageStep(section, campaign) {
     }
     if (command !== "image" && command !== "link") editor.focus();
   }));
-  section.querySelector("#toggle-source").addEventListener("click", () => {
+  // In the HTML source the formatting buttons have nothing to act on (a link made there was lost):
+  // they are off until the visual editor is back. Inserting a field works in both.
+  const toggle = section.querySelector("#toggle-source");
+  toggle.addEventListener("click", () => {
     sourceMode = !sourceMode;
     if (sourceMode) source.value = editor.getHTML();
     else editor.setHTML(source.value);
     source.hidden = !sourceMode;
     section.querySelector("#editor").hidden = sourceMode;
+    section.querySelector("#source-hint").hidden = !sourceMode;
+    toggle.setAttribute("aria-pressed", String(sourceMode));
+    if (sourceMode) toggle.setAttribute("aria-describedby", "source-hint");
+    else toggle.removeAttribute("aria-describedby");
+    section.querySelectorAll("[data-cmd]").forEach((button) => { button.disabled = sourceMode; });
   });
   // Choosing a field with the arrow keys only chooses it; the button (or Enter) inserts it.
   const insertField = () => {
@@ -534,28 +605,42 @@ async function messageStep(section, campaign) {
       insertField();
     }
   });
+  const rowInput = section.querySelector("#row");
   const refresh = async () => {
     const undefinedNote = section.querySelector("#undefined");
+    const row = Number(rowInput.value);
+    if (!Number.isInteger(row) || row < 1 || (rows && row > rows)) {
+      showError(undefinedNote, new Error(t("message.rowrange", { n: number(rows) })));
+      rowInput.setAttribute("aria-describedby", "undefined");
+      rowInput.focus();
+      return;
+    }
+    rowInput.removeAttribute("aria-describedby");
     try {
       if (dirty) await save();
-      const preview = await api("POST", `/v1/campaigns/${campaign.id}/preview`, { row: Number(section.querySelector("#row").value) || 1 });
+      const preview = await api("POST", `/v1/campaigns/${campaign.id}/preview`, { row });
       await showPreview(section.querySelector("#preview"), preview.html);
+      previewed = row;
       section.querySelector("#preview-subject").textContent = preview.subject;
       undefinedNote.textContent = preview.undefined.length ? t("message.undefined", { names: preview.undefined.join(", ") }) : "";
     } catch (error) {
       showError(undefinedNote, error);
     }
   };
-  section.querySelector("#refresh").addEventListener("click", refresh);
+  // Enter in the row number shows that contact, as the button does.
+  section.querySelector("#preview-row").addEventListener("submit", (event) => {
+    event.preventDefault();
+    refresh();
+  });
   section.querySelector("#test").addEventListener("submit", async (event) => {
     event.preventDefault();
     const result = section.querySelector("#test-result");
     try {
       if (dirty) await save();
-      const sent = await api("POST", `/v1/campaigns/${campaign.id}/test`, { email: event.target.email.value, row: Number(section.querySelector("#row").value) || 1 });
+      const sent = await api("POST", `/v1/campaigns/${campaign.id}/test`, { email: event.target.email.value, row: previewed });
       render(result, html`<p class="notice">${t("message.testsent", { to: sent.to })}</p>`);
     } catch (error) {
-      showError(result, error.body?.error ? new Error(error.body.error.message) : error);
+      showError(result, error);
     }
   });
   nav.bind(section);
@@ -611,7 +696,12 @@ async function showPreview(frame, markup) {
   const loaded = new Promise((resolve) => frame.addEventListener("load", resolve, { once: true }));
   frame.src = "preview.html"; // a fresh document every time: a link followed in the preview leaves it
   await loaded;
+  // Without a connection the frame holds the browser's error page, of no origin of ours.
   const doc = frame.contentDocument;
+  if (!doc || !doc.location.href.endsWith("preview.html")) throw new OfflineError();
+  // Tabbing into the frame focuses its document, which no selector of this page sees: say it here.
+  frame.contentWindow.addEventListener("focus", () => frame.classList.add("focused"));
+  frame.contentWindow.addEventListener("blur", () => frame.classList.remove("focused"));
   const parsed = new frame.contentWindow.DOMParser().parseFromString(markup, "text/html");
   // Links open in a new tab, as in a webmail, instead of replacing the preview; they are not Tab
   // stops, so the keyboard passes the preview in one step. Anything but http(s) and mailto is dead.
@@ -629,44 +719,88 @@ async function showPreview(frame, markup) {
 
 // Step 4 — review
 
+// The person's time zone as people say it: «Москва, стандартное время (UTC+3)», not Europe/Moscow.
+function zoneName() {
+  const part = (style) => new Intl.DateTimeFormat(currentLanguage(), { timeZoneName: style }).formatToParts(new Date())
+    .find((p) => p.type === "timeZoneName")?.value;
+  const name = part("long") || Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const offset = part("shortOffset")?.replace(/^GMT/, "UTC") || "UTC";
+  return name.includes(offset) ? name : `${name} (${offset})`;
+}
+
+const MAX_AHEAD_MS = 366 * 24 * 3600 * 1000; // as shared/campaigns/schedule.py allows
+// datetime-local's value: a year of more than four digits is "valid" there, yet no Date.
+const LOCAL_MOMENT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/;
+
+// The moment typed in the schedule field, or why it cannot be one (in the reader's words).
+function scheduledMoment(value) {
+  const at = LOCAL_MOMENT.test(value) ? new Date(value) : null;
+  if (!at || Number.isNaN(at.getTime())) return { problem: t("review.badmoment") };
+  if (at.getTime() <= Date.now() + 30_000) return { problem: t("review.past") };
+  if (at.getTime() > Date.now() + MAX_AHEAD_MS) return { problem: t("review.toofar") };
+  return { at };
+}
+
+// "Before sending, set «тема»" is the server's general sentence: the review says what to do.
+function explained(error) {
+  const key = `review.needs.${error.field}`;
+  return error.code === "start_needs" && t(key) !== key ? new Error(t(key)) : error;
+}
+
 async function reviewStep(section, campaign) {
   const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
   const sender = campaign.sender_id ? await api("GET", `/v1/senders/${campaign.sender_id}`) : null;
   const valid = upload?.report?.valid ?? 0;
-  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const zone = zoneName();
+  const confirmText = sender ? t("review.confirm", { n: number(valid), plan: planText(campaign.plan) }).replace(/\.\.$/, ".")
+    : t("review.confirmnosender", { n: number(valid) });
   render(section, html`<h2>${t("review.summary")}</h2>
     <dl class="summary">
-      <dt>${t("review.recipients")}</dt><dd id="review-count">${valid.toLocaleString()}</dd>
+      <dt>${t("review.recipients")}</dt><dd id="review-count">${number(valid)}</dd>
       ${upload?.report && html`<dt>${t("review.notsent")}</dt><dd id="review-skipped">${t("review.skipped", {
-        suppressed: upload.report.suppressed.toLocaleString(), duplicates: upload.report.duplicates.toLocaleString(),
-        problems: ((upload.report.empty ?? 0) + upload.report.invalid).toLocaleString() })}</dd>`}
+        suppressed: number(upload.report.suppressed), duplicates: number(upload.report.duplicates),
+        problems: number((upload.report.empty ?? 0) + upload.report.invalid) })}</dd>`}
       <dt>${t("review.from")}</dt><dd>${sender ? html`${sender.from_name} &lt;${sender.from_email}&gt;` : "—"}</dd>
       <dt>${t("review.subject")}</dt><dd>${campaign.subject || "—"}</dd>
-      <dt>${t("sender.limits")}</dt><dd>${sender ? `${sender.per_minute ?? "∞"} ${t("sender.perminute")}, ${sender.per_day ?? "∞"} ${t("sender.perday")}` : "—"}</dd>
+      <dt>${t("sender.limits")}</dt><dd>${sender ? `${sender.per_minute ? number(sender.per_minute) : "∞"} ${t("sender.perminute")}, ${sender.per_day ? number(sender.per_day) : "∞"} ${t("sender.perday")}` : "—"}</dd>
       <dt>${t("review.duration")}</dt><dd id="review-plan">${sender ? planText(campaign.plan) : "—"}</dd>
     </dl>${valid === 0 && html`<p class="warning" id="no-recipients">${t("review.norecipients")}</p>`}
     <div id="start-error" aria-live="polite"></div>
-    <form id="later" class="row"><label>${t("review.later")} <input type="datetime-local" name="at" required></label>
+    <form id="later" class="row" novalidate><label>${t("review.later")} <input type="datetime-local" name="at" required></label>
       <span class="hint">${t("review.zone", { zone })}</span>
       <button type="submit" ${valid === 0 ? "disabled" : ""}>${t("review.schedule")}</button></form>
     <div class="row wizard-nav"><a class="button" href="#/wizard/${campaign.id}/3">${t("common.back")}</a>
     <button type="button" class="primary" id="send" ${valid === 0 ? "disabled" : ""}>${t("review.send")}</button></div>
     <dialog id="confirm-send" aria-labelledby="confirm-title"><form method="dialog">
       <h3 id="confirm-title">${t("review.confirmtitle")}</h3>
-      <p id="confirm-text">${sender ? t("review.confirm", { n: valid.toLocaleString(), plan: planText(campaign.plan) })
-        : t("review.confirmnosender", { n: valid.toLocaleString() })}</p>
+      <p id="confirm-text">${confirmText}</p>
       <div class="row"><button class="primary" value="send">${t("review.send")}</button><button value="cancel" autofocus>${t("common.cancel")}</button></div>
     </form></dialog>`);
   const problem = section.querySelector("#start-error");
+  const when = section.querySelector("#later").at;
   const fail = (error) => {
-    showError(problem, error.body?.error ? new Error(error.body.error.message) : error);
-    const shown = problem.querySelector(".error");
-    shown.tabIndex = -1;
-    shown.focus();
+    showError(problem, explained(error));
+    focusOn(problem.querySelector(".error"));
   };
+  // A problem with the time is read where the time is typed, and goes once it is typed again.
+  const wrongTime = (message) => {
+    showError(problem, new Error(message));
+    when.setAttribute("aria-invalid", "true");
+    when.setAttribute("aria-describedby", "start-error");
+    when.focus();
+  };
+  when.addEventListener("input", () => {
+    if (!when.hasAttribute("aria-invalid")) return;
+    problem.replaceChildren();
+    when.removeAttribute("aria-invalid");
+    when.removeAttribute("aria-describedby");
+  });
   const key = crypto.randomUUID();
   const dialog = section.querySelector("#confirm-send");
-  section.querySelector("#send").addEventListener("click", () => dialog.showModal());
+  section.querySelector("#send").addEventListener("click", () => {
+    dialog.returnValue = ""; // Escape keeps the last answer: never "send" from before
+    dialog.showModal();
+  });
   dialog.addEventListener("close", async () => {
     if (dialog.returnValue !== "send") {
       section.querySelector("#send").focus();
@@ -682,12 +816,14 @@ async function reviewStep(section, campaign) {
   section.querySelector("#later").addEventListener("submit", async (event) => {
     event.preventDefault();
     // datetime-local is the person's own wall clock; toISOString carries it as an exact moment.
-    const at = new Date(event.target.at.value);
+    const { at, problem: wrong } = scheduledMoment(when.value);
+    if (wrong) return wrongTime(wrong);
     try {
       await api("POST", `/v1/campaigns/${campaign.id}/schedule`, { at: at.toISOString() });
       location.hash = `#/campaign/${campaign.id}`;
     } catch (error) {
-      fail(error);
+      if (error.field === "at") wrongTime(error.message);
+      else fail(error);
     }
   });
 }
