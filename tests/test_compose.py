@@ -218,14 +218,20 @@ def test_values_that_would_pass_the_limit_are_refused_before_they_are_built() ->
     nested = "'\\\\'"
     for _ in range(24):  # each str() of a list doubles the backslashes: 2**24 of them at the end
         nested = f"[{nested}]|string"
-    for source, fields in [
-        ("{{ " + nested + " }}", {}),
-        ("{{ [" + ",".join(["bio"] * 5000) + "] }}", {"bio": "x" * 10_000}),  # 50 MB printed at once
-        ("{{ 1.5|round(big|int, 'floor') }}", {"big": "10000000"}),  # from a field: caught while rendering
-    ]:
-        compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "<p>x</p>", source))
-        with pytest.raises(TemplateLimit):
-            compiled.render(1, "r@example.com", fields)
+    for source in ("{{ " + nested + " }}",
+                   "{{ [" + ",".join(["bio"] * 5000) + "] }}",  # 50 MB printed at once
+                   "{{ [[bio, bio], [bio]] ~ '' }}"):  # nested and joined: built whole by str()
+        with pytest.raises(TemplateError) as refused:  # lists print nothing a message needs: refused where written
+            CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "<p>x</p>", source))
+        assert refused.value.code == "template_construct"
+        assert "список" in refused.value.params["what_ru"] or "слов и знаков" in refused.value.params["what_ru"]
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "<p>x</p>",
+                                                "{{ 1.5|round(big|int, 'floor') }}"))
+    with pytest.raises(TemplateLimit):  # from a field: caught while rendering
+        compiled.render(1, "r@example.com", {"big": "10000000"})
+    listed = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s",
+                                              "{% if city in ['Москва', 'Казань'] %}рядом{% endif %}"))
+    assert "рядом" in listed.render_parts({"city": "Казань"})[2]  # comparisons keep their lists
     ordinary = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "{{ 3.14159|round(2) }} {{ bio|upper }}"))
     assert "3.14 ХЕЛЛО" in ordinary.render_parts({"bio": "хелло"})[2]
 
@@ -292,3 +298,23 @@ def test_the_unsubscribe_footer_speaks_the_messages_language(subject: str, html:
     assert text is not None
     for part in (with_footer, text, text_template(with_footer)):
         assert words in part and "{{ unsubscribe_url }}" in part and other not in part
+
+
+@pytest.mark.parametrize(("source", "what"), [
+    ("{{ [" + ",".join(["email"] * 330_000) + "] }}", "10 000"),  # one 2 MB tag: 45 s and 2.7 GB to compile
+    ("{{ " + "9" * 5000 + " }}", "4 300"),  # past Python's digits limit: was a 500
+    ("{{ email[" + "1" * 5000 + "] }}", "4 300"),
+])
+def test_oversized_expressions_are_refused_before_they_are_parsed(source: str, what: str) -> None:
+    with pytest.raises(TemplateError) as refused:
+        template_fields(source)
+    assert refused.value.code == "template_construct"
+    assert what in refused.value.params["what_ru"]
+
+
+@pytest.mark.parametrize("source", ["{% with a = 1 %}{% endwith %}", "{% filter upper %}x{% endfilter %}",
+                                    "{% autoescape false %}x{% endautoescape %}"])
+def test_refused_constructs_are_named_in_words_not_class_names(source: str) -> None:
+    with pytest.raises(TemplateError) as refused:
+        template_fields(source)
+    assert refused.value.params["what_ru"].startswith("{%"), refused.value.params

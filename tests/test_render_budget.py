@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.mail import compose
+from shared.mail import template_checks
 from shared.mail.compose import CompiledCampaign
 from tests.test_delivery_scheduler import ScriptedServer, batch_of, deliverer, make_store
 
@@ -49,7 +49,7 @@ async def test_a_template_past_todays_limits_pauses_the_campaign_with_the_reason
 ) -> None:
     # Written before the tag limit existed, started, and now picked up by a worker.
     store = await make_store(3, html="<p>{{ name|title }}</p>")
-    monkeypatch.setattr(compose, "MAX_FILTER_CALLS", 0)
+    monkeypatch.setattr(template_checks, "MAX_FILTER_CALLS", 0)
     server = ScriptedServer()
     await deliverer(store, server).deliver(batch_of(store))
     assert store.status == "paused" and not server.accepted

@@ -19,15 +19,14 @@ from typing import Any
 
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, Undefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
+from shared.mail.template_checks import ALLOWED_FILTERS, ALLOWED_TESTS, checked_tree, too_deep
+from shared.mail.template_checks import TemplateError as TemplateError  # where callers have always found it
 from shared.mail.template_limits import (
-    MAX_FILTER_CALLS,
     MAX_RENDERED_CHARS,
-    MAX_ROUND_DIGITS,
-    MAX_TAGS,
     RENDER_SECONDS,
     bounded_filter,
     charged_test,
@@ -48,138 +47,12 @@ _PLAIN_FIELD = re.compile(r"{{-?\s*([^\W\d]\w*)\s*-?}}")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
 
-class TemplateError(ValueError):
-    """A subject or body template that cannot be compiled; `part` names which. `code` and
-    `params` name the problem for a translated message (shared/errors.py)."""
-
-    def __init__(self, part: str, message: str, line: int | None = None, *, code: str = "template",
-                 params: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.part = part
-        self.line = line
-        self.code = code
-        self.params = params or {}
-
-
 class RenderTooLarge(ValueError):
     """A template whose output for one contact passes MAX_RENDERED_CHARS."""
 
     def __init__(self, part: str) -> None:
         super().__init__(f"the {part} for this contact would be larger than {MAX_RENDERED_CHARS:,} characters")
         self.part = part
-
-
-# Merge-field templates are a small part of Jinja: fields, filters that cannot multiply their
-# input, and conditions. Loops, calls, arithmetic and assignments are refused where the template
-# is written, so rendering one message is linear in the template and the contact's fields, and
-# no user's template can hold a worker or the API for long (or fill its memory).
-_ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
-    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Const, nodes.Filter, nodes.Test,
-    nodes.If, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.CondExpr, nodes.Concat,
-    nodes.Getattr, nodes.Getitem, nodes.Slice, nodes.Keyword, nodes.List, nodes.Tuple,
-)
-# Tests that only compare or classify. divisibleby / odd / even run Python's `%`, which on a
-# string is formatting: "%0100000000d" built 100 MB per recipient (found by attacking the stack).
-ALLOWED_TESTS = frozenset({
-    "defined", "undefined", "none", "number", "string", "boolean", "true", "false", "integer", "float",
-    "eq", "equalto", "==", "ne", "!=", "lt", "<", "lessthan", "le", "<=", "gt", ">", "greaterthan", "ge", ">=",
-    "in", "lower", "upper", "sameas",
-})
-ALLOWED_FILTERS = frozenset({
-    "upper", "lower", "title", "capitalize", "trim", "default", "d", "truncate", "striptags", "length",
-    "wordcount", "escape", "e", "first", "last", "int", "round", "string",
-})
-
-# What each refused construct is called in the error message (English, Russian).
-_CONSTRUCTS: dict[type[nodes.Node], tuple[str, str]] = {
-    nodes.For: ("loops ({% for %})", "циклы ({% for %})"),
-    nodes.Macro: ("macros", "макросы"),
-    nodes.CallBlock: ("macros", "макросы"),
-    nodes.Call: ("function calls", "вызовы функций"),
-    nodes.Assign: ("{% set %}", "{% set %}"),
-    nodes.AssignBlock: ("{% set %}", "{% set %}"),
-    nodes.Include: ("other templates", "другие шаблоны"),
-    nodes.Import: ("other templates", "другие шаблоны"),
-    nodes.FromImport: ("other templates", "другие шаблоны"),
-    nodes.Extends: ("other templates", "другие шаблоны"),
-    **{kind: ("arithmetic", "арифметику") for kind in (nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv,
-                                                    nodes.Pow, nodes.Mod, nodes.Neg, nodes.Pos)},
-}
-
-
-# How deep the template's tree may nest (about one level per {% if %} or bracket): far beyond any real
-# merge-field template, and well inside what Jinja's code generation and Python's compiler take
-# (about 100 nested {% if %} make Python refuse the generated code).
-MAX_NESTING = 50
-MAX_JOINED = 100
-
-
-def _too_deep(part: str) -> TemplateError:
-    return TemplateError(part, "the template nests too deeply", None, code="template_too_deep",
-                         params={"limit": MAX_NESTING})
-
-
-def _checked_tree(env: SandboxedEnvironment, source: str, part: str) -> nodes.Template:
-    """Parse and vet one template; every way it can fail is a TemplateError naming the part."""
-    tags = source.count("{{") + source.count("{%")
-    if tags > MAX_TAGS:  # counted before parsing: 20,000 tags took 5 s to compile
-        raise TemplateError(part, f"the template has {tags} tags", None, code="template_construct",
-                            params={"what_en": f"{tags:,} tags {{{{ … }}}} and {{% … %}} (at most {MAX_TAGS})",
-                                    "what_ru": f"{tags:,} тегов {{{{ … }}}} и {{% … %}} (не больше {MAX_TAGS})"
-                                    .replace(",", " ")})
-    try:
-        tree = env.parse(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(part, exc.message or "template syntax error", exc.lineno) from None
-    except (RecursionError, MemoryError):
-        raise _too_deep(part) from None
-    stack: list[tuple[nodes.Node, int]] = [(tree, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_NESTING:
-            raise _too_deep(part)
-        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
-    _check_construct(tree, part)
-    for node in tree.find_all(nodes.Filter):
-        precision = node.args[0] if node.name == "round" and node.args else None
-        if isinstance(precision, nodes.Const) and (not isinstance(precision.value, int)
-                                                   or abs(precision.value) > MAX_ROUND_DIGITS):
-            raise TemplateError(part, f"round() takes a precision from -{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS}",
-                                node.lineno, code="template_construct",
-                                params={"what_en": f"round() with a precision beyond ±{MAX_ROUND_DIGITS}",
-                                        "what_ru": f"round() с точностью больше ±{MAX_ROUND_DIGITS}"})
-    calls = sum(1 for _ in tree.find_all((nodes.Filter, nodes.Test)))
-    if calls > MAX_FILTER_CALLS:
-        raise TemplateError(part, f"the template calls {calls} filters and tests", None, code="template_construct",
-                            params={"what_en": f"{calls} filters and tests (at most {MAX_FILTER_CALLS})",
-                                    "what_ru": f"{calls} фильтров и проверок (не больше {MAX_FILTER_CALLS})"})
-    # "~" builds its whole string before the output's size is checked: with 10,000-character
-    # fields, thousands of joins made a gigabyte per recipient. A hundred is plenty for names.
-    joined = sum(len(node.nodes) for node in tree.find_all(nodes.Concat))
-    if joined > MAX_JOINED:
-        raise TemplateError(part, f"the template joins {joined} values with ~", None, code="template_construct",
-                            params={"what_en": f"{joined} values joined with ~ (at most {MAX_JOINED})",
-                                    "what_ru": f"склейку {joined} значений через ~ (не больше {MAX_JOINED})"})
-    return tree
-
-
-def _check_construct(tree: nodes.Template, part: str) -> None:
-    """Refuse anything outside the merge-field subset, naming it."""
-    for node in tree.find_all(nodes.Node):
-        if isinstance(node, nodes.Filter) and node.name not in ALLOWED_FILTERS:
-            raise TemplateError(part, f"the filter '{node.name}' is not available", node.lineno,
-                                code="template_filter", params={"name": node.name,
-                                                                "allowed": ", ".join(sorted(ALLOWED_FILTERS))})
-        if isinstance(node, nodes.Test) and node.name not in ALLOWED_TESTS:
-            raise TemplateError(part, f"the test '{node.name}' is not available", node.lineno,
-                                code="template_test", params={"name": node.name,
-                                                              "allowed": ", ".join(sorted(ALLOWED_TESTS))})
-        if isinstance(node, _ALLOWED_NODES):
-            continue
-        en, ru = next((names for kind, names in _CONSTRUCTS.items() if isinstance(node, kind)),
-                      (type(node).__name__, type(node).__name__))
-        raise TemplateError(part, f"{en} cannot be used in merge fields", node.lineno,
-                            code="template_construct", params={"what_en": en, "what_ru": ru})
 
 
 def html_to_text(html: str) -> str:
@@ -221,11 +94,11 @@ class _Renderer:
         self.plain = True  # literal text or plain fields: cheap whatever the contact's data
         if not _HAS_TEMPLATE.search(source):
             return
-        tree = _checked_tree(env, source, part)
+        tree = checked_tree(env, source, part)
         try:
             self._template = env.from_string(tree)
         except (RecursionError, SyntaxError, MemoryError):
-            raise _too_deep(part) from None
+            raise too_deep(part) from None
         self.plain = False
         if fast and "{%" not in source and "{#" not in source:
             pieces = _PLAIN_FIELD.split(source)
@@ -265,7 +138,7 @@ def template_fields(*sources: str) -> set[str]:
     env = SandboxedEnvironment()
     names: set[str] = set()
     for part, source in zip(("subject", "html", "text"), sources, strict=False):
-        tree = _checked_tree(env, source, part)
+        tree = checked_tree(env, source, part)
         names |= meta.find_undeclared_variables(tree)
     return names
 

@@ -33,6 +33,8 @@ MAX_ROUND_DIGITS = 20
 # Tags ({{ … }} and {% … %}) in one part. Compiling costs about 0.2 ms a tag on this machine; real
 # merge templates use a few dozen.
 MAX_TAGS = 500
+# Words and signs inside the tags of one part (a tag like {{ name|default('друг') }} is about ten).
+MAX_TOKENS = 10_000
 # Filter and test calls in one part, and the characters they may handle for one message.
 MAX_FILTER_CALLS = 50
 MAX_FILTER_WORK = 500_000
