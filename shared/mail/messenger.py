@@ -342,9 +342,9 @@ class SmtpConnection:
         except (SessionLost, OSError) as exc:
             self.close()
             return Reply(ReplyKind.RETRY, None, f"connection lost: {exc}", pipe.waited)
-        if reply.code == 250 and stage == "data":
+        if 200 <= reply.code < 300 and stage == "data":  # pipe.send returns a 2xx only for the final dot
             self.sent += 1
-            return Reply(ReplyKind.SENT, 250, reply.text, pipe.waited)
+            return Reply(ReplyKind.SENT, reply.code, reply.text, pipe.waited)
         if reply.code == 421:  # the server is closing the session
             self.close()
         return Reply(classify(reply.code, reply.text, stage=stage), reply.code, reply.text, pipe.waited)

@@ -9,6 +9,11 @@ at a time. It speaks only what a transaction needs (and RSET, QUIT).
 Everything before the server's "354" may be given a deadline: cutting the connection there is
 safe, since no message was handed over. From "354" on only the per-reply timeout applies, since
 a cut after the final dot could turn an accepted message into a duplicate.
+
+Replies are matched to commands in order, and only as many are taken as commands were written: a
+reply nobody asked for, or a positive reply other than the one a command needs (250 where DATA
+wants 354), ends the session (ProtocolError). A message counts as sent only on a 2xx to its final
+dot, read after the body was written.
 """
 
 from __future__ import annotations
@@ -16,13 +21,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 
 MAX_REPLY_BYTES = 64 * 1024
+MAX_REPLY_LINES = 1000  # no reply to MAIL, RCPT, DATA, RSET or QUIT needs more
+_NAMES = ("MAIL", "RCPT", "DATA")
+_WANTED = ((250,), (250, 251), (354,))  # what MAIL, RCPT and DATA must answer to go on
 
 
 class SessionLost(ConnectionError):
     """The connection closed or stopped answering; nothing more can be sent on it."""
+
+
+class ProtocolError(SessionLost):
+    """The server answered out of turn, or with a reply that fits no command: what it did with
+    the message is unknown, so the connection is cut and nothing counts as sent."""
 
 
 class TooSlow(SessionLost):
@@ -58,7 +72,12 @@ class PipelinedSession(asyncio.Protocol):
         # person is told when their server is too slow.
         self.waited = 0.0
         self._asked = time.monotonic()  # when the reply now awaited was asked for
-        self._buffer = bytearray()
+        self._buffer = bytearray()  # the line not yet complete
+        self._lines: list[bytes] = []  # the reply being read, line by line
+        self._reply_bytes = 0
+        # Replies owed for the commands written: one more is a reply nobody asked for, and holding
+        # it (a flood of them) would cost memory and be mistaken for the next command's answer.
+        self._owed = 0
         self._waiting: deque[asyncio.Future[ServerReply]] = deque()
         self._early: deque[ServerReply] = deque()
         self._lost: Exception | None = None
@@ -73,16 +92,19 @@ class PipelinedSession(asyncio.Protocol):
     # asyncio.Protocol
 
     def data_received(self, data: bytes) -> None:
+        if self._lost is not None:
+            return
+        # Only the new bytes are searched: the buffer before them holds no line end, so a reply
+        # dripped a byte or a line at a time costs no more than one sent whole.
+        start, search = 0, len(self._buffer)
         self._buffer.extend(data)
-        while (reply := self._parse_one()) is not None:
-            self._note_wait()
-            if self._waiting:
-                waiter = self._waiting.popleft()
-                if not waiter.done():
-                    waiter.set_result(reply)
-            else:
-                self._early.append(reply)
-        if len(self._buffer) > MAX_REPLY_BYTES:
+        while (end := self._buffer.find(b"\n", search)) != -1:
+            line = bytes(self._buffer[start : end + 1])
+            start = search = end + 1
+            if not self._take_line(line):
+                return
+        del self._buffer[:start]
+        if self._reply_bytes + len(self._buffer) > MAX_REPLY_BYTES:
             self._fail(SessionLost("reply too long"))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -97,23 +119,33 @@ class PipelinedSession(asyncio.Protocol):
 
     # replies
 
-    def _parse_one(self) -> ServerReply | None:
-        lines: list[bytes] = []
-        offset = 0
-        while (end := self._buffer.find(b"\n", offset)) != -1:
-            line = bytes(self._buffer[offset : end + 1])
-            offset = end + 1
-            lines.append(line)
-            if line[3:4] != b"-":
-                del self._buffer[:offset]
-                try:
-                    code = int(lines[0][:3])
-                except ValueError:
-                    self._fail(SessionLost(f"malformed reply {lines[0][:80]!r}"))
-                    return None
-                text = "\n".join(part[4:].strip().decode("utf-8", "replace") for part in lines)
-                return ServerReply(code, text)
-        return None
+    def _take_line(self, line: bytes) -> bool:
+        """Adds one line to the reply being read; False when the session ended over it."""
+        self._lines.append(line)
+        self._reply_bytes += len(line)
+        if len(self._lines) > MAX_REPLY_LINES or self._reply_bytes > MAX_REPLY_BYTES:
+            self._fail(SessionLost("reply too long"))
+            return False
+        if line[3:4] == b"-":
+            return True
+        lines, self._lines, self._reply_bytes = self._lines, [], 0
+        if not lines[0][:3].isdigit():
+            self._fail(SessionLost(f"malformed reply {lines[0][:80]!r}"))
+            return False
+        text = "\n".join(part[4:].strip().decode("utf-8", "replace") for part in lines)
+        reply = ServerReply(int(lines[0][:3]), text)
+        if self._owed == 0:
+            self._fail(ProtocolError(f"the server sent a reply nobody asked for: {reply.code} {text[:80]}"))
+            return False
+        self._owed -= 1
+        self._note_wait()
+        if self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(reply)
+        else:
+            self._early.append(reply)  # at most the replies owed: a few
+        return True
 
     def _note_wait(self) -> None:
         now = time.monotonic()
@@ -127,6 +159,8 @@ class PipelinedSession(asyncio.Protocol):
     def _fail(self, exc: Exception) -> None:
         if self._lost is None:
             self._lost = exc
+        self._buffer.clear()
+        self._lines.clear()
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
@@ -143,9 +177,11 @@ class PipelinedSession(asyncio.Protocol):
             self._waiting.append(future)
         return future
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes, replies: int) -> None:
+        """Writes commands that `replies` replies will answer."""
         if self._lost is not None:
             raise self._lost
+        self._owed += replies
         self._asked = time.monotonic()
         self._transport.write(data)
         if not self._can_write.is_set():
@@ -176,18 +212,21 @@ class PipelinedSession(asyncio.Protocol):
 
         `smtputf8` declares non-ASCII addresses (RFC 6531). A refusal at any stage leaves the
         session clean (RSET) for the next message. Raises TooSlow when the server has not
-        answered DATA with 354 by `deadline` (time.monotonic()), SessionLost when it goes away.
+        answered DATA with 354 by `deadline` (time.monotonic()), SessionLost when it goes away
+        (ProtocolError when it answers out of turn: nothing was sent).
         """
         self.waited = 0.0
         option = " SMTPUTF8" if smtputf8 else ""
         commands = [f"MAIL FROM:<{sender}>{option}\r\n", f"RCPT TO:<{recipient}>\r\n", "DATA\r\n"]
         if self.pipelining:
-            await self._write("".join(commands).encode())
+            await self._write("".join(commands).encode(), 3)
             mail, rcpt, data = await self._replies(3, deadline)
+            for name, reply, wanted in zip(_NAMES, (mail, rcpt, data), _WANTED, strict=True):
+                self._check(name, reply, wanted)
         else:
             mail, rcpt, data = await self._one_by_one(commands, deadline)
         if data.code == 354 and (mail.code != 250 or rcpt.code not in (250, 251)):
-            await self._write(b".\r\n")  # the server opened DATA anyway: close it empty
+            await self._write(b".\r\n", 1)  # the server opened DATA anyway: close it empty
             await self._replies(1)
         if mail.code != 250:
             await self.reset()
@@ -198,29 +237,41 @@ class PipelinedSession(asyncio.Protocol):
         if data.code != 354:
             await self.reset()
             return "data", data
-        await self._write(dot_stuff(message))
+        await self._write(dot_stuff(message), 1)
         (final,) = await self._replies(1)
+        self._check("the end of DATA", final, range(200, 300))  # only a 2xx here means "sent"
         return "data", final
 
     async def _one_by_one(self, commands: list[str], deadline: float | None) -> list[ServerReply]:
         """Each command after the reply to the one before; stops at the first refusal."""
         replies: list[ServerReply] = []
-        for command, wanted in zip(commands, ((250,), (250, 251), (354,)), strict=True):
-            await self._write(command.encode())
+        for name, command, wanted in zip(_NAMES, commands, _WANTED, strict=True):
+            await self._write(command.encode(), 1)
             (reply,) = await self._replies(1, deadline)
+            self._check(name, reply, wanted)
             replies.append(reply)
             if reply.code not in wanted:
                 break
         not_reached = ServerReply(503, "not sent")  # after a refusal; never what send() returns
         return replies + [not_reached] * (3 - len(replies))
 
+    def _check(self, command: str, reply: ServerReply, wanted: Collection[int]) -> None:
+        """A refusal (4xx, 5xx) is an answer; any other reply than the one wanted is not: a 250
+        where DATA wants 354 could be a flood's, and taking it would count a message as sent
+        that the server never received."""
+        if reply.code in wanted or 400 <= reply.code < 600:
+            return
+        exc = ProtocolError(f"the server answered {command} with {reply.code} {reply.text[:80]}".strip())
+        self._fail(exc)
+        raise exc
+
     async def reset(self) -> None:
-        await self._write(b"RSET\r\n")
+        await self._write(b"RSET\r\n", 1)
         await self._replies(1)
 
     async def quit(self) -> None:
         try:
-            await self._write(b"QUIT\r\n")
+            await self._write(b"QUIT\r\n", 1)
             await self._replies(1)
         except (SessionLost, OSError):
             pass

@@ -1,0 +1,170 @@
+"""Hostile SMTP servers against the messenger's transactions (issue 10, H1 and M1).
+
+A real asyncio server on loopback speaks just enough SMTP (greeting, EHLO) for aiosmtplib to hand
+the connection over, then misbehaves: floods "250" replies nobody asked for, answers DATA with
+250 instead of 354, or drips an endless multi-line reply. None of it may count a message as sent,
+hold memory without bound, or stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from shared.mail import pipelining
+from shared.mail.messenger import ConnectPolicy, ReplyKind, SmtpAccount, SmtpConnection
+from shared.mail.pipelining import MAX_REPLY_LINES, PipelinedSession
+
+Misbehave = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
+MESSAGE = b"Subject: t\r\n\r\nthe body\r\n"
+CPU_SECONDS = 5.0  # generous (a shared machine); measured 0.01 s, 27.5 s before the fix
+
+
+class HostileServer:
+    """Greets and answers EHLO (with PIPELINING when asked); from MAIL FROM on, `misbehave` has the
+    connection and is given the first line of the transaction."""
+
+    def __init__(self, misbehave: Misbehave, *, pipelining: bool) -> None:
+        self.misbehave = misbehave
+        self.pipelining = pipelining
+        self.received = bytearray()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            writer.write(b"220 hostile.test ESMTP\r\n")
+            while line := await reader.readline():
+                self.received.extend(line)
+                if line.upper().startswith((b"EHLO", b"HELO")):
+                    writer.write(b"250-hostile.test\r\n" + (b"250-PIPELINING\r\n" if self.pipelining else b"")
+                                 + b"250 8BITMIME\r\n")
+                elif line.upper().startswith(b"MAIL"):
+                    await self.misbehave(reader, writer, line)
+                    break
+                elif line.upper().startswith(b"QUIT"):
+                    writer.write(b"221 bye\r\n")
+                    break
+                else:
+                    writer.write(b"500 what\r\n")
+                await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[Callable[[Misbehave, bool], Awaitable[tuple[SmtpConnection, HostileServer]]]]:
+    servers: list[asyncio.Server] = []
+    connections: list[SmtpConnection] = []
+
+    async def start(misbehave: Misbehave, pipelining: bool) -> tuple[SmtpConnection, HostileServer]:
+        hostile = HostileServer(misbehave, pipelining=pipelining)
+        server = await asyncio.start_server(hostile.handle, "127.0.0.1", 0)
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        policy = ConnectPolicy(allow_private=True, allow_plaintext=True, timeout=5)
+        conn = SmtpConnection(SmtpAccount("127.0.0.1", port, "none", "", ""), policy)
+        connections.append(conn)
+        await conn.open()
+        assert conn.pipelined is pipelining
+        return conn, hostile
+
+    yield start
+    for conn in connections:
+        conn.close()
+    for server in servers:
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 5)
+
+
+async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> None:
+    """As fast as the connection takes it, until the client hangs up."""
+    chunk = b"250 k\r\n" * 1000
+    for _ in range(20_000):  # 140 MB: far more than a client may hold, bounded so the test ends
+        writer.write(chunk)
+        await writer.drain()
+
+
+async def data_with_250(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> None:
+    """One reply per command, in turn, but 250 where DATA must be answered 354."""
+    writer.write(b"250 sender ok\r\n")
+    await writer.drain()
+    while line := await reader.readline():
+        if line.upper().startswith((b"RCPT", b"DATA", b"RSET")):
+            writer.write(b"250 ok\r\n")
+        elif line.startswith(b"QUIT"):
+            writer.write(b"221 bye\r\n")
+        await writer.drain()
+
+
+def endless_reply(lines: int) -> Misbehave:
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> None:
+        for _ in range(lines):
+            writer.write(b"250-\r\n")
+            await writer.drain()
+        writer.write(b"250 done\r\n")
+        await writer.drain()
+        await reader.read()  # until the client hangs up
+    return drip
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+async def test_a_flood_of_replies_is_cut_and_nothing_counts_as_sent(hostile, monkeypatch, pipelined: bool) -> None:  # type: ignore[no-untyped-def]
+    held: list[int] = []
+    take_line = PipelinedSession._take_line
+
+    def watched(self: PipelinedSession, line: bytes) -> bool:
+        taken = take_line(self, line)
+        held.append(len(self._early))
+        return taken
+
+    monkeypatch.setattr(PipelinedSession, "_take_line", watched)
+    conn, server = await hostile(flood, pipelined)
+    began = time.monotonic()
+    reply = await asyncio.wait_for(conn.send("a@example.org", "b@example.com", MESSAGE), 60)
+    assert reply.kind is ReplyKind.RETRY, reply  # like any connection failure: retried later
+    assert "nobody asked" in reply.text or "answered" in reply.text, reply.text
+    assert conn.sent == 0 and not conn.is_open
+    assert b"the body" not in server.received
+    assert held and max(held) <= 3  # never more than the replies a pipelined transaction has owed
+    assert time.monotonic() - began < 30  # generous: measured well under a second, 110 s before
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+async def test_data_answered_with_250_is_not_sent(hostile, pipelined: bool) -> None:  # type: ignore[no-untyped-def]
+    conn, server = await hostile(data_with_250, pipelined)
+    reply = await asyncio.wait_for(conn.send("a@example.org", "b@example.com", MESSAGE), 30)
+    assert reply.kind is ReplyKind.RETRY, reply
+    assert "DATA" in reply.text and "250" in reply.text, reply.text
+    assert conn.sent == 0
+    assert b"the body" not in server.received  # the body goes only after a 354
+
+
+async def test_an_endless_reply_is_refused_past_the_line_cap(hostile) -> None:  # type: ignore[no-untyped-def]
+    conn, _ = await hostile(endless_reply(5_000), True)  # 30 KB: within the size cap, not the line cap
+    reply = await asyncio.wait_for(conn.send("a@example.org", "b@example.com", MESSAGE), 60)
+    assert reply.kind is ReplyKind.RETRY and "too long" in reply.text, reply
+
+
+async def test_lines_arriving_one_at_a_time_cost_linear_time(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Loopback coalesces writes; here each line is its own data_received call, as a slow link gives.
+    monkeypatch.setattr(pipelining, "MAX_REPLY_LINES", 100_000)  # the parser's cost, not the cap
+    loop = asyncio.get_running_loop()
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+    session = PipelinedSession(transport, 5)  # type: ignore[arg-type]
+    session._owed = 1  # as if a command had been written
+    began = time.process_time()
+    for _ in range(13_000):  # five-byte continuation lines, nearly all the size cap lets by
+        session.data_received(b"250-\n")
+    session.data_received(b"250 end\r\n")
+    spent = time.process_time() - began
+    reply = await session._expect()
+    assert reply.code == 250 and reply.text.endswith("end")
+    assert spent < CPU_SECONDS, spent
+    session.close()
+    server.close()
+    assert MAX_REPLY_LINES == 1000
