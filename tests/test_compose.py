@@ -318,3 +318,13 @@ def test_refused_constructs_are_named_in_words_not_class_names(source: str) -> N
     with pytest.raises(TemplateError) as refused:
         template_fields(source)
     assert refused.value.params["what_ru"].startswith("{%"), refused.value.params
+
+
+def test_a_wide_table_does_not_blow_up_the_derived_text() -> None:
+    # A 100,000-character cell over 1,000 rows: the text layout padded every row to it (100 M characters).
+    html = ("<p>{{ email }}</p><table><tr><td>" + "x" * 100_000 + "</td></tr>"
+            + "<tr><td>y</td></tr>" * 1000 + "</table>")
+    text = text_template(html)
+    assert len(text) < 2 * len(html)
+    small = "<table><tr><th>Товар</th><th>Цена</th></tr><tr><td>Чай</td><td>100 ₽</td></tr></table>"
+    assert "Чай    100 ₽" in html_to_text(small)  # ordinary tables keep their columns

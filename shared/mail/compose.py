@@ -57,8 +57,25 @@ class RenderTooLarge(ValueError):
 
 def html_to_text(html: str) -> str:
     """The plain-text alternative of an HTML body, links kept as visible URLs."""
-    text: str = get_text(html, ParserConfig(display_links=True))
+    text: str = get_text(_without_wide_tables(html), ParserConfig(display_links=True))
     return text.strip() + "\n"
+
+
+_TABLE_ROW = re.compile(r"<tr\b", re.I)
+_TABLE_CELL = re.compile(r"<t[dh]\b[^>]*>([^<]*)", re.I)
+_TABLE_TAG = re.compile(r"<(/?)(?:table|thead|tbody|tfoot|tr|caption)\b[^>]*>", re.I)
+_CELL_TAG = re.compile(r"<(/?)t[dh]\b[^>]*>", re.I)
+# Text tables pad every row to the widest cell: one 100,000-character cell over 1,000 rows made a
+# 100-million-character text part (26 s, 0.8 GB). Past this size a table's rows become lines.
+_MAX_TABLE_TEXT = 200_000
+
+
+def _without_wide_tables(html: str) -> str:
+    widest = max((len(cell) for cell in _TABLE_CELL.findall(html)), default=0)
+    if widest * len(_TABLE_ROW.findall(html)) <= _MAX_TABLE_TEXT:
+        return html
+    rows = _TABLE_TAG.sub(lambda tag: f"<{tag.group(1)}div>", html)
+    return _CELL_TAG.sub(lambda tag: " " if tag.group(1) else "", rows)
 
 
 # Braces the author wrote as entities are literal text in the HTML; once html_to_text decodes
