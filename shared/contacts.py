@@ -191,6 +191,11 @@ def _records(lines: Iterable[str], delimiter: str, stands_alone: Callable[[list[
             return
         except _FieldTooLong:
             cells = None
+        except csv.Error:  # e.g. a 150,000-character cell: that row is a problem, not the whole file
+            record = feed.record
+            reader = csv.reader(feed, delimiter=delimiter)
+            yield _Record(record[0][0], [record[0][1][:200]], None)
+            continue
         record = feed.record
         # A contact row has an address, so a line without "@" is not looked at more closely.
         unclosed = (cells is None or (final and feed.ran_out)

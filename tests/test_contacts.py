@@ -315,3 +315,14 @@ def test_separators_inside_an_unquoted_cell_stay_in_the_cell(separator: str) -> 
         assert [(r.row, r.email, r.fields["note"]) for r in rows] == [
             (2, "ann@example.com", f"one{separator}two"), (3, "bob@example.com", "three")]
     assert found.preview[0] == ["ann@example.com", f"one{separator}two"]
+
+
+def test_one_overlong_cell_is_one_problem_row_not_a_refused_file() -> None:
+    # A 150,000-character cell made the whole 20,001-row file `bad_csv`.
+    data = b"email,note\n" + b"".join(b"p%d@example.com,ok\n" % n for n in range(50))
+    data += b"huge@example.com," + b"x" * 150_000 + b"\n" + b"last@example.com,fine\n"
+    rows = contacts_of(data)
+    assert [r.email for r in rows][:2] == ["p0@example.com", "p1@example.com"]
+    assert rows[-1].email == "last@example.com" and rows[-1].row == 53
+    problem = rows[-2]
+    assert problem.row == 52 and check_address(problem.email).normalized is None
