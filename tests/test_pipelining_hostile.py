@@ -168,3 +168,37 @@ async def test_lines_arriving_one_at_a_time_cost_linear_time(monkeypatch) -> Non
     session.close()
     server.close()
     assert MAX_REPLY_LINES == 1000
+
+
+def silent_after_the_dot(seconds: float, bodies: list[bytes]) -> Misbehave:
+    """Accepts MAIL, RCPT, DATA and the whole message (into `bodies`), then answers the final dot
+    only after `seconds`."""
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> None:
+        writer.write(b"250 sender ok\r\n")
+        await writer.drain()
+        while line := await reader.readline():
+            bodies.append(line)
+            if line.upper().startswith(b"RCPT"):
+                writer.write(b"250 ok\r\n")
+            elif line.upper().startswith(b"DATA"):
+                writer.write(b"354 go on\r\n")
+            elif line == b".\r\n":
+                await asyncio.sleep(seconds)
+                writer.write(b"250 queued\r\n")
+            await writer.drain()
+    return accept
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+async def test_a_message_the_server_never_confirms_is_not_sent_again(hostile, monkeypatch, pipelined: bool) -> None:  # type: ignore[no-untyped-def]
+    # A server answering 35 s after the dot (timeout 25 s) got three copies of each message: every
+    # timeout was retried although the message had gone out whole.
+    lines: list[bytes] = []
+    conn, server = await hostile(silent_after_the_dot(30, lines), pipelined)
+    conn._policy = ConnectPolicy(allow_private=True, allow_plaintext=True, timeout=0.5)  # noqa: SLF001
+    if conn._pipe is not None:  # noqa: SLF001
+        conn._pipe._timeout = 0.5  # noqa: SLF001
+    reply = await asyncio.wait_for(conn.send("a@example.org", "b@example.com", MESSAGE), 30)
+    assert reply.kind is ReplyKind.SENT, reply  # recorded, so never retried
+    assert "не подтвердил" in reply.text and "never confirmed" in reply.text
+    assert lines.count(b"the body\r\n") == 1

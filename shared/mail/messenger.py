@@ -17,7 +17,7 @@ from typing import Literal, cast
 import aiosmtplib
 from aiosmtplib.typing import Default
 
-from shared.mail.pipelining import PipelinedSession, SessionLost, TooSlow
+from shared.mail.pipelining import PipelinedSession, SessionLost, TooSlow, Unconfirmed
 from shared.netguard import HostRefused, open_socket, vet_host
 from shared.settings import Settings
 
@@ -339,6 +339,12 @@ class SmtpConnection:
         except TooSlow as exc:
             self.close()
             return Reply(ReplyKind.RETRY, None, str(exc), pipe.waited, too_slow=True)
+        except Unconfirmed as exc:
+            self.close()
+            self.sent += 1
+            return Reply(ReplyKind.SENT, None, "письмо передано, но сервер не подтвердил приём; повторно не"
+                         f" отправляется / sent, but the server never confirmed it ({exc}); not sent again",
+                         pipe.waited)
         except (SessionLost, OSError) as exc:
             self.close()
             return Reply(ReplyKind.RETRY, None, f"connection lost: {exc}", pipe.waited)

@@ -39,6 +39,12 @@ class ProtocolError(SessionLost):
     the message is unknown, so the connection is cut and nothing counts as sent."""
 
 
+class Unconfirmed(SessionLost):
+    """The whole message went out but the server never answered the final dot (it went away, or
+    stayed silent past the timeout). It may well have taken the message: sending it again is how
+    a slow server got three copies of each, so it is not sent again."""
+
+
 class TooSlow(SessionLost):
     """The server had not reached DATA by the transaction's deadline: the connection was cut
     before the message was handed over."""
@@ -238,7 +244,12 @@ class PipelinedSession(asyncio.Protocol):
             await self.reset()
             return "data", data
         await self._write(dot_stuff(message), 1)
-        (final,) = await self._replies(1)
+        try:
+            (final,) = await self._replies(1)
+        except SessionLost as exc:
+            if isinstance(exc, ProtocolError):
+                raise
+            raise Unconfirmed(str(exc)) from None
         self._check("the end of DATA", final, range(200, 300))  # only a 2xx here means "sent"
         return "data", final
 
