@@ -345,6 +345,8 @@ async def test_an_unreachable_server_is_retried_not_failed() -> None:
     await deliverer(store, server).deliver(batch_of(store))
     assert store.status == "sending" and store.states().get("failed", 0) == 0
     assert store.deferred
+    reply = next(row.reply for row in store.rows.values() if row.reply)  # in both languages, Russian first
+    assert "не ответил вовремя" in reply.split(" / ")[0] and "did not answer" in reply, reply
 
 
 async def test_the_per_minute_limit_defers_the_rest() -> None:

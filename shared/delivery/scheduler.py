@@ -389,10 +389,13 @@ class Deliverer:
                 stop.outcome = ReplyKind.PAUSE_CAMPAIGN
                 stop.reason = settings_problem(state.sender, exc)
                 return RecipientResult(item.position, "released", None)
-            # The server is unreachable: stop hammering it, retry this recipient later.
-            outcome = self._retry.outcome(item, Reply(ReplyKind.RETRY, exc.code, f"{exc.kind}: {exc}"))
+            # The server is unreachable: stop hammering it, retry this recipient later. Said in
+            # both languages, as the settings problems are (the recipient list shows it).
+            said = settings_problem(state.sender, exc) if exc.kind in ("refused", "timeout", "protocol") \
+                else f"{exc.kind}: {exc}"
+            outcome = self._retry.outcome(item, Reply(ReplyKind.RETRY, exc.code, said))
             if stop.outcome is None:
-                stop.outcome, stop.reason = ReplyKind.RETRY, f"{exc.kind}: {exc}"
+                stop.outcome, stop.reason = ReplyKind.RETRY, said
                 stop.not_before = outcome.next_attempt_at or 0.0
             return outcome
         if state.paused_until > time.time():  # paused by another batch while this one waited for a connection
