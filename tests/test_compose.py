@@ -328,3 +328,13 @@ def test_a_wide_table_does_not_blow_up_the_derived_text() -> None:
     assert len(text) < 2 * len(html)
     small = "<table><tr><th>Товар</th><th>Цена</th></tr><tr><td>Чай</td><td>100 ₽</td></tr></table>"
     assert "Чай    100 ₽" in html_to_text(small)  # ordinary tables keep their columns
+
+
+def test_a_message_too_large_for_one_contact_is_explained_in_russian_once() -> None:
+    from shared.mail.template_reasons import failure_in_russian
+
+    compiled = CompiledCampaign(CampaignContent("c", "a@example.com", "", "s", "{{ a }}{{ a }}" * 60))
+    with pytest.raises(RenderTooLarge) as refused:
+        compiled.render(1, "r@example.com", {"a": "x" * 10_000})
+    said = failure_in_russian(refused.value)
+    assert said.startswith("текст (") and "1 000 000 символов" in said and "Jinja" not in said

@@ -53,6 +53,7 @@ class RenderTooLarge(ValueError):
     def __init__(self, part: str) -> None:
         super().__init__(f"the {part} for this contact would be larger than {MAX_RENDERED_CHARS:,} characters")
         self.part = part
+        self.russian = f"текст ({part}) для этого контакта длиннее {MAX_RENDERED_CHARS:,} символов".replace(",", " ")
 
 
 def html_to_text(html: str) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from shared.mail.template_limits import TemplateLimit
-
 _TOKENS = {
     "end of print statement": "}}",
     "end of statement block": "%}",
@@ -69,4 +67,5 @@ def in_russian(message: str) -> str:
 
 def failure_in_russian(exc: Exception) -> str:
     """Why rendering one contact's message failed, in Russian: our own limits say it themselves."""
-    return exc.russian if isinstance(exc, TemplateLimit) else in_russian(str(exc))
+    russian = getattr(exc, "russian", None)  # TemplateLimit, RenderTooLarge: said by us, in both languages
+    return russian if isinstance(russian, str) else in_russian(str(exc))
