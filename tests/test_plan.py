@@ -86,8 +86,7 @@ async def test_the_campaign_page_poll_reads_a_days_sends_once_in_a_few_seconds(m
             return 0  # no other campaign of the account under way
 
     monkeypatch.setattr(smtp_accounts, "recent_sends", recent_sends)
-    monkeypatch.setattr(progress, "_recent", {})
-    monkeypatch.setattr(progress, "_ahead_cache", {})
+    monkeypatch.setattr(progress, "_recent", progress._Recently())
     for _ in range(5):  # the page polls every 1.5 s
         shown = await progress.campaign_plan(Conn(), 41, 5_000, 0)  # type: ignore[arg-type]
         assert shown is not None and shown.count == 5_000

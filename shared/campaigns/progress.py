@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shared import smtp_accounts
@@ -69,44 +70,53 @@ async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_
     return Plan(count, whole.per_day, whole.days, first.last_at if first else whole.first_at, whole.last_at)
 
 
+# The campaign page asks for the plan every 1.5 s, and a day's sends of a big account (or the
+# campaigns ahead of this one) are thousands of rows: they are read again only after a few
+# seconds, which a plan counted in hours and days does not notice.
+_RECENT_SECONDS = 5.0
+
+
+class _Recently:
+    """Values read at most once every _RECENT_SECONDS per key (at most 1,000 keys)."""
+
+    def __init__(self) -> None:
+        self._read: dict[object, tuple[float, Any]] = {}
+
+    async def get(self, key: object, read: Callable[[], Awaitable[Any]]) -> Any:
+        now = time.monotonic()
+        cached = self._read.get(key)
+        if cached is not None and now - cached[0] < _RECENT_SECONDS:
+            return cached[1]
+        if len(self._read) > 1000:
+            self._read.clear()
+        value = await read()
+        self._read[key] = (now, value)
+        return value
+
+
+_recent = _Recently()
+
+
 async def _ahead(conn: Conn, sender_id: int, campaign_id: uuid.UUID | None) -> int:
     """Emails of the account's other campaigns that go out before this one's: those sending or
-    queued, started earlier (a campaign not started yet comes after all of them). Counted again
-    only every few seconds, like the account's sends (a big campaign is many rows)."""
-    now = time.monotonic()
-    cached = _ahead_cache.get((sender_id, campaign_id))
-    if cached is not None and now - cached[0] < _RECENT_SECONDS:
-        return cached[1]
-    if len(_ahead_cache) > 1000:
-        _ahead_cache.clear()
-    ahead: int = await conn.fetchval(
-        """
-        SELECT count(*) FROM recipients r JOIN campaigns c ON c.id = r.campaign_id
-         WHERE c.sender_id = $1 AND c.id IS DISTINCT FROM $2 AND c.status IN ('queued', 'sending')
-           AND r.status IN ('pending', 'sending')
-           AND (c.started_at IS NULL OR c.started_at < COALESCE(
-                (SELECT started_at FROM campaigns WHERE id = $2), 'infinity'::timestamptz))
-        """,
-        sender_id, campaign_id)
-    _ahead_cache[(sender_id, campaign_id)] = (now, ahead)
+    queued, started earlier (a campaign not started yet comes after all of them)."""
+    async def count() -> int:
+        ahead: int = await conn.fetchval(
+            """
+            SELECT count(*) FROM recipients r JOIN campaigns c ON c.id = r.campaign_id
+             WHERE c.sender_id = $1 AND c.id IS DISTINCT FROM $2 AND c.status IN ('queued', 'sending')
+               AND r.status IN ('pending', 'sending')
+               AND (c.started_at IS NULL OR c.started_at < COALESCE(
+                    (SELECT started_at FROM campaigns WHERE id = $2), 'infinity'::timestamptz))
+            """,
+            sender_id, campaign_id)
+        return ahead
+
+    ahead: int = await _recent.get(("ahead", sender_id, campaign_id), count)
     return ahead
 
 
-# The campaign page asks for the plan every 1.5 s, and a day's sends of a big account are
-# thousands of rows: they are read again only after a few seconds, which a plan counted in
-# hours and days does not notice.
-_RECENT_SECONDS = 5.0
-_recent: dict[tuple[int, int], tuple[float, list[float]]] = {}
-_ahead_cache: dict[tuple[int, uuid.UUID | None], tuple[float, int]] = {}
-
-
 async def _recent_sends(conn: Conn, sender_id: int, per_day: int) -> list[float]:
-    now = time.monotonic()
-    cached = _recent.get((sender_id, per_day))
-    if cached is not None and now - cached[0] < _RECENT_SECONDS:
-        return cached[1]
-    if len(_recent) > 1000:
-        _recent.clear()
-    sent_at = await smtp_accounts.recent_sends(conn, sender_id, latest=per_day)
-    _recent[(sender_id, per_day)] = (now, sent_at)
+    sent_at: list[float] = await _recent.get(
+        ("sent", sender_id, per_day), lambda: smtp_accounts.recent_sends(conn, sender_id, latest=per_day))
     return sent_at
