@@ -194,10 +194,10 @@ async def test_a_message_the_server_never_confirms_is_not_sent_again(hostile, mo
     # A server answering 35 s after the dot (timeout 25 s) got three copies of each message: every
     # timeout was retried although the message had gone out whole.
     lines: list[bytes] = []
-    conn, server = await hostile(silent_after_the_dot(30, lines), pipelined)
-    conn._policy = ConnectPolicy(allow_private=True, allow_plaintext=True, timeout=0.5)  # noqa: SLF001
-    if conn._pipe is not None:  # noqa: SLF001
-        conn._pipe._timeout = 0.5  # noqa: SLF001
+    conn, _ = await hostile(silent_after_the_dot(30, lines), pipelined)
+    conn._policy = ConnectPolicy(allow_private=True, allow_plaintext=True, timeout=0.5)
+    if conn._pipe is not None:
+        conn._pipe._timeout = 0.5
     reply = await asyncio.wait_for(conn.send("a@example.org", "b@example.com", MESSAGE), 30)
     assert reply.kind is ReplyKind.SENT, reply  # recorded, so never retried
     assert "не подтвердил" in reply.text and "never confirmed" in reply.text
