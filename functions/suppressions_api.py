@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -58,14 +57,17 @@ async def import_suppressions(request: Request) -> Response:
     added, the others reported by line number with the reason (the first 100; `problem_count`
     counts them all). Nothing is added when no line holds a valid address."""
     who = await caller(request)
-    raw = await read_body(request, MAX_IMPORT_BYTES)
-    # Checking 100,000 addresses takes seconds of CPU: in a thread, so other requests go on.
-    valid, problems, bad = await asyncio.to_thread(suppressions.parse_import_bytes, raw)
-    if not valid:
-        raise InputError("no_addresses", "file")
     pool = await resources.db()
     async with pool.acquire() as conn:
-        added = await suppressions.add(conn, who.user_id, valid, "imported", field="file")
+        async with suppressions.one_import(conn, who.user_id) as mine:
+            if not mine:
+                raise ApiError(409, "import_running", "file")
+            raw = await read_body(request, MAX_IMPORT_BYTES)
+            # Checking 100,000 addresses takes seconds of CPU: in the imports' own threads.
+            valid, problems, bad = await suppressions.in_file_thread(suppressions.parse_import_bytes, raw)
+            if not valid:
+                raise InputError("no_addresses", "file")
+            added = await suppressions.add(conn, who.user_id, valid, "imported", field="file")
     return JSONResponse({"added": added, "already": len(set(valid)) - added, "problem_count": bad,
                          "problems": suppressions.explain(problems, language(request))}, status_code=201)
 

@@ -25,6 +25,7 @@ from shared.addresses import check_address
 from shared.campaigns import states
 from shared.commands import CampaignCommand, Publish
 from shared.contacts import Column, ContactRow, Dialect, address_key, iter_contacts
+from shared.db import Conn
 from shared.file_jobs import Reading
 from shared.send_window import Window
 from shared.storage import ObjectChanged, ObjectMissing, UploadStore
@@ -47,14 +48,13 @@ Record = tuple[object, ...]
 
 
 def recipient_records(
-    contacts: Iterator[ContactRow], campaign_id: uuid.UUID, suppressed: suppressions.SuppressedKeys, counts: LoadCounts,
-    seen: set[bytes],
+    contacts: Iterator[ContactRow], campaign_id: uuid.UUID, counts: LoadCounts, seen: set[bytes],
 ) -> Iterator[Record]:
     """Rows for COPY: (campaign_id, position, email, fields, status, reply).
 
     Rows without a valid address are problems of the file, not recipients: the upload's report
     counts them and lists every one (problems.csv), so the review's count is the campaign's.
-    Suppressed people are recipients skipped on purpose, shown with the reason.
+    Every recipient comes `pending`; `_suppress` marks the suppressed ones of each chunk.
     """
     for contact in contacts:
         counts.rows += 1
@@ -69,10 +69,18 @@ def recipient_records(
         seen.add(key)
         counts.position += 1
         fields = json.dumps(contact.fields, ensure_ascii=False)
-        if suppressed and suppressions.fast_key(email) in suppressed:
-            yield (campaign_id, counts.position, email, fields, "skipped", "suppressed")
-        else:
-            yield (campaign_id, counts.position, email, fields, "pending", None)
+        yield (campaign_id, counts.position, email, fields, "pending", None)
+
+
+async def _suppress(conn: Conn, user_id: int, chunk: list[Record]) -> list[Record]:
+    """The chunk with its suppressed people skipped on purpose, shown with the reason: asks about
+    the chunk's addresses only — an account's list of a million is never read whole."""
+    keys = [suppressions.fast_key(str(record[2])) for record in chunk]
+    found = await suppressions.among(conn, user_id, keys)
+    if not found:
+        return chunk
+    return [(*record[:4], "skipped", "suppressed") if key in found else record
+            for record, key in zip(chunk, keys, strict=True)]
 
 
 async def _take(records: Iterator[Record], count: int) -> list[Record]:
@@ -100,7 +108,6 @@ async def load_recipients(
         )
         if row is None or row["recipients_loaded"]:
             return
-        suppressed = await suppressions.keys(conn, row["user_id"])
         counts = LoadCounts(row["loaded_rows"], row["duplicates_removed"], row["recipient_count"])
         seen: set[bytes] = set()
         if counts.position:
@@ -110,7 +117,7 @@ async def load_recipients(
     columns = [Column(**c) for c in json.loads(row["columns"])]
     rows = iter_contacts(store.chunks(row["s3_key"], row["etag"]), dialect, columns)
     contacts = itertools.islice(rows, counts.rows, None)
-    records = recipient_records(contacts, campaign_id, suppressed, counts, seen)
+    records = recipient_records(contacts, campaign_id, counts, seen)
     while True:
         first = counts.position + 1
         chunk = await _take(records, chunk_rows)
@@ -119,6 +126,7 @@ async def load_recipients(
             if reading is not None:
                 await reading.fence(conn)
             if chunk:
+                chunk = await _suppress(conn, row["user_id"], chunk)
                 await conn.copy_records_to_table(
                     "recipients", records=chunk,
                     columns=["campaign_id", "position", "email", "fields", "status", "reply"],

@@ -9,6 +9,10 @@ SUPPRESSION_MESSAGES: dict[str, dict[str, str]] = {
         "ru": "В список исключений можно добавить или загрузить не больше {limit} адресов; в нём уже {count},"
               " а эти добавили бы ещё {adding}. Ничего не добавлено: удалите ненужные адреса или добавьте меньше.",
     },
+    "import_running": {
+        "en": "An import into your suppression list is already running. Wait for it to finish, then try again.",
+        "ru": "В ваш список исключений уже идёт загрузка из файла. Дождитесь её окончания и попробуйте снова.",
+    },
     # Why a line of an import was left out (shown after its number).
     "import_no_address": {"en": "no email address in this line", "ru": "в строке нет адреса электронной почты"},
     "import_bad_address": {"en": "not a valid email address: {reason}",

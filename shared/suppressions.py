@@ -5,26 +5,26 @@ address and every campaign of that account — they asked *the sender* to stop, 
 care which of the sender's addresses wrote. Entries survive the deletion of the campaign and
 the sender they came from (both are kept by value, not by reference).
 
-The rule for "the same mailbox" is `suppression_key`; every path compares keys: the campaign
-fan-out and the upload report load the account's (`keys`, compact), `/api/send-message` and the
-sender worker ask about their addresses only (`among`), test sends about one.
+The rule for "the same mailbox" is `suppression_key`; every path compares keys: nobody reads an
+account's whole list: the campaign fan-out and the upload report ask about a file's addresses a
+chunk at a time (`among`, `Tally`), as `/api/send-message` and the sender worker do about theirs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import csv
 import re
-import sys
 import uuid
-from array import array
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import asyncpg
 
 from shared.addresses import check_address, reason_in_russian
+from shared.contacts import ContactRow, Report, inspect_rows
 from shared.db import Conn
 from shared.errors import InputError, translate
 from shared.export import csv_lines
@@ -37,7 +37,18 @@ MAX_IMPORT_ROWS = 100_000
 # never more of them than mail sent).
 MAX_ENTRIES = 1_000_000
 _BY_HAND = ("manual", "imported")
-LOAD_PAGE = 50_000
+LOOKUP_BATCH = 5_000  # keys asked about in one indexed query
+
+T = TypeVar("T")
+# Imports and exports work in threads of their own: in asyncio's default pool six imports queued
+# ahead of log-ins' password hashing and /api/send-message's parsing (another user's send: 18 s).
+FILE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="suppression-files")
+
+
+async def in_file_thread(work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` in the imports' and exports' own threads (FILE_THREADS)."""
+    return await asyncio.get_running_loop().run_in_executor(FILE_THREADS, work, *args)
+
 
 # Providers whose mailboxes ignore part of the address. Elsewhere only case is ignored: the
 # local part is the receiving server's to interpret, and "+" or "." may be significant there.
@@ -74,55 +85,43 @@ def fast_key(normalized: str) -> str:
     return f"{local}@{domain}"
 
 
-class SuppressedKeys:
-    """An account's suppressed keys in about 9 bytes each: the sorted 64-bit hashes of the keys
-    in one byte string, with where each range of leading bits starts. A million entries keep
-    ~9 MB, not the ~120 MB of a set of strings (nor the ~90 MB more of the rows read at once). A
-    false match needs two keys' hashes to collide, odds of about n in 2**64; str hashes are keyed
-    per process, so nobody can aim for one."""
+class Tally:
+    """Counts the suppressed among addresses a worker thread goes through (a contact file being
+    read), asking the database about LOOKUP_BATCH keys at a time: an account's list of a million
+    is never read whole, and the event loop never waits on the file. `counted` runs the file's
+    `inspect_rows` with it; make one on the event loop, use it in a thread."""
 
-    def __init__(self) -> None:
-        self._digests = array("q")
-        self._blob = b""
-        self._bits = 1
-        self._starts = array("q", [0, 0, 0])
+    def __init__(self, db: asyncpg.Pool, user_id: int) -> None:
+        self._db, self._user_id = db, user_id
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[str] = []
+        self.found = 0
 
-    def add(self, keys: Iterable[str]) -> None:
-        self._digests.extend(map(hash, keys))
+    def offer(self, email: str) -> bool:
+        """Note a normalised address; always False — the answer comes in batches, in `found`."""
+        self._pending.append(fast_key(email))
+        if len(self._pending) >= LOOKUP_BATCH:
+            self.flush()
+        return False
 
-    def freeze(self) -> SuppressedKeys:
-        ordered = array("q", sorted(self._digests))
-        self._digests = array("q")
-        self._blob = ordered.tobytes()
-        self._bits = max(1, min(16, (len(ordered) // 16).bit_length()))  # ~16 hashes a range
-        half, shift = 1 << (self._bits - 1), 64 - self._bits
-        self._starts = array("q", (bisect.bisect_left(ordered, (b - half) << shift) for b in range(2 * half)))
-        self._starts.append(len(ordered))
-        return self
+    def flush(self) -> int:
+        wanted, self._pending = self._pending, []
+        if wanted:
+            hits = asyncio.run_coroutine_threadsafe(self._among(wanted), self._loop).result()
+            self.found += sum(1 for key in wanted if key in hits)  # each offer is one distinct address
+        return self.found
 
-    def __contains__(self, key: object) -> bool:
-        digest = hash(key)
-        bucket = (digest >> (64 - self._bits)) + (1 << (self._bits - 1))
-        low, high = self._starts[bucket] * 8, self._starts[bucket + 1] * 8
-        wanted = digest.to_bytes(8, sys.byteorder, signed=True)
-        at = self._blob.find(wanted, low, high)
-        while at >= 0 and (at - low) % 8:  # a match across two hashes is no match
-            at = self._blob.find(wanted, at + 1, high)
-        return at >= 0
+    async def _among(self, wanted: list[str]) -> set[str]:
+        async with self._db.acquire() as conn:
+            return await among(conn, self._user_id, wanted)
 
-    def __len__(self) -> int:
-        return len(self._blob) // 8
-
-
-async def keys(conn: Conn, user_id: int) -> SuppressedKeys:
-    """Every suppressed mailbox of the user, to test keys against (`fast_key`/`suppression_key`):
-    read through a cursor LOAD_PAGE rows at a time, kept compact (see SuppressedKeys)."""
-    found = SuppressedKeys()
-    async with conn.transaction():  # a cursor lives in one
-        cursor = await conn.cursor("SELECT address FROM suppressed WHERE user_id = $1", user_id)
-        while rows := await cursor.fetch(LOAD_PAGE):
-            found.add(r["address"] for r in rows)
-    return await asyncio.to_thread(found.freeze)  # sorting a million: CPU the event loop need not wait on
+    def counted(self, contacts: Iterable[ContactRow]) -> Report:
+        """`inspect_rows` of the contacts, its suppressed count asked of the database in batches."""
+        report = inspect_rows(contacts, self.offer)
+        suppressed = self.flush()
+        report.suppressed += suppressed
+        report.valid -= suppressed  # offered addresses were counted valid until the answer came
+        return report
 
 
 async def among(conn: Conn, user_id: int, candidates: Iterable[str]) -> set[str]:
@@ -130,8 +129,11 @@ async def among(conn: Conn, user_id: int, candidates: Iterable[str]) -> set[str]
     wanted = list(set(candidates))
     if not wanted:
         return set()
-    rows = await conn.fetch("SELECT address FROM suppressed WHERE user_id = $1 AND address = ANY($2::text[])",
-                            user_id, wanted)
+    # One primary-key probe per key, whatever the statistics say: with `address = ANY(…)` a freshly
+    # imported list (not yet analysed) was scanned whole for every batch of 5,000.
+    rows = await conn.fetch(
+        "SELECT k.address FROM unnest($2::text[]) AS k(address), LATERAL (SELECT 1 FROM suppressed s"
+        " WHERE s.user_id = $1 AND s.address = k.address LIMIT 1) AS hit", user_id, wanted)
     return {r["address"] for r in rows}
 
 
@@ -183,7 +185,7 @@ async def add(conn: Conn, user_id: int, emails: Iterable[str], reason: str, *, c
     assert reason in REASONS, reason
     listed = list(emails)
     # Normalising a big import is CPU work: in a thread, so the event loop stays free.
-    unique = await asyncio.to_thread(_by_key, listed) if len(listed) > 1000 else _by_key(listed)
+    unique = await in_file_thread(_by_key, listed) if len(listed) > 1000 else _by_key(listed)
     async with conn.transaction():
         if reason in _BY_HAND:  # one at a time per account, so two imports cannot both fit
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('sendpy.suppressed', $1))", user_id)
@@ -223,6 +225,21 @@ async def unsubscribe(conn: Conn, campaign_id: uuid.UUID, position: int) -> str 
     return email
 
 
+@asynccontextmanager
+async def one_import(conn: Conn, user_id: int) -> AsyncIterator[bool]:
+    """The account's import lock, held on `conn` while the block runs; False when another import
+    of the account (in any API process) holds it. A session lock: a pool connection's reset
+    drops it, should the unlock never run."""
+    if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended('sendpy.suppressions.import', $1))",
+                               user_id):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtextextended('sendpy.suppressions.import', $1))", user_id)
+
+
 def parse_import_bytes(raw: bytes) -> tuple[list[str], list[dict[str, Any]], int]:
     """`parse_import` of an uploaded file: UTF-8 (with or without BOM), else Windows-1251."""
     try:
@@ -242,9 +259,18 @@ def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
     if len(text) > SNIFF_CHARS and "\n" in sample:
         sample = sample[:sample.rindex("\n")]  # whole lines only
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t")
+        sniffed = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
         return csv.excel
+    # Only '"' quotes: the export writes '-minus@…' (formula-neutralised), which the sniffer
+    # otherwise takes for quoting with "'" — and the address was lost on the way back.
+    sniffed.quotechar, sniffed.doublequote = '"', True
+    return sniffed
+
+
+def _unneutralised(cell: str) -> str:
+    """A cell as the export wrote it, without the "'" that keeps a spreadsheet from evaluating it."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in ("=", "+", "-", "@") else cell
 
 
 def parse_import(text: str) -> tuple[list[str], list[dict[str, Any]], int]:
@@ -280,7 +306,7 @@ def parse_import(text: str) -> tuple[list[str], list[dict[str, Any]], int]:
         except csv.Error as exc:
             problem(number, line, "import_bad_line", error=str(exc))
             continue
-        candidate = next((c.strip() for c in cells if "@" in c), None)
+        candidate = next((_unneutralised(c.strip()) for c in cells if "@" in c), None)
         if candidate is None:
             if number > 1:  # the first line may be a header
                 problem(number, line, "import_no_address")
@@ -316,6 +342,10 @@ REASON_NAMES = {
 EXPORT_PAGE = 5000
 
 
+def _csv_chunks(cells: Iterable[list[Any]], header: list[str] | None) -> list[str]:
+    return list(csv_lines(cells, header, ";"))
+
+
 async def export_csv(db: asyncpg.Pool, user_id: int, lang: str = "en") -> AsyncIterator[str]:
     """The whole list as CSV in `lang` (semicolons and a BOM, so Excel in a Russian locale opens it
     as columns), EXPORT_PAGE rows at a time: a list of a million never sits in memory whole.
@@ -333,7 +363,7 @@ async def export_csv(db: asyncpg.Pool, user_id: int, lang: str = "en") -> AsyncI
                   r["created_at"].isoformat() if lang == "en" else r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
                   r["campaign_id"], r["sender_email"], " ".join((r["detail"] or "").split()) or None]
                  for r in rows)
-        for chunk in csv_lines(cells, header, ";"):
+        for chunk in await in_file_thread(_csv_chunks, cells, header):
             yield chunk
         header = None
         if len(rows) < EXPORT_PAGE:

@@ -19,7 +19,6 @@ from shared.contacts import (
     Detection,
     Dialect,
     detect,
-    inspect_rows,
     iter_contacts,
     unclosed_quote_reason,
 )
@@ -208,11 +207,9 @@ async def prepare(
                     store.read_start, key, size, stored.etag)
             except (ObjectMissing, ObjectChanged):
                 raise InputError("upload_changed_while_read", "file") from None
-            async with db.acquire() as conn:
-                suppressed = await suppressions.keys(conn, user_id)
+            tally = suppressions.Tally(db, user_id)  # asks about the file's addresses, not the whole list
             report = await asyncio.to_thread(
-                inspect_rows, iter_contacts([data], detection.dialect, detection.columns),
-                lambda email: suppressions.fast_key(email) in suppressed)
+                tally.counted, iter_contacts([data], detection.dialect, detection.columns))
             if report.rows == 0:
                 raise InputError("no_rows", "file")
     except InputError as error:
@@ -260,7 +257,7 @@ async def inspect(db: asyncpg.Pool, store: UploadStore, reading: Reading) -> Non
         if row is None or row["status"] != "inspecting":
             await file_jobs.done(conn, reading.job)  # deleted, or inspected already
             return
-        suppressed = await suppressions.keys(conn, row["user_id"])
+    tally = suppressions.Tally(db, row["user_id"])  # asks about the file's addresses, not the whole list
     upload = to_json(row)
     dialect = Dialect(**upload["dialect"])
     columns = [Column(**c) for c in upload["columns"]]
@@ -282,7 +279,7 @@ async def inspect(db: asyncpg.Pool, store: UploadStore, reading: Reading) -> Non
 
     def count() -> dict[str, Any]:
         contacts = watched(iter_contacts(store.chunks(row["s3_key"], row["etag"]), dialect, columns))
-        return inspect_rows(contacts, lambda email: suppressions.fast_key(email) in suppressed).to_json()
+        return tally.counted(contacts).to_json()
 
     failure: InputError | None = None
     try:

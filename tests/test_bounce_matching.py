@@ -70,6 +70,12 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str, timeout: fl
         await asyncio.sleep(0.3)
 
 
+async def read_past(db: asyncpg.Pool, sender_id: int, count: int) -> bool:
+    """Whether the sender's check has read the first `count` messages of a new mailbox."""
+    return bool(await db.fetchval("SELECT coalesce(imap_next_uid, 0) > $2 FROM senders WHERE id = $1",
+                                  sender_id, count))
+
+
 async def suppressed(api: httpx.AsyncClient, auth: dict[str, str]) -> dict[str, dict[str, Any]]:
     return {i["email"]: i for i in (await api.get("/v1/suppressions", headers=auth)).json()["items"]}
 
@@ -116,12 +122,13 @@ async def test_only_a_report_carrying_our_keyed_tag_for_that_recipient_acts(
 
     reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="1")
     try:
-        async def all_read() -> bool:
-            counts = await db.fetch("SELECT sender_id, count(*) FROM bounce_messages WHERE sender_id = ANY($1)"
-                                    " GROUP BY sender_id", [sender["id"], their_sender["id"]])
-            return {r["sender_id"]: r["count"] for r in counts} == {sender["id"]: len(forged), their_sender["id"]: 1}
-
-        await until(all_read, "every report read")
+        await until(lambda: read_past(db, sender["id"], len(forged)), "every report read")
+        await until(lambda: read_past(db, their_sender["id"], 1), "the other account's report read")
+        # Only the report whose tag checks out is remembered: the others changed nothing, and a
+        # hostile server announcing endless untagged "bounces" no longer grows the table (issue 11).
+        counts = await db.fetch("SELECT sender_id, count(*) FROM bounce_messages WHERE sender_id = ANY($1)"
+                                " GROUP BY sender_id", [sender["id"], their_sender["id"]])
+        assert {r["sender_id"]: r["count"] for r in counts} == {sender["id"]: 1}, counts
         found = await statuses(api, auth, campaign_id)
         assert {email: found[email]["status"] for email in emails} == {
             "victim@example.com": "sent", "other@example.com": "sent", "real@example.com": "bounced"}
@@ -230,11 +237,9 @@ async def test_delay_notices_are_not_bounces_and_a_delivery_ends_a_run_of_soft_b
         await asyncio.to_thread(dovecot.append, imap_user.name, raw)
     reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="1")
     try:
-        async def all_read() -> bool:
-            read = await db.fetchval("SELECT count(*) FROM bounce_messages WHERE sender_id = $1", sender["id"])
-            return bool(read == len(inbox))
-
-        await until(all_read, "every notice read")
+        await until(lambda: read_past(db, sender["id"], len(inbox)), "every notice read")
+        # The delay notices changed nothing, so nothing of them is remembered.
+        assert await db.fetchval("SELECT count(*) FROM bounce_messages WHERE sender_id = $1", sender["id"]) == 6
     finally:
         workers.kill(reader)
     first = await statuses(api, auth, campaigns[0])
@@ -280,11 +285,7 @@ async def test_moving_bounces_moves_only_reports_of_our_own_mail(
             mine.name, "gone@example.com", message_id, "5.1.1", "failed", "550 5.1.1 gone"))
     reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="1")
     try:
-        async def all_read() -> bool:
-            return bool(await db.fetchval("SELECT count(*) = 3 FROM bounce_messages WHERE sender_id = $1",
-                                          sender["id"]))
-
-        await until(all_read, "every report read")
+        await until(lambda: read_past(db, sender["id"], 3), "every report read")
         await until(lambda: asyncio.to_thread(lambda: folder_count(dovecot, certs, mine, "Sendpy bounces") == 1),
                     "the genuine report moved")
         assert (await statuses(api, auth, campaign_id))["gone@example.com"]["status"] == "bounced"
@@ -292,3 +293,64 @@ async def test_moving_bounces_moves_only_reports_of_our_own_mail(
         assert await asyncio.to_thread(folder_count, dovecot, certs, mine, "INBOX") == 2
     finally:
         workers.kill(reader)
+
+
+async def test_remembered_bounce_messages_are_forgotten_after_a_while(db: asyncpg.Pool) -> None:
+    from shared.bounces.record import REMEMBER_DAYS, forget_old
+
+    await db.execute(
+        "INSERT INTO bounce_messages (sender_id, message_key, recorded_at) VALUES"
+        " (-7, 'old', now() - make_interval(days => $1 + 1)), (-7, 'recent', now() - make_interval(days => $1 - 1))",
+        REMEMBER_DAYS)
+    async with db.acquire() as conn:
+        assert await forget_old(conn) >= 1
+    kept = await db.fetch("SELECT message_key FROM bounce_messages WHERE sender_id = -7")
+    assert [r["message_key"] for r in kept] == ["recent"]
+    await db.execute("DELETE FROM bounce_messages WHERE sender_id = -7")
+
+
+def reply_to(to: str, sender: str, subject: str, message_id: str, body: str, *headers: str) -> bytes:
+    lines = [f"From: {sender}", f"To: {to}", f"Subject: {subject}", f"Message-ID: <{uuid.uuid4()}@example.net>",
+             f"In-Reply-To: {message_id}", f"References: {message_id}", *headers,
+             "Content-Type: text/plain; charset=utf-8", "", body, ""]
+    return "\r\n".join(lines).encode()
+
+
+async def test_replies_and_auto_replies_quoting_bounce_words_leave_the_recipient_sent(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, dovecot: DovecotServer,
+    imap_user: ImapUser, db: asyncpg.Pool,
+) -> None:
+    # A campaign titled «Ваш заказ не доставлен? Выберите новое время»: a vacation reply, a thank-you,
+    # «Автоответ:» and "Automatic reply:" each marked their recipient bounced 5.0.0 (issue 11).
+    sender = await imap_sender(api, auth, clean_sink, dovecot, imap_user)
+    emails = ["away@example.com", "thanks@example.com", "avto@example.com", "auto@example.com", "gone@example.com"]
+    campaign_id = await campaign_to(api, auth, sender["id"], emails)
+    ids = {m.rcpt_tos[0]: m.parsed()["Message-ID"] for m in clean_sink.messages}
+    subject = "Ваш заказ не доставлен? Выберите новое время"
+
+    def quote(email: str) -> str:
+        return f"\r\n\r\n> {subject}\r\n> Заказ не доставлен на адрес {email}\r\n> Delivery failed for {email}"
+
+    inbox = [
+        reply_to(imap_user.name, "Away <away@example.com>", f"Re: {subject}", ids["away@example.com"],
+                 "Я в отпуске." + quote("away@example.com"), "Auto-Submitted: auto-replied", "Precedence: bulk"),
+        reply_to(imap_user.name, "Thanks <thanks@example.com>", f"Re: {subject}", ids["thanks@example.com"],
+                 "Спасибо, всё получил!" + quote("thanks@example.com")),
+        reply_to(imap_user.name, "avto@example.com", f"Автоответ: {subject}", ids["avto@example.com"],
+                 "Нет на месте." + quote("avto@example.com")),
+        reply_to(imap_user.name, "auto@example.com", "Automatic reply: Delivery failed: please update your address",
+                 ids["auto@example.com"], "Out of office." + quote("auto@example.com")),
+        dsn(imap_user.name, "gone@example.com", ids["gone@example.com"], "5.1.1", "failed", "550 5.1.1 gone"),
+    ]
+    for raw in inbox:
+        await asyncio.to_thread(dovecot.append, imap_user.name, raw)
+    reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="1")
+    try:
+        await until(lambda: read_past(db, sender["id"], len(inbox)), "every message read")
+    finally:
+        workers.kill(reader)
+    found = await statuses(api, auth, campaign_id)
+    assert {email: found[email]["status"] for email in emails} == {
+        "away@example.com": "sent", "thanks@example.com": "sent", "avto@example.com": "sent",
+        "auto@example.com": "sent", "gone@example.com": "bounced"}, found
+    assert set(await suppressed(api, auth)) == {"gone@example.com"}

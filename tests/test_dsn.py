@@ -1093,8 +1093,8 @@ def test_the_keyed_tag_is_read_wherever_our_id_is_found() -> None:
     header = parse_bounce(SENDMAIL_DSN_MULTI.replace(f"X-Sendpy-Recipient: {CAMPAIGN}.41",
                                                      f"X-Sendpy-Recipient: {CAMPAIGN}.41.{tag}").encode())
     assert header is not None and (header.position, header.tag) == (41, tag)
-    # Quoted in a typed reply's text, and only in In-Reply-To.
-    typed = (f"From: someone@example.com\nSubject: Undelivered Mail Returned to Sender\n\n"
+    # Quoted in a plain-text report's text, and only in In-Reply-To.
+    typed = (f"From: MAILER-DAEMON@example.com\nSubject: Undelivered Mail Returned to Sender\n\n"
              f"Your message could not be delivered to victim@example.com.\n\n"
              f"> Message-ID: <{CAMPAIGN}.3.{tag}@example.org>\n")
     quoted = parse_bounce(typed.encode())
@@ -1375,3 +1375,49 @@ def test_huge_message() -> None:
         _check(parse_bounce(raw))
         assert time.monotonic() - started < 10, raw[:200]
 
+
+
+_REPLIED = f"<{CAMPAIGN}.5.abcdefgh234567qr@example.org>"
+
+
+def _reply(sender: str, subject: str, body: str, *headers: str) -> bytes:
+    lines = [f"From: {sender}", "To: shop@example.org", f"Subject: {subject}", f"In-Reply-To: {_REPLIED}",
+             f"References: {_REPLIED}", *headers, "Content-Type: text/plain; charset=utf-8", "", body]
+    return "\n".join(lines).encode()
+
+
+_QUOTE = ("\n\nOn Mon, shop@example.org wrote:\n> Ваш заказ не доставлен на адрес anna@example.com\n"
+          "> Delivery failed: we could not deliver your order to anna@example.com\n")
+
+
+@pytest.mark.parametrize("raw", [
+    # A Gmail vacation reply to «Ваш заказ не доставлен? Выберите новое время».
+    _reply("Anna <anna@example.com>", "Re: Ваш заказ не доставлен? Выберите новое время",
+           "Я в отпуске до понедельника." + _QUOTE, "Auto-Submitted: auto-replied", "Precedence: bulk"),
+    # A person's reply, quoting the subject and the text.
+    _reply("Anna <anna@example.com>", "Re: Ваш заказ не доставлен? Выберите новое время",
+           "Спасибо, всё получил!" + _QUOTE),
+    _reply("anna@example.com", "Re: Delivery failed: please update your address", "Thanks, done." + _QUOTE),
+    _reply("anna@example.com", "Автоответ: Ваш заказ не доставлен? Выберите новое время", "Я в отпуске." + _QUOTE),
+    _reply("anna@example.com", "Automatic reply: Delivery failed: please update your address",
+           "I am out of the office." + _QUOTE),
+    _reply("anna@example.com", "Delivery failed: please update your address", "Away." + _QUOTE, "X-Autoreply: yes"),
+    _reply("anna@example.com", "Undelivered: your order", "Away." + _QUOTE, "X-Autorespond: yes"),
+    _reply("anna@example.com", "Undelivered: your order", "Away." + _QUOTE, "Precedence: auto_reply"),
+    _reply("anna@example.com", "Undelivered: your order", "Away." + _QUOTE, "Auto-Submitted: auto-generated"),
+], ids=["vacation", "thanks-ru", "thanks-en", "avtootvet", "automatic-reply", "x-autoreply", "x-autorespond",
+        "precedence", "auto-generated"])
+def test_replies_and_auto_replies_to_a_subject_with_bounce_words_are_no_bounces(raw: bytes) -> None:
+    # Each marked the recipient bounced 5.0.0 and suppressed them (issue 11).
+    assert parse_bounce(raw) is None
+
+
+def test_the_same_words_from_a_mailer_daemon_are_still_a_bounce() -> None:
+    body = "Delivery failed: the mail could not be delivered to anna@example.com.\nuser unknown" + _QUOTE
+    for sender, extra in (("MAILER-DAEMON@mx.example.com", ()), ("postmaster@mx.example.com", ()),
+                          ("", ("Return-Path: <>",)),
+                          ("Mail Delivery System <mailer-daemon@mx.example.com>", ("Auto-Submitted: auto-replied",))):
+        raw = _reply(sender, "Delivery failed: please update your address", body, *extra)
+        bounce = parse_bounce(raw)
+        assert bounce is not None and bounce.position == 5, sender
+        assert [r.address for r in bounce.recipients] == ["anna@example.com"], sender

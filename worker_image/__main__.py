@@ -13,6 +13,7 @@ import asyncpg
 from shared import broker, fanout, outbox, send_window, uploads
 from shared.bounces.idle import IdleSessions
 from shared.bounces.reader import check_sender, due_senders
+from shared.bounces.record import forget_old
 from shared.campaigns import states
 from shared.campaigns.schedule import start_due
 from shared.commands import DeliveryBatch, InspectUpload, Publish, campaign_of, decode_command, upload_of
@@ -31,6 +32,7 @@ from worker_image.file_readers import FileReaders
 
 log = logging.getLogger("sendpy.worker")
 IDLE_FILL_SECONDS = 5.0  # how soon a free IDLE place is taken (a new sender, a watch that ended)
+FORGET_SECONDS = 3600.0  # how often bounce messages past their REMEMBER_DAYS are deleted
 
 
 async def run_worker(kind: str) -> None:
@@ -209,6 +211,10 @@ async def run_bounce_worker() -> None:
             task.add_done_callback(running.discard)
         return len(due)
 
+    async def forget_old_bounces() -> int:
+        async with db.acquire() as conn:
+            return await forget_old(conn)
+
     idle = IdleSessions(db, keys, policy, watched, limit=settings.bounce_idle_connections,
                         lease_seconds=settings.bounce_idle_lease_seconds)
     log.info("worker started", extra={"kind": "bounce", "pid": os.getpid()})
@@ -222,6 +228,7 @@ async def run_bounce_worker() -> None:
         asyncio.create_task(repeat(idle.fill, IDLE_FILL_SECONDS, stopping, "mailboxes watched")),
         asyncio.create_task(repeat(idle.renew, max(settings.bounce_idle_lease_seconds / 4, 0.5), stopping,
                                    "watches ended")),
+        asyncio.create_task(repeat(forget_old_bounces, FORGET_SECONDS, stopping, "old bounce messages forgotten")),
     ]
     try:
         await stopping.wait()

@@ -2,10 +2,12 @@
 
 In order: read receipts are not bounces. An RFC 3464 report (message/(global-)delivery-status) is
 authoritative; one whose recipients were all delivered/relayed/expanded is a success notice, not a
-bounce. Auto-replies are not bounces. Plain-text reports are matched by the wording of the software
-that wrote them (Exchange/Office 365, Gmail, Yandex, Mail.ru, Postfix, Exim, qmail) and read with
-one line-structure reader; then flufl.bounce (GNU Mailman's detectors) and last a generic reader
-get what still looks like a bounce (a mailer-daemon sender or a bounce subject).
+bounce. Auto-replies (Auto-Submitted other than "no", X-Autoreply, an auto-reply subject) are not
+bounces. Plain-text reports are matched by the wording of the software that wrote them
+(Exchange/Office 365, Gmail, Yandex, Mail.ru, Postfix, Exim, qmail) and read with one
+line-structure reader; then flufl.bounce (GNU Mailman's detectors) and last a generic reader get
+what a mailer daemon sent (its From or an empty Return-Path) — never a person's reply, whatever
+bounce words the subject it quotes holds.
 
 Our message is found by its Message-ID `<{campaign_uuid}.{position}.{tag}@{domain}>` (or an
 `X-Sendpy-Recipient: {campaign_uuid}.{position}.{tag}` header): in the returned original, then
@@ -43,7 +45,6 @@ from email.utils import parseaddr
 from shared.bounces.dsn_rules import (
     ADDR_RE,
     AUTO_REPLY_SUBJECT_RE,
-    BOUNCE_SUBJECT_RE,
     DELAY_RE,
     ENHANCED_RE,
     FAILURE_RE,
@@ -58,6 +59,7 @@ from shared.bounces.dsn_rules import (
     View,
     classify,
     clean,
+    daemon_report,
     daemon_sender,
     flufl_recipients,
     recipient_blocks,
@@ -127,7 +129,7 @@ def _parse(data: bytes) -> Bounce | None:
             if recipients := text_recipients(view.report, delayed):
                 return _bounce(view, recipients, name)
             matched = matched or name
-    if not (daemon_sender(view) or BOUNCE_SUBJECT_RE.search(view.subject)):
+    if not daemon_report(view):  # a person's reply, whatever words our subject it quotes holds
         return None
     if recipients := flufl_recipients(data, view.report, delayed):
         return _bounce(view, recipients, "flufl")
@@ -368,12 +370,12 @@ def _is_auto_reply(view: View) -> bool:
         return True
     if _header_text(view.msg, "Precedence").lower() == "auto_reply":
         return True
-    if BOUNCE_SUBJECT_RE.search(view.subject):
+    if daemon_sender(view):  # Exim and others mark their own plain-text bounces auto-replied
         return False
-    auto_submitted = _header_text(view.msg, "Auto-Submitted").lower()
-    return bool(AUTO_REPLY_SUBJECT_RE.search(view.subject)) or (
-        auto_submitted.startswith("auto-replied") and not daemon_sender(view)
-    )
+    # Anything else automatic, or titled as an auto-reply, is never a bounce — whatever bounce
+    # words the subject of ours it answers holds («Ваш заказ не доставлен?»).
+    auto_submitted = _header_text(view.msg, "Auto-Submitted").lower().partition(";")[0].strip()
+    return auto_submitted not in ("", "no") or bool(AUTO_REPLY_SUBJECT_RE.search(view.subject))
 
 
 def _find_campaign(view: View) -> tuple[uuid.UUID | None, int | None, str | None]:

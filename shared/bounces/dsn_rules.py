@@ -147,12 +147,6 @@ FAILURE_RE = _rx(
     r"failure notice|не (?:был[оа]? )?доставлен|не удалось доставить|не может быть доставлен|недоставленное",
     r"ошибка доставки",
 )
-BOUNCE_SUBJECT_RE = _rx(
-    r"undeliver|undelivered|delivery (?:status notification|failure|failed|has failed|problem|report|notification",
-    r"delayed)|returned mail|mail delivery failed|failure notice|could not be delivered|non.?delivery",
-    r"nicht zustellbar|delayed mail|warning: could not send|mail failure|недостав|не доставлен",
-    r"не удалось доставить|ошибка доставки",
-)
 AUTO_REPLY_SUBJECT_RE = _rx(
     r"^(?:(?:re|aw|sv|fw|fwd|ответ)\s*:\s*)?(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?"
     r"(?:reply|response|answer)|autoreply|auto:|away from (?:the )?office|on vacation|vacation|i am away|i'm away|"
@@ -323,7 +317,20 @@ def flufl_recipients(data: bytes, report: str, delayed: bool) -> list[BouncedRec
 
 
 def daemon_sender(view: View) -> bool:
+    """From a mailer daemon, by its From address or name."""
     return bool(_DAEMON_LOCAL_RE.match(view.sender.rpartition("@")[0]) or _DAEMON_NAME_RE.search(view.sender_name))
+
+
+def daemon_report(view: View) -> bool:
+    """Sent by a mailer daemon: its From; without a From address, an envelope sender (Return-Path)
+    that is empty or a daemon's. A person's From wins over any Return-Path."""
+    if daemon_sender(view) or view.sender:
+        return daemon_sender(view)
+    try:
+        paths = [str(p).strip().strip("<>").strip().lower() for p in (view.msg.get_all("Return-Path") or [])[:5]]
+    except Exception:
+        paths = []
+    return any(not p or _DAEMON_LOCAL_RE.match(p.rpartition("@")[0]) for p in paths)
 
 
 def _provider(domains: str, own_words: re.Pattern[str], failure: re.Pattern[str]) -> Callable[[View], bool]:

@@ -1,6 +1,6 @@
 """A recognised bounce written down: the recipient `bounced` with the report's status and words,
 the address suppressed (hard bounces at once, soft ones after SOFT_LIMIT in a row), and the
-bounce message remembered so that reading the mailbox again never records it twice.
+bounce message remembered (REMEMBER_DAYS) so that reading the mailbox again never records it twice.
 
 Which recipient: only the one a keyed tag of ours names. Our Message-ID is
 `<campaign.position.tag@domain>`, the tag a MAC of campaign, position, account and the recipient's
@@ -41,6 +41,8 @@ SOFT_LIMIT = 3
 # Soft bounces of messages sent further apart than this are not "in a row" (a quarterly newsletter
 # to a mailbox that was full once a year is not a dead mailbox).
 SOFT_WINDOW_DAYS = 90
+# How long a recorded bounce message is remembered (see forget_old).
+REMEMBER_DAYS = 120
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,9 @@ def message_key(raw: bytes, message_id: str | None) -> str:
 
 async def record(conn: Conn, sender: SenderRef, bounce: Bounce, key: str) -> int:
     """Record one bounce message (in the caller's transaction); returns recipients marked bounced.
-    A message recorded before (same key, same sender) changes nothing."""
-    first_time = await conn.fetchval(
-        "INSERT INTO bounce_messages (sender_id, message_key) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
-        sender.id, key,
-    )
-    if first_time is None:
-        return 0
+    A message recorded before (same key, same sender) changes nothing. Only a report whose tag
+    checks out is remembered: any other changes nothing, so reading it again changes nothing
+    either (a hostile server's endless untagged "bounces" wrote 8,000 rows a minute)."""
     failures = [failed for failed in bounce.recipients if not failed.delayed]
     if bounce.campaign_id is None or bounce.position is None or bounce.tag is None or not failures:
         return 0  # a delay notice, or no tag of ours: the user's own mail, old mail, or a forgery
@@ -83,12 +81,33 @@ async def record(conn: Conn, sender: SenderRef, bounce: Bounce, key: str) -> int
         if len(failures) > 1:  # the other addresses were not this message's recipients
             mine = suppressions.suppression_key(row["email"])
             failures = [f for f in failures if suppressions.suppression_key(f.address) == mine]
+        if not failures or not await _first_time(conn, sender, key):
+            return 0
         # One address: ours, even if the report names where it was forwarded to.
-        return await _record_failure(conn, sender, bounce, failures[0], row["email"], row) if failures else 0
+        return await _record_failure(conn, sender, bounce, failures[0], row["email"], row)
     for failed in failures:  # no row (a deleted campaign, a test send): the tag proves the address
         if tagged(suppressions.suppression_key(failed.address)):
+            if not await _first_time(conn, sender, key):
+                return 0
             return await _record_failure(conn, sender, bounce, failed, failed.address, None)
     return 0
+
+
+async def _first_time(conn: Conn, sender: SenderRef, key: str) -> bool:
+    first = await conn.fetchval(
+        "INSERT INTO bounce_messages (sender_id, message_key) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+        sender.id, key)
+    return first is not None
+
+
+async def forget_old(conn: Conn) -> int:
+    """Forget bounce messages recorded more than REMEMBER_DAYS ago; returns how many. Only a
+    mailbox renumbered since (a new UIDVALIDITY) reads them again, and a hard bounce read again
+    changes nothing: its recipient is bounced and suppressed already."""
+    deleted = await conn.fetchval(
+        "WITH gone AS (DELETE FROM bounce_messages WHERE recorded_at < now() - make_interval(days => $1)"
+        " RETURNING 1) SELECT count(*) FROM gone", REMEMBER_DAYS)
+    return int(deleted)
 
 
 def carries_our_tag(sender: SenderRef, bounce: Bounce) -> bool:
