@@ -249,7 +249,9 @@ PATHS: dict[str, Any] = {
                       parameters=[{**_query("email", {"type": "string"}), "required": True}], tags=["suppressions"]),
     },
     "/v1/suppressions/import": {"post": {
-        **_op("Import a CSV or a list of addresses (one a line)", {"201": _json({"type": "object"})},
+        **_op("Import a CSV or a list of addresses (one a line); one import per account at a time",
+              {"201": _json({"type": "object"}),
+               "409": _json(_ref("Error"), "Another import of this account is still running")},
               tags=["suppressions"]),
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}}},
     "/v1/suppressions/export": {"get": _op(
