@@ -412,7 +412,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "start_needs": {
         "en": "Before sending, set '{field}'.",
-        "ru": "Перед отправкой заполните «{field}».",
+        "ru": "Перед отправкой укажите: {field}.",
     },
     "sender_not_verified": {
         "en": "Verify the sender first: Sendpy must log in to it successfully once.",

@@ -24,7 +24,7 @@ def test_field_names_and_address_problems_are_russian_in_russian() -> None:
     bad = check_address("ivan.example.com")
     assert bad.explained == "нет знака @ / An email address must have an @-sign."
     assert check_address("   ").explained == "пусто / empty"
-    assert InputError("start_needs", "sender_id").message("ru") == "Перед отправкой заполните «отправитель»."
+    assert InputError("start_needs", "sender_id").message("ru") == "Перед отправкой укажите: отправитель."
     refused = host_refused("host", "smtp.gmial.com", "dns", "the name 'smtp.gmial.com' does not resolve")
     assert refused.message("ru") == "Сервер «smtp.gmial.com» не подходит: такого имени нет в DNS — проверьте, нет ли опечатки"
     assert "does not resolve" in refused.message("en")
