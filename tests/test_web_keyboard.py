@@ -8,7 +8,7 @@ import uuid
 
 import asyncpg
 import httpx
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from sendpy.devstack.smtp_sink import SmtpSink
 from tests.helpers import draft_campaign, make_sender
@@ -46,6 +46,18 @@ async def test_an_unknown_campaign_says_so_and_send_asks_with_cancel_first(
     await expect(page.get_by_role("button", name="Приостановить")).to_have_count(0)
 
 
+async def type_and_press_enter(page: Page, email: str, password: str) -> None:
+    await page.get_by_label("Электронная почта").fill(email)
+    await page.get_by_label("Пароль").fill(password)
+    await page.get_by_label("Пароль").press("Enter")
+
+
+async def sign_out(page: Page) -> None:
+    await expect(page.get_by_role("heading", name="Рассылки", exact=True)).to_be_visible()
+    await page.get_by_role("button", name="Выйти").click()
+    await page.goto("/")
+
+
 async def test_enter_in_the_password_does_what_the_form_says(ru: RussianPage) -> None:  # noqa: F811
     # The form had two submit buttons; Enter in «Пароль» pressed the first — sign-up — even for
     # someone logging in.
@@ -53,25 +65,15 @@ async def test_enter_in_the_password_does_what_the_form_says(ru: RussianPage) ->
     email = f"enter-{uuid.uuid4().hex[:8]}@example.com"
     await page.goto("/")
     await expect(page.get_by_role("heading", name="Зарегистрироваться")).to_be_visible()
-    await page.get_by_label("Электронная почта").fill(email)
-    await page.get_by_label("Пароль").fill("a good long password")
-    await page.get_by_label("Пароль").press("Enter")
-    await expect(page.get_by_role("heading", name="Рассылки", exact=True)).to_be_visible()
-    await page.get_by_role("button", name="Выйти").click()
-    await page.goto("/")
+    await type_and_press_enter(page, email, "a good long password")
+    await sign_out(page)
     # This browser has signed in before: the form opens on «Войти», and Enter logs in.
     await expect(page.get_by_role("heading", name="Войти")).to_be_visible()
-    await page.get_by_label("Электронная почта").fill(email)
-    await page.get_by_label("Пароль").fill("a good long password")
-    await page.get_by_label("Пароль").press("Enter")
-    await expect(page.get_by_role("heading", name="Рассылки", exact=True)).to_be_visible()
-    await page.get_by_role("button", name="Выйти").click()
-    await page.goto("/")
+    await type_and_press_enter(page, email, "a good long password")
+    await sign_out(page)
     await page.get_by_role("button", name="Зарегистрироваться").press("Enter")  # the switch, by keyboard
     await expect(page.get_by_role("heading", name="Зарегистрироваться")).to_be_focused()
-    await page.get_by_label("Электронная почта").fill(email)
-    await page.get_by_label("Пароль").fill("another long password")
-    await page.get_by_label("Пароль").press("Enter")
+    await type_and_press_enter(page, email, "another long password")
     await expect(page.locator("#auth-error")).to_contain_text("уже")  # taken: it tried to register
 
 
