@@ -9,10 +9,12 @@ granularity of delivery batches, with costs measured by `sending.py` on the 2-co
   `worker_image/consume.py` does). More workers than partitions sit idle.
 - A sender worker is one Python process on one vCPU: every message costs it `sender_us` of CPU
   (rendering, SMTP client, driver), shared by the batches it works on at once.
-- An SMTP account has `connections` per worker; a message holds a connection for `smtp_ms` (the
-  remote server's time per pipelined transaction). A rate-limited account's batches all go to one
-  partition (their key is the sender), so one worker at a time enforces its limit; an unlimited
-  one (a company relay) is spread over every partition.
+- An SMTP account has at most `connections` per worker, shared by all the worker's batches of it;
+  a message holds a connection for `smtp_ms` (the remote server's time per pipelined
+  transaction). A rate-limited account's batches all go to one partition (their key is the
+  sender), so one worker at a time enforces its limit, and a batch the limit holds back is
+  deferred, freeing the partition; an unlimited one (a company relay) is spread over every
+  partition.
 - Postgres: `pg_cores` cores; every recipient costs `pg_us` of its CPU (the claim and the outcome
   write) and `wal_bytes` of WAL, written at `wal_mb_s`.
 
@@ -110,6 +112,7 @@ def simulate(costs: Costs, scenario: Scenario, workers: int, partitions: int) ->
     tokens = [scenario.per_minute or 0.0] * scenario.accounts
     refilled_at = [0.0] * scenario.accounts
     idle = [True] * partitions
+    pools: dict[tuple[int, int], _Server] = {}
     sent = [0]
 
     def allowance(account: int) -> float:
@@ -155,7 +158,11 @@ def simulate(costs: Costs, scenario: Scenario, workers: int, partitions: int) ->
                         size * costs.wal_bytes / (costs.wal_mb_s * 1e6), finished))
 
             cpu.serve(size * costs.sender_us / 1e6, lambda: part_done("cpu"))
-            clock.at(clock.now + wire, lambda: part_done("wire"))
+            # A worker opens at most `connections` to an account, however many of its batches it
+            # works on: batches of one account on one worker take turns on them.
+            key = (partition % active, account)
+            pool = pools.setdefault(key, _Server(clock, 1))
+            pool.serve(wire, lambda: part_done("wire"))
 
         def finished() -> None:
             sent[0] += size
@@ -197,6 +204,7 @@ def main() -> None:
     parser.add_argument("--wal-bytes", type=float, default=Costs.wal_bytes)
     parser.add_argument("--wal-mb-s", type=float, default=Costs.wal_mb_s)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--partitions", type=int, help="deliveries topic partitions (default: 6, or one a worker)")
     args = parser.parse_args()
     costs = replace(Costs(), sender_us=args.sender_us, pg_us=args.pg_us, pg_cores=args.pg_cores,
                     wal_bytes=args.wal_bytes, wal_mb_s=args.wal_mb_s)
@@ -205,7 +213,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for scenario in SCENARIOS:
         for workers in args.workers:
-            result = simulate(costs, scenario, workers, partitions=max(6, workers))
+            result = simulate(costs, scenario, workers, partitions=args.partitions or max(6, workers))
             u = result.utilisation
             print(f"| {scenario.name} | {workers} | {result.partitions} | {result.msgs_per_s:,.0f} | "
                   f"{result.busiest} | {u['sender CPU']:.0%} | {u['Postgres CPU']:.0%} | {u['WAL']:.0%} |")
