@@ -115,6 +115,9 @@ class Settings:
     batch_budget_seconds: float  # how long one delivery batch may hold its partition (and bounds each message)
     slow_backoff_seconds: float  # an account whose server is too slow first waits this long, then twice as long
     public_base_url: str
+    # Connections one client address may hold open to a self-hosted API (functions/serve.py);
+    # 0 turns the cap off, e.g. behind a reverse proxy that limits them itself.
+    api_connections_per_client: int
     trusted_proxy_hops: int  # X-Forwarded-For entries appended by proxies we trust (CloudFront: 1)
 
     serve_web: bool  # the API also serves web/ (local stack, compose); in AWS the CDN does
@@ -185,6 +188,7 @@ def load_settings() -> Settings:
         batch_budget_seconds=_float("SENDPY_BATCH_BUDGET_SECONDS", 20.0),
         slow_backoff_seconds=_float("SENDPY_SLOW_BACKOFF_SECONDS", 60.0),
         public_base_url=_str("SENDPY_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        api_connections_per_client=_int("SENDPY_API_CONNECTIONS_PER_CLIENT", 200, minimum=0),
         trusted_proxy_hops=_int("SENDPY_TRUSTED_PROXY_HOPS", 0),
         serve_web=_bool("SENDPY_SERVE_WEB", False),
         log_level=_choice("SENDPY_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")).upper(),

@@ -1,5 +1,6 @@
 """Slow clients against the self-hosted server: a request head that trickles in is cut off, and
-others are served meanwhile; a body that trickles in gets a 408."""
+others are served meanwhile; a body that trickles in gets a 408; one address cannot hold more
+than its share of connections."""
 
 from __future__ import annotations
 
@@ -27,12 +28,16 @@ class QuickDeadline(serve.HeadDeadlineProtocol):
     head_seconds = 1.0
 
 
+PER_CLIENT = 30
+
+
 @pytest.fixture
 async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = serve.config("127.0.0.1", port, app=Starlette(routes=[Route("/", hello)]), log_level="warning")
+    config = serve.config("127.0.0.1", port, app=Starlette(routes=[Route("/", hello)]), log_level="warning",
+                          per_client=PER_CLIENT)
     config.http = QuickDeadline
     running = uvicorn.Server(config)
     task = asyncio.create_task(running.serve())
@@ -113,3 +118,22 @@ async def test_a_trickling_body_is_answered_408(api: httpx.AsyncClient, api_key:
     assert answer.status_code == 408, answer.text
     assert answer.json()["error"]["code"] == "body_too_slow"
     assert "не пришло" in answer.json()["error"]["message"]
+
+
+async def test_one_address_holds_no_more_than_its_share_of_connections(server: int) -> None:
+    # The attacker connects from another loopback address, so the cap that stops it leaves
+    # 127.0.0.1 alone.
+    held = [await asyncio.open_connection("127.0.0.1", server, local_addr=("127.0.0.2", 0))
+            for _ in range(PER_CLIENT + 20)]
+    # Checked at once: the 1-s head deadline closes the others soon after.
+    refused = await asyncio.gather(*(_closed(reader) for reader, _ in held))
+    assert refused.count(True) == 20, refused
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"http://127.0.0.1:{server}/")).text == "hello"
+    for _, writer in held:
+        writer.close()
+    await asyncio.sleep(0.3)  # the server notices the closed connections
+    reader, writer = await asyncio.open_connection("127.0.0.1", server, local_addr=("127.0.0.2", 0))
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"hello" in await asyncio.wait_for(reader.readuntil(b"hello"), 5)  # its share came back
+    writer.close()
