@@ -3,11 +3,8 @@
 Detection looks at a sample (the first 64 KiB): encoding (UTF-8 with or without BOM, UTF-16,
 Windows-1251 and other single-byte code pages via charset-normalizer), delimiter (`,` `;` tab
 `|`), whether the first row is a header, and which column holds the addresses. The user can
-correct any of it; streaming then uses exactly what was decided.
-
-A quote that is opened and never closed would, by the CSV rules, make the rest of the file (or
-everything up to the next quote) one field. The line where it opens is reported as a problem row
-instead, and the lines after it are read as rows of their own: no contact disappears unseen.
+correct any of it; streaming then uses exactly what was decided. An unclosed quote costs its
+line only (contacts_records.py).
 """
 
 from __future__ import annotations
@@ -16,14 +13,14 @@ import codecs
 import csv
 import hashlib
 import re
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from charset_normalizer import from_bytes
 
 from shared.addresses import check_address
+from shared.contacts_records import MAX_FIELD, records
 from shared.errors import InputError
 
 SAMPLE_BYTES = 64 * 1024
@@ -32,10 +29,6 @@ ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-
 PREVIEW_ROWS = 10
 INVALID_EXAMPLES = 20
 MAX_COLUMNS = 200
-MAX_FIELD = 10_000
-# A quoted field running over more lines than this (or MAX_FIELD characters) is taken for an
-# unclosed quote: a real one (an address, a note) is a few lines, and it also bounds what is kept.
-MAX_FIELD_LINES = 50
 
 _EMAIL_HEADERS = {
     "email", "e-mail", "mail", "emailaddress", "e-mailaddress", "emails", "почта", "электроннаяпочта",
@@ -113,109 +106,13 @@ def detect_encoding(sample: bytes, complete: bool) -> str:
     return encoding
 
 
-class _Record(NamedTuple):
-    line: int  # the line of the file it starts on, 1-based
-    cells: list[str]
-    unclosed: str | None  # the line's text when it opens a quote that is not closed; cells are then []
-
-
-class _FieldTooLong(Exception):
-    pass
-
-
-class _Lines:
-    """The lines given to a csv reader, numbered; those of the record being read are kept so that
-    they can be read again."""
-
-    def __init__(self, lines: Iterable[str]) -> None:
-        self._source = iter(lines)
-        self._again: deque[tuple[int, str]] = deque()
-        self._count = 0
-        self.record: list[tuple[int, str]] = []
-        self._continued = 0
-        self.ran_out = False
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        # Asked for another line while the record is already long: raising here (the csv reader
-        # passes it on) stops the reader before it holds the rest of the file in one field.
-        if self.record and (len(self.record) >= MAX_FIELD_LINES or self._continued > MAX_FIELD):
-            raise _FieldTooLong
-        if self._again:
-            number, line = self._again.popleft()
-        else:
-            try:
-                line = next(self._source)
-            except StopIteration:
-                self.ran_out = True
-                raise
-            self._count += 1
-            number = self._count
-        if self.record:
-            self._continued += len(line)
-        self.record.append((number, line))
-        return line
-
-    def start_record(self) -> None:
-        self.record, self._continued, self.ran_out = [], 0, False
-
-    def read_again(self, lines: list[tuple[int, str]]) -> None:
-        self._again.extendleft(reversed(lines))
-
-
-def _readings(line: str, delimiter: str) -> Iterator[list[str]]:
-    """A line's cells read on its own; and read with quotes as plain characters, because the quote
-    that ended a runaway field may open one on the line itself (`"b@x.com,Bob` after `"a@x.com,Ann`)."""
-    yield next(csv.reader([line], delimiter=delimiter), [])
-    plain = next(csv.reader([line], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
-    yield [cell.strip().strip('"') for cell in plain]
-
-
-def _records(lines: Iterable[str], delimiter: str, stands_alone: Callable[[list[str]], bool],
-             final: bool = True) -> Iterator[_Record]:
-    """CSV records, with each unclosed quote reported on its own line and the lines after it read again.
-
-    A quoted field is taken as unclosed when it is still open at the end of the file (`final`),
-    runs too long, or swallowed a line that `stands_alone` says is a row of its own (a contact,
-    so a line with an address).
-    """
-    feed = _Lines(lines)
-    reader = csv.reader(feed, delimiter=delimiter)
-    while True:
-        feed.start_record()
-        try:
-            cells: list[str] | None = next(reader)
-        except StopIteration:
-            return
-        except _FieldTooLong:
-            cells = None
-        except csv.Error:  # e.g. a 150,000-character cell: that row is a problem, not the whole file
-            record = feed.record
-            reader = csv.reader(feed, delimiter=delimiter)
-            yield _Record(record[0][0], [record[0][1][:200]], None)
-            continue
-        record = feed.record
-        # A contact row has an address, so a line without "@" is not looked at more closely.
-        unclosed = (cells is None or (final and feed.ran_out)
-                    or any(stands_alone(alone) for _, line in record[1:] if "@" in line
-                           for alone in _readings(line, delimiter)))
-        if cells is not None and not unclosed:
-            yield _Record(record[0][0], cells, None)
-            continue
-        feed.read_again(record[1:])
-        reader = csv.reader(feed, delimiter=delimiter)  # the old one may be inside the runaway field
-        yield _Record(record[0][0], [], record[0][1].rstrip("\r\n"))
-
-
 def _has_email(cells: list[str]) -> bool:
     return any(_looks_like_email(cell) for cell in cells)
 
 
 def _rows(lines: list[str], delimiter: str, final: bool) -> list[list[str]]:
     try:
-        return [record.cells for record in _records(lines, delimiter, _has_email, final)
+        return [record.cells for record in records(lines, delimiter, _has_email, final)
                 if any(cell.strip() for cell in record.cells)]
     except csv.Error as exc:
         raise InputError("bad_csv", "file", reason=str(exc)) from None
@@ -225,7 +122,7 @@ def detect_delimiter(lines: list[str]) -> str:
     """The candidate that splits the most lines into the same, largest number of cells."""
     best, best_score = ",", 0.0
     for candidate in DELIMITERS:
-        counts = [len(record.cells) for record in _records(lines, candidate, _has_email) if record.cells]
+        counts = [len(record.cells) for record in records(lines, candidate, _has_email) if record.cells]
         if not counts:
             continue
         typical = max(set(counts), key=counts.count)
@@ -355,8 +252,10 @@ def unclosed_quote_reason(line: int) -> str:
             f" close or remove the quote and upload the file again")
 
 
-def iter_contacts(chunks: Iterable[bytes], dialect: Dialect, columns: list[Column]) -> Iterator[ContactRow]:
-    """Every data row of the file; blank lines are passed over. Raises InputError on broken CSV."""
+def iter_contacts(chunks: Iterable[bytes], dialect: Dialect, columns: list[Column],
+                  check: Callable[[], None] | None = None) -> Iterator[ContactRow]:
+    """Every data row of the file; blank lines are passed over. Raises InputError on broken CSV.
+    `check` is called for each record read (blank ones too) and may raise to stop the reading."""
     csv.field_size_limit(MAX_FIELD * 10)
     names = [c.field for c in columns]
     at = dialect.email_column
@@ -364,10 +263,12 @@ def iter_contacts(chunks: Iterable[bytes], dialect: Dialect, columns: list[Colum
     def stands_alone(cells: list[str]) -> bool:
         return len(cells) > at and (len(cells) > 1 or len(names) == 1) and _looks_like_email(cells[at])
 
-    records = _records(decode_lines(chunks, dialect.encoding), dialect.delimiter, stands_alone)
+    read = records(decode_lines(chunks, dialect.encoding), dialect.delimiter, stands_alone)
     number = 0
     try:
-        for line, cells, unclosed in records:
+        for line, cells, unclosed in read:
+            if check is not None:
+                check()
             number += 1
             if number == 1 and dialect.has_header:
                 continue

@@ -3,8 +3,9 @@
 For a campaign made from a contact upload, the file is streamed from S3 (constant memory, apart
 from 16 bytes per unique address for de-duplication) and COPYed into `recipients` a chunk at a
 time, suppressed addresses included as `skipped` with their reason. A small file is loaded right
-away; a big one by the file readers (file_jobs.py), so that reading it never holds up other
-users' campaign starts. Batches go out through the campaign's window (send_window.py).
+away; a big one (or one too slow to read within a request) by the file readers (file_jobs.py),
+so that reading it never holds up other users' campaign starts. Batches go out through the user's
+window (send_window.py).
 Re-planning (a redelivered command, a resume) is harmless: recipients are loaded once, and
 senders skip recipients already in a final state.
 """
@@ -33,7 +34,8 @@ from shared.uploads import INLINE_INSPECT_BYTES
 
 COPY_CHUNK = 20_000
 # Files up to this size are loaded on the commands topic, within a second (as they are inspected
-# within the request); larger ones by the file readers.
+# within the request); larger ones by the file readers, and so are small ones whose inspection ran
+# out of time in the request (uploads.read_by_worker: a file crafted to be slow to read).
 INLINE_LOAD_BYTES = INLINE_INSPECT_BYTES
 
 
@@ -152,13 +154,13 @@ async def run(
     """
     async with db.acquire() as conn:
         plan = await conn.fetchrow(
-            "SELECT c.status, c.user_id, c.recipients_loaded, u.size_bytes"
+            "SELECT c.status, c.user_id, c.recipients_loaded, u.size_bytes, u.read_by_worker"
             " FROM campaigns c LEFT JOIN uploads u ON u.id = c.upload_id WHERE c.id = $1",
             command.campaign_id)
         if plan is None or plan["status"] not in states.OPEN_FOR_SENDING:
             return  # gone, paused or cancelled
         loading = store is not None and not plan["recipients_loaded"]
-        if loading and (plan["size_bytes"] or 0) > INLINE_LOAD_BYTES:
+        if loading and ((plan["size_bytes"] or 0) > INLINE_LOAD_BYTES or plan["read_by_worker"]):
             await file_jobs.enqueue(conn, command.campaign_id, "load", plan["user_id"], supersede=False)
             return
     await _send(db, command.campaign_id, publish, window, store if loading else None, chunk_rows)

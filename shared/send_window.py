@@ -1,19 +1,28 @@
-"""A campaign's window of delivery batches: at most `size` published and not yet finished.
+"""A user's window of delivery batches: at most `size` of their batches published and not yet finished.
 
 Each partition of the deliveries topic is worked in order, so publishing all 500 batches of a
 100,000-recipient campaign at once put another user's one-recipient mail behind a quarter or more
 of them. Instead the fan-out publishes the first `size` batches and each finished batch publishes
 the next (the sender worker calls `finished` once the batch's outcomes and deferrals are written,
 before its offset is committed): a batch published now waits behind about `size / partitions`
-batches of each campaign under way, while the campaign keeps every partition busy.
+batches of each user with mail under way, while that mail keeps every partition busy.
+
+The window is the user's, not each campaign's: ten big campaigns started at once had ten windows
+out, and another user's one-recipient mail waited 44 s behind them instead of one window's worth.
+A user's sending campaigns share `size` places; each campaign keeps its own place in its
+recipients (`send_windows`, one row per campaign, batches in position order), and a freed place
+goes to the campaign with the fewest batches out — on a tie, the one given a place longest ago —
+so every one of them gets turns and none starves. One filler per user at a time (an advisory
+lock) keeps the count true while it publishes.
 
 The window is bookkeeping, never the only copy of the work. Recipients are rows in Postgres, and
 publishing a range twice is harmless (final recipients are skipped, claims are atomic): a crash
 between publishing and committing publishes that range again, a crash before `finished` has its
 batch redelivered, and a window that lost track (a batch dead-lettered) starts again from the
-first open recipient on a resume or from the stall sweeper. Deferred batches (limits, retries) go
-back through `deferred_batches`: one put off briefly keeps its place in the window, one put off for
-longer (a retry's back-off, a daily limit) gives it to the next batch.
+first open recipient on a resume or from the stall sweeper. Only sending campaigns count: the
+batches of one paused or cancelled are dropped when read and free their places as usual. Deferred
+batches (limits, retries) go back through `deferred_batches`: one put off briefly keeps its place
+in the window, one put off for longer (a retry's back-off, a daily limit) gives it to the next batch.
 """
 
 from __future__ import annotations
@@ -31,69 +40,108 @@ _LARGEST_POSITION = 2**31 - 1
 # of a rate limit) keeps its place: the campaign is still working through it. A longer wait (a
 # retry's back-off, a daily limit, a paused account) gives the place to the next batch.
 SHORT_WAIT_SECONDS = 60.0
+_USER_LOCK = 0x5357  # with the user id: one filler of a user's window at a time
 
 
 @dataclass(frozen=True)
 class Window:
     batch_size: int  # recipients per batch
-    size: int  # batches out at once per campaign
+    size: int  # batches out at once per user, across all their campaigns
+
+
+@dataclass
+class _Campaign:
+    """One sending campaign's row of the user's window, while a fill works on it."""
+
+    campaign_id: uuid.UUID
+    sender_id: int
+    spread: bool
+    position: int  # where its pass over the open recipients goes on
+    last_loaded: int
+    out: list[int]  # first positions of its batches out now
+    turn: int  # when it last got a place, relative to the others: lower waited longer
+    changed: bool = False
+    served: bool = False
+
+
+async def _lock_user(conn: Conn, campaign_id: uuid.UUID) -> int | None:
+    """The campaign's user, whose window is now ours until the transaction ends."""
+    user_id: int | None = await conn.fetchval("SELECT user_id FROM campaigns WHERE id = $1", campaign_id)
+    if user_id is not None:
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _USER_LOCK, user_id % 2**31)
+    return user_id
 
 
 async def restart(conn: Conn, campaign_id: uuid.UUID) -> None:
     """A new pass from the first open recipient with nothing out (a start, a resume, the sweeper).
     Batches still out from before are harmless: they finish as usual and free nothing new."""
-    await conn.execute(
-        "INSERT INTO send_windows (campaign_id) VALUES ($1) ON CONFLICT (campaign_id) DO UPDATE"
-        " SET next_position = 1, open_batches = '{}', updated_at = now()",
-        campaign_id)
+    async with conn.transaction():
+        await _lock_user(conn, campaign_id)  # before the row, as every filler: no deadlock with one
+        await conn.execute(
+            "INSERT INTO send_windows (campaign_id) VALUES ($1) ON CONFLICT (campaign_id) DO UPDATE"
+            " SET next_position = 1, open_batches = '{}', updated_at = clock_timestamp()",
+            campaign_id)
 
 
 async def fill(conn: Conn, campaign_id: uuid.UUID, publish: Publish, window: Window,
                finished_first: int | None = None) -> int:
-    """Inside a transaction: take `finished_first` (a finished batch) out of the window, then publish
-    batches of open recipients until `window.size` are out; returns how many were published.
+    """Inside a transaction: take `finished_first` (a finished batch of `campaign_id`) out of the
+    window, then publish batches of the user's sending campaigns until `window.size` are out, each
+    place to the campaign with the fewest out; returns how many were published.
 
     Publishing happens before the caller commits: if it fails, nothing is recorded as out.
     """
-    row = await conn.fetchrow(
-        """
-        SELECT w.next_position, w.open_batches, c.status, c.sender_id, c.recipient_count,
-               (s.per_minute IS NULL AND s.per_day IS NULL) AS spread
-          FROM send_windows w JOIN campaigns c ON c.id = w.campaign_id JOIN senders s ON s.id = c.sender_id
-         WHERE w.campaign_id = $1
-           FOR UPDATE OF w
-        """,
-        campaign_id,
-    )
-    if row is None:
-        return 0  # started before windows existed: all its batches were published at once
-    out = list(row["open_batches"])
+    user_id = await _lock_user(conn, campaign_id)
+    if user_id is None:
+        return 0
     if finished_first is not None and not await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM deferred_batches WHERE campaign_id = $1 AND first_position = $2"
         " AND not_before <= now() + make_interval(secs => $3))",
         campaign_id, finished_first, SHORT_WAIT_SECONDS,
     ):
-        out = [first for first in out if first != finished_first]
-    position, last_loaded = row["next_position"], row["recipient_count"]
-    batches: list[DeliveryBatch] = []
-    if row["status"] == "sending":
-        while len(out) < window.size and position <= last_loaded:
-            # Ranges whose recipients are all final already (a second pass) are stepped over.
-            first = await conn.fetchval(
-                "SELECT min(position) FROM recipients WHERE campaign_id = $1 AND position >= $2"
-                " AND status IN ('pending', 'sending')",
-                campaign_id, position)
-            if first is None or first > last_loaded:
-                position = last_loaded + 1
-                break
-            last = min(first + window.batch_size - 1, last_loaded)
-            batches.append(DeliveryBatch(campaign_id, row["sender_id"], first, last, row["spread"]))
-            out.append(first)
-            position = last + 1
-    if out != list(row["open_batches"]) or position != row["next_position"]:
         await conn.execute(
-            "UPDATE send_windows SET next_position = $2, open_batches = $3, updated_at = now() WHERE campaign_id = $1",
-            campaign_id, position, out)
+            "UPDATE send_windows SET open_batches = array_remove(open_batches, $2) WHERE campaign_id = $1"
+            " AND $2 = ANY(open_batches)", campaign_id, finished_first)
+    rows = await conn.fetch(
+        """
+        SELECT w.campaign_id, w.next_position, w.open_batches, c.sender_id, c.recipient_count,
+               (s.per_minute IS NULL AND s.per_day IS NULL) AS spread
+          FROM campaigns c JOIN send_windows w ON w.campaign_id = c.id JOIN senders s ON s.id = c.sender_id
+         WHERE c.user_id = $1 AND c.status = 'sending'
+         ORDER BY w.updated_at, w.campaign_id
+           FOR UPDATE OF w
+        """,
+        user_id,
+    )
+    campaigns = [_Campaign(r["campaign_id"], r["sender_id"], r["spread"], r["next_position"], r["recipient_count"],
+                           list(r["open_batches"]), turn) for turn, r in enumerate(rows)]
+    out = sum(len(c.out) for c in campaigns)
+    batches: list[DeliveryBatch] = []
+    while out < window.size:
+        waiting = [c for c in campaigns if c.position <= c.last_loaded]
+        if not waiting:
+            break
+        chosen = min(waiting, key=lambda c: (len(c.out), c.turn))
+        chosen.changed = True
+        # Ranges whose recipients are all final already (a second pass) are stepped over.
+        first = await conn.fetchval(
+            "SELECT min(position) FROM recipients WHERE campaign_id = $1 AND position >= $2"
+            " AND status IN ('pending', 'sending')",
+            chosen.campaign_id, chosen.position)
+        if first is None or first > chosen.last_loaded:
+            chosen.position = chosen.last_loaded + 1
+            continue
+        last = min(first + window.batch_size - 1, chosen.last_loaded)
+        batches.append(DeliveryBatch(chosen.campaign_id, chosen.sender_id, first, last, chosen.spread))
+        chosen.out.append(first)
+        chosen.position, chosen.turn, chosen.served = last + 1, len(campaigns) + len(batches), True
+        out += 1
+    for campaign in campaigns:
+        if campaign.changed:
+            await conn.execute(
+                "UPDATE send_windows SET next_position = $2, open_batches = $3,"
+                " updated_at = CASE WHEN $4 THEN clock_timestamp() ELSE updated_at END WHERE campaign_id = $1",
+                campaign.campaign_id, campaign.position, campaign.out, campaign.served)
     if batches:
         await publish(batches)
     return len(batches)
@@ -107,7 +155,8 @@ async def top_up(db: asyncpg.Pool, campaign_id: uuid.UUID, publish: Publish, win
 
 async def finished(db: asyncpg.Pool, batch: DeliveryBatch, publish: Publish, window: Window) -> int:
     """A sender worker is done with `batch` (sent, deferred, handed back or paused): its place in
-    the window goes to the campaign's next batch. Safe to repeat for a redelivered batch."""
+    the user's window goes to the next batch of the campaign of theirs with the fewest out. Safe to
+    repeat for a redelivered batch."""
     if batch.first > _LARGEST_POSITION:
         return 0  # no window ever holds it
     async with db.acquire() as conn, conn.transaction():

@@ -101,7 +101,7 @@ class Settings:
 
     delivery_batch_size: int
     fanout_chunk_rows: int  # recipients committed (and published) per fan-out step
-    campaign_window: int  # delivery batches of one campaign out in Kafka at once (default: 2 per partition)
+    campaign_window: int  # delivery batches of one user's campaigns out in Kafka at once (default: 2 per partition)
     file_readers: int  # big contact files one fan-out worker reads at once (~1.8 GB each at the 200 MB limit)
     file_readers_per_user: int  # files of one user read at once, across every worker
     file_job_lease_seconds: float  # a dead reader's file is taken over after this

@@ -47,6 +47,11 @@ USER_ROWS: dict[str, str] = {
     "big_files_neighbour": "… meanwhile, another user's 1-recipient campaign",
     "big_campaign_neighbour": "a 6,000-recipient campaign sending (30 ms per message); meanwhile, another user's"
                               " 1-recipient campaign",
+    "many_campaigns_neighbour": "ten 6,000-recipient campaigns of one user started at once (30 ms per message);"
+                                " meanwhile, another user's 1-recipient campaign",
+    "slow_small_contact_files": "four 256 KB contact files crafted to be slow to read (a quote opened and left"
+                                " open on each of 52,000 lines) completed at once",
+    "slow_small_contact_files_neighbour": "… meanwhile, another user's `/api/health` and small contact file",
     "file_gone_before_start": "the contact file expired before Start",
     "file_gone_after_start": "the contact file expired between Start and the fan-out",
     "file_replaced_before_start": "the inspected contact file replaced in the bucket (upload form reused) before Start",

@@ -10,9 +10,10 @@ import time
 import httpx
 import pytest
 
+from shared import uploads
 from tests.conftest import Workers, new_api_key
 from tests.fault_report import record_user
-from tests.helpers import complete, upload_file, wait_ready
+from tests.helpers import campaign_action, complete, make_sender, upload_file, wait_ready, wait_status
 
 RU_FILE = "Почта;Имя;Город\r\nivan@example.ru;Иван;Москва\r\nolga@example.ru;Ольга;Казань\r\nOLGA@example.ru;Оля;Казань\r\nне-адрес;Пётр;Омск\r\n"
 
@@ -155,3 +156,33 @@ async def test_every_problem_row_can_be_downloaded_and_empty_is_told_from_malfor
     assert rows[1][2].startswith("line 11: unclosed quote") and "строка" not in rows[1][2]
     assert next(row for row in rows if row[1] == "p0.example.ru")[2] == "An email address must have an @-sign."
     assert int(malformed[0]) == 1 + 1 + 40 + 30 + 1  # header, the unclosed line, 40 good, 30 empty: line 73
+
+
+async def test_a_small_file_not_read_within_the_budget_goes_to_the_file_readers(
+    api: httpx.AsyncClient, auth: dict[str, str], db, clean_sink, workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # However small, a file the request cannot read within its budget (one crafted to be slow to
+    # read took 0.9 s of CPU) is counted by the file readers: 202 `inspecting`, then the counts. A
+    # correction takes the same path, and so do the campaigns made from it (loaded there too).
+    monkeypatch.setattr(uploads, "INLINE_INSPECT_SECONDS", 0.0)  # out of time after the first record
+    upload = await upload_file(api, auth, RU_FILE.encode("cp1251"))
+    answer = await complete(api, auth, upload["id"])
+    assert answer.status_code == 202 and answer.json()["status"] == "inspecting", answer.text
+    ready = await wait_ready(api, auth, upload["id"])
+    assert ready["status"] == "ready", ready
+    assert [ready["report"][k] for k in ("rows", "valid", "invalid", "duplicates")] == [4, 2, 1, 1]
+    fixed = await api.patch(f"/v1/uploads/{upload['id']}", json={"has_header": False}, headers=auth)
+    assert fixed.status_code == 202 and fixed.json()["status"] == "inspecting", fixed.text
+    ready = await wait_ready(api, auth, upload["id"])
+    assert ready["status"] == "ready" and ready["report"]["rows"] == 5, ready
+
+    sender = await make_sender(api, auth, clean_sink)
+    draft = await api.post("/v1/campaigns", headers=auth, json={
+        "sender_id": sender["id"], "upload_id": upload["id"], "subject": "s", "html_body": "<p>b</p>"})
+    assert draft.status_code == 201, draft.text
+    campaign_id = draft.json()["id"]
+    await campaign_action(api, auth, campaign_id, "start")
+    done = await wait_status(api, auth, campaign_id, {"finished", "paused"})
+    assert done["status"] == "finished" and done["counts"]["sent"] == 2, done
+    loads = [line for line in workers.logged("reading a file") if campaign_id in line]
+    assert loads and '"kind": "load"' in loads[0], loads  # by a file reader, not on the commands topic
