@@ -24,7 +24,7 @@ from shared.campaigns.next_batch import next_batch
 from shared.campaigns.states import StateConflict
 from shared.db import Conn
 from shared.errors import InputError, invalid_email, translate
-from shared.export import BOM, csv_lines, default_delimiter, recipient_header, recipient_row
+from shared.export import BOM, csv_lines, default_delimiter, recipient_header, recipient_row, text_cell, time_zone
 from shared.mail.compose import CampaignContent, CompiledCampaign, RenderTooLarge
 from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpConnection
 from shared.settings import get_settings
@@ -73,18 +73,24 @@ async def get_campaign(request: Request) -> Response:
         found = await progress.progress(conn, user_id, campaign_id)
         rate = await progress.sent_last_minute(conn, campaign_id)
         counts = found["counts"] if found else {}
+        planned = None  # a campaign not started yet has no recipients: what its file will give
         if campaign["status"] in ("draft", "scheduled"):
             upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"])) \
                 if campaign["upload_id"] else None
-            to_send = ((upload or {}).get("report") or {}).get("valid", 0)
+            planned = progress.planned((upload or {}).get("report"))
+            to_send = planned["recipients"] if planned else 0
         else:
             to_send = counts.get("pending", 0) + counts.get("sending", 0)
         plan = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate, campaign_id)
         waiting = await next_batch(conn, campaign_id) if campaign["status"] == "sending" else None
+        # Started, yet nothing went out in the last minute: the account may still be busy with an
+        # earlier campaign of the user's, which this one follows.
+        behind = await progress.waiting_behind(conn, campaign["sender_id"], campaign_id) \
+            if campaign["status"] in ("queued", "sending") and not rate else None
     eta = round(max(plan.last_at - time.time(), 0)) if plan and to_send and campaign["status"] == "sending" \
         else None
     return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta,
-                         "plan": plan.to_json() if plan else None,
+                         "plan": plan.to_json() if plan else None, "planned": planned, "waiting_for": behind,
                          "next_batch": waiting.to_json(campaign["status_reason"]) if waiting else None})
 
 
@@ -323,7 +329,8 @@ async def list_recipients(request: Request) -> Response:
 
 async def export_recipients(request: Request) -> Response:
     """The recipients as CSV for a spreadsheet: in the reader's language (`lang`, else the
-    browser's), with ';' for Russian unless `sep` says otherwise, and the file's own columns."""
+    browser's) and time zone (`tz`, else UTC), with ';' for Russian unless `sep` says otherwise,
+    and the file's own columns; every cell reads in a spreadsheet as written (shared/export.py)."""
     user_id, campaign_id, campaign = await _owned(request)
     status, query = _recipient_filters(request)
     lang = request.query_params.get("lang") or language(request)
@@ -333,6 +340,7 @@ async def export_recipients(request: Request) -> Response:
     if sep is not None and sep not in separators:
         raise InputError("invalid_choice", "sep", choices=", ".join(separators))
     delimiter = separators[sep] if sep else default_delimiter(lang)
+    zone = time_zone(request.query_params.get("tz"))
     pool = await resources.db()
     async with pool.acquire() as conn:
         upload = await uploads.get(conn, user_id, uuid.UUID(campaign["upload_id"])) if campaign["upload_id"] else None
@@ -341,13 +349,14 @@ async def export_recipients(request: Request) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         yield BOM.encode()
-        after, header = 0, recipient_header(lang, [label for _, label in columns])  # type: int, list[str] | None
+        after, header = 0, recipient_header(lang, [label for _, label in columns], zone)  # type: int, list[str] | None
         fields = [field for field, _ in columns]
         while True:
             async with pool.acquire() as conn:
                 rows = await recipients.page(conn, campaign_id, after=after, limit=5000, status=status,
                                              search=query, with_fields=True)
-            for chunk in csv_lines((recipient_row(r, lang, fields) for r in rows), header, delimiter):
+            for chunk in csv_lines((recipient_row(r, lang, fields, zone) for r in rows), header, delimiter,
+                                   cell=text_cell):
                 yield chunk.encode()
             header = None
             if len(rows) < 5000:

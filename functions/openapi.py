@@ -121,7 +121,17 @@ _SCHEMAS: dict[str, Any] = {
                        " says only this wait (in UTC).",
                        "properties": {"at": {"type": "integer"}, "reason": {"type": "string"},
                                       "limit": _nullable("integer"), "detail": _nullable("string"),
-                                      "in_status_reason": {"type": "boolean"}}}}},
+                                      "in_status_reason": {"type": "boolean"}}},
+        "planned": {"type": ["object", "null"], "description": "A draft or scheduled campaign: what its contact"
+                    " file gives (recipients, and suppressed, duplicates and problems left out).",
+                    "properties": {k: {"type": "integer"} for k in ("recipients", "suppressed", "duplicates",
+                                                                    "problems")}},
+        "waiting_for": {"type": ["object", "null"], "description": "A started campaign that sent nothing in the"
+                        " last minute while an earlier one of the same sender still has mail to go: that one"
+                        " (id, name, subject) and how many `others` are ahead too; plan.first_at says when"
+                        " this one's first email is due.",
+                        "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                       "subject": {"type": "string"}, "others": {"type": "integer"}}}}},
     "Recipient": {"type": "object", "properties": {
         "position": {"type": "integer"}, "email": {"type": "string"}, "status": {"type": "string"},
         "reply": _nullable("string"), "attempts": {"type": "integer"}, "updated_at": {"type": "string"}}},
@@ -331,7 +341,9 @@ PATHS: dict[str, Any] = {
         "Recipients as CSV (BOM; ';' and Russian headers for lang=ru; the file's own columns)", {"200": _CSV},
         parameters=[*_CAMPAIGN, _query("status", {"type": "string"}), _query("q", {"type": "string"}),
                     _query("lang", {"type": "string", "enum": ["ru", "en"]}),
-                    _query("sep", {"type": "string", "enum": ["semicolon", "comma", "tab"]})],
+                    _query("sep", {"type": "string", "enum": ["semicolon", "comma", "tab"]}),
+                    _query("tz", {"type": "string", "description": "The reader's time zone (IANA, e.g."
+                                  " Europe/Moscow) for the times; UTC when absent"})],
         tags=["campaigns"])},
     "/v1/uploads/{upload_id}/problems.csv": {"get": _op(
         "Every row of the file without a valid address: row in the file, value, problem (ru / en)",

@@ -70,6 +70,38 @@ async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_
     return Plan(count, whole.per_day, whole.days, first.last_at if first else whole.first_at, whole.last_at)
 
 
+def planned(report: dict[str, Any] | None) -> dict[str, int] | None:
+    """What a campaign not started yet will send, from its contact file's report: the recipients,
+    and those left out (suppressed, repeated, rows without a valid address)."""
+    if not report:
+        return None
+    return {"recipients": report.get("valid", 0), "suppressed": report.get("suppressed", 0),
+            "duplicates": report.get("duplicates", 0),
+            "problems": (report.get("empty") or 0) + (report.get("invalid") or 0)}
+
+
+async def waiting_behind(conn: Conn, sender_id: int | None, campaign_id: uuid.UUID) -> dict[str, Any] | None:
+    """The account's campaign under way that this one waits for — the first started of those
+    started before it with mail still to go (they share the account's limits, first come first
+    served) — and how many more of them there are; None when there is none."""
+    if sender_id is None:
+        return None
+    row = await conn.fetchrow(
+        """
+        SELECT c.id, c.name, c.subject, count(*) OVER () - 1 AS others FROM campaigns c
+         WHERE c.sender_id = $1 AND c.id <> $2 AND c.status IN ('queued', 'sending')
+           AND COALESCE(c.started_at, '-infinity'::timestamptz)
+               < COALESCE((SELECT started_at FROM campaigns WHERE id = $2), 'infinity'::timestamptz)
+           AND (NOT c.recipients_loaded OR EXISTS (
+                SELECT 1 FROM recipients r WHERE r.campaign_id = c.id AND r.status IN ('pending', 'sending')))
+         ORDER BY c.started_at NULLS FIRST LIMIT 1
+        """,
+        sender_id, campaign_id)
+    if row is None:
+        return None
+    return {"id": str(row["id"]), "name": row["name"], "subject": row["subject"], "others": row["others"]}
+
+
 # The campaign page asks for the plan every 1.5 s, and a day's sends of a big account (or the
 # campaigns ahead of this one) are thousands of rows: they are read again only after a few
 # seconds, which a plan counted in hours and days does not notice.

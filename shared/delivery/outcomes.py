@@ -28,11 +28,11 @@ class RetryPolicy:
         return ceiling * (0.5 + random.random() / 2)
 
     def outcome(self, item: Claimed, reply: Reply) -> RecipientResult:
-        """A passing failure: try again later, or give up with the reply after the last attempt."""
+        """A passing failure: try again later, or give up with the reply after the last attempt.
+        How many attempts were made is the recipient's `attempts` (counted as it is claimed): data
+        the page and the export say in their reader's language, not prose in the reply."""
         if item.attempts >= self.max_attempts:
-            tries = item.attempts
-            return RecipientResult(item.position, "failed",
-                                   f"{tries} попыток не удались; gave up after {tries} attempts: {reply.describe()}")
+            return RecipientResult(item.position, "failed", reply.describe())
         return RecipientResult(item.position, "retry", reply.describe(), time.time() + self.delay(item.attempts))
 
 

@@ -3,7 +3,8 @@
 
 import { currentLanguage, t } from "./i18n.js";
 
-function count(n, unit) {
+// "3 попытки", "5 дней": the unit in the plural form the number takes in the reader's language.
+export function count(n, unit) {
   const lang = currentLanguage();
   const form = new Intl.PluralRules(lang).select(n);
   return t(`unit.${unit}.${form}`, { n: n.toLocaleString(lang) });

@@ -2,15 +2,19 @@
 
 import { api, ApiError } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
+import { dateTime, timeZoneId, zoneName } from "../dates.js";
 import { currentLanguage, inOwnLanguage, number, t } from "../i18n.js";
-import { moment, planText, span } from "../plan.js";
+import { count, moment, planText, span } from "../plan.js";
 
 // "sent" counts only what did not bounce later: delivered = sent − bounced.
 const STATES = ["sent", "bounced", "failed", "skipped", "pending", "sending"];
+// A campaign not started yet has no recipients: what its contact file will give (the API's planned).
+const PLANNED = ["recipients", "suppressed", "duplicates", "problems"];
 let timer = null;
 
-// Replies Sendpy writes itself are codes (and the retry policy's last word a fixed sentence): they
-// are read in the reader's language; a server's own words are shown as they came.
+// Replies Sendpy writes itself are codes (and the retry policy's last word, as stored before attempts
+// were data, a fixed sentence): they are read in the reader's language; a server's own words are
+// shown as they came.
 const OWN_REPLIES = ["suppressed", "cancelled", "duplicate"];
 const GAVE_UP = /^(\d+) попыток не удались; gave up after \1 attempts: ([\s\S]*)$/;
 
@@ -22,6 +26,20 @@ function replyText(reply) {
   return inOwnLanguage(reply);
 }
 
+// Attempts are data: said with the plural the number takes («1 попытка, 2 попытки, 5 попыток»).
+const attemptsText = (n) => (n ? count(n, "attempt") : "—");
+
+// A campaign behind an earlier one of the same account (they share its limits, first come first
+// served): which one, and when its own first email is due (the plan counts the mail ahead).
+function waitingText(c) {
+  const ahead = c.waiting_for;
+  if (!ahead) return "";
+  const name = ahead.name || ahead.subject || t("campaign.unnamed");
+  const text = ahead.others ? t("campaign.waitingforothers", { name, n: number(ahead.others) })
+    : t("campaign.waitingfor", { name });
+  return c.plan?.count ? `${text} ${t("campaign.startsat", { at: moment(c.plan.first_at) })}` : text;
+}
+
 // The API's next_batch (when the next emails are due and why) in the reader's words and clock.
 function nextBatchText(next) {
   const key = `next.${next.reason}`;
@@ -30,13 +48,10 @@ function nextBatchText(next) {
 }
 
 function reasonText(c) {
-  if (c.status === "scheduled") {
-    const at = new Date(c.scheduled_at).toLocaleString(currentLanguage(), { dateStyle: "long", timeStyle: "short" });
-    return t("campaign.scheduledfor", { at });
-  }
+  if (c.status === "scheduled") return t("campaign.scheduledfor", { at: dateTime(c.scheduled_at), zone: zoneName() });
   // status_reason may say only this same wait (in UTC, in both languages): then the page's own words.
   const stored = c.next_batch?.in_status_reason ? "" : inOwnLanguage(c.status_reason);
-  return [stored, c.next_batch && nextBatchText(c.next_batch)].filter(Boolean).join(" ");
+  return [stored, waitingText(c), c.next_batch && nextBatchText(c.next_batch)].filter(Boolean).join(" ");
 }
 
 function eta(campaign) {
@@ -64,7 +79,7 @@ export async function campaignPage(campaignId) {
         <button type="button" id="pause">${t("campaign.pause")}</button>
         <button type="button" id="resume">${t("campaign.resume")}</button>
         <button type="button" id="cancel" class="danger">${t("campaign.cancel")}</button>
-        <a class="button" href="/v1/campaigns/${campaignId}/export.csv?lang=${currentLanguage()}" download>${t("campaign.export")}</a></div>
+        <a class="button" href="/v1/campaigns/${campaignId}/export.csv?lang=${currentLanguage()}&tz=${encodeURIComponent(timeZoneId())}" download>${t("campaign.export")}</a></div>
       <div id="control-error" aria-live="polite"></div></section>
     <section class="card"><form id="filter" class="row">
       <label>${t("campaign.search")}<input name="q" type="search"></label>
@@ -88,6 +103,7 @@ export async function campaignPage(campaignId) {
     const percent = total ? Math.floor((done / total) * 100) : 0;
     document.getElementById("title").textContent = c.name || c.subject || t("campaign.untitled", { date: new Date(c.created_at).toLocaleString(currentLanguage()) });
     document.getElementById("bar").value = percent;
+    document.querySelector(".progress-line").hidden = c.status === "scheduled"; // nothing can have gone yet
     document.getElementById("percent").textContent = `${percent}%`;
     const status = document.getElementById("status");
     status.textContent = t(`state.${c.status}`);
@@ -95,8 +111,12 @@ export async function campaignPage(campaignId) {
     document.getElementById("reason").textContent = reasonText(c);
     document.getElementById("send-now").hidden = c.status !== "scheduled";
     document.getElementById("unschedule").hidden = c.status !== "scheduled";
-    render(document.getElementById("counts"), STATES.map((s) => html`<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${number(c.counts[s])}</dd></div>`));
-    document.getElementById("rate").textContent = c.status === "sending" ? [t("campaign.rate", { n: number(c.rate_per_minute) }), eta(c)].filter(Boolean).join(" · ") : "";
+    render(document.getElementById("counts"), c.status === "scheduled" && c.planned
+      ? PLANNED.map((k) => html`<div><dt>${t(`planned.${k}`)}</dt><dd id="planned-${k}">${number(c.planned[k])}</dd></div>`)
+      : STATES.map((s) => html`<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${number(c.counts[s])}</dd></div>`));
+    // Waiting behind another campaign, "0 a minute" says nothing: the reason above says why and until when.
+    const speed = c.waiting_for ? "" : t("campaign.rate", { n: number(c.rate_per_minute) });
+    document.getElementById("rate").textContent = c.status === "sending" ? [speed, eta(c)].filter(Boolean).join(" · ") : "";
     document.getElementById("pause").hidden = !["queued", "sending"].includes(c.status);
     document.getElementById("resume").hidden = c.status !== "paused";
     document.getElementById("cancel").hidden = !["scheduled", "queued", "sending", "paused"].includes(c.status);
@@ -106,7 +126,7 @@ export async function campaignPage(campaignId) {
   let nextAfter = null;
   let paged = false; // once more pages are shown, the live refresh leaves the list alone
   const row = (r) => html`<tr><td>${r.position}</td><td>${r.email}</td>
-      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${replyText(r.reply)}</td><td>${r.attempts}</td></tr>`;
+      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${replyText(r.reply)}</td><td>${attemptsText(r.attempts)}</td></tr>`;
   const loadRecipients = async (more = false) => {
     const form = document.getElementById("filter");
     const params = new URLSearchParams({ limit: "100" });

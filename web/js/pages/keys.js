@@ -2,9 +2,11 @@
 
 import { api } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
+import { dateTime } from "../dates.js";
 import { t } from "../i18n.js";
 
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : t("keys.never"));
+// In the page's language, not the browser's: «30 ноября 2026, 14:05» on a Russian page.
+const when = (iso) => (iso ? dateTime(iso) : t("keys.never"));
 
 export async function keysPage(created, focus) {
   const { items } = await api("GET", "/v1/api-keys");

@@ -2,6 +2,7 @@
 
 import { api, OfflineError, uploadToStorage } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
+import { zoneName } from "../dates.js";
 import { currentLanguage, inOwnLanguage, number, t } from "../i18n.js";
 import { planText } from "../plan.js";
 
@@ -254,6 +255,18 @@ function bindReport(section, campaign, upload, good = upload?.dialect) {
           failure = again;
         }
       }
+      // The server keeps a file read well before as it was when a correction does not read: the
+      // form shows those settings again, and the problem is said with what is still in use.
+      const kept = await api("GET", `/v1/uploads/${upload.id}`).catch(() => null);
+      if (kept?.status === "ready" && kept.dialect) {
+        render(report, reportHtml(kept));
+        bindReport(section, campaign, kept);
+        const shown = section.querySelector("#dialect-error");
+        render(shown, html`<p class="error" role="alert">${failure.message || t("common.error")} ${t("contacts.kept", {
+          delimiter: t(`delim.${kept.dialect.delimiter}`), encoding: encodingName(kept.dialect.encoding) })}</p>`);
+        focusOn(shown.querySelector(".error"));
+        return;
+      }
       // The file is not read with these settings: say why, and offer the ones that worked.
       render(problem, html`<p class="error" role="alert">${failure.message || t("common.error")}</p>${revertButton(good)}`);
       problem.querySelector(".revert").addEventListener("click", () => correct({ ...good }));
@@ -451,9 +464,19 @@ async function verify(senderId, result) {
 
 // Step 3 — message
 
+// The fields a message can use, named as the file writes its columns («ФИО», «Эл. почта»); the token
+// inserted is the field's name ({{ фио }}). The address column is always {{ email }}.
+function mergeFields(upload) {
+  const columns = upload?.columns || [];
+  const emailAt = upload?.dialect?.email_column;
+  const label = (c, i) => (c.label === `Column ${i + 1}` ? t("contacts.column", { n: i + 1 }) : c.label);
+  const email = { field: "email", label: columns[emailAt] && upload.dialect.has_header ? label(columns[emailAt], emailAt) : t("auth.email") };
+  return [email, ...columns.map((c, i) => ({ field: c.field, label: label(c, i) })).filter((_, i) => i !== emailAt)];
+}
+
 async function messageStep(section, campaign) {
   const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
-  const fields = ["email", ...((upload && upload.columns) || []).filter((_, i) => i !== upload.dialect.email_column).map((c) => c.field)];
+  const fields = mergeFields(upload);
   let sourceMode = false;
   const rows = upload?.report?.rows ?? 0; // contacts in the file: the preview's row numbers go up to it
   let previewed = 1; // the contact the preview shows; the test goes to it too
@@ -469,8 +492,9 @@ async function messageStep(section, campaign) {
       <button type="button" data-cmd="link">${t("message.link")}</button>
       <button type="button" data-cmd="image">${t("message.image")}</button>
       <button type="button" id="toggle-source" aria-pressed="false">${t("message.source")}</button>
-      <label>${t("message.fields")} <select id="field">${fields.map((f) => html`<option value="${f}">${f}</option>`)}</select></label>
-      <button type="button" id="insert-field">${t("message.insertfield")}</button>
+      <label>${t("message.fields")} <select id="field" aria-describedby="field-target">${fields.map((f) => html`<option value="${f.field}">${f.label} ({{ ${f.field} }})</option>`)}</select></label>
+      <button type="button" id="insert-field" aria-describedby="field-target">${t("message.insertfield")}</button>
+      <span id="field-target" class="hint">${t("message.intobody")}</span>
     </div>
     <p id="source-hint" class="notice" hidden>${t("message.sourcehint")}</p>
     <div id="editor" class="editor" role="textbox" aria-multiline="true" aria-label="${t("message.body")}"></div>
@@ -590,13 +614,24 @@ async function messageStep(section, campaign) {
     else toggle.removeAttribute("aria-describedby");
     section.querySelectorAll("[data-cmd]").forEach((button) => { button.disabled = sourceMode; });
   });
-  // Choosing a field with the arrow keys only chooses it; the button (or Enter) inserts it.
+  // Choosing a field with the arrow keys only chooses it; the button (or Enter) inserts it where the
+  // cursor was last: in the subject or in the message, whichever had focus before the picker.
+  const subject = section.querySelector("#subject");
+  let intoSubject = false;
+  const target = (toSubject) => () => {
+    intoSubject = toSubject;
+    section.querySelector("#field-target").textContent = t(toSubject ? "message.intosubject" : "message.intobody");
+  };
+  subject.addEventListener("focus", target(true));
+  section.querySelector("#editor").addEventListener("focusin", target(false));
+  source.addEventListener("focus", target(false));
   const insertField = () => {
     const token = `{{ ${section.querySelector("#field").value} }}`;
-    if (sourceMode) source.setRangeText(token, source.selectionStart, source.selectionEnd, "end");
+    const into = intoSubject ? subject : sourceMode ? source : null;
+    if (into) into.setRangeText(token, into.selectionStart, into.selectionEnd, "end");
     else editor.insertPlainText(token);
     changed();
-    (sourceMode ? source : editor).focus(); // go on typing after the field
+    (into ?? editor).focus(); // go on typing after the field
   };
   section.querySelector("#insert-field").addEventListener("click", insertField);
   section.querySelector("#field").addEventListener("keydown", (event) => {
@@ -718,15 +753,6 @@ async function showPreview(frame, markup) {
 }
 
 // Step 4 — review
-
-// The person's time zone as people say it: «Москва, стандартное время (UTC+3)», not Europe/Moscow.
-function zoneName() {
-  const part = (style) => new Intl.DateTimeFormat(currentLanguage(), { timeZoneName: style }).formatToParts(new Date())
-    .find((p) => p.type === "timeZoneName")?.value;
-  const name = part("long") || Intl.DateTimeFormat().resolvedOptions().timeZone;
-  const offset = part("shortOffset")?.replace(/^GMT/, "UTC") || "UTC";
-  return name.includes(offset) ? name : `${name} (${offset})`;
-}
 
 const MAX_AHEAD_MS = 366 * 24 * 3600 * 1000; // as shared/campaigns/schedule.py allows
 // datetime-local's value: a year of more than four digits is "valid" there, yet no Date.
