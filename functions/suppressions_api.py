@@ -1,4 +1,5 @@
-"""The account's suppression list: list and search, add, remove, import and export as CSV."""
+"""The account's suppression list: list and search (by the start of an address or a domain), add, remove,
+import and export as CSV."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from functions import resources
 from functions.auth import caller
 from functions.errors import ApiError, language
 from functions.parsing import json_object, read_body
-from shared import suppressions
+from shared import suppression_search, suppressions
 from shared.addresses import check_address
 from shared.errors import InputError, invalid_email
 
@@ -26,10 +27,14 @@ def _text_param(request: Request, name: str) -> str:
 async def list_suppressions(request: Request) -> Response:
     who = await caller(request)
     pool = await resources.db()
+    search, after = _text_param(request, "q"), _text_param(request, "after")
+    total = None
     async with pool.acquire() as conn:
-        items, next_after = await suppressions.list_page(conn, who.user_id, _text_param(request, "q"),
-                                                         _text_param(request, "after"))
-        total = await suppressions.count(conn, who.user_id)
+        if search:  # not counted: a count reads the whole list (0.1–0.4 s at a million), a search a page
+            items, next_after = await suppression_search.page(conn, who.user_id, search, after)
+        else:
+            items, next_after = await suppressions.list_page(conn, who.user_id, after)
+            total = await suppressions.count(conn, who.user_id)
     return JSONResponse({"items": items, "next_after": next_after, "total": total})
 
 

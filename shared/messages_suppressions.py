@@ -1,4 +1,5 @@
-"""The suppression list's messages in English and Russian, part of the catalogue (shared/messages.py)."""
+"""The suppression list's and the bounce reader's messages in English and Russian, part of the catalogue
+(shared/messages.py, which is full)."""
 
 from __future__ import annotations
 
@@ -20,4 +21,23 @@ SUPPRESSION_MESSAGES: dict[str, dict[str, str]] = {
     "import_line_too_long": {"en": "the line is longer than {limit} characters",
                              "ru": "строка длиннее {limit} символов"},
     "import_bad_line": {"en": "the line cannot be read as CSV", "ru": "строку не удаётся прочитать как CSV"},
+    "search_too_short": {
+        "en": "Type at least {min} characters of the address, or of the domain after @ (for example @mail.ru).",
+        "ru": "Введите хотя бы {min} символа адреса или домена после @ (например, @mail.ru).",
+    },
+    "search_too_slow": {
+        "en": "The search took longer than {seconds} s and was stopped. Refine it: type more of the start of the"
+              " address, or the whole domain after @.",
+        "ru": "Поиск занял больше {seconds} с и был остановлен. Уточните его: введите больше начальных символов"
+              " адреса или весь домен после @.",
+    },
+    # A look at the sender's mailbox that the IMAP server made too slow (shown on the sender's page).
+    "imap_slow": {
+        "en": "The IMAP server {host}:{port} was too slow: an answer did not come within {seconds} s, so reading the"
+              " mailbox was stopped. Bounces are read at the next check; if this keeps happening, the server"
+              " is overloaded or the connection to it is poor.",
+        "ru": "IMAP-сервер {host}:{port} отвечал слишком медленно: ответ не пришёл за {seconds} с, поэтому чтение"
+              " почтового ящика прервано. Возвраты будут прочитаны при следующей проверке; если это повторяется,"
+              " сервер перегружен или связь с ним плохая.",
+    },
 }

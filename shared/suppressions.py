@@ -143,7 +143,8 @@ async def is_suppressed(conn: Conn, user_id: int, email: str) -> bool:
     return found is not None
 
 
-def _item(row: Any) -> dict[str, Any]:
+def entry(row: Any) -> dict[str, Any]:
+    """A row of `suppressed` as the API shows it."""
     return {
         "email": row["email"], "reason": row["reason"], "created_at": row["created_at"].isoformat(),
         "campaign_id": str(row["campaign_id"]) if row["campaign_id"] else None, "sender_email": row["sender_email"],
@@ -151,18 +152,13 @@ def _item(row: Any) -> dict[str, Any]:
     }
 
 
-async def list_page(conn: Conn, user_id: int, search: str, after: str, limit: int = PAGE
-                    ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page in address order (optionally only addresses containing `search`), and the next cursor."""
-    pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+async def list_page(conn: Conn, user_id: int, after: str, limit: int = PAGE) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the whole list in key order (the primary key's), and the next cursor. A search
+    is suppression_search.page."""
     rows = await conn.fetch(
         "SELECT address, email, reason, created_at, campaign_id, sender_email, detail FROM suppressed"
-        " WHERE user_id = $1 AND address > $2 AND ($3 = '%%' OR address LIKE $3 OR lower(email) LIKE $3)"
-        " ORDER BY address LIMIT $4",
-        user_id, after, pattern, limit,
-    )
-    items = [_item(r) for r in rows]
-    return items, rows[-1]["address"] if len(rows) == limit else None
+        " WHERE user_id = $1 AND address > $2 ORDER BY address LIMIT $3", user_id, after, limit)
+    return [entry(r) for r in rows], rows[-1]["address"] if len(rows) == limit else None
 
 
 async def count(conn: Conn, user_id: int) -> int:

@@ -19,10 +19,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from imapclient import imap_utf7
 
 from sendpy.devstack.imap import DovecotServer
 from sendpy.devstack.smtp_sink import SmtpSink
 from sendpy.devstack.tls import LocalCertificates
+from shared.bounces.reader import BOUNCE_FOLDER
 from shared.settings import get_settings
 from shared.unsubscribe import signing_key
 from tests.conftest import Workers, new_api_key
@@ -259,7 +261,7 @@ def folder_count(dovecot: DovecotServer, certs: LocalCertificates, user: ImapUse
     client = imaplib.IMAP4_SSL(dovecot.host, dovecot.port, ssl_context=certs.client_context(), timeout=30)
     try:
         client.login(user.name, user.password)
-        status, data = client.select(f'"{folder}"', readonly=True)
+        status, data = client.select(f'"{imap_utf7.encode(folder).decode()}"', readonly=True)  # IMAP's UTF-7
         return int(data[0] or 0) if status == "OK" else 0
     finally:
         client.logout()
@@ -286,7 +288,7 @@ async def test_moving_bounces_moves_only_reports_of_our_own_mail(
     reader = workers.start("bounce", SENDPY_BOUNCE_POLL_SECONDS="1")
     try:
         await until(lambda: read_past(db, sender["id"], 3), "every report read")
-        await until(lambda: asyncio.to_thread(lambda: folder_count(dovecot, certs, mine, "Sendpy bounces") == 1),
+        await until(lambda: asyncio.to_thread(lambda: folder_count(dovecot, certs, mine, BOUNCE_FOLDER) == 1),
                     "the genuine report moved")
         assert (await statuses(api, auth, campaign_id))["gone@example.com"]["status"] == "bounced"
         # The forged and the foreign report stay in the INBOX, where the person can see them.

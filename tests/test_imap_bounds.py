@@ -1,4 +1,5 @@
-"""A hostile IMAP server gets bounded answers and bounded time (issue 11, attack H3).
+"""A hostile IMAP server gets bounded answers and bounded time (issue 11, attack H3), and a slow one
+is reported as slow.
 
 The servers are real sockets on loopback (tests/hostile_imap.py), with TLS from the local CA:
 one answers LOGIN with a 64 MB literal, one a FETCH with one, one drips its greeting a byte at a
@@ -8,6 +9,7 @@ time for as long as anyone listens.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from functions import resources
 from sendpy.devstack.imap import DovecotServer
 from sendpy.devstack.smtp_sink import SmtpSink
 from sendpy.devstack.tls import LocalCertificates
+from shared.bounces import reader
 from shared.bounces.reader import check_sender
 from shared.imap_connection import MAX_LITERAL_BYTES
 from shared.mail.messenger import ConnectPolicy
@@ -30,6 +33,7 @@ from shared.unsubscribe import signing_key
 from tests.helpers import make_sender
 from tests.hostile_imap import hostile_imap
 from tests.imap import ImapUser
+from tests.slow_imap import slow_imap
 
 MB = 1024 * 1024
 
@@ -127,3 +131,25 @@ async def test_a_dripping_imap_server_delays_no_one_else_and_lets_its_threads_go
         "imap_host": "127.0.0.1", "imap_port": dovecot.port, "imap_username": imap_user.name,
         "imap_password": imap_user.password})
     assert good.status_code == 200 and good.json()["verified"], good.text
+
+
+@pytest.mark.parametrize("mode", ["silent-search", "drip-search"])
+async def test_a_look_the_server_makes_too_slow_is_reported_as_too_slow(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, certs: LocalCertificates, db: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch, mode: str,
+) -> None:
+    # Logged in and INBOX selected, then SEARCH gets no answer (longer than one read may wait), or
+    # one byte every 0.2 s (longer than the look may take): it read «ответил неожиданно: timed out».
+    monkeypatch.setattr(reader, "LOOK_SECONDS", 3.0)
+    sender = await make_sender(api, auth, clean_sink)
+    with slow_imap(certs, mode, drip_seconds=0.2) as server:
+        await db.execute("UPDATE senders SET imap_host = '127.0.0.1', imap_port = $2 WHERE id = $1",
+                         sender["id"], server.port)
+        policy = dataclasses.replace(ConnectPolicy.from_settings(get_settings()), timeout=1.0)
+        found = await check_sender(db, resources.keys(), policy, sender["id"], signing_key=signing_key(get_settings()))
+        assert found is None and server.most_searching == 1
+    problem = (await api.get(f"/v1/senders/{sender['id']}/imap", headers=auth)).json()["problem"]
+    seconds = "1" if mode == "silent-search" else "3"
+    assert f"отвечал слишком медленно: ответ не пришёл за {seconds} с" in problem, problem
+    assert f"was too slow: an answer did not come within {seconds} s" in problem, problem
+    assert "неожиданно" not in problem and "unexpected" not in problem, problem

@@ -131,7 +131,7 @@ async def test_the_imap_form_by_keyboard_saves_checks_and_explains_in_russian(
     await expect(page.get_by_label("Порт (SSL/TLS)")).to_be_focused()
     await page.keyboard.press("Control+A")
     await page.keyboard.type(str(dovecot.port))
-    for label in ("Логин", "Тот же пароль, что и для SMTP", "Переносить распознанные возвраты в папку «Sendpy bounces»",
+    for label in ("Логин", "Тот же пароль, что и для SMTP", "Переносить распознанные возвраты в папку «Возвраты Sendpy (bounces)»",
                   "Сохранить", "Проверить"):
         await page.keyboard.press("Tab")
         await expect(form.get_by_label(label, exact=True).or_(form.get_by_role("button", name=label))).to_be_focused()

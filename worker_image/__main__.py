@@ -14,6 +14,7 @@ from shared import broker, fanout, outbox, send_window, uploads
 from shared.bounces.idle import IdleSessions
 from shared.bounces.reader import check_sender, due_senders
 from shared.bounces.record import forget_old
+from shared.bounces.slots import FairSlots
 from shared.campaigns import states
 from shared.campaigns.schedule import start_due
 from shared.commands import DeliveryBatch, InspectUpload, Publish, campaign_of, decode_command, upload_of
@@ -178,10 +179,11 @@ async def run_bounce_worker() -> None:
     keys = key_provider_from_settings(settings)
     tag_key = signing_key(settings)  # a bounce counts only with our keyed tag in its Message-ID
     policy = ConnectPolicy.from_settings(settings)
-    slots = asyncio.Semaphore(settings.bounce_concurrency)
+    # Shared by the poller's looks and the IDLE sessions' alike, at most half of them per account.
+    slots = FairSlots(settings.bounce_concurrency)
 
-    async def check(sender_id: int, held: bool = False) -> int | None:
-        async with slots:
+    async def check(sender_id: int, user_id: int, held: bool = False) -> int | None:
+        async with slots.take(user_id):
             try:
                 marked = await asyncio.wait_for(
                     check_sender(db, keys, policy, sender_id, signing_key=tag_key, held=held), timeout=600)
@@ -192,21 +194,23 @@ async def run_bounce_worker() -> None:
                 log.warning("checking a mailbox failed", extra={"sender": sender_id}, exc_info=True)
                 return None
 
-    async def watched(sender_id: int) -> int | None:
-        return await check(sender_id, held=True)
+    async def watched(sender_id: int, user_id: int) -> int | None:
+        return await check(sender_id, user_id, held=True)
 
     # Checks run on their own, as many as there are slots: a slow mailbox (one server answering
-    # every command just in time) holds one slot, not the round that everyone else waits for.
+    # every command just in time) holds one slot, not the round that everyone else waits for; and
+    # only senders that can start at once are claimed (a claim does not wait in line for a slot).
     running: set[asyncio.Task[int | None]] = set()
 
     async def round_of_checks() -> int:
         beat()
-        free = settings.bounce_concurrency - len(running)
+        free = slots.free()
         if free <= 0:
             return 0
-        due = await due_senders(db, settings.bounce_poll_seconds, limit=free)
-        for sender_id in due:
-            task = asyncio.create_task(check(sender_id))
+        due = await due_senders(db, settings.bounce_poll_seconds, limit=free, per_user=slots.per_user,
+                                load=slots.load())
+        for sender_id, user_id in due:
+            task = asyncio.create_task(check(sender_id, user_id))
             running.add(task)
             task.add_done_callback(running.discard)
         return len(due)

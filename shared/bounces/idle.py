@@ -49,12 +49,13 @@ MAX_BACKOFF_SECONDS = 600.0
 STEADY_SECONDS = 60.0  # a session that ran this long resets its sender's back-off
 CLOSE_SECONDS = 3.0
 
-Check = Callable[[int], Awaitable[int | None]]
+Check = Callable[[int, int], Awaitable[int | None]]  # (sender, its account) → as check_sender
 
 
 @dataclass
 class _Session:
     sender_id: int
+    user_id: int
     token: dt.datetime  # the imap_claimed_until this worker wrote last
     fingerprint: str
     started: float = field(default_factory=time.monotonic)
@@ -81,7 +82,8 @@ class IdleSessions:
         self._closing = False
 
     async def fill(self) -> int:
-        """Start sessions for unclaimed senders up to the limit; returns how many started."""
+        """Start sessions for unclaimed senders up to the limit, taking accounts in turn (each
+        account's first sender, then each one's second, …); returns how many started."""
         free = self.limit - len(self.sessions)
         if free <= 0 or self._closing:
             return 0
@@ -90,8 +92,9 @@ class IdleSessions:
         async with self.db.acquire() as conn:
             rows = await conn.fetch(
                 """
-                WITH picked AS (
-                    SELECT s.id, f.fingerprint FROM senders s
+                WITH ranked AS (
+                    SELECT s.id, f.fingerprint, row_number() OVER (PARTITION BY s.user_id ORDER BY s.id) AS turn
+                      FROM senders s
                      -- what a session's connection depends on: when it changes, the session ends
                      CROSS JOIN LATERAL (SELECT md5(concat_ws('|', s.imap_host, s.imap_port,
                                           coalesce(s.imap_username, s.username),
@@ -100,15 +103,18 @@ class IdleSessions:
                      WHERE s.imap_host IS NOT NULL
                        AND (s.imap_claimed_until IS NULL OR s.imap_claimed_until < now())
                        AND NOT EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::text[]) AS k(id, fp)
-                                        WHERE k.id = s.id AND k.fp = f.fingerprint)
-                     ORDER BY s.id LIMIT $1 FOR UPDATE OF s SKIP LOCKED)
+                                        WHERE k.id = s.id AND k.fp = f.fingerprint)),
+                picked AS (
+                    SELECT s.id, r.fingerprint FROM senders s JOIN ranked r ON r.id = s.id
+                     WHERE s.imap_claimed_until IS NULL OR s.imap_claimed_until < now()
+                     ORDER BY r.turn, s.id LIMIT $1 FOR UPDATE OF s SKIP LOCKED)
                 UPDATE senders s SET imap_claimed_until = now() + make_interval(secs => $2)
                   FROM picked WHERE s.id = picked.id
-                RETURNING s.id, s.imap_claimed_until, picked.fingerprint
+                RETURNING s.id, s.user_id, s.imap_claimed_until, picked.fingerprint
                 """,
                 free, self.lease, list(self._skip), [fp for fp, _ in self._skip.values()])
         for row in rows:
-            session = _Session(row["id"], row["imap_claimed_until"], row["fingerprint"])
+            session = _Session(row["id"], row["user_id"], row["imap_claimed_until"], row["fingerprint"])
             self.sessions[session.sender_id] = session
             session.task = asyncio.create_task(self._run(session))
         return len(rows)
@@ -186,7 +192,7 @@ class IdleSessions:
             await in_imap_thread(mailbox.select_inbox, readonly=True)
             await in_imap_thread(mailbox.idle_start)
             log.info("watching a mailbox (IDLE)", extra={"sender": sender_id})
-            if await self.check(sender_id) is not None:  # what came while nobody watched
+            if await self.check(sender_id, session.user_id) is not None:  # what came while nobody watched
                 outcome = await self._watch(session, mailbox)
             else:
                 outcome = "failed"
@@ -215,7 +221,7 @@ class IdleSessions:
             if session.reason is not None:
                 break
             if heard == NEWS:
-                look = await self.check(session.sender_id)
+                look = await self.check(session.sender_id, session.user_id)
             elif heard == WOKE or time.monotonic() >= reissue_at:
                 # A WOKE may be the server's EOF: leaving IDLE raises if the connection is gone.
                 mailbox.allow(CALL_SECONDS)  # the session lasts; each of its calls has a deadline
@@ -224,7 +230,7 @@ class IdleSessions:
                 reissue_at = time.monotonic() + REISSUE_SECONDS
                 # Mail announced between DONE and the new IDLE may sit unseen in the client's
                 # buffer: one look covers it.
-                look = await self.check(session.sender_id)
+                look = await self.check(session.sender_id, session.user_id)
             else:
                 continue
             if look is None:
@@ -241,7 +247,7 @@ class IdleSessions:
                 mailbox.abort()
         if outcome == "dropped" and session.reason is None:
             # Mail may have come while the connection was failing: read it now, not a poll later.
-            await self.check(sender_id)
+            await self.check(sender_id, session.user_id)
         if outcome in ("dropped", "failed"):
             ran_long = time.monotonic() - session.started > STEADY_SECONDS
             failures = 1 if ran_long else self._failures.get(sender_id, 0) + 1  # in a row

@@ -6,7 +6,8 @@ created), in batches of FETCH_BATCH, at most MAX_BATCHES per check so that one h
 hold a worker; the place reached is saved with each batch's outcomes, in one transaction, so a
 crash re-reads at most one batch and `bounce_messages` keeps that from counting twice. The INBOX
 is opened read-only and nothing is ever deleted; with `imap_move_bounces` bounces of Sendpy's own
-mail (carrying its keyed tag) are moved to the folder BOUNCE_FOLDER.
+mail (carrying its keyed tag) are moved to the folder BOUNCE_FOLDER, «Возвраты Sendpy (bounces)»
+(or to the «Sendpy bounces» of before, where the mailbox has it).
 
 One mailbox is read by one look at a time: a look runs under the sender's claim
 (`imap_claimed_until`), taken by `due_senders` for a poll or held by an IDLE session (idle.py),
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from email.parser import BytesHeaderParser
 from typing import Any
 
@@ -27,37 +29,58 @@ from shared import imap_accounts
 from shared.bounces.dsn import Bounce, parse_bounce
 from shared.bounces.record import SenderRef, carries_our_tag, message_key, record
 from shared.crypto import KeyProvider, open_sealed
+from shared.errors import translate
 from shared.imap_accounts import FETCH_BATCH, ImapAccount, ImapProblem, Mailbox, explain, in_imap_thread, open_mailbox
+from shared.imap_connection import CallTimedOut
 from shared.mail.messenger import ConnectPolicy
 from shared.smtp_accounts import VerifyProblem
 
 log = logging.getLogger("sendpy.bounces")
 
 MAX_BATCHES = 20
-BOUNCE_FOLDER = "Sendpy bounces"
+# Named in both languages: the folder is the user's, in a mail client in Russian or English, and
+# nothing tells which (the account has no language; the mailbox's owner may not be the account's).
+BOUNCE_FOLDER = "Возвраты Sendpy (bounces)"
+# Its English-only name of before: a mailbox that has it keeps it, so the bounces stay in one place.
+OLD_BOUNCE_FOLDER = "Sendpy bounces"
 CLAIM_SECONDS = 600
 # A whole look (connect, log in, every batch) ends within this, however slowly the server sends:
 # well inside the claim, so no other worker starts on the mailbox while this one still reads it.
 LOOK_SECONDS = 300.0
 
 
-async def due_senders(db: asyncpg.Pool, every_seconds: float, limit: int = 20) -> list[int]:
+async def due_senders(db: asyncpg.Pool, every_seconds: float, limit: int = 20, *, per_user: int = 1_000_000,
+                      load: dict[int, int] | None = None) -> list[tuple[int, int]]:
     """Claim senders whose INBOX is due a look (not looked at for `every_seconds`, not claimed by
-    another worker); a claim lapses after CLAIM_SECONDS if its worker died."""
+    another worker); a claim lapses after CLAIM_SECONDS if its worker died. Returns (sender, user).
+
+    Round-robin by who waited longest: each account's most overdue sender first, then its next;
+    an account with `load[user]` looks already under way in this worker gets at most
+    `per_user` minus those, so fifty senders of one account cannot take every place."""
+    busy = load or {}
     async with db.acquire() as conn:
         rows = await conn.fetch(
             """
-            UPDATE senders SET imap_claimed_until = now() + make_interval(secs => $3)
-             WHERE id IN (SELECT id FROM senders
-                           WHERE imap_host IS NOT NULL
-                             AND (imap_claimed_until IS NULL OR imap_claimed_until < now())
-                             AND (imap_checked_at IS NULL OR imap_checked_at < now() - make_interval(secs => $1))
-                           ORDER BY imap_checked_at NULLS FIRST LIMIT $2 FOR UPDATE SKIP LOCKED)
-            RETURNING id
+            WITH load AS (SELECT * FROM unnest($4::bigint[], $5::int[]) AS l(user_id, busy)),
+            ranked AS (
+                SELECT id, user_id, imap_checked_at,
+                       row_number() OVER (PARTITION BY user_id ORDER BY imap_checked_at NULLS FIRST, id) AS turn
+                  FROM senders
+                 WHERE imap_host IS NOT NULL
+                   AND (imap_claimed_until IS NULL OR imap_claimed_until < now())
+                   AND (imap_checked_at IS NULL OR imap_checked_at < now() - make_interval(secs => $1))),
+            picked AS (
+                SELECT s.id FROM senders s JOIN ranked r ON r.id = s.id LEFT JOIN load l ON l.user_id = r.user_id
+                 WHERE r.turn <= $6 - coalesce(l.busy, 0)
+                   AND (s.imap_claimed_until IS NULL OR s.imap_claimed_until < now())
+                 ORDER BY r.turn, r.imap_checked_at NULLS FIRST, s.id LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
+            UPDATE senders s SET imap_claimed_until = now() + make_interval(secs => $3)
+              FROM picked WHERE s.id = picked.id
+            RETURNING s.id, s.user_id
             """,
-            every_seconds, limit, CLAIM_SECONDS,
+            every_seconds, limit, CLAIM_SECONDS, list(busy), list(busy.values()), per_user,
         )
-    return [r["id"] for r in rows]
+    return [(r["id"], r["user_id"]) for r in rows]
 
 
 def _parse_all(raws: dict[int, bytes]) -> dict[int, tuple[Bounce | None, str]]:
@@ -117,9 +140,7 @@ async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sen
         raise
     except Exception as exc:  # a dropped connection, a server error: tried again next time
         log.warning("reading a mailbox failed", extra={"sender": sender_id}, exc_info=True)
-        problem = (imap_accounts.bound_problem(exc, account)
-                   or VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__))
-        await _save_problem(db, sender_id, account, problem, release=release)
+        await _save_problem(db, sender_id, account, _reading_problem(exc, account, policy, mailbox), release=release)
         return None
     finally:
         await in_imap_thread(mailbox.close)
@@ -138,6 +159,7 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
         start = min(found) if found else uidnext
     marked = fetched = batches = largest = 0
     first = start
+    folder: str | None = None
     try:
         for _ in range(MAX_BATCHES):
             uids = await in_imap_thread(mailbox.uids_from, start, FETCH_BATCH)
@@ -159,7 +181,10 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
                 await _save_place(conn, sender.id, uidvalidity, start, release=False)
             fetched, batches, largest = fetched + len(uids), batches + 1, max(largest, len(uids))
             if move and recognised:
-                await in_imap_thread(mailbox.move, recognised, BOUNCE_FOLDER)
+                if folder is None:
+                    old = await in_imap_thread(mailbox.client.folder_exists, OLD_BOUNCE_FOLDER)
+                    folder = OLD_BOUNCE_FOLDER if old else BOUNCE_FOLDER
+                await in_imap_thread(mailbox.move, recognised, folder)
         async with db.acquire() as conn:
             await _save_place(conn, sender.id, uidvalidity, start, release=release)
     finally:  # also after a failure: what was fetched (and recorded) before it
@@ -176,9 +201,26 @@ async def _save_place(conn: Any, sender_id: int, uidvalidity: int, next_uid: int
         sender_id, uidvalidity, next_uid, release)
 
 
+def _reading_problem(exc: BaseException, account: ImapAccount, policy: ConnectPolicy, mailbox: Mailbox
+                     ) -> VerifyProblem:
+    """What went wrong after the log-in. A server too slow for the look's deadline, or silent for
+    longer than one read may wait, read "answered something unexpected: timed out"; it is "slow",
+    with the bound it overran (a read cut short by the deadline times out as the socket's)."""
+    if isinstance(exc, TimeoutError):  # CallTimedOut and socket.timeout alike
+        late = isinstance(exc, CallTimedOut) or time.monotonic() > mailbox.bounds.deadline - 0.5
+        return VerifyProblem("slow", f"{LOOK_SECONDS if late else policy.timeout:g}")
+    return imap_accounts.bound_problem(exc, account) or VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__)
+
+
+def _problem_text(problem: VerifyProblem, account: ImapAccount, lang: str) -> str:
+    if problem.kind == "slow":
+        return translate("imap_slow", lang, host=account.host, port=account.port, seconds=problem.detail)
+    return str(explain(problem, account.host, account.port, lang)["message"])
+
+
 async def _save_problem(db: asyncpg.Pool, sender_id: int, account: ImapAccount, problem: VerifyProblem, *,
                         release: bool) -> None:
-    text = " / ".join(str(explain(problem, account.host, account.port, lang)["message"]) for lang in ("ru", "en"))
+    text = " / ".join(_problem_text(problem, account, lang) for lang in ("ru", "en"))
     async with db.acquire() as conn:
         await conn.execute(
             "UPDATE senders SET imap_problem = $2, imap_checked_at = now(),"

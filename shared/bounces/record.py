@@ -18,7 +18,9 @@ recipient stays `sent`.
 Soft bounces count per mailbox of the account, and only in a row: a soft bounce continues the
 count when no message to that address sent between the previous soft-bounced one and this one is
 still `sent` (accepted and never bounced — delivered, as far as anyone can tell) and the two were
-sent less than SOFT_WINDOW_DAYS apart; otherwise it starts again at 1. A message counts once.
+sent less than SOFT_WINDOW_DAYS apart; otherwise it starts again at 1. A message counts once,
+however many reports of it arrive and whether or not its campaign still exists: each counted
+message is kept by campaign and position (`soft_bounced_messages`, REMEMBER_SOFT_DAYS).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ SOFT_LIMIT = 3
 SOFT_WINDOW_DAYS = 90
 # How long a recorded bounce message is remembered (see forget_old).
 REMEMBER_DAYS = 120
+# How long a message counted as soft-bounced is remembered, so that another report of it counts
+# nothing: well past SOFT_WINDOW_DAYS and REMEMBER_DAYS (one small row per soft-bounced message).
+REMEMBER_SOFT_DAYS = 400
 
 
 @dataclass(frozen=True)
@@ -101,12 +106,15 @@ async def _first_time(conn: Conn, sender: SenderRef, key: str) -> bool:
 
 
 async def forget_old(conn: Conn) -> int:
-    """Forget bounce messages recorded more than REMEMBER_DAYS ago; returns how many. Only a
-    mailbox renumbered since (a new UIDVALIDITY) reads them again, and a hard bounce read again
-    changes nothing: its recipient is bounced and suppressed already."""
+    """Forget bounce messages recorded more than REMEMBER_DAYS ago, and soft-bounced messages
+    counted more than REMEMBER_SOFT_DAYS ago; returns how many. Only a mailbox renumbered since (a
+    new UIDVALIDITY) reads them again, and a hard bounce read again changes nothing: its recipient
+    is bounced and suppressed already."""
     deleted = await conn.fetchval(
         "WITH gone AS (DELETE FROM bounce_messages WHERE recorded_at < now() - make_interval(days => $1)"
-        " RETURNING 1) SELECT count(*) FROM gone", REMEMBER_DAYS)
+        " RETURNING 1), soft AS (DELETE FROM soft_bounced_messages"
+        " WHERE recorded_at < now() - make_interval(days => $2) RETURNING 1)"
+        " SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM soft)", REMEMBER_DAYS, REMEMBER_SOFT_DAYS)
     return int(deleted)
 
 
@@ -140,12 +148,24 @@ async def _record_failure(conn: Conn, sender: SenderRef, bounce: Bounce, failed:
         return marked
     if row is not None and row["status"] == "bounced":
         return marked  # this message was counted when it bounced the first time
+    if not await _first_soft_report(conn, sender.user_id, bounce.campaign_id, bounce.position):
+        return marked  # counted already, though its campaign (and so its row) may be gone since
     sent_at = row["updated_at"] if row is not None and row["status"] == "sent" else dt.datetime.now(dt.UTC)
     count = await _count_soft(conn, sender.user_id, email, bounce.campaign_id, bounce.position, sent_at)
     if count >= SOFT_LIMIT:
         await suppressions.add(conn, sender.user_id, [email], "soft_bounce", campaign_id=bounce.campaign_id,
                                sender_email=sender.from_email, detail=reply)
     return marked
+
+
+async def _first_soft_report(conn: Conn, user_id: int, campaign_id: uuid.UUID, position: int) -> bool:
+    """Whether this is the first soft bounce recorded for that message. Kept by the message's
+    campaign and position, not by the report (a server may report one message twice, in two
+    reports with their own Message-IDs) nor by the recipient's row (gone with its campaign)."""
+    first = await conn.fetchval(
+        "INSERT INTO soft_bounced_messages (user_id, campaign_id, position) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING 1", user_id, campaign_id, position)
+    return first is not None
 
 
 async def _count_soft(conn: Conn, user_id: int, email: str, campaign_id: uuid.UUID, position: int,

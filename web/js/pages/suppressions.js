@@ -1,5 +1,6 @@
 // The account's suppression list: addresses none of the user's mail goes to (unsubscribed,
-// bounced, added by hand, imported). Search, add, remove, import a CSV, export one.
+// bounced, added by hand, imported). Search (by the start of an address, or @domain: what the
+// database can answer from an index on a list of a million), add, remove, import a CSV, export one.
 
 import { api } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
@@ -10,9 +11,10 @@ export async function suppressionsPage(search = "") {
   const { items, next_after: more, total } = await api("GET", `/v1/suppressions?${query}`);
   render(main(), html`<h1>${t("suppress.title")}</h1>
     <p>${t("suppress.about")}</p>
-    <p>${t("suppress.total", { n: number(total) })} · <a href="/v1/suppressions/export?lang=${currentLanguage()}" download>${t("suppress.export")}</a></p>
-    <form id="search" class="row" role="search"><label>${t("suppress.search")}<input name="q" type="search" value="${search}"></label>
+    <p>${total == null ? "" : `${t("suppress.total", { n: number(total) })} · `}<a href="/v1/suppressions/export?lang=${currentLanguage()}" download>${t("suppress.export")}</a></p>
+    <form id="search" class="row" role="search"><label>${t("suppress.search")}<input name="q" type="search" minlength="2" value="${search}" aria-describedby="search-hint"></label>
       <button type="submit">${t("suppress.find")}</button></form>
+    <p id="search-hint"><small>${t("suppress.searchhint")}</small></p>
     ${items.length ? html`<div class="scroll" tabindex="0" role="region" aria-label="${t("suppress.title")}"><table><thead><tr><th>${t("suppress.email")}</th><th>${t("suppress.reason")}</th><th>${t("suppress.when")}</th><th><span class="visually-hidden">${t("common.delete")}</span></th></tr></thead><tbody>
       ${items.map((i) => html`<tr><td>${i.email}</td><td>${t(`suppress.reason.${i.reason}`)}${i.sender_email ? html`<br><small>${i.sender_email}</small>` : ""}</td>
         <td>${new Date(i.created_at).toLocaleDateString()}</td>
