@@ -11,10 +11,11 @@ and position only, HMAC) keep working while their campaign exists.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -70,8 +71,11 @@ def _cipher(key: bytes) -> AESGCM:
     return AESGCM(_derived(key, b"unsubscribe token"))
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_URLSAFE).decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -83,8 +87,37 @@ def message_tag(key: bytes, campaign_id: uuid.UUID, position: int, user_id: int,
     `suppression_key`, so a report can only name the recipient the message was really sent to."""
     data = b"".join([campaign_id.bytes, position.to_bytes(4, "big"), user_id.to_bytes(8, "big"),
                      address_key.encode()])
-    digest = hmac.new(_derived(key, b"message tag"), data, hashlib.sha256).digest()[:_TAG_BYTES]
-    return base64.b32encode(digest).decode().lower()
+    return _tag_text(hmac.digest(_derived(key, b"message tag"), data, "sha256"))
+
+
+# base32 (RFC 4648) in lower case, two symbols for each 10 bits: b32encode is pure Python in 3.11
+# and took 8.5 µs a message. The text must stay exactly b32encode's: mail already sent carries it.
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_SYMBOL_PAIRS = [first + second for first in _BASE32 for second in _BASE32]
+
+
+def _tag_text(digest: bytes) -> str:
+    """`base64.b32encode(digest[:10]).decode().lower()`: 80 bits, 16 symbols, no padding."""
+    bits = int.from_bytes(digest[:_TAG_BYTES], "big")
+    pairs = _SYMBOL_PAIRS
+    return (pairs[bits >> 70] + pairs[bits >> 60 & 1023] + pairs[bits >> 50 & 1023] + pairs[bits >> 40 & 1023]
+            + pairs[bits >> 30 & 1023] + pairs[bits >> 20 & 1023] + pairs[bits >> 10 & 1023] + pairs[bits & 1023])
+
+
+class _Mac:
+    """HMAC-SHA256 under one key, the key's two padded blocks hashed once: each message then
+    costs a copy and an update of each (1.1 µs; hmac.digest sets OpenSSL's HMAC up anew, 2.7 µs)."""
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\0") if len(key) <= 64 else hashlib.sha256(key).digest().ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+
+    def digest(self, data: bytes) -> bytes:
+        inner, outer = self._inner.copy(), self._outer.copy()
+        inner.update(data)
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 @dataclass(frozen=True)
@@ -96,20 +129,39 @@ class Unsubscriber:
     base_url: str
     campaign_id: uuid.UUID
     user_id: int
+    _campaign: bytes = field(init=False, repr=False, compare=False)
+    _user: bytes = field(init=False, repr=False, compare=False)
+    _nonce_mac: _Mac = field(init=False, repr=False, compare=False)
+    _tag_mac: _Mac = field(init=False, repr=False, compare=False)
+    _sealer: AESGCM = field(init=False, repr=False, compare=False)
+    _link_start: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # What every recipient's ids share, worked out once per campaign rather than per message.
+        object.__setattr__(self, "_campaign", self.campaign_id.bytes)
+        object.__setattr__(self, "_user", self.user_id.to_bytes(8, "big"))
+        object.__setattr__(self, "_nonce_mac", _Mac(_derived(self.key, b"unsubscribe nonce")))
+        object.__setattr__(self, "_tag_mac", _Mac(_derived(self.key, b"message tag")))
+        object.__setattr__(self, "_sealer", _cipher(self.key))
+        object.__setattr__(self, "_link_start", f"{self.base_url}/u/{_SEALED}.")
 
     def token(self, position: int, address: str) -> str:
-        plain = b"".join([self.campaign_id.bytes, position.to_bytes(4, "big"), self.user_id.to_bytes(8, "big"),
-                          address.encode()])
+        return f"{_SEALED}.{self._sealed(position, address)}"
+
+    def _sealed(self, position: int, address: str) -> str:
+        plain = b"".join([self._campaign, position.to_bytes(4, "big"), self._user, address.encode()])
         # A synthetic nonce (a MAC of the content): the same recipient always gets the same link,
         # and two different contents never share a nonce.
-        nonce = hmac.new(_derived(self.key, b"unsubscribe nonce"), plain, hashlib.sha256).digest()[:_NONCE_BYTES]
-        return f"{_SEALED}.{_b64(nonce + _cipher(self.key).encrypt(nonce, plain, None))}"
+        nonce = self._nonce_mac.digest(plain)[:_NONCE_BYTES]
+        return _b64(nonce + self._sealer.encrypt(nonce, plain, None))
 
     def url(self, position: int, address: str) -> str:
-        return f"{self.base_url}/u/{self.token(position, address)}"
+        return self._link_start + self._sealed(position, address)
 
     def message_tag(self, position: int, address: str) -> str:
-        return message_tag(self.key, self.campaign_id, position, self.user_id, suppressions.fast_key(address))
+        data = b"".join([self._campaign, position.to_bytes(4, "big"), self._user,
+                         suppressions.fast_key(address).encode()])
+        return _tag_text(self._tag_mac.digest(data))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Turn a campaign into wire-ready message bytes: compiled once, rendered per recipient.
 
-Building each message with the `email` package costs about 0.4 ms; here the MIME skeleton and
-templates are prepared once per campaign and a recipient's message is a few string joins plus
-quoted-printable encoding done in C.
+Building each message with the `email` package costs about 0.4 ms; here the MIME skeleton, the
+headers that do not vary and the templates are prepared once per campaign (long template lines
+folded, folding.py), and a recipient's message is a few string joins: its parts usually go as
+they are (7bit), base64 (done in C) only when one has non-ASCII text or a line still too long.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import binascii
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate
@@ -23,6 +24,7 @@ from jinja2 import ChainableUndefined, StrictUndefined, Undefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
+from shared.mail.folding import fold_html, fold_text
 from shared.mail.template_checks import ALLOWED_FILTERS, ALLOWED_TESTS, checked_tree, too_deep
 from shared.mail.template_checks import TemplateError as TemplateError  # where callers have always found it
 from shared.mail.template_limits import (
@@ -103,16 +105,24 @@ class _Renderer:
     `{{ name }}` fields is filled by joining pieces (about ten times faster than Jinja, which
     matters once per recipient); anything else is rendered by the sandboxed Jinja template."""
 
-    def __init__(self, env: SandboxedEnvironment, source: str, part: str, *, fast: bool) -> None:
-        self.source = source
+    def __init__(self, env: SandboxedEnvironment, source: str, part: str, *, fast: bool,
+                 fold: Callable[[SandboxedEnvironment, str], str] | None = None) -> None:
         self._part = part
         self._template = None
         self._pieces: list[str] | None = None
+        self._wire: list[str] | None = None  # the pieces with CRLF line ends, for encoded()
+        self._literal_size = 0
+        self._longest_line = 0  # of the literal text alone (merge fields empty)
         self._escape = env.autoescape is True
         self.plain = True  # literal text or plain fields: cheap whatever the contact's data
         if not _HAS_TEMPLATE.search(source):
+            self.source = fold(env, source) if fold else source
+            self._prepare_wire([self.source])
             return
-        tree = checked_tree(env, source, part)
+        tree = checked_tree(env, source, part)  # vetted as written: folding changes no token
+        if fold is not None and (folded := fold(env, source)) != source:
+            source, tree = folded, env.parse(folded)
+        self.source = source
         try:
             self._template = env.from_string(tree)
         except (RecursionError, SyntaxError, MemoryError):
@@ -122,23 +132,19 @@ class _Renderer:
             pieces = _PLAIN_FIELD.split(source)
             if not any("{{" in literal or "}}" in literal for literal in pieces[::2]):
                 self._pieces = pieces  # literal, field, literal, field, …, literal
+                self._prepare_wire(pieces)
                 self.plain = True
+
+    def _prepare_wire(self, pieces: list[str]) -> None:
+        self._literal_size = sum(map(len, pieces[::2]))
+        self._wire = [_lf(piece).replace("\n", "\r\n") if index % 2 == 0 else piece
+                      for index, piece in enumerate(pieces)]
+        self._longest_line = max(map(len, _lf("".join(pieces[::2])).split("\n")))
 
     def render(self, fields: Mapping[str, Any]) -> str:
         """The part for one contact; RenderTooLarge once it passes MAX_RENDERED_CHARS."""
         if self._pieces is not None:
-            pieces = self._pieces
-            out = [pieces[0]]
-            size = len(pieces[0])
-            for index in range(1, len(pieces), 2):
-                value = fields.get(pieces[index])
-                text = "" if value is None else str(value)
-                out.append(str(escape(text)) if self._escape else text)
-                out.append(pieces[index + 1])
-                size += len(out[-2]) + len(out[-1])
-                if size > MAX_RENDERED_CHARS:
-                    raise RenderTooLarge(self._part)
-            return "".join(out)
+            return self._filled(self._pieces, fields)[0]
         if self._template is None:
             return self.source
         chunks, size = [], 0
@@ -149,6 +155,47 @@ class _Renderer:
                 raise RenderTooLarge(self._part)
             chunks.append(chunk)
         return "".join(chunks)
+
+    def encoded(self, fields: Mapping[str, Any]) -> tuple[bytes, bytes]:
+        """`encode_body(self.render(fields))`, in less time for plain fields: their literal text
+        has CRLF line ends already, and when no field holds a line break and all of them together
+        could not make a line too long, the part needs neither converting nor measuring."""
+        if self._wire is None:
+            return encode_body(self.render(fields))
+        text, added, breaks = self._filled(self._wire, fields)
+        if not breaks and self._longest_line + added <= _MAX_LINE and text.isascii():
+            return b"7bit", text.encode("ascii")
+        return encode_body(text)
+
+    def _filled(self, pieces: list[str], fields: Mapping[str, Any]) -> tuple[str, int, bool]:
+        """`pieces` with each field's name replaced by its value; with the characters the values
+        added, and whether one held a line break."""
+        out = pieces.copy()
+        size, escaping, breaks = self._literal_size, self._escape, False
+        for index in range(1, len(out), 2):
+            value = fields.get(out[index])
+            text = value if type(value) is str else "" if value is None else str(value)
+            if escaping:
+                text = _escaped(text)
+            if "\n" in text or "\r" in text:
+                breaks = True
+            out[index] = text
+            size += len(text)
+            if size > MAX_RENDERED_CHARS:  # sizes as render() counts them, CRLF or not
+                raise RenderTooLarge(self._part)
+        return "".join(out), size - self._literal_size, breaks
+
+
+def _lf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _escaped(text: str) -> str:
+    # Most fields (names, addresses, the unsubscribe link) have nothing to escape: markupsafe's
+    # Markup is then built for nothing.
+    if "&" in text or "<" in text or ">" in text or "'" in text or '"' in text:
+        return str(escape(text))
+    return text
 
 
 def template_fields(*sources: str) -> set[str]:
@@ -198,21 +245,25 @@ class CampaignContent:
 
 
 _MAX_LINE = 998
+_ONE_CLICK = b">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 
 
 def encode_body(text: str) -> tuple[bytes, bytes]:
-    """(Content-Transfer-Encoding, body): ASCII text with short lines goes as is ("7bit"),
-    anything else as base64 — compact for Cyrillic, and several times cheaper than
-    quoted-printable per message."""
-    crlf = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-    if crlf.isascii() and all(len(line) <= _MAX_LINE for line in crlf.split("\r\n")):
-        return b"7bit", crlf.encode("ascii")
-    encoded = binascii.b2a_base64(crlf.encode("utf-8"), newline=False)
+    """(Content-Transfer-Encoding, body) with CRLF line endings: ASCII text with lines of at most
+    998 characters goes as is ("7bit"), anything else as base64 — compact for Cyrillic, and
+    several times cheaper than quoted-printable per message."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if text.isascii() and max(map(len, lines)) <= _MAX_LINE:
+        return b"7bit", "\r\n".join(lines).encode("ascii")
+    encoded = binascii.b2a_base64("\r\n".join(lines).encode("utf-8"), newline=False)
     return b"base64", b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)])
 
 
 def _encode_header(value: str) -> bytes:
-    value = _LINE_BREAKS.sub(" ", value)
+    if "\n" in value or "\r" in value:
+        value = _LINE_BREAKS.sub(" ", value)
     if value.isascii() and len(value) < 900:
         return value.encode("ascii")
     return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n").encode("ascii")
@@ -236,9 +287,9 @@ class CompiledCampaign:
         if unsubscriber is not None:
             html, text = with_unsubscribe_footer(html, text, content.subject)
         self._subject = _Renderer(plain_env, content.subject, "subject", fast=fast)
-        self._html = _Renderer(html_env, html, "html", fast=fast)
-        text_source = text if text else text_template(html)
-        self._text = _Renderer(plain_env, text_source, "text", fast=fast)
+        text_source = text if text else text_template(html)  # from the HTML as written
+        self._html = _Renderer(html_env, html, "html", fast=fast, fold=fold_html)
+        self._text = _Renderer(plain_env, text_source, "text", fast=fast, fold=fold_text)
         self.plain = self._subject.plain and self._html.plain and self._text.plain
         self._domain = content.from_email.rpartition("@")[2].lower()
         boundary = "=_sendpy_" + secrets.token_hex(12)  # "=_" occurs in neither base64 nor 7bit text
@@ -248,8 +299,11 @@ class CompiledCampaign:
             + "\r\nMIME-Version: 1.0\r\n"
             + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
         ).encode("ascii")
-        self._text_open = f'\r\n--{boundary}\r\nContent-Type: text/plain; charset="utf-8"'.encode("ascii")
-        self._html_open = f'\r\n--{boundary}\r\nContent-Type: text/html; charset="utf-8"'.encode("ascii")
+        # From the blank line after the headers to each part's Content-Transfer-Encoding.
+        self._text_open = (f"\r\nThis is a multi-part message in MIME format.\r\n\r\n--{boundary}\r\n"
+                           'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: ').encode("ascii")
+        self._html_open = (f'\r\n--{boundary}\r\nContent-Type: text/html; charset="utf-8"\r\n'
+                           "Content-Transfer-Encoding: ").encode("ascii")
         self._close = f"\r\n--{boundary}--\r\n".encode("ascii")
         self._date_second = -1
         self._date = b""
@@ -266,6 +320,8 @@ class CompiledCampaign:
     def render_parts(self, fields: Mapping[str, Any]) -> tuple[str, str, str]:
         """(subject, text, html) for one recipient's fields; TemplateLimit when the templates
         would take more than their share of work or time for these fields."""
+        if self.plain:  # no filters and no conditions: nothing to meter, and sizes are checked as parts are joined
+            return self._subject.render(fields), self._text.render(fields), self._html.render(fields)
         deadline = time.perf_counter() + RENDER_SECONDS
         parts = []
         for renderer in (self._subject, self._text, self._html):
@@ -290,22 +346,24 @@ class CompiledCampaign:
     def render(self, position: int, to_address: str, fields: Mapping[str, Any]) -> bytes:
         """The complete message for one recipient, CRLF line endings, ready for DATA."""
         merged = {**fields, "email": to_address}
-        head = [self._head, b"To: ", to_address.encode("utf-8"), b"\r\nSubject: "]
         if self.unsubscriber is not None:
             url = self.unsubscriber.url(position, to_address)
             merged["unsubscribe_url"] = url
-            tail = (f"List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-                    .encode("ascii"))
+            tail = b"List-Unsubscribe: <" + url.encode("ascii") + _ONE_CLICK
         else:
             tail = b""
-        subject, text, html = self.render_parts(merged)
-        text_encoding, text_body = encode_body(text)
-        html_encoding, html_body = encode_body(html)
-        head += [_encode_header(subject), b"\r\nDate: ", self._date_header(), b"\r\nMessage-ID: ",
-                 self.message_id(position, to_address).encode("ascii"), b"\r\n", tail]
+        if self.plain:  # as render_parts, with each part encoded as it is filled in
+            subject = self._subject.render(merged)
+            text_encoding, text_body = self._text.encoded(merged)
+            html_encoding, html_body = self._html.encoded(merged)
+        else:
+            subject, text, html = self.render_parts(merged)
+            text_encoding, text_body = encode_body(text)
+            html_encoding, html_body = encode_body(html)
         return b"".join([
-            *head, b"\r\nThis is a multi-part message in MIME format.\r\n",
-            self._text_open, b"\r\nContent-Transfer-Encoding: ", text_encoding, b"\r\n\r\n", text_body,
-            self._html_open, b"\r\nContent-Transfer-Encoding: ", html_encoding, b"\r\n\r\n", html_body,
-            self._close,
+            self._head, b"To: ", to_address.encode("utf-8"), b"\r\nSubject: ", _encode_header(subject),
+            b"\r\nDate: ", self._date_header(), b"\r\nMessage-ID: ",
+            self.message_id(position, to_address).encode("ascii"), b"\r\n", tail,
+            self._text_open, text_encoding, b"\r\n\r\n", text_body,
+            self._html_open, html_encoding, b"\r\n\r\n", html_body, self._close,
         ])
