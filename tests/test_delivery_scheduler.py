@@ -25,6 +25,7 @@ from shared.delivery.scheduler import Deliverer, RetryPolicy
 from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpAccount
 from shared.recipients import Claimed, RecipientResult
 from shared.smtp_accounts import Sender
+from shared.suppressions import fast_key
 
 KEYS_MASTER = os.urandom(32)
 KEYS = LocalKeyProvider(KEYS_MASTER)
@@ -97,7 +98,8 @@ class MemoryStore:
         now = time.time()
         return [p for p in sorted(self.rows) if first <= p <= last and self._due(self.rows[p], now, lease)]
 
-    async def claim(self, campaign_id: uuid.UUID, positions: Sequence[int], lease: float) -> list[Claimed] | None:
+    async def claim(self, campaign_id: uuid.UUID, user_id: int, positions: Sequence[int],
+                    lease: float) -> list[Claimed] | None:
         if self.on_claim is not None:
             self.on_claim()
         if self.status not in OPEN_FOR_SENDING:
@@ -107,7 +109,8 @@ class MemoryStore:
             row = self.rows[p]
             if self._due(row, now, lease):
                 row.status, row.claimed_at, row.attempts = "sending", now, row.attempts + 1
-                claimed.append(Claimed(p, row.email, row.fields, row.attempts))
+                claimed.append(Claimed(p, row.email, row.fields, row.attempts,
+                                       suppressed=fast_key(row.email) in self.suppressed))
         return claimed
 
     async def record(self, campaign_id: uuid.UUID, results: Sequence[RecipientResult]) -> None:
@@ -127,9 +130,6 @@ class MemoryStore:
             if r.status == "released":
                 row.attempts -= 1
             row.next_attempt_at = r.next_attempt_at if r.status == "retry" else None
-
-    async def suppressed_among(self, user_id: int, keys: Sequence[str]) -> set[str]:
-        return self.suppressed & set(keys)
 
     async def next_due(self, campaign_id: uuid.UUID, first: int, last: int, lease: float) -> float | None:
         now = time.time()

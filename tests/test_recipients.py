@@ -11,6 +11,7 @@ import pytest
 
 from shared import recipients
 from shared.accounts import ensure_user
+from shared.campaigns import states as campaign_states
 from shared.recipients import RecipientResult
 
 
@@ -36,19 +37,34 @@ async def states(db: asyncpg.Pool, campaign_id: uuid.UUID) -> dict[int, tuple[st
 async def test_copy_keeps_order_and_fields(db: asyncpg.Pool, campaign: uuid.UUID) -> None:
     async with db.acquire() as conn:
         claimed = await recipients.claim(conn, campaign, [3, 1, 2])
-    assert [(c.position, c.email, c.fields, c.attempts) for c in claimed] == [
+    assert [(c.position, c.email, c.fields, c.attempts) for c in claimed or []] == [
         (1, "r1@example.com", {"n": 1}, 1), (2, "r2@example.com", {"n": 2}, 1), (3, "r3@example.com", {"n": 3}, 1)]
 
 
 async def test_a_claim_is_held_until_its_lease_runs_out(db: asyncpg.Pool, campaign: uuid.UUID) -> None:
     async with db.acquire() as conn:
-        assert len(await recipients.claim(conn, campaign, [1, 2], lease=60)) == 2
+        assert len(await recipients.claim(conn, campaign, [1, 2], lease=60) or []) == 2
         assert await recipients.claim(conn, campaign, [1, 2], lease=60) == []  # another worker holds them
         assert await recipients.due_positions(conn, campaign, 1, 3, lease=60) == [3]
         await conn.execute("UPDATE recipients SET claimed_at = now() - interval '61 seconds'"
                            " WHERE campaign_id = $1 AND position = 1", campaign)
         taken_over = await recipients.claim(conn, campaign, [1, 2], lease=60)
-    assert [(c.position, c.attempts) for c in taken_over] == [(1, 2)]
+    assert [(c.position, c.attempts) for c in taken_over or []] == [(1, 2)]
+
+
+@pytest.mark.parametrize("status", ["paused", "cancelled", "draft", "finished"])
+async def test_a_campaign_not_open_for_sending_claims_nothing(db: asyncpg.Pool, campaign: uuid.UUID,
+                                                              status: str) -> None:
+    await db.execute("UPDATE campaigns SET status = $2 WHERE id = $1", campaign, status)
+    async with db.acquire() as conn:
+        assert await recipients.claim(conn, campaign, [1, 2]) is None  # checked in the claim's own statement
+        assert await recipients.claim(conn, campaign, []) is None
+        await conn.execute("UPDATE campaigns SET status = 'queued' WHERE id = $1", campaign)
+        assert await recipients.claim(conn, campaign, []) == []
+        claimed = await recipients.claim(conn, campaign, [2, 1])
+    assert claimed is not None and [c.position for c in claimed] == [1, 2]
+    assert (await states(db, campaign))[3] == ("pending", 0, None)
+    assert set(recipients.OPEN_FOR_SENDING) == set(campaign_states.OPEN_FOR_SENDING)
 
 
 async def test_outcomes_are_written_once_and_final_ones_stay(db: asyncpg.Pool, campaign: uuid.UUID) -> None:

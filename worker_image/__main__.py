@@ -40,7 +40,7 @@ async def run_worker(kind: str) -> None:
     settings = get_settings()
     stopping = asyncio.Event()
     stop_on_signals(stopping)
-    db = await create_pool(settings)
+    db = await create_pool(settings, session_free=kind == "sender")  # no reset round trip per release
     async with db.acquire() as conn:
         await migrate(conn)
     await broker.ensure_topics(settings)

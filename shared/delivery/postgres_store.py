@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 import asyncpg
 
-from shared import deferrals, recipients, smtp_accounts
+from shared import deferrals, recipients, smtp_accounts, suppressions
 from shared.campaigns import states
 from shared.campaigns.states import CampaignForSending
 from shared.commands import DeliveryBatch
@@ -47,21 +48,23 @@ class PostgresDeliveryStore:
         async with self._pool.acquire() as conn:
             return await recipients.due_positions(conn, campaign_id, first, last, lease)
 
-    async def claim(self, campaign_id: uuid.UUID, positions: Sequence[int], lease: float) -> list[Claimed] | None:
-        async with self._pool.acquire() as conn:
-            if await states.status_of(conn, campaign_id) not in states.OPEN_FOR_SENDING:
-                return None
-            return await recipients.claim(conn, campaign_id, positions, lease)
+    async def claim(self, campaign_id: uuid.UUID, user_id: int, positions: Sequence[int],
+                    lease: float) -> list[Claimed] | None:
+        async with self._pool.acquire() as conn:  # one connection for both statements
+            claimed = await recipients.claim(conn, campaign_id, positions, lease)
+            if not claimed:
+                return claimed
+            # The list is read again right before sending: someone who unsubscribed (or bounced)
+            # after the recipients were loaded — days ago, for a long campaign — is not mailed.
+            keys = [suppressions.fast_key(item.email) for item in claimed]
+            found = await suppressions.among(conn, user_id, keys)
+        if not found:
+            return claimed
+        return [replace(item, suppressed=key in found) for item, key in zip(claimed, keys, strict=True)]
 
     async def record(self, campaign_id: uuid.UUID, results: Sequence[RecipientResult]) -> None:
         async with self._pool.acquire() as conn:
             await recipients.record(conn, campaign_id, results)
-
-    async def suppressed_among(self, user_id: int, keys: Sequence[str]) -> set[str]:
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch("SELECT address FROM suppressed WHERE user_id = $1 AND address = ANY($2::text[])",
-                                    user_id, list(keys))
-        return {r["address"] for r in rows}
 
     async def next_due(self, campaign_id: uuid.UUID, first: int, last: int, lease: float) -> float | None:
         async with self._pool.acquire() as conn:

@@ -19,7 +19,6 @@ import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from shared import suppressions
 from shared.campaigns.preview import template_problem
 from shared.campaigns.states import OPEN_FOR_SENDING, CampaignForSending
 from shared.commands import DeliveryBatch
@@ -208,17 +207,12 @@ class Deliverer:
                 for start in range(0, len(positions), CLAIM_CHUNK):
                     if over_budget():
                         break
-                    claimed = await self._store.claim(batch.campaign_id, positions[start : start + CLAIM_CHUNK],
-                                                      self._lease)
+                    claimed = await self._store.claim(batch.campaign_id, campaign.user_id,
+                                                      positions[start : start + CLAIM_CHUNK], self._lease)
                     if claimed is None:
                         break  # paused or cancelled: takes effect between chunks, within seconds
-                    # The list is read again right before sending: someone who unsubscribed (or
-                    # bounced) after the recipients were loaded — days ago, for a long campaign —
-                    # is not mailed.
-                    keys = {item.position: suppressions.fast_key(item.email) for item in claimed}
-                    now_suppressed = await self._store.suppressed_among(campaign.user_id, list(set(keys.values())))
                     for item in claimed:
-                        if keys[item.position] in now_suppressed:
+                        if item.suppressed:  # since the recipients were loaded: not mailed
                             done.append(RecipientResult(item.position, "skipped", "suppressed"))
                         else:
                             await queue.put(item)

@@ -33,15 +33,13 @@ class DeliveryStore(Protocol):
 
     async def due_positions(self, campaign_id: uuid.UUID, first: int, last: int, lease: float) -> list[int]: ...
 
-    async def claim(self, campaign_id: uuid.UUID, positions: Sequence[int], lease: float) -> list[Claimed] | None:
-        """Claim the open ones among `positions`; None once the campaign is no longer open for sending."""
+    async def claim(self, campaign_id: uuid.UUID, user_id: int, positions: Sequence[int],
+                    lease: float) -> list[Claimed] | None:
+        """Claim the open ones among `positions`, each `suppressed` if the user's suppression list
+        has its address now; None once the campaign is no longer open for sending."""
         ...
 
     async def record(self, campaign_id: uuid.UUID, results: Sequence[RecipientResult]) -> None: ...
-
-    async def suppressed_among(self, user_id: int, keys: Sequence[str]) -> set[str]:
-        """Which of these suppression keys are on the user's list now."""
-        ...
 
     async def next_due(self, campaign_id: uuid.UUID, first: int, last: int, lease: float) -> float | None: ...
 
