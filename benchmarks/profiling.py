@@ -85,7 +85,7 @@ def _postgres_kind(stack: list[tuple[str, str]]) -> str:
     names = {(function.rsplit(".", 1)[-1], Path(file).name) for function, file in stack if file.endswith(".py")}
     if ("record", "recipients.py") in names or ("_flush", "scheduler.py") in names:
         return CATEGORIES[3]
-    if any(name in ("claim", "suppressed_among", "claimer") for name, _ in names):
+    if any(name in ("claim", "claimer") for name, _ in names):  # the suppression read is inside claim
         return CATEGORIES[2]
     if any(file == "send_window.py" for _, file in names):
         return CATEGORIES[4]
