@@ -6,10 +6,15 @@ Implicit TLS with the local CA's certificate (as Dovecot's), one thread per conn
 - "literal": a proper greeting and CAPABILITY, then LOGIN is answered with a `literal_size`
   literal sent as fast as the client reads it;
 - "fetch": log-in, SELECT and SEARCH answered properly (one message), then the FETCH of its body
-  is a `literal_size` literal.
+  is a `literal_size` literal;
+- "drip-search": log-in, SELECT and IDLE like any server, then SEARCH — the one command a look at
+  the mailbox cannot do without — answered one byte every `drip_seconds` for as long as the
+  client listens (within every bound but the look's whole deadline);
+- "silent-search": the same, but SEARCH is never answered.
 
 `sent` counts the bytes sent (TLS payload), `open_connections` the connections the client has not
-closed yet.
+closed yet, `searching` the connections waiting on a SEARCH now, `most_searching` the most there
+ever were at once.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class HostileImap:
         self.accepted = 0
         self.open_connections = 0
         self.logins: list[bytes] = []  # every LOGIN command line received, password included
+        self.searching = 0
+        self.most_searching = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -97,7 +104,11 @@ class HostileImap:
 
     def _converse(self, conn: ssl.SSLSocket) -> None:
         self._send(conn, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE] hostile\r\n")
+        idle_tag = b""
         for line in _lines(conn):
+            if line.upper() == b"DONE":
+                self._send(conn, idle_tag + b" OK IDLE done\r\n")
+                continue
             tag, _, rest = line.partition(b" ")
             command = rest.split(b" ", 2)
             verb = command[0].upper()
@@ -114,6 +125,11 @@ class HostileImap:
             elif verb in (b"SELECT", b"EXAMINE"):
                 self._send(conn, b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n"
                            + tag + b" OK [READ-ONLY] done\r\n")
+            elif verb == b"IDLE":
+                idle_tag = tag
+                self._send(conn, b"+ idling\r\n")
+            elif verb in (b"SEARCH", b"UID SEARCH") and self.mode in ("drip-search", "silent-search"):
+                return self._slow_search(conn)
             elif verb in (b"SEARCH", b"UID SEARCH"):
                 self._send(conn, b"* SEARCH 1\r\n" + tag + b" OK done\r\n")
             elif verb == b"UID FETCH":
@@ -124,6 +140,23 @@ class HostileImap:
             else:
                 self._send(conn, tag + b" BAD unknown\r\n")
         return None
+
+    def _slow_search(self, conn: ssl.SSLSocket) -> None:
+        with self._lock:
+            self.searching += 1
+            self.most_searching = max(self.most_searching, self.searching)
+        try:
+            if self.mode == "silent-search":
+                self._stop.wait(3600)
+                return
+            answer = b"* SEARCH" + b" 1" * 1_000_000
+            for index in range(len(answer)):
+                if self._stop.wait(self.drip_seconds):
+                    return
+                self._send(conn, answer[index:index + 1])
+        finally:
+            with self._lock:
+                self.searching -= 1
 
 
 def _lines(conn: ssl.SSLSocket) -> Iterator[bytes]:

@@ -20,8 +20,8 @@ from sendpy.devstack.tls import LocalCertificates
 from shared.bounces.slots import FairSlots
 from tests.conftest import Workers, new_api_key
 from tests.helpers import make_sender
+from tests.hostile_imap import HostileImap, hostile_imap
 from tests.imap import ImapUser
-from tests.slow_imap import SlowImap, slow_imap
 from tests.test_bounces import bounced_within, campaign_to, dsn
 
 SLOW_SENDERS = 6  # more than the worker's 4 slots
@@ -42,7 +42,7 @@ async def until(check: Any, seconds: float, what: str) -> None:
 
 async def another_users_bounce_waits_for_no_slow_mailbox(
     api: httpx.AsyncClient, auth: dict[str, str], sink: SmtpSink, workers: Workers, dovecot: DovecotServer,
-    user: ImapUser, db: asyncpg.Pool, server: SlowImap, **worker_env: str,
+    user: ImapUser, db: asyncpg.Pool, server: HostileImap, **worker_env: str,
 ) -> float:
     # Only these senders read mail here (earlier tests' may point at servers they have stopped).
     await db.execute("UPDATE senders SET imap_host = NULL, imap_claimed_until = NULL WHERE imap_host IS NOT NULL")
@@ -83,7 +83,7 @@ async def test_a_polled_account_with_many_slow_mailboxes_delays_no_one_elses_bou
     api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers, dovecot: DovecotServer,
     imap_user: ImapUser, db: asyncpg.Pool, certs: LocalCertificates,
 ) -> None:
-    with slow_imap(certs, "drip-search") as server:
+    with hostile_imap(certs, "drip-search") as server:
         took = await another_users_bounce_waits_for_no_slow_mailbox(
             api, auth, clean_sink, workers, dovecot, imap_user, db, server, SENDPY_BOUNCE_IDLE_CONNECTIONS="0")
     assert took < BOUND_SECONDS
@@ -94,7 +94,7 @@ async def test_idle_sessions_of_many_slow_mailboxes_delay_no_one_elses_bounce(
     imap_user: ImapUser, db: asyncpg.Pool, certs: LocalCertificates,
 ) -> None:
     # Every slow mailbox is watched with IDLE, and each watch's first look asks for a slot.
-    with slow_imap(certs, "drip-search") as server:
+    with hostile_imap(certs, "drip-search") as server:
         took = await another_users_bounce_waits_for_no_slow_mailbox(
             api, auth, clean_sink, workers, dovecot, imap_user, db, server)
     assert took < BOUND_SECONDS

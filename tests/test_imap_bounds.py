@@ -33,7 +33,6 @@ from shared.unsubscribe import signing_key
 from tests.helpers import make_sender
 from tests.hostile_imap import hostile_imap
 from tests.imap import ImapUser
-from tests.slow_imap import slow_imap
 
 MB = 1024 * 1024
 
@@ -142,7 +141,7 @@ async def test_a_look_the_server_makes_too_slow_is_reported_as_too_slow(
     # one byte every 0.2 s (longer than the look may take): it read «ответил неожиданно: timed out».
     monkeypatch.setattr(reader, "LOOK_SECONDS", 3.0)
     sender = await make_sender(api, auth, clean_sink)
-    with slow_imap(certs, mode, drip_seconds=0.2) as server:
+    with hostile_imap(certs, mode, drip_seconds=0.2) as server:
         await db.execute("UPDATE senders SET imap_host = '127.0.0.1', imap_port = $2 WHERE id = $1",
                          sender["id"], server.port)
         policy = dataclasses.replace(ConnectPolicy.from_settings(get_settings()), timeout=1.0)
