@@ -41,6 +41,11 @@ _LARGEST_POSITION = 2**31 - 1
 # retry's back-off, a daily limit, a paused account) gives the place to the next batch.
 SHORT_WAIT_SECONDS = 60.0
 _USER_LOCK = 0x5357  # with the user id: one filler of a user's window at a time
+# The next open recipient from a position on. `ORDER BY … LIMIT 1` and not `min()`: for a campaign
+# not yet in the statistics the planner expects one row and aggregates every open one after the
+# position (a 100,000-recipient campaign: 9 ms for each batch published, instead of 0.02 ms).
+FIRST_OPEN_SQL = ("SELECT position FROM recipients WHERE campaign_id = $1 AND position >= $2"
+                  " AND status IN ('pending', 'sending') ORDER BY position LIMIT 1")
 
 
 @dataclass(frozen=True)
@@ -124,10 +129,7 @@ async def fill(conn: Conn, campaign_id: uuid.UUID, publish: Publish, window: Win
         chosen = min(waiting, key=lambda c: (len(c.out), c.turn))
         chosen.changed = True
         # Ranges whose recipients are all final already (a second pass) are stepped over.
-        first = await conn.fetchval(
-            "SELECT min(position) FROM recipients WHERE campaign_id = $1 AND position >= $2"
-            " AND status IN ('pending', 'sending')",
-            chosen.campaign_id, chosen.position)
+        first = await conn.fetchval(FIRST_OPEN_SQL, chosen.campaign_id, chosen.position)
         if first is None or first > chosen.last_loaded:
             chosen.position = chosen.last_loaded + 1
             continue

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shared import recipients
+from shared import recipients, send_window
 from shared.accounts import ensure_user
 from shared.recipients import RecipientResult
 
@@ -106,3 +106,12 @@ async def test_writing_outcomes_reads_its_chunk_not_the_campaign(fresh: tuple[An
                             [RecipientResult(p, "sent", "250 ok") for p in CHUNK])
     assert len(explaining.plans) == 1
     assert_bounded_by_the_chunk(explaining.plans[0])
+
+
+async def test_the_window_finds_the_next_open_recipient_without_reading_the_rest(
+        fresh: tuple[Any, uuid.UUID]) -> None:
+    conn, campaign_id = fresh
+    found = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + send_window.FIRST_OPEN_SQL, campaign_id, 15_001)
+    read = scans(json.loads(found)[0]["Plan"])
+    assert read and sum(node["Actual Rows"] for node in read) <= 10, read  # min() read all 15,000 after it
+    assert await conn.fetchval(send_window.FIRST_OPEN_SQL, campaign_id, 15_001) == 15_001
