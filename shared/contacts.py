@@ -148,7 +148,7 @@ def detect(sample: bytes, *, complete: bool, overrides: dict[str, Any] | None = 
     try:
         decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
         text = decoder.decode(sample, final=complete)
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeError):  # UTF-16 without a BOM is a UnicodeError, not a decode error
         raise InputError("wrong_encoding", "encoding", encoding=encoding) from None
     text = text.lstrip("\ufeff")
     if "\x00" in text:
@@ -281,7 +281,7 @@ def iter_contacts(chunks: Iterable[bytes], dialect: Dialect, columns: list[Colum
             fields = {name: cells[i].strip()[:MAX_FIELD] for i, name in enumerate(names)
                       if i < len(cells) and i != dialect.email_column}
             yield ContactRow(number, email.strip(), fields)
-    except UnicodeDecodeError:
+    except UnicodeError:
         raise InputError("wrong_encoding", "encoding", encoding=dialect.encoding) from None
     except csv.Error as exc:
         raise InputError("bad_csv", "file", reason=f"row {number + 1}: {exc}") from None

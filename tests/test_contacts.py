@@ -95,6 +95,16 @@ def test_wrong_encoding_chosen_by_the_user_is_reported() -> None:
     assert caught.value.code == "wrong_encoding"
 
 
+@pytest.mark.parametrize("complete", [True, False])
+def test_utf16_chosen_for_a_file_without_its_mark_is_a_wrong_encoding(complete: bool) -> None:
+    # A cp1251 file read as UTF-16 has no byte-order mark: Python raises a UnicodeError that is not
+    # a UnicodeDecodeError (the walk got a 500 for «Юникод, 16 бит» + «Применить»).
+    data = "ФИО;Эл. почта\r\nИванов;ivan@example.ru\r\n".encode("cp1251")
+    with pytest.raises(InputError) as caught:
+        detect(data, complete=complete, overrides={"encoding": "utf-16"})
+    assert caught.value.code == "wrong_encoding"
+
+
 def test_inspection_counts_valid_invalid_duplicates_and_suppressed() -> None:
     data = RU_ROWS.encode("cp1251") + "skip@example.ru;X;Y\r\n".encode("cp1251")
     found = detect(data, complete=True)
