@@ -12,8 +12,10 @@ out, and another user's one-recipient mail waited 44 s behind them instead of on
 A user's sending campaigns share `size` places; each campaign keeps its own place in its
 recipients (`send_windows`, one row per campaign, batches in position order), and a freed place
 goes to the campaign with the fewest batches out — on a tie, the one given a place longest ago —
-so every one of them gets turns and none starves. One filler per user at a time (an advisory
-lock) keeps the count true while it publishes.
+so every one of them gets turns and none starves — except that an account with limits sends its
+campaigns one after the other in the order they were started (they share its limits, and the
+campaign page says which one a campaign waits for): a paused one steps aside until it is resumed.
+One filler per user at a time (an advisory lock) keeps the count true while it publishes.
 
 The window is bookkeeping, never the only copy of the work. Recipients are rows in Postgres, and
 publishing a range twice is harmless (final recipients are skipped, claims are atomic): a crash
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -65,8 +68,22 @@ class _Campaign:
     last_loaded: int
     out: list[int]  # first positions of its batches out now
     turn: int  # when it last got a place, relative to the others: lower waited longer
+    started: datetime
+    loaded: bool  # all its recipients are in Postgres (the fan-out may still be loading them)
     changed: bool = False
     served: bool = False
+
+    def has_work(self) -> bool:
+        return not self.loaded or self.position <= self.last_loaded or bool(self.out)
+
+    def queued_behind(self, campaigns: list[_Campaign]) -> bool:
+        """An account with limits sends its campaigns one after the other, in the order they were
+        started (what the campaign page promises): a later one gets no place while an earlier one
+        still has mail to go. A pause takes the earlier one out of the way until its resume."""
+        return not self.spread and any(
+            other.sender_id == self.sender_id and not other.spread
+            and (other.started, str(other.campaign_id)) < (self.started, str(self.campaign_id))
+            and other.has_work() for other in campaigns)
 
 
 async def _lock_user(conn: Conn, campaign_id: uuid.UUID) -> int | None:
@@ -110,7 +127,8 @@ async def fill(conn: Conn, campaign_id: uuid.UUID, publish: Publish, window: Win
     rows = await conn.fetch(
         """
         SELECT w.campaign_id, w.next_position, w.open_batches, c.sender_id, c.recipient_count,
-               (s.per_minute IS NULL AND s.per_day IS NULL) AS spread
+               (s.per_minute IS NULL AND s.per_day IS NULL) AS spread, c.recipients_loaded,
+               COALESCE(c.started_at, c.created_at) AS started
           FROM campaigns c JOIN send_windows w ON w.campaign_id = c.id JOIN senders s ON s.id = c.sender_id
          WHERE c.user_id = $1 AND c.status = 'sending'
          ORDER BY w.updated_at, w.campaign_id
@@ -119,11 +137,12 @@ async def fill(conn: Conn, campaign_id: uuid.UUID, publish: Publish, window: Win
         user_id,
     )
     campaigns = [_Campaign(r["campaign_id"], r["sender_id"], r["spread"], r["next_position"], r["recipient_count"],
-                           list(r["open_batches"]), turn) for turn, r in enumerate(rows)]
+                           list(r["open_batches"]), turn, r["started"], r["recipients_loaded"])
+                 for turn, r in enumerate(rows)]
     out = sum(len(c.out) for c in campaigns)
     batches: list[DeliveryBatch] = []
     while out < window.size:
-        waiting = [c for c in campaigns if c.position <= c.last_loaded]
+        waiting = [c for c in campaigns if c.position <= c.last_loaded and not c.queued_behind(campaigns)]
         if not waiting:
             break
         chosen = min(waiting, key=lambda c: (len(c.out), c.turn))

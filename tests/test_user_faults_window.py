@@ -186,3 +186,38 @@ async def test_one_users_campaigns_share_one_window_and_take_turns(db: Any) -> N
     out = await db.fetchval("SELECT sum(cardinality(open_batches)) FROM send_windows WHERE campaign_id = ANY($1)",
                             ids[:2])
     assert out == 4
+
+
+async def test_an_account_with_limits_sends_its_campaigns_in_the_order_they_were_started(db: Any) -> None:
+    # The walk: A paused and resumed went behind B of the same Gmail account, which the page said
+    # was waiting for A; A then sat at 60 sent until B was cancelled.
+    ids, sender_id = await campaigns_of_one_user(db, 2, 1000)
+    await db.execute("UPDATE senders SET per_minute = 20, per_day = 500 WHERE id = $1", sender_id)
+    await db.execute("UPDATE campaigns SET started_at = now() - make_interval(secs => $2) WHERE id = $1",
+                     ids[0], 60.0)
+    await db.execute("UPDATE campaigns SET started_at = now() WHERE id = $1", ids[1])
+    window, published = Window(batch_size=50, size=4), Published(ids)
+
+    def batch(n: int, first: int) -> DeliveryBatch:
+        return DeliveryBatch(ids[n - 1], sender_id, first, first + 49, False)
+
+    for campaign_id in ids:
+        async with db.acquire() as conn:
+            await send_window.restart(conn, campaign_id)
+        await send_window.top_up(db, campaign_id, published, window)
+    assert published.take() == [(1, 1, 50), (1, 51, 100), (1, 101, 150), (1, 151, 200)]
+    await send_window.finished(db, batch(1, 1), published, window)
+    assert published.take() == [(1, 201, 250)]  # not B's: it waits for A, as its page says
+    # A paused: B goes meanwhile.
+    await db.execute("UPDATE campaigns SET status = 'paused' WHERE id = $1", ids[0])
+    await send_window.finished(db, batch(1, 51), published, window)
+    assert published.take() == [(2, 1, 50), (2, 51, 100), (2, 101, 150), (2, 151, 200)]
+    # A resumed: B's batch out finishes, and the places are A's again.
+    await db.execute("UPDATE campaigns SET status = 'sending' WHERE id = $1", ids[0])
+    async with db.acquire() as conn:
+        await send_window.restart(conn, ids[0])
+    await send_window.top_up(db, ids[0], published, window)
+    assert published.take() == []  # the window is full of B's
+    for first in (1, 51):
+        await send_window.finished(db, batch(2, first), published, window)
+    assert published.take() == [(1, 1, 50), (1, 51, 100)]  # A's again, from its first open recipient
