@@ -5,7 +5,7 @@ granularity of delivery batches, with costs measured by `sending.py` on the 2-co
 (the defaults below; pass the figures of a newer run with the options):
 
 - Kafka: a deliveries topic of P partitions, each read in order by one worker of the group
-  (a worker works on all its partitions at once, one batch per partition at a time, as
+  (a worker works on all its partitions at once, `--lanes` batches of each at a time, as
   `worker_image/consume.py` does). More workers than partitions sit idle.
 - A sender worker is one Python process on one vCPU: every message costs it `sender_us` of CPU
   (rendering, SMTP client, driver), shared by the batches it works on at once.
@@ -93,17 +93,20 @@ class _Server:
         self.clock.at(start + seconds, then)
 
 
-def simulate(costs: Costs, scenario: Scenario, workers: int, partitions: int) -> Result:
+def simulate(costs: Costs, scenario: Scenario, workers: int, partitions: int, lanes: int = 1) -> Result:
+    """`lanes`: batches of one partition a worker works on at once."""
     clock = _Clock()
     active = min(workers, partitions)
     cpus = [_Server(clock, 1) for _ in range(active)]
     postgres = _Server(clock, costs.pg_cores)
     wal = _Server(clock, 1)
     queues: list[list[tuple[int, int]]] = [[] for _ in range(partitions)]  # (account, recipients)
-    for account in range(scenario.accounts):
-        batches = math.ceil(scenario.recipients_per_account / costs.batch_size)
-        for number in range(batches):
-            size = min(costs.batch_size, scenario.recipients_per_account - number * costs.batch_size)
+    # Each account's (user's) batches interleaved with the others', as the per-user send windows
+    # publish them.
+    batches = math.ceil(scenario.recipients_per_account / costs.batch_size)
+    for number in range(batches):
+        size = min(costs.batch_size, scenario.recipients_per_account - number * costs.batch_size)
+        for account in range(scenario.accounts):
             spread = scenario.per_minute is None
             partition = hash((account, number)) % partitions if spread else account % partitions
             queues[partition].append((account, size))
@@ -111,7 +114,7 @@ def simulate(costs: Costs, scenario: Scenario, workers: int, partitions: int) ->
     # what it allows and defers the rest to when it allows more, freeing the partition meanwhile.
     tokens = [scenario.per_minute or 0.0] * scenario.accounts
     refilled_at = [0.0] * scenario.accounts
-    idle = [True] * partitions
+    idle_lanes = [0] * partitions  # of a partition's `lanes` batches at once, how many have none
     pools: dict[tuple[int, int], _Server] = {}
     sent = [0]
 
@@ -125,22 +128,23 @@ def simulate(costs: Costs, scenario: Scenario, workers: int, partitions: int) ->
     def defer(partition: int, account: int, size: int, not_before: float) -> None:
         def republish() -> None:
             queues[partition].append((account, size))
-            if idle[partition]:
+            if idle_lanes[partition]:
+                idle_lanes[partition] -= 1
                 work_on(partition)
         clock.at(not_before, republish)
 
     def work_on(partition: int) -> None:
-        idle[partition] = not queues[partition]
-        if idle[partition]:
+        if not queues[partition]:
+            idle_lanes[partition] += 1
             return
         account, size = queues[partition].pop(0)
         if scenario.per_minute is not None:
-            allowed = min(size, int(allowance(account)))
+            allowed = min(size, int(allowance(account) + 1e-9))  # a refill due now may fall 1e-15 short
             tokens[account] -= allowed
             if allowed < size:
                 wanted = min(size - allowed, scenario.per_minute)
                 wait = (wanted - tokens[account]) / (scenario.per_minute / 60)
-                defer(partition, account, size - allowed, clock.now + wait)
+                defer(partition, account, size - allowed, clock.now + max(wait, 0.001))
             if not allowed:
                 work_on(partition)
                 return
@@ -171,7 +175,8 @@ def simulate(costs: Costs, scenario: Scenario, workers: int, partitions: int) ->
         postgres.serve(size * costs.pg_us / 2e6, after_claim)
 
     for partition in range(partitions):
-        clock.at(0.0, functools.partial(work_on, partition))
+        for _ in range(lanes):
+            clock.at(0.0, functools.partial(work_on, partition))
     clock.run()
     elapsed = clock.now
     utilisation = {
@@ -184,7 +189,7 @@ def simulate(costs: Costs, scenario: Scenario, workers: int, partitions: int) ->
         # Nothing inside Sendpy is busy: the mail waits on the accounts' limits, or on the remote
         # servers with only partitions × connections messages in flight.
         limits = scenario.accounts * (scenario.per_minute or math.inf) / 60
-        in_flight = partitions * costs.connections / (scenario.smtp_ms / 1000)
+        in_flight = partitions * lanes * costs.connections / (scenario.smtp_ms / 1000)
         busiest = "account limits" if limits <= in_flight else "partitions × connections ÷ SMTP latency"
     return Result(workers, partitions, sent[0] / elapsed, busiest, utilisation)
 
@@ -204,6 +209,7 @@ def main() -> None:
     parser.add_argument("--wal-bytes", type=float, default=Costs.wal_bytes)
     parser.add_argument("--wal-mb-s", type=float, default=Costs.wal_mb_s)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--lanes", type=int, default=1, help="batches of one partition worked on at once")
     parser.add_argument("--partitions", type=int, help="deliveries topic partitions (default: 6, or one a worker)")
     args = parser.parse_args()
     costs = replace(Costs(), sender_us=args.sender_us, pg_us=args.pg_us, pg_cores=args.pg_cores,
@@ -213,7 +219,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for scenario in SCENARIOS:
         for workers in args.workers:
-            result = simulate(costs, scenario, workers, partitions=args.partitions or max(6, workers))
+            result = simulate(costs, scenario, workers, partitions=args.partitions or max(6, workers),
+                              lanes=args.lanes)
             u = result.utilisation
             print(f"| {scenario.name} | {workers} | {result.partitions} | {result.msgs_per_s:,.0f} | "
                   f"{result.busiest} | {u['sender CPU']:.0%} | {u['Postgres CPU']:.0%} | {u['WAL']:.0%} |")
