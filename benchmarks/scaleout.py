@@ -190,7 +190,7 @@ def simulate(costs: Costs, scenario: Scenario, workers: int, partitions: int, la
         # servers with only partitions × connections messages in flight.
         limits = scenario.accounts * (scenario.per_minute or math.inf) / 60
         in_flight = partitions * lanes * costs.connections / (scenario.smtp_ms / 1000)
-        busiest = "account limits" if limits <= in_flight else "partitions × connections ÷ SMTP latency"
+        busiest = "account limits" if limits <= in_flight else "in-flight messages ÷ SMTP latency"
     return Result(workers, partitions, sent[0] / elapsed, busiest, utilisation)
 
 
