@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from charset_normalizer import from_bytes
 
@@ -236,8 +236,7 @@ def decode_lines(chunks: Iterable[bytes], encoding: str) -> Iterator[str]:
         yield pending
 
 
-@dataclass(frozen=True)
-class ContactRow:
+class ContactRow(NamedTuple):  # not a frozen dataclass: building one cost 1.5 µs, a fifth of reading a row
     row: int  # 1-based record number in the file, the header counted, as a spreadsheet shows it
     email: str  # as written; for an unclosed quote the whole line, which is never a valid address
     fields: dict[str, str]

@@ -196,7 +196,8 @@ def records(lines: Iterable[str], delimiter: str, stands_alone: Callable[[list[s
                 del alone[number]
         # A contact row has an address, so a line without "@" is not looked at more closely.
         unclosed = (cells is None or (final and feed.ran_out)
-                    or any(line_stands_alone(number, line) for number, line in record[1:] if "@" in line))
+                    or (len(record) > 1  # most records are one line: no generator for them
+                        and any(line_stands_alone(number, line) for number, line in record[1:] if "@" in line)))
         if cells is not None and not unclosed:
             yield Record(record[0][0], cells, None)
             continue

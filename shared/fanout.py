@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from shared import file_jobs, recipients, send_window, suppressions
-from shared.addresses import check_address
+from shared.addresses import normal_address
 from shared.campaigns import states
 from shared.commands import CampaignCommand, Publish
 from shared.contacts import Column, ContactRow, Dialect, address_key, iter_contacts
@@ -48,6 +48,14 @@ class LoadCounts:
 
 Record = tuple[object, ...]
 
+_json_string = json.encoder.encode_basestring  # what json.dumps(…, ensure_ascii=False) writes a str as
+
+
+def fields_json(fields: dict[str, str]) -> str:
+    """`json.dumps(fields, ensure_ascii=False)`, character for character, for a row's text cells:
+    without the encoder json.dumps builds on every call (a third of the row's JSON cost)."""
+    return "{" + ", ".join([f"{_json_string(name)}: {_json_string(value)}" for name, value in fields.items()]) + "}"
+
 
 def recipient_records(
     contacts: Iterator[ContactRow], campaign_id: uuid.UUID, counts: LoadCounts, seen: set[bytes],
@@ -60,8 +68,7 @@ def recipient_records(
     """
     for contact in contacts:
         counts.rows += 1
-        checked = check_address(contact.email)
-        email = checked.normalized
+        email = normal_address(contact.email)
         if email is None:
             continue
         key = address_key(email)
@@ -70,8 +77,7 @@ def recipient_records(
             continue
         seen.add(key)
         counts.position += 1
-        fields = json.dumps(contact.fields, ensure_ascii=False)
-        yield (campaign_id, counts.position, email, fields, "pending", None)
+        yield (campaign_id, counts.position, email, fields_json(contact.fields), "pending", None)
 
 
 async def _suppress(conn: Conn, user_id: int, chunk: list[Record]) -> list[Record]:
