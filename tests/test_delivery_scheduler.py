@@ -192,6 +192,9 @@ class ScriptedServer:
 
 
 class ScriptedConnection:
+    pipelined = False  # one send at a time, as on a server without PIPELINING
+    users = 0
+
     def __init__(self, server: ScriptedServer, account: SmtpAccount) -> None:
         self.server, self.account, self.sent, self.is_open = server, account, 0, False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,21 +33,71 @@ class SenderState:
     used_at: float = field(default_factory=time.monotonic)
     paused_until: float = 0.0
     _idle: list[SmtpConnection] = field(default_factory=list)
-    # At most `size` connections to the account at once, however many of its batches this worker
-    # works on concurrently (providers limit simultaneous connections per mailbox).
-    _slots: asyncio.Semaphore | None = None
+    # Pipelined connections with one send out that may take a second one (see SmtpConnection.users).
+    _shared: list[SmtpConnection] = field(default_factory=list)
+    # At most `size` connections to the account in use at once, however many of its batches this
+    # worker works on concurrently (providers limit simultaneous connections per mailbox).
+    _in_use: int = 0
+    # Sends waiting for a connection: woken when one is freed or can take a second send, so that a
+    # waiter does not sit behind a whole connection while half of one is to be had.
+    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
     async def acquire(self, wait: float | None = None, open_within: float | None = None) -> SmtpConnection:
         """One of the account's connections: TimeoutError when none is free within `wait` seconds;
         a new one must be logged in within `open_within` seconds, else ConnectError("slow")."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.size)
-        await asyncio.wait_for(self._slots.acquire(), wait)
+        ends = None if wait is None else time.monotonic() + wait
+        while True:
+            conn = self._share()
+            if conn is not None:
+                return conn
+            if self._in_use < self.size:
+                break
+            await self._wait(None if ends is None else ends - time.monotonic())
+        self._in_use += 1
         try:
-            return await self._connection(None if open_within is None else time.monotonic() + open_within)
+            conn = await self._connection(None if open_within is None else time.monotonic() + open_within)
         except BaseException:
-            self._slots.release()
+            self._free()
             raise
+        conn.users = 1
+        if conn.pipelined:
+            self._shared.append(conn)
+            self._wake()
+        return conn
+
+    def _share(self) -> SmtpConnection | None:
+        limit = self.sender.recipients_per_connection
+        while self._shared:
+            conn = self._shared.pop()
+            if conn.is_open and (limit is None or conn.sent + conn.users < limit):
+                self.used_at = time.monotonic()
+                conn.users += 1
+                return conn
+        return None
+
+    async def _wait(self, seconds: float | None) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(None if seconds is None else max(seconds, 0.0)):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # woken but leaving: the next waiter gets the chance
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _free(self) -> None:
+        self._in_use -= 1
+        self._wake()
 
     async def _connection(self, deadline: float | None) -> SmtpConnection:
         self.used_at = time.monotonic()
@@ -61,21 +112,36 @@ class SenderState:
         except DecryptionError as exc:  # KMS throttled or unreachable: a moment's trouble, not the account's
             raise ConnectError("keys", f"the SMTP password could not be opened: {exc}") from None
         conn = self.connect(account, self.policy)
+        conn.may_send = self.may_send
         await conn.open(deadline)
         return conn
 
+    def may_send(self) -> bool:
+        return self.paused_until <= time.time()
+
     def release(self, conn: SmtpConnection) -> None:
+        conn.users -= 1
+        if conn.users > 0:  # the other send is still out: the connection may take the next one
+            if conn.is_open and conn not in self._shared:
+                self._shared.append(conn)
+                self._wake()
+            return
+        if conn in self._shared:
+            self._shared.remove(conn)
         if conn.is_open and len(self._idle) < self.size:
             self._idle.append(conn)
         else:
             conn.close()
-        if self._slots is not None:
-            self._slots.release()
+        self._free()
 
     def discard(self, conn: SmtpConnection) -> None:
-        conn.close()
-        if self._slots is not None:
-            self._slots.release()
+        conn.close()  # a send still out on it ends as the connection's loss does (unconfirmed or retried)
+        conn.users -= 1
+        if conn.users > 0:
+            return
+        if conn in self._shared:
+            self._shared.remove(conn)
+        self._free()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

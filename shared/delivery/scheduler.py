@@ -52,6 +52,7 @@ FLUSH_SURPRISES = 3
 # Waits shorter than this are slept through; longer ones defer the batch and free the partition.
 MAX_INLINE_WAIT = 2.0
 SENDER_REFRESH_SECONDS = 10.0
+LANES_PER_CONNECTION = 2
 # Threads that compile templates and render the ones with filters or conditions.
 RENDER_THREADS = 4
 # An account this worker has not sent for in this long is dropped with its connections.
@@ -189,7 +190,9 @@ class Deliverer:
         except TemplateError as exc:  # passed the checks of its day, not today's: the person must edit it
             stop.outcome, stop.reason = ReplyKind.PAUSE_CAMPAIGN, template_problem(exc)
             return
-        lanes = min(state.size, len(positions))
+        # Two lanes per connection: on a pipelining server the second's commands go out with the
+        # first's body (one write a message); elsewhere the second waits for a free connection.
+        lanes = min(state.size * LANES_PER_CONNECTION, len(positions))
         queue: asyncio.Queue[Claimed | None] = asyncio.Queue(maxsize=CLAIM_CHUNK)
         done: list[RecipientResult] = []
 
@@ -412,6 +415,10 @@ class Deliverer:
             reason = f"непредвиденная ошибка / unexpected error: {exc}"[:500]
             return self._retry.outcome(item, Reply(ReplyKind.RETRY, None, reason))
         state.release(conn)
+        if reply.held:  # paused by another send while this one waited its turn on the connection
+            if stop.outcome is None:
+                stop.outcome, stop.reason, stop.not_before = ReplyKind.PAUSE_SENDER, "sender paused", state.paused_until
+            return RecipientResult(item.position, "released", None)
         if reply.too_slow:
             return self._slow.too_slow(state, item, stop, reply.waited)
         if reply.waited > self._phase:  # slow at the end of DATA: nothing may be cut there, but the account backs off

@@ -11,13 +11,14 @@ import asyncio
 import enum
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal, cast
 
 import aiosmtplib
 from aiosmtplib.typing import Default
 
-from shared.mail.pipelining import PipelinedSession, SessionLost, TooSlow, Unconfirmed
+from shared.mail.pipelining import Held, PipelinedSession, SessionLost, TooSlow, Unconfirmed
 from shared.netguard import HostRefused, open_socket, vet_host
 from shared.settings import Settings
 
@@ -51,6 +52,7 @@ class Reply:
     # whether the transaction was cut before DATA for overrunning its deadline (nothing was sent).
     waited: float = 0.0
     too_slow: bool = False
+    held: bool = False  # not sent: `may_send` said no when its turn on a shared connection came
 
     def describe(self) -> str:
         # A hostile or broken server may answer with control characters (NUL cannot even be stored).
@@ -171,6 +173,11 @@ class SmtpConnection:
         self.account = account
         self.policy = policy
         self.sent = 0
+        # Sends using the connection now (the scheduler's pool, connections.py): a pipelined one
+        # takes a second while the first is out, and writes its commands with the first's body.
+        self.users = 0
+        # Asked before a send that waited behind another goes out (the account may have been paused meanwhile).
+        self.may_send: Callable[[], bool] | None = None
         self._pipelining = pipelining
         self._smtp: aiosmtplib.SMTP | None = None
         self._pipe: PipelinedSession | None = None
@@ -335,7 +342,12 @@ class SmtpConnection:
         pipe = self._pipe
         assert pipe is not None
         try:
-            stage, reply = await pipe.send(sender, recipient, message, smtputf8=international, deadline=deadline)
+            stage, reply = await pipe.send(sender, recipient, message, smtputf8=international, deadline=deadline,
+                                           go=self.may_send)
+        except Held as exc:
+            if not pipe.is_open:
+                self.close()
+            return Reply(ReplyKind.RETRY, None, str(exc), pipe.waited, held=True)
         except TooSlow as exc:
             self.close()
             return Reply(ReplyKind.RETRY, None, str(exc), pipe.waited, too_slow=True)

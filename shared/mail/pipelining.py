@@ -15,9 +15,13 @@ reply nobody asked for, or a positive reply other than the one a command needs (
 wants 354), ends the session (ProtocolError). A message counts as sent only on a 2xx to its final
 dot, read after the body was written.
 
-Per message this is the hot path of a sender worker, so it keeps to two writes (the commands,
-then the body with its end marker), one wait for each group of replies, and one timer per session
-that is moved only when a wait must end sooner than it would fire (not a timer per wait).
+Per message this is the hot path of a sender worker: one wait per group of replies, one timer per
+session (moved only when a wait must end sooner), and one write per message on a busy connection.
+Two sends may share a session: the second waits its turn, and its MAIL, RCPT and DATA go out in
+the first's body write (RFC 2920, section 4). Replies are taken strictly in order; the second's
+deadline counts from its turn, so it never cuts the connection while the first's final reply is
+owed. A connection lost after such a write leaves the first Unconfirmed (it went out whole) and
+the second free to be sent again (only its commands went).
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import NamedTuple
 
 MAX_REPLY_BYTES = 64 * 1024
 MAX_REPLY_LINES = 1000  # no reply to MAIL, RCPT, DATA, RSET or QUIT needs more
 _NAMES = ("MAIL", "RCPT", "DATA")
 _WANTED = ((250,), (250, 251), (354,))  # what MAIL, RCPT and DATA must answer to go on
+CROSS_TRANSACTION = True  # sends may share a session (benchmarks/render.py measures older code too)
 
 
 class SessionLost(ConnectionError):
@@ -49,9 +54,26 @@ class Unconfirmed(SessionLost):
     a slow server got three copies of each, so it is not sent again."""
 
 
+class Held(Exception):
+    """A send that waited for the session may not go out now (its `go` said no): nothing was handed
+    over; if its commands were already out, the connection was cut before its body."""
+
+
 class TooSlow(SessionLost):
     """The server had not reached DATA by the transaction's deadline: the connection was cut
     before the message was handed over."""
+
+
+class _Turn:
+    """A send waiting for the session: its commands, and whether they went out with the body before it."""
+
+    __slots__ = ("commands", "future", "go", "written")
+
+    def __init__(self, commands: bytes | None, future: asyncio.Future[None], go: Callable[[], bool] | None) -> None:
+        self.commands = commands  # None: not to be pipelined (the server does not offer it)
+        self.future = future  # done when the session is this send's
+        self.go = go  # whether it may still go out
+        self.written = False
 
 
 class ServerReply(NamedTuple):  # a tuple: four of them per message, built a third faster than a dataclass
@@ -102,6 +124,8 @@ class PipelinedSession(asyncio.Protocol):
         self._paused = False
         self._can_write = asyncio.Event()
         self._can_write.set()
+        self._busy = False  # a send holds the session
+        self._turns: deque[_Turn] = deque()  # sends waiting for it, in order
         transport.set_protocol(self)
 
     @property
@@ -289,28 +313,69 @@ class PipelinedSession(asyncio.Protocol):
     # commands
 
     async def send(
-        self, sender: str, recipient: str, message: bytes, *, smtputf8: bool = False, deadline: float | None = None
+        self, sender: str, recipient: str, message: bytes, *, smtputf8: bool = False, deadline: float | None = None,
+        go: Callable[[], bool] | None = None,
     ) -> tuple[str, ServerReply]:
         """One message; returns (stage, reply) where stage is "mail", "rcpt" or "data".
 
         `smtputf8` declares non-ASCII addresses (RFC 6531). A refusal at any stage leaves the
         session clean (RSET) for the next message. Raises TooSlow when the server has not
         answered DATA with 354 by `deadline` (time.monotonic()), SessionLost when it goes away
-        (ProtocolError when it answers out of turn: nothing was sent).
+        (ProtocolError when it answers out of turn: nothing was sent). A send waiting behind
+        another asks `go` before its commands or its body go out (Held when it says no).
         """
-        self.waited = 0.0
         option = " SMTPUTF8" if smtputf8 else ""
+        commands = f"MAIL FROM:<{sender}>{option}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
+        written = False
+        if self._busy:
+            turn = _Turn(commands if self.pipelining else None, self._loop.create_future(), go)
+            self._turns.append(turn)
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                await turn.future
+            except asyncio.CancelledError:
+                handed = turn.future.done() and not turn.future.cancelled()
+                if turn.written or handed:  # its commands are out: their replies would be taken for another's
+                    self._fail(SessionLost("the transaction was cancelled"))
+                if handed:
+                    self._hand_over()
+                else:
+                    self._turns.remove(turn)
+                raise
+            written = turn.written
+            if go is not None and not written and not go():
+                self._hand_over()
+                raise Held("held back before its commands")
+            deadline = None if left is None else time.monotonic() + left  # the wait was not its server's slowness
+        else:
+            self._busy = True
+        try:
+            return await self._transaction(commands, message, written, deadline, go)
+        finally:
+            self._hand_over()
+
+    def _hand_over(self) -> None:  # to the next send waiting, if any
+        while self._turns:
+            turn = self._turns.popleft()
+            if not turn.future.done():
+                turn.future.set_result(None)
+                return
+        self._busy = False
+
+    async def _transaction(self, commands: bytes, message: bytes, written: bool, deadline: float | None,
+                           go: Callable[[], bool] | None) -> tuple[str, ServerReply]:
+        self.waited = 0.0
         if self.pipelining:
-            self._put(f"MAIL FROM:<{sender}>{option}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode(), 3)
-            if self._paused:
-                await self._drained()
+            if not written:
+                self._put(commands, 3)
+                if self._paused:
+                    await self._drained()
             mail, rcpt, data = await self._replies(3, deadline)
             if mail.code != 250 or rcpt.code not in (250, 251) or data.code != 354:
                 for name, reply, wanted in zip(_NAMES, (mail, rcpt, data), _WANTED, strict=True):
                     self._check(name, reply, wanted)
         else:
-            commands = [f"MAIL FROM:<{sender}>{option}\r\n", f"RCPT TO:<{recipient}>\r\n", "DATA\r\n"]
-            mail, rcpt, data = await self._one_by_one(commands, deadline)
+            mail, rcpt, data = await self._one_by_one(commands.split(b"\r\n")[:3], deadline)
         if data.code == 354 and (mail.code != 250 or rcpt.code not in (250, 251)):
             await self._write(b".\r\n", 1)  # the server opened DATA anyway: close it empty
             await self._replies(1)
@@ -323,7 +388,18 @@ class PipelinedSession(asyncio.Protocol):
         if data.code != 354:
             await self.reset()
             return "data", data
-        await self._write(dot_stuff(message), 1)
+        if written and go is not None and not go():
+            # Its commands are out but it may not go: cut (safe) where an empty "." would send a message.
+            self._fail(SessionLost("a message held back after its DATA"))
+            raise Held("held back after its DATA")
+        body = dot_stuff(message)
+        turn = self._turns[0] if self._turns else None
+        if turn is not None and turn.commands is not None and (turn.go is None or turn.go()):
+            # The next send's commands ride with this body: one write for the two.
+            turn.written = True
+            await self._write(body + turn.commands, 4)
+        else:
+            await self._write(body, 1)
         try:
             (final,) = await self._replies(1)
         except SessionLost as exc:
@@ -333,11 +409,11 @@ class PipelinedSession(asyncio.Protocol):
         self._check("the end of DATA", final, range(200, 300))  # only a 2xx here means "sent"
         return "data", final
 
-    async def _one_by_one(self, commands: list[str], deadline: float | None) -> list[ServerReply]:
+    async def _one_by_one(self, commands: list[bytes], deadline: float | None) -> list[ServerReply]:
         """Each command after the reply to the one before; stops at the first refusal."""
         replies: list[ServerReply] = []
         for name, command, wanted in zip(_NAMES, commands, _WANTED, strict=True):
-            await self._write(command.encode(), 1)
+            await self._write(command + b"\r\n", 1)
             (reply,) = await self._replies(1, deadline)
             self._check(name, reply, wanted)
             replies.append(reply)
