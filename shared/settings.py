@@ -102,6 +102,7 @@ class Settings:
     delivery_batch_size: int
     fanout_chunk_rows: int  # recipients committed (and published) per fan-out step
     campaign_window: int  # delivery batches of one user's campaigns out in Kafka at once (default: 2 per partition)
+    batches_per_partition: int  # delivery batches a sender worker works on at once per partition (default: window + 1)
     file_readers: int  # big contact files one fan-out worker reads at once (~1.8 GB each at the 200 MB limit)
     file_readers_per_user: int  # files of one user read at once, across every worker
     file_job_lease_seconds: float  # a dead reader's file is taken over after this
@@ -175,6 +176,9 @@ def load_settings() -> Settings:
         delivery_batch_size=_int("SENDPY_DELIVERY_BATCH_SIZE", 200, minimum=1),
         fanout_chunk_rows=_int("SENDPY_FANOUT_CHUNK_ROWS", 20_000, minimum=100),
         campaign_window=_int("SENDPY_CAMPAIGN_WINDOW", 0) or 2 * _int("SENDPY_DELIVERY_PARTITIONS", 6, minimum=1),
+        # One more than a user's whole window: one user's batches never take every slot of a partition.
+        batches_per_partition=_int("SENDPY_BATCHES_PER_PARTITION", 0) or 1 + (
+            _int("SENDPY_CAMPAIGN_WINDOW", 0) or 2 * _int("SENDPY_DELIVERY_PARTITIONS", 6, minimum=1)),
         file_readers=_int("SENDPY_FILE_READERS", 2, minimum=1),
         file_readers_per_user=_int("SENDPY_FILE_READERS_PER_USER", 1, minimum=1),
         file_job_lease_seconds=_float("SENDPY_FILE_JOB_LEASE_SECONDS", 30.0),

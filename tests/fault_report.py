@@ -61,6 +61,9 @@ USER_ROWS: dict[str, str] = {
     "non_ascii_address": "`Мария@пример.рф` through Mailpit (SMTPUTF8, no PIPELINING), one-shot",
     "slow_smtp_server": "an SMTP server answering MAIL, RCPT and DATA in 4 s each (timeout 5 s, batch budget 4 s)",
     "slow_smtp_neighbour": "… meanwhile, another user's 1-recipient campaign on the same partition",
+    "silent_smtp_servers": "three SMTP servers of one user that accept the connection and never greet"
+                           " (batch budget 40 s: 20 s to connect and log in), a 300-recipient campaign each",
+    "silent_smtp_neighbour": "… meanwhile, another user's 1-recipient campaign on the same partition",
     "dead_lettered_work": "work whose handling fails three times (dead-lettered)",
     "lost_command": "a start command lost after it was taken (campaign queued / loading)",
     "guessers_share_owner_address": "guessers behind the owner's own NAT address and from many addresses",

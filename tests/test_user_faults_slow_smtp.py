@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -227,3 +228,124 @@ async def test_a_slow_smtp_server_holds_no_one_elses_mail_and_its_campaign_says_
     record_user("slow_smtp_server", f"`sending`: «{shown['status_reason'].split(' / ')[0][:110]}…»; once it"
                 f" answers in time again the reason goes and all {len(emails)} are sent, none twice", reason_seconds)
     record_user("slow_smtp_neighbour", "`finished`, 1 sent (same partition as the slow account)", neighbour_seconds)
+
+
+class SilentServer:
+    """Passes connections through to the sink while `silent` is off (so the sender verifies), then
+    accepts them and never sends a greeting, as a hostile server does."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.silent = False
+        self.held = 0  # connections taken while silent
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        if self.silent:
+            self.held += 1
+            await reader.read()  # until the client gives up
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def __aenter__(self) -> SilentServer:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+
+
+# Each message's connect and login may take half the batch budget: 20 s here, so that a silent
+# server in front of the neighbour's batch (one record at a time per partition) costs it 20 s.
+SILENT_ENV = {"SENDPY_SMTP_TIMEOUT": "60", "SENDPY_BATCH_BUDGET_SECONDS": "40"}
+SILENT_SERVERS = 3
+NEIGHBOUR_BOUND = 8.0  # seconds beyond the baseline: generous (noisy machine); 20+ with one batch at a time
+
+
+async def test_silent_smtp_servers_of_one_user_hold_no_one_elses_mail_on_their_partition(
+    api: httpx.AsyncClient, db: Any, clean_sink: SmtpSink, workers: Workers
+) -> None:
+    hostile_user = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    other_user = {"Authorization": f"Bearer {await new_api_key(db)}"}
+    for usual in workers.running("sender"):
+        workers.kill(usual)
+    sender_worker = workers.start("sender", **SILENT_ENV)
+    hostile_campaigns: list[str] = []
+    try:
+        async with AsyncExitStack() as stack:
+            other = await make_sender(api, other_user, clean_sink, per_minute=100_000)
+            partition = partition_of(str(other["id"]).encode())
+            servers: list[SilentServer] = []
+            hostile: list[dict[str, Any]] = []
+            for _ in range(60):  # senders with limits: each one's batches on one partition, the neighbour's
+                server = await stack.enter_async_context(SilentServer(clean_sink.port))
+                made = await make_sender(api, hostile_user, clean_sink, port=server.port, per_minute=100_000)
+                if partition_of(str(made["id"]).encode()) == partition:
+                    servers.append(server)
+                    hostile.append(made)
+                    if len(hostile) == SILENT_SERVERS:
+                        break
+            else:
+                pytest.fail("too few senders of the hostile user landed on the neighbour's partition")
+
+            async def neighbour_mail(name: str) -> float:
+                began = time.monotonic()
+                mine = await start_campaign(api, other_user, other["id"], [f"{name}@example.com"])
+                done = await wait_status(api, other_user, mine, {"finished"}, timeout=120)
+                assert done["counts"]["sent"] == 1, done
+                return time.monotonic() - began
+
+            await neighbour_mail("warm-up")  # the new worker's first mail waits out the rebalance
+            baseline = await neighbour_mail("baseline")
+            for server in servers:
+                server.silent = True
+            began = time.monotonic()
+            for n, made in enumerate(hostile):
+                emails = [f"silent{n}-{i}@example.com" for i in range(300)]
+                hostile_campaigns.append(await start_campaign(api, hostile_user, made["id"], emails))
+            # The user's window (8 batches here) goes to the first campaigns started: their batches
+            # now hold the partition's head, each waiting 20 s for a greeting.
+            await eventually(lambda: sum(bool(server.held) for server in servers) >= 2, 60,
+                             "two silent servers hold connections of their batches")
+            neighbour = await neighbour_mail("neighbour")
+            assert neighbour < baseline + NEIGHBOUR_BOUND, (baseline, neighbour)
+
+            async def explained() -> dict[str, Any] | None:
+                found: dict[str, Any] = (await api.get(f"/v1/campaigns/{hostile_campaigns[0]}",
+                                                       headers=hostile_user)).json()
+                reason = found["status_reason"] or ""
+                return found if "answers very slowly" in reason and "отвечает очень медленно" in reason else None
+
+            shown = await eventually(explained, 90, "the silent server's campaign says why")
+            reason_seconds = time.monotonic() - began
+            assert shown["status"] == "sending" and shown["counts"]["sent"] == 0, shown
+    finally:
+        for campaign_id in hostile_campaigns:
+            await api.post(f"/v1/campaigns/{campaign_id}/cancel", headers=hostile_user)
+        workers.kill(sender_worker)
+        workers.restore()
+    record_user("silent_smtp_servers", f"`sending`: «{shown['status_reason'].split(' / ')[0][:110]}…»,"
+                " given up on at the connect-and-login deadline", reason_seconds)
+    record_user("silent_smtp_neighbour", f"`finished`, 1 sent (baseline in the same run {baseline:.2f} s)", neighbour)

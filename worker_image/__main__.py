@@ -109,7 +109,11 @@ async def run_worker(kind: str) -> None:
     await consumer.start()
     log.info("worker started", extra={"kind": kind, "pid": os.getpid()})
     try:
-        await run(consumer, producer, handle, settings.topic_dead_letters, stopping, revocations, gave_up)
+        # A sender works on several batches of a partition at once, so one slow server (or one user's
+        # big campaign) does not hold the other users' batches behind it; a campaign's commands
+        # must stay in order, so the fan-out takes them one at a time.
+        slots = settings.batches_per_partition if kind == "sender" else 1
+        await run(consumer, producer, handle, settings.topic_dead_letters, stopping, revocations, gave_up, slots)
     finally:
         for task in background:
             task.cancel()
