@@ -16,6 +16,10 @@ from shared.smtp_accounts import Sender
 Connect = Callable[[SmtpAccount, ConnectPolicy], SmtpConnection]
 
 
+class AccountPaused(Exception):
+    """The account was paused while a send waited for one of its connections."""
+
+
 @dataclass
 class SenderState:
     """One account as this worker drives it: connections, limits, and when it was last read.
@@ -53,6 +57,10 @@ class SenderState:
             if self._in_use < self.size:
                 break
             await self._wait(None if ends is None else ends - time.monotonic())
+        if self.paused_until > time.time():
+            # Paused while this send waited (a silent server timed out another send's log-in): a
+            # new connection would only be the next wave of log-ins left hanging at that server.
+            raise AccountPaused
         self._in_use += 1
         try:
             conn = await self._connection(None if open_within is None else time.monotonic() + open_within)

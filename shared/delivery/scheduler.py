@@ -24,7 +24,7 @@ from shared.campaigns.states import OPEN_FOR_SENDING, CampaignForSending
 from shared.commands import DeliveryBatch
 from shared.crypto import KeyProvider
 from shared.delivery import slowness
-from shared.delivery.connections import Connect, SenderState
+from shared.delivery.connections import AccountPaused, Connect, SenderState
 from shared.delivery.outcomes import RetryPolicy as RetryPolicy  # built here by the workers and tests
 from shared.delivery.outcomes import Stop, settings_problem
 from shared.delivery.store import DeliveryStore
@@ -378,6 +378,10 @@ class Deliverer:
         except TimeoutError:
             if stop.outcome is None:
                 stop.outcome, stop.reason, stop.not_before = ReplyKind.RETRY, "time budget", time.time()
+            return RecipientResult(item.position, "released", None)
+        except AccountPaused:
+            if stop.outcome is None:
+                stop.outcome, stop.reason, stop.not_before = ReplyKind.PAUSE_SENDER, "sender paused", state.paused_until
             return RecipientResult(item.position, "released", None)
         except ConnectError as exc:
             if exc.kind == "slow":
