@@ -86,7 +86,7 @@ async def get_campaign(request: Request) -> Response:
         # Started, yet nothing went out in the last minute: the account may still be busy with an
         # earlier campaign of the user's, which this one follows.
         behind = await progress.waiting_behind(conn, campaign["sender_id"], campaign_id) \
-            if campaign["status"] in ("queued", "sending") and not rate else None
+            if campaign["status"] in ("scheduled", "queued", "sending") and not rate else None
     eta = round(max(plan.last_at - time.time(), 0)) if plan and to_send and campaign["status"] == "sending" \
         else None
     return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta,
@@ -249,8 +249,12 @@ async def start_campaign(request: Request) -> Response:
             campaign = await drafts.get(conn, who.user_id, campaign_id)
             if campaign is None:
                 raise ApiError(404, "not_found")
-            if campaign["status"] in ("draft", "scheduled"):
+            checking = campaign["status"] in ("draft", "scheduled")
+            if checking:
                 await states.start_checks(conn, resources.store(), who.user_id, campaign)
+        if checking:  # reads the file with a connection of its own: not while holding this one
+            await _first_contact_trial(who.user_id, campaign)
+        async with pool.acquire() as conn:
             try:
                 await states.transition(conn, who.user_id, campaign_id, "start")
             except StateConflict as exc:
@@ -260,6 +264,19 @@ async def start_campaign(request: Request) -> Response:
         return JSONResponse(started, status_code=202)
 
     return await idempotent(request, who, "start_campaign", act)
+
+
+async def _first_contact_trial(user_id: int, campaign: dict[str, Any]) -> None:
+    """Fill the campaign in for the file's first contact, as sending will: a template that fails
+    there (`{% if age < 18 %}` on a text column) is refused before anyone is mailed."""
+    try:
+        email, fields = await _row_fields(user_id, campaign, 1)
+    except InputError as exc:
+        if exc.code == "row_out_of_range":
+            return  # a file without contacts: nothing to fill in
+        raise
+    await asyncio.to_thread(preview.trial, campaign["subject"], campaign["html_body"], campaign["text_body"],
+                            {**fields, "email": email}, preview.first_contact(email))
 
 
 async def schedule_campaign(request: Request) -> Response:

@@ -93,7 +93,8 @@ _SCHEMAS: dict[str, Any] = {
     "UploadCorrection": {"type": "object", "properties": {
         "encoding": {"type": "string", "enum": list(ENCODINGS)},
         "delimiter": {"type": "string", "enum": list(DELIMITERS)},
-        "has_header": {"type": "boolean"}, "email_column": {"type": "integer", "minimum": 0}}},
+        "has_header": {"type": "boolean"}, "email_column": {"type": "integer", "minimum": 0},
+        "accept_fewer": {"type": "boolean", "description": "apply a correction that finds far fewer addresses"}}},
     "CampaignInput": {"type": "object", "properties": {
         "name": {"type": "string"}, "sender_id": _nullable("integer"), "upload_id": _nullable("string"),
         "subject": {"type": "string", "description": "Merge fields as {{ field }}"},
@@ -254,7 +255,8 @@ PATHS: dict[str, Any] = {
                    tags=["suppressions"]),
         "post": {**_op("Suppress addresses", {"201": _json({"type": "object"})}, tags=["suppressions"]),
                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                     "type": "object", "properties": {"emails": {"type": "array", "items": {"type": "string"}}}}}}}},
+                     "type": "object", "properties": {"emails": {"type": "array", "items": {"type": "string"}},
+                                                      "partial": {"type": "boolean"}}}}}}},
         "delete": _op("Remove an address from the suppression list (any address, one with a '/' too)", _NO_CONTENT,
                       parameters=[{**_query("email", {"type": "string"}), "required": True}], tags=["suppressions"]),
     },

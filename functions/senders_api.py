@@ -55,13 +55,14 @@ async def get_sender(request: Request) -> Response:
 async def update_sender(request: Request) -> Response:
     who = await caller(request)
     sender_id = int_param(request, "sender_id")
+    body = await json_object(request)  # read before a pool connection is taken: a slow body holds none
     pool = await resources.db()
     async with pool.acquire() as conn:
         current = await smtp_accounts.get(conn, who.user_id, sender_id)
         if current is None:
             raise ApiError(404, "not_found")
         settings = get_settings()
-        value = smtp_accounts.parse(await json_object(request), current=current,
+        value = smtp_accounts.parse(body, current=current,
                                     allow_plaintext=settings.smtp_allow_plaintext)
         updated = await smtp_accounts.update(conn, resources.keys(), who.user_id, sender_id, value,
                                              allow_private=settings.smtp_allow_private)

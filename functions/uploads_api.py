@@ -35,13 +35,13 @@ async def create_upload(request: Request) -> Response:
     return JSONResponse({"upload": upload, "post": form, "max_bytes": settings.max_upload_bytes}, status_code=201)
 
 
-async def _prepare(request: Request, overrides: dict[str, Any] | None) -> Response:
+async def _prepare(request: Request, overrides: dict[str, Any] | None, accept_fewer: bool = False) -> Response:
     who = await caller(request)
     upload_id = uuid_param(request, "upload_id")
     pool = await resources.db()
     try:
         upload, needs_worker = await uploads.prepare(
-            pool, resources.store(), who.user_id, upload_id, get_settings().max_upload_bytes, overrides
+            pool, resources.store(), who.user_id, upload_id, get_settings().max_upload_bytes, overrides, accept_fewer
         )
     except LookupError:
         raise ApiError(404, "not_found") from None
@@ -77,8 +77,13 @@ def _overrides(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def correct_upload(request: Request) -> Response:
-    """Re-read the file with the user's corrections (encoding, delimiter, header, email column)."""
-    return await _prepare(request, _overrides(await json_object(request)))
+    """Re-read the file with the user's corrections (encoding, delimiter, header, email column);
+    `accept_fewer: true` applies one that finds far fewer addresses than the reading before."""
+    body = await json_object(request)
+    accept_fewer = body.get("accept_fewer", False)
+    if not isinstance(accept_fewer, bool):
+        raise InputError("invalid_choice", "accept_fewer", choices="true, false")
+    return await _prepare(request, _overrides(body), accept_fewer)
 
 
 async def get_upload(request: Request) -> Response:
@@ -110,7 +115,7 @@ async def upload_problems(request: Request) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         yield BOM.encode()
-        lines = csv_lines(rows, uploads.PROBLEM_HEADER[lang], default_delimiter(lang))
+        lines = csv_lines(rows, uploads.problem_header(dialect, columns, lang), default_delimiter(lang))
         while (chunk := await asyncio.to_thread(next, lines, None)) is not None:  # S3 reads block
             yield chunk.encode()
 

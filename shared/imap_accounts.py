@@ -355,7 +355,9 @@ def _password_stays_with_its_server(values: dict[str, Any], stored: Any) -> None
 async def save(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, values: dict[str, Any], *,
                allow_private: bool) -> bool:
     """Store a sender's IMAP settings (the host vetted like SMTP's); False when no such sender.
-    A changed server or login starts reading afresh and needs verifying again."""
+    A changed server or login starts reading afresh and needs verifying again; turning reading off
+    keeps the place reached, so turning it on again for the same mailbox (host and login; the
+    reader checks UIDVALIDITY) goes on from there rather than from the mailbox's first message."""
     stored = await conn.fetchrow(
         "SELECT imap_host, imap_port, imap_password_encrypted IS NOT NULL AS own_password, host, from_email, preset"
         " FROM senders WHERE id = $1 AND user_id = $2", sender_id, user_id)
@@ -377,10 +379,11 @@ async def save(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, valu
                imap_verified_at = CASE WHEN $6::bytea IS NULL AND NOT $8 AND imap_host IS NOT DISTINCT FROM $3
                                         AND imap_port IS NOT DISTINCT FROM $4
                                         AND imap_username IS NOT DISTINCT FROM $5 THEN imap_verified_at END,
-               imap_uidvalidity = CASE WHEN imap_host IS NOT DISTINCT FROM $3
-                                        AND imap_username IS NOT DISTINCT FROM $5 THEN imap_uidvalidity END,
-               imap_next_uid = CASE WHEN imap_host IS NOT DISTINCT FROM $3
-                                     AND imap_username IS NOT DISTINCT FROM $5 THEN imap_next_uid END,
+               imap_uidvalidity = CASE WHEN $3::text IS NULL OR imap_place = $3 || chr(10) || coalesce($5, '')
+                                       THEN imap_uidvalidity END,
+               imap_next_uid = CASE WHEN $3::text IS NULL OR imap_place = $3 || chr(10) || coalesce($5, '')
+                                    THEN imap_next_uid END,
+               imap_place = CASE WHEN $3::text IS NULL THEN imap_place ELSE $3 || chr(10) || coalesce($5, '') END,
                imap_problem = NULL, updated_at = now()
          WHERE id = $1 AND user_id = $2 RETURNING 1
         """,

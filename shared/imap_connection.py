@@ -28,6 +28,8 @@ MAX_LITERAL_BYTES = MAX_READ_BYTES
 # All a server may send in answer to one command (the greeting, LOGIN, SELECT, SEARCH, …); a
 # FETCH of message bodies is allowed its bodies on top (`Bounds.allow_bytes`).
 MAX_ANSWER_BYTES = 4 * MB
+# One line of an answer (a SEARCH answer is one line: about 130,000 UIDs to the megabyte).
+MAX_LINE_BYTES = 1 * MB
 
 
 class AnswerTooLarge(Exception):
@@ -116,6 +118,15 @@ class BoundedImap(imap_tls.IMAP4_TLS):  # type: ignore[misc]
         self.host, self.port = host, port
         self.sock = self._create_socket(timeout)
         self.file = io.BufferedReader(_BoundedSocketIO(self.sock, self.bounds))
+
+    def readline(self) -> bytes:
+        # imaplib's own limit (1,000,000 bytes a line) read «answered unexpectedly: command:
+        # SEARCH => got more than 1000000 bytes»; this one says the answer was too large.
+        line: bytes = self.file.readline(MAX_LINE_BYTES + 1)
+        if len(line) > MAX_LINE_BYTES:
+            self.bounds.broken = True
+            raise AnswerTooLarge(MAX_LINE_BYTES)
+        return line
 
     def read(self, size: int) -> bytes:
         if size > MAX_LITERAL_BYTES:  # refused before reading any of it

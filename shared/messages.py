@@ -7,9 +7,11 @@ the Russian name (see shared/errors.py).
 from __future__ import annotations
 
 from shared.messages_suppressions import SUPPRESSION_MESSAGES
+from shared.messages_templates import TEMPLATE_MESSAGES
 
 MESSAGES: dict[str, dict[str, str]] = {
     **SUPPRESSION_MESSAGES,
+    **TEMPLATE_MESSAGES,
     "body_too_large": {
         "en": "The request body is larger than {limit_kb} KB.",
         "ru": "Тело запроса больше {limit_kb} КБ.",
@@ -105,34 +107,6 @@ MESSAGES: dict[str, dict[str, str]] = {
     "host_refused": {
         "en": "The server '{host}' cannot be used: {reason}",
         "ru": "Сервер «{host}» не подходит: {reason}",
-    },
-    "template": {
-        "en": "The {part} template has an error{where}: {reason}",
-        "ru": "В шаблоне ({part}) ошибка{where}: {reason}",
-    },
-    "template_construct": {
-        "en": "The {part} template uses {what_en}{where}. Merge fields support {{{{ field }}}}, filters such as"
-              " upper or default, and {{% if %}} conditions.",
-        "ru": "В шаблоне ({part}) есть {what_ru}{where}, а в полях подстановки их нет. Можно использовать"
-              " {{{{ поле }}}}, фильтры вроде upper или default и условия {{% if %}}.",
-    },
-    "template_filter": {
-        "en": "The {part} template uses the filter '{name}'{where}, which is not available. Available: {allowed}.",
-        "ru": "В шаблоне ({part}) фильтр «{name}»{where} недоступен. Доступны: {allowed}.",
-    },
-    "template_test": {
-        "en": "The {part} template uses the test '{name}'{where}, which is not available. Available: {allowed}.",
-        "ru": "В шаблоне ({part}) проверка «{name}»{where} недоступна. Доступны: {allowed}.",
-    },
-    "template_too_deep": {
-        "en": "The {part} template nests conditions or brackets too deeply (at most {limit} levels).",
-        "ru": "В шаблоне ({part}) слишком глубокая вложенность условий или скобок (не больше {limit} уровней).",
-    },
-    "template_too_large": {
-        "en": "The {part} for this contact would be longer than {limit} characters. Shorten the template"
-              " or the contact's fields.",
-        "ru": "Текст ({part}) для этого контакта получился бы длиннее {limit} символов. Сократите шаблон"
-              " или поля контакта.",
     },
     "unauthorized": {
         "en": "An API key is required: send it as 'Authorization: Bearer <key>'.",
@@ -361,6 +335,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "no_email_column": {
         "en": "No column with email addresses was found; choose the column yourself.",
         "ru": "Не найден столбец с адресами электронной почты; укажите его вручную.",
+    },
+    "correction_loses_addresses": {
+        "en": "With these settings the address column “{column}” gives {valid} valid addresses in {rows} rows,"
+              " and the current settings give {before}; the settings were not changed.",
+        "ru": "С этими настройками в столбце адресов «{column}» верных адресов {valid} на {rows} строк,"
+              " а с нынешними — {before}; настройки не изменены.",
     },
     "invalid_column": {
         "en": "'{field}' must be a column number from 0 to {count} - 1.",

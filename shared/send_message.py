@@ -12,14 +12,13 @@ from typing import Any
 
 import asyncpg
 
-from shared import outbox, suppressions
+from shared import outbox, smtp_accounts, suppressions
 from shared import recipients as recipient_store
 from shared.addresses import check_address, reason_in_russian
-from shared.campaigns.preview import template_error
+from shared.campaigns.preview import first_recipient, trial
 from shared.commands import CampaignCommand
-from shared.crypto import KeyProvider, seal
+from shared.crypto import KeyProvider
 from shared.errors import InputError, host_refused
-from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError
 from shared.netguard import HostRefused, vet_host
 from shared.smtp_presets import preset_for_address, security_for_port
 
@@ -126,10 +125,10 @@ def parse(payload: Any, *, allow_plaintext: bool = False) -> OneShotSend:
         if security == "starttls" and allow_plaintext:
             security = "starttls_optional"  # a relay inside a network may offer no TLS at all
 
-    try:
-        CompiledCampaign(CampaignContent("check", sender.normalized, "", subject, html))
-    except TemplateError as exc:
-        raise template_error(exc, {"subject": "message_subject", "html": "message", "text": "message"}) from None
+    # Compiled and filled in once for the first recipient, as sending would: a template that fails
+    # there is refused now rather than by every recipient.
+    trial(subject, html, None, {"email": recipients[0]}, first_recipient(recipients[0]),
+          {"subject": "message_subject", "html": "message", "text": "message"})
 
     return OneShotSend(
         subject=subject,
@@ -164,7 +163,8 @@ async def accept(
         await vet_host(request.host, request.port, allow_private=allow_private)
     except HostRefused as exc:
         raise host_refused("server_host", request.host, exc.code, str(exc)) from None
-    sealed = await seal(keys, request.password, f"user:{user_id}")
+    sealed = await smtp_accounts.one_shot_password(pool, keys, user_id, request.sender_email, request.host,
+                                                   request.port, request.password)
     campaign_id = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
         sender_id = await conn.fetchval(

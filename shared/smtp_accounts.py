@@ -15,7 +15,7 @@ import aiosmtplib
 import asyncpg
 
 from shared.accounts import check_email
-from shared.crypto import KeyProvider, open_sealed, seal
+from shared.crypto import DecryptionError, KeyProvider, open_sealed, seal
 from shared.db import Conn
 from shared.errors import InputError, host_refused, translate
 from shared.mail.messenger import ConnectError, ConnectPolicy, SmtpAccount, SmtpConnection
@@ -137,6 +137,25 @@ async def vet(value: SenderInput, *, allow_private: bool) -> None:
         await vet_host(value.host, value.port, allow_private=allow_private)
     except HostRefused as exc:
         raise host_refused("host", value.host, exc.code, str(exc)) from None
+
+
+async def one_shot_password(pool: asyncpg.Pool, keys: KeyProvider, user_id: int, from_email: str, host: str,
+                            port: int, password: str) -> bytes:
+    """The password of an /api/send-message sender, sealed: the stored blob itself when that
+    sender already holds this password. Sealed afresh on every call, it changed the fingerprint an
+    IMAP IDLE watch compares (bounces/idle.py): each send ended the watch and cost a log-in."""
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval(
+            "SELECT password_encrypted FROM senders WHERE user_id = $1 AND lower(from_email) = lower($2)"
+            " AND lower(host) = lower($3) AND port = $4 AND username = $2 AND deleted_at IS NULL",
+            user_id, from_email, host, port)
+    if stored is not None:
+        try:
+            if await open_sealed(keys, bytes(stored), f"user:{user_id}") == password:
+                return bytes(stored)
+        except DecryptionError:
+            pass  # sealed under a key gone since: sealed again below
+    return await seal(keys, password, f"user:{user_id}")
 
 
 async def create(conn: Conn, keys: KeyProvider, user_id: int, value: SenderInput, *,

@@ -16,6 +16,7 @@ import asyncio
 import csv
 import re
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -166,6 +167,16 @@ async def count(conn: Conn, user_id: int) -> int:
     return total
 
 
+COUNT_CAP = 10_000  # the list page's count stops here ("10 000+"): a million took 0.1 s a page
+
+
+async def count_capped(conn: Conn, user_id: int, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """How many entries the list has, counted no further than `cap`; True when there are more."""
+    found: int = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM suppressed WHERE user_id = $1 LIMIT $2) AS first", user_id, cap + 1)
+    return min(found, cap), found > cap
+
+
 def _by_key(emails: list[str]) -> dict[str, str]:
     unique: dict[str, str] = {}
     for email in emails:
@@ -251,17 +262,39 @@ MAX_PROBLEMS = 100  # listed; all are counted
 
 
 def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    """The separator most lines of the first SNIFF_CHARS agree on (lines of one cell, with none,
+    have no say). csv.Sniffer wants every line to agree: a BOM, an `Email;Name` header and a few
+    malformed lines (an unclosed quote) made it fall back to commas and every `addr;name` row was
+    rejected (issue 11). Only '"' quotes: the export writes '-minus@…' (formula-neutralised),
+    which the sniffer took for quoting with "'"."""
     sample = text[:SNIFF_CHARS]
     if len(text) > SNIFF_CHARS and "\n" in sample:
         sample = sample[:sample.rindex("\n")]  # whole lines only
-    try:
-        sniffed = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
+    lines = [line for line in re.split(r"\r\n|\r|\n", sample.lstrip("\ufeff")) if line.strip()]
+    best, agreeing = ",", 0
+    for separator in (";", ",", "\t"):  # a tie goes to the first: ";" is what Excel writes in Russia
+        counts = Counter(_outside_quotes(line, separator) for line in lines)
+        counts.pop(0, None)
+        if counts and (agree := counts.most_common(1)[0][1]) > agreeing:
+            best, agreeing = separator, agree
+    if not agreeing:  # one address a line
         return csv.excel
-    # Only '"' quotes: the export writes '-minus@…' (formula-neutralised), which the sniffer
-    # otherwise takes for quoting with "'" — and the address was lost on the way back.
-    sniffed.quotechar, sniffed.doublequote = '"', True
-    return sniffed
+
+    class Guessed(csv.excel):
+        delimiter = best
+
+    return Guessed
+
+
+def _outside_quotes(line: str, separator: str) -> int:
+    """How many times `separator` occurs in `line` outside '"…"' (an unclosed quote runs to the end)."""
+    found, quoted = 0, False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            found += 1
+    return found
 
 
 def _unneutralised(cell: str) -> str:

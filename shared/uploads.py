@@ -19,6 +19,7 @@ from shared.contacts import (
     Column,
     Detection,
     Dialect,
+    address_key,
     detect,
     iter_contacts,
     unclosed_quote_reason,
@@ -196,7 +197,7 @@ async def queue_inspection(db: asyncpg.Pool, upload_id: uuid.UUID) -> None:
 
 async def prepare(
     db: asyncpg.Pool, store: UploadStore, user_id: int, upload_id: uuid.UUID, max_bytes: int,
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None, accept_fewer: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Check the uploaded object and detect its dialect; small files are fully inspected too.
 
@@ -204,10 +205,11 @@ async def prepare(
     within the request), it is queued for the file readers, superseding a reading of the file's
     earlier guesses. Bad files raise InputError and the upload is marked failed — but a correction
     that does not read leaves a file read well before (the same object) as it was: the person keeps
-    the working file and sees why.
+    the working file and sees why. So does one that finds far fewer addresses than the reading it
+    would replace, unless `accept_fewer`.
     """
     async with db.acquire() as conn:
-        row = await conn.fetchrow("SELECT s3_key, status, etag FROM uploads WHERE id = $1 AND user_id = $2",
+        row = await conn.fetchrow(f"SELECT s3_key, etag, {_COLUMNS} FROM uploads WHERE id = $1 AND user_id = $2",
                                   upload_id, user_id)
     if row is None:
         raise LookupError(upload_id)
@@ -244,6 +246,8 @@ async def prepare(
                 report = None  # the file readers count it, as a big file
             if report is not None and report.rows == 0:
                 raise InputError("no_rows", "file")
+        if overrides is not None and not accept_fewer and row["status"] == "ready" and stored.etag == row["etag"]:
+            _refuse_a_loss(to_json(row), sample, detection, report.to_json() if report else None)
     except InputError as error:
         same_file = stored is not None and stored.etag == row["etag"] and error.code != "file_too_large"
         if overrides is not None and row["status"] == "ready" and same_file:
@@ -262,6 +266,35 @@ async def prepare(
         upload = await get(conn, user_id, upload_id)
     assert upload is not None
     return upload, report is None
+
+
+def _valid_in(sample: bytes, dialect: Dialect, columns: list[Column]) -> tuple[int, int]:
+    """(valid addresses, rows) in the file's first bytes."""
+    valid = rows = 0
+    try:
+        for contact in iter_contacts([sample], dialect, columns):
+            rows += 1
+            valid += check_address(contact.email).normalized is not None
+    except InputError:
+        pass
+    return valid, rows
+
+
+def _refuse_a_loss(before: dict[str, Any], sample: bytes, detection: Detection,
+                   report: dict[str, Any] | None) -> None:
+    """A correction that leaves no valid address, or under half of those the file gave, is refused:
+    the walk saw «,» on a `;` file and the column «Город» saved silently with 0 correct addresses,
+    the way back gone after a reload. A file counted by a worker is judged on its first rows."""
+    had = (before.get("report") or {}).get("valid", 0)
+    if report is not None:
+        valid, rows = report["valid"], report["rows"]
+    else:
+        had = _valid_in(sample, *stored_detection(before))[0]
+        valid, rows = _valid_in(sample, detection.dialect, detection.columns)
+    if had > 0 and valid * 2 < had:
+        column = detection.columns[detection.dialect.email_column].label if detection.columns else ""
+        raise InputError("correction_loses_addresses", "email_column", valid=valid, rows=rows, before=had,
+                         column=column[:60])
 
 
 async def _save_detection(conn: Conn, upload_id: uuid.UUID, size: int, etag: str, detection: Detection,
@@ -355,19 +388,35 @@ async def delete(db: asyncpg.Pool, store: UploadStore, user_id: int, upload_id: 
 
 
 PROBLEM_HEADER = {"en": ("Row in the file", "Value", "Problem"), "ru": ("Строка файла", "Значение", "Что не так")}
+_REPEATS = {"en": "repeats row {row}", "ru": "повтор строки {row}"}
+
+
+def problem_header(dialect: Dialect, columns: list[Column], lang: str) -> tuple[str, ...]:
+    """The download's header: where, what and why, then the row's other columns as the file names them."""
+    return PROBLEM_HEADER[lang] + tuple(c.label for i, c in enumerate(columns) if i != dialect.email_column)
 
 
 def problem_rows(store: UploadStore, key: str, etag: str | None, dialect: Dialect,
-                 columns: list[Column], lang: str = "en") -> Iterator[tuple[int, str, str]]:
-    """Every row without a valid address — (row in the file, the value, why in `lang`) — read
-    from the file again, so the download lists them all, not the report's first examples."""
+                 columns: list[Column], lang: str = "en") -> Iterator[tuple[Any, ...]]:
+    """Every row not sent to — without a valid address, or repeating an earlier row's — as (row in
+    the file, the value, why in `lang`, the row's other columns), read from the file again, so the
+    download lists them all with what identifies the person, not the report's first examples.
+    Repeats are found as the report finds them (16 bytes an address, plus the row's number)."""
+    others = [c.field for i, c in enumerate(columns) if i != dialect.email_column]
+    first_row: dict[bytes, int] = {}
     for contact in iter_contacts(store.chunks(key, etag), dialect, columns):
+        rest = tuple(contact.fields.get(field, "")[:200] for field in others)
         if contact.unclosed_quote_line is not None:
-            yield contact.row, contact.email[:200], reason_in(unclosed_quote_reason(contact.unclosed_quote_line), lang)
+            reason = reason_in(unclosed_quote_reason(contact.unclosed_quote_line), lang)
+            yield (contact.row, contact.email[:200], reason, *rest)
             continue
         checked = check_address(contact.email)
         if checked.normalized is None:
-            yield contact.row, contact.email[:200], reason_in(checked.explained, lang)
+            yield (contact.row, contact.email[:200], reason_in(checked.explained, lang), *rest)
+            continue
+        first = first_row.setdefault(address_key(checked.normalized), contact.row)
+        if first != contact.row:
+            yield (contact.row, contact.email[:200], _REPEATS[lang].format(row=first), *rest)
 
 
 def reason_in(bilingual: str, lang: str) -> str:

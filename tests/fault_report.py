@@ -38,6 +38,10 @@ ROWS: dict[str, str] = {
 USER_ROWS: dict[str, str] = {
     "hostile_template": "templates with a 250-million-step loop, `'a' * 10**8`, `center(10**8)`, 20,000 `{% if email|title %}` to `/api/send-message`",
     "hostile_template_neighbour": "… meanwhile, another user's 1-recipient mail",
+    "html_element_flood": "six `/api/send-message` at once from 3 accounts, each 330,000 HTML elements (`<a>` ×"
+                          " 330,000, bare or in a Jinja string)",
+    "always_failing_template": "a template that fails for every recipient (`{{ email|truncate(1) }}`,"
+                               " `{% if email < 5 %}`, …) to `/api/send-message`",
     "slow_template_for_one_contact": "a template of allowed filters too slow for one contact's 9,600-character field",
     "huge_body_unauthenticated": "a 400 MB body to `/v1/auth/login` (no account needed)",
     "deep_json": "JSON nested 500 and 100,000 deep, on four JSON routes",

@@ -10,7 +10,8 @@ Implicit TLS with the local CA's certificate (as Dovecot's), one thread per conn
 - "drip-search": log-in, SELECT and IDLE like any server, then SEARCH — the one command a look at
   the mailbox cannot do without — answered one byte every `drip_seconds` for as long as the
   client listens (within every bound but the look's whole deadline);
-- "silent-search": the same, but SEARCH is never answered.
+- "silent-search": the same, but SEARCH is never answered;
+- "huge-search": SEARCH answered at once with one line of `literal_size` bytes.
 
 `sent` counts the bytes sent (TLS payload), `open_connections` the connections the client has not
 closed yet, `searching` the connections waiting on a SEARCH now, `most_searching` the most there
@@ -130,6 +131,8 @@ class HostileImap:
                 self._send(conn, b"+ idling\r\n")
             elif verb in (b"SEARCH", b"UID SEARCH") and self.mode in ("drip-search", "silent-search"):
                 return self._slow_search(conn)
+            elif verb in (b"SEARCH", b"UID SEARCH") and self.mode == "huge-search":
+                self._send(conn, b"* SEARCH" + b" 1" * (self.literal_size // 2) + b"\r\n" + tag + b" OK done\r\n")
             elif verb in (b"SEARCH", b"UID SEARCH"):
                 self._send(conn, b"* SEARCH 1\r\n" + tag + b" OK done\r\n")
             elif verb == b"UID FETCH":

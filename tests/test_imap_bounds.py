@@ -152,3 +152,20 @@ async def test_a_look_the_server_makes_too_slow_is_reported_as_too_slow(
     assert f"отвечал слишком медленно: ответ не пришёл за {seconds} с" in problem, problem
     assert f"was too slow: an answer did not come within {seconds} s" in problem, problem
     assert "неожиданно" not in problem and "unexpected" not in problem, problem
+
+
+async def test_a_search_answer_over_the_line_limit_reads_as_too_large(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, certs: LocalCertificates, db: asyncpg.Pool,
+) -> None:
+    # imaplib's own line limit read «ответил неожиданно: command: SEARCH => got more than 1000000
+    # bytes» (issue 11): it is an answer too large, in plain words.
+    sender = await make_sender(api, auth, clean_sink)
+    with hostile_imap(certs, "huge-search", literal_size=3 * MB) as server:
+        await db.execute("UPDATE senders SET imap_host = '127.0.0.1', imap_port = $2 WHERE id = $1",
+                         sender["id"], server.port)
+        policy = ConnectPolicy.from_settings(get_settings())
+        found = await check_sender(db, resources.keys(), policy, sender["id"], signing_key=signing_key(get_settings()))
+        assert found is None
+        problem = await db.fetchval("SELECT imap_problem FROM senders WHERE id = $1", sender["id"])
+        assert "larger than 1 MB" in problem and "больше 1 МБ" in problem, problem
+        assert "got more than" not in problem, problem

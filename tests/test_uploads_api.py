@@ -144,9 +144,9 @@ async def test_every_problem_row_can_be_downloaded_and_empty_is_told_from_malfor
     answer = await api.get(f"/v1/uploads/{upload['id']}/problems.csv?lang=ru", headers=auth)
     assert answer.status_code == 200 and answer.content.startswith("\ufeff".encode())
     table = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig")), delimiter=";"))
-    assert table[0] == ["Строка файла", "Значение", "Что не так"]
+    assert table[0] == ["Строка файла", "Значение", "Что не так", "ФИО"]  # then the row's other columns
     assert len(table) == 1 + 30 + 26  # … the download has every one
-    assert ["11", '"Незакрытая кавычка;q@example.ru', table[1][2]] == table[1] and "незакрытая кавычка" in table[1][2]
+    assert ["11", '"Незакрытая кавычка;q@example.ru', table[1][2], ""] == table[1] and "незакрытая кавычка" in table[1][2]
     first_empty = next(row for row in table if row[1] == "")
     assert first_empty[2] == "пусто"  # the reader's language only, not "пусто / empty"
     malformed = next(row for row in table if row[1] == "p0.example.ru")

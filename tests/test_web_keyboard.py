@@ -87,8 +87,8 @@ async def test_after_cancelling_focus_is_on_the_new_state_not_the_top(
     at = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
     assert (await api.post(f"/v1/campaigns/{campaign_id}/schedule", headers=auth, json={"at": at})).status_code == 200
     await page.goto(f"/#/campaign/{campaign_id}")
-    page.once("dialog", lambda dialog: dialog.accept())
     await page.get_by_role("button", name="Отменить рассылку").press("Enter")
+    await page.get_by_role("button", name="Да, отменить").press("Enter")  # the page's own dialog
     state = page.locator("#state-line")
     await expect(state).to_contain_text("отменена")
     await expect(state).to_be_focused()  # the button it pressed is gone: focus was on <body>

@@ -57,6 +57,7 @@ async def test_send_asks_first_and_a_campaign_can_be_scheduled_and_taken_back(
     await later.fill(when.strftime("%Y-%m-%dT%H:%M"))
     await expect(page.locator("#later")).to_contain_text("Москва, стандартное время (UTC+3)")  # not Europe/Moscow
     await page.get_by_role("button", name="Запланировать").click()
+    await page.get_by_role("dialog", name="Запланировать рассылку?").get_by_role("button", name="Запланировать").click()
     await expect(page.locator("#status")).to_have_text("запланирована")
     await expect(page.locator("#reason")).to_contain_text("Запланирована на ")
     await shot(page, "campaign-scheduled-ru")

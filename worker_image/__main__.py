@@ -12,7 +12,7 @@ import asyncpg
 
 from shared import broker, fanout, outbox, send_window, uploads
 from shared.bounces.idle import IdleSessions
-from shared.bounces.reader import check_sender, due_senders
+from shared.bounces.reader import due_senders, look, release_claim
 from shared.bounces.record import forget_old
 from shared.bounces.slots import FairSlots
 from shared.campaigns import states
@@ -183,20 +183,31 @@ async def run_bounce_worker() -> None:
     keys = key_provider_from_settings(settings)
     tag_key = signing_key(settings)  # a bounce counts only with our keyed tag in its Message-ID
     policy = ConnectPolicy.from_settings(settings)
-    # Shared by the poller's looks and the IDLE sessions' alike, at most half of them per account.
+    # Shared by the poller's looks and the IDLE sessions' alike, fairly between accounts (slots.py).
     slots = FairSlots(settings.bounce_concurrency)
 
     async def check(sender_id: int, user_id: int, held: bool = False) -> int | None:
-        async with slots.take(user_id):
-            try:
-                marked = await asyncio.wait_for(
-                    check_sender(db, keys, policy, sender_id, signing_key=tag_key, held=held), timeout=600)
+        # A look that stopped at its cap with mail left is followed by another at once, after
+        # its turn for a slot: a watched sender would otherwise wait for new mail or IDLE's re-issue.
+        total, more = 0, True
+        try:
+            while more:
+                async with slots.take(user_id):
+                    try:
+                        marked, more = await asyncio.wait_for(
+                            look(db, keys, policy, sender_id, signing_key=tag_key, held=held), timeout=600)
+                    except Exception:
+                        log.warning("checking a mailbox failed", extra={"sender": sender_id}, exc_info=True)
+                        return None
+                if marked is None:
+                    return None
                 if marked:
                     log.info("bounces recorded", extra={"sender": sender_id, "count": marked})
-                return marked
-            except Exception:
-                log.warning("checking a mailbox failed", extra={"sender": sender_id}, exc_info=True)
-                return None
+                total += marked
+            return total
+        finally:
+            if more and not held:  # stopped between looks: the claim kept for the next one ends
+                await release_claim(db, sender_id)
 
     async def watched(sender_id: int, user_id: int) -> int | None:
         return await check(sender_id, user_id, held=True)
@@ -208,11 +219,10 @@ async def run_bounce_worker() -> None:
 
     async def round_of_checks() -> int:
         beat()
-        free = slots.free()
+        free, share, load = slots.for_poller()
         if free <= 0:
             return 0
-        due = await due_senders(db, settings.bounce_poll_seconds, limit=free, per_user=slots.per_user,
-                                load=slots.load())
+        due = await due_senders(db, settings.bounce_poll_seconds, limit=free, per_user=share, load=load)
         for sender_id, user_id in due:
             task = asyncio.create_task(check(sender_id, user_id))
             running.add(task)

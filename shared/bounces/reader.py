@@ -2,12 +2,16 @@
 
 Each check reads the messages that arrived since the last (by UID; if the server renumbered the
 mailbox — a new UIDVALIDITY — since the last check's day, and the first time since the sender was
-created), in batches of FETCH_BATCH, at most MAX_BATCHES per check so that one huge mailbox cannot
-hold a worker; the place reached is saved with each batch's outcomes, in one transaction, so a
-crash re-reads at most one batch and `bounce_messages` keeps that from counting twice. The INBOX
-is opened read-only and nothing is ever deleted; with `imap_move_bounces` bounces of Sendpy's own
-mail (carrying its keyed tag) are moved to the folder BOUNCE_FOLDER, «Возвраты Sendpy (bounces)»
-(or to the «Sendpy bounces» of before, where the mailbox has it).
+created), in batches of FETCH_BATCH, at most MAX_BATCHES per look so that one huge mailbox cannot
+hold a slot; a look that stops there is followed at once by another, after its turn for a slot (a
+watched sender's next look would otherwise wait for new mail or IDLE's 25-minute re-issue: a new
+bounce behind 8,000 old messages waited hours). Oldest first: a backlog is read through in minutes
+this way (1,000 a look), and reading newest first would need a second place to remember — what lies
+between — for a gain of those minutes; the place reached is saved with each batch's outcomes, in one
+transaction, so a crash re-reads at most one batch and `bounce_messages` keeps that from counting
+twice. The INBOX is opened read-only and nothing is ever deleted; with `imap_move_bounces` bounces
+of Sendpy's own mail (carrying its keyed tag) are moved to the folder BOUNCE_FOLDER, «Возвраты
+Sendpy (bounces)» (or to the «Sendpy bounces» of before, where the mailbox has it).
 
 One mailbox is read by one look at a time: a look runs under the sender's claim
 (`imap_claimed_until`), taken by `due_senders` for a poll or held by an IDLE session (idle.py),
@@ -111,28 +115,43 @@ async def check_sender(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolic
 
     The caller holds the sender's claim (`imap_claimed_until`); a poller's claim ends with the
     look, a `held` one (an IDLE session's, see idle.py) is left to its holder."""
+    marked, more = await look(db, keys, policy, sender_id, signing_key=signing_key, held=held)
+    if more and not held:
+        await release_claim(db, sender_id)
+    return marked
+
+
+async def look(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sender_id: int, *,
+               signing_key: bytes, held: bool = False) -> tuple[int | None, bool]:
+    """check_sender, saying also whether the look stopped at MAX_BATCHES with mail left to read.
+    Then a poller's claim is kept (renewed) rather than ended: the caller looks again at once,
+    after its turn for a slot (worker_image), or calls release_claim."""
     try:
         return await _check(db, keys, policy, sender_id, signing_key, release=not held)
     except asyncio.CancelledError:
         # Shutdown or the worker's time limit: the next worker must not wait out CLAIM_SECONDS.
         if not held:
-            async with db.acquire() as conn:
-                await conn.execute("UPDATE senders SET imap_claimed_until = NULL WHERE id = $1", sender_id)
+            await release_claim(db, sender_id)
         raise
 
 
+async def release_claim(db: asyncpg.Pool, sender_id: int) -> None:
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE senders SET imap_claimed_until = NULL WHERE id = $1", sender_id)
+
+
 async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sender_id: int, signing_key: bytes, *,
-                 release: bool) -> int | None:
+                 release: bool) -> tuple[int | None, bool]:
     loaded = await load_account(db, keys, sender_id)
     if loaded is None:
-        return 0
+        return 0, False
     row, account = loaded
     sender = SenderRef(row["id"], row["user_id"], row["from_email"], signing_key)
     try:
         mailbox = await open_mailbox(account, policy, seconds=LOOK_SECONDS)
     except ImapProblem as exc:
         await _save_problem(db, sender_id, account, exc.problem, release=release)
-        return None
+        return None, False
     try:
         return await _read_new(db, mailbox, sender, row, release=release)
     except asyncio.CancelledError:
@@ -141,12 +160,13 @@ async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sen
     except Exception as exc:  # a dropped connection, a server error: tried again next time
         log.warning("reading a mailbox failed", extra={"sender": sender_id}, exc_info=True)
         await _save_problem(db, sender_id, account, _reading_problem(exc, account, policy, mailbox), release=release)
-        return None
+        return None, False
     finally:
         await in_imap_thread(mailbox.close)
 
 
-async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: Any, *, release: bool) -> int:
+async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: Any, *, release: bool
+                    ) -> tuple[int, bool]:
     move = bool(row["imap_move_bounces"])
     uidvalidity, uidnext = await in_imap_thread(mailbox.select_inbox, readonly=not move)
     start = row["imap_next_uid"]
@@ -160,9 +180,11 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
     marked = fetched = batches = largest = 0
     first = start
     folder: str | None = None
+    more = True  # until a batch comes back short: the cap, not the mailbox's end, stopped the look
     try:
         for _ in range(MAX_BATCHES):
             uids = await in_imap_thread(mailbox.uids_from, start, FETCH_BATCH)
+            more = len(uids) >= FETCH_BATCH
             if not uids:
                 break
             raws = await in_imap_thread(mailbox.fetch, uids)
@@ -186,19 +208,23 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
                     folder = OLD_BOUNCE_FOLDER if old else BOUNCE_FOLDER
                 await in_imap_thread(mailbox.move, recognised, folder)
         async with db.acquire() as conn:
-            await _save_place(conn, sender.id, uidvalidity, start, release=release)
+            await _save_place(conn, sender.id, uidvalidity, start, release=release and not more,
+                              renew=release and more)
     finally:  # also after a failure: what was fetched (and recorded) before it
         if fetched:
             log.info("mailbox read", extra={"sender": sender.id, "fetched": fetched, "batches": batches,
-                                            "largest_batch": largest, "first_uid": first, "next_uid": start})
-    return marked
+                                            "largest_batch": largest, "first_uid": first, "next_uid": start,
+                                            "more": more})
+    return marked, more
 
 
-async def _save_place(conn: Any, sender_id: int, uidvalidity: int, next_uid: int, *, release: bool) -> None:
+async def _save_place(conn: Any, sender_id: int, uidvalidity: int, next_uid: int, *, release: bool,
+                      renew: bool = False) -> None:
     await conn.execute(
         "UPDATE senders SET imap_uidvalidity = $2, imap_next_uid = $3, imap_checked_at = now(), imap_problem = NULL,"
-        " imap_claimed_until = CASE WHEN $4 THEN NULL ELSE imap_claimed_until END WHERE id = $1",
-        sender_id, uidvalidity, next_uid, release)
+        " imap_claimed_until = CASE WHEN $4 THEN NULL WHEN $5 THEN now() + make_interval(secs => $6)"
+        " ELSE imap_claimed_until END WHERE id = $1",
+        sender_id, uidvalidity, next_uid, release, renew, CLAIM_SECONDS)
 
 
 def _reading_problem(exc: BaseException, account: ImapAccount, policy: ConnectPolicy, mailbox: Mailbox

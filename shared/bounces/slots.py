@@ -2,10 +2,17 @@
 
 A look at a mailbox may take as long as its server likes within LOOK_SECONDS (5 minutes): one
 account with 50 senders on a slow server took every slot of every worker, and everyone else's
-bounces waited behind them. Here an account holds at most `per_user` of the worker's slots at
-once, whether its looks come from the poller or from IDLE sessions (which ask for a slot like
-anyone else), and a freed slot goes to whoever has waited longest among the accounts below that
-share. Pure asyncio: the caller says which account a look is for.
+bounces waited behind them. Capping each account at half the slots was not enough: two such
+accounts held all four, and a third account's bounce waited 185 s (issue 11). So:
+
+- an account's share is the slots divided by the accounts that hold or want one, at most half of
+  them, at least 1;
+- the last free slot (RESERVE) goes only to an account that holds none: a look under way cannot
+  be taken back, so a newcomer must find a slot free rather than wait for a slow one to end;
+- among those allowed, whoever has waited longest goes first.
+
+Looks come from the poller and from IDLE sessions alike. Pure asyncio: the caller says which
+account a look is for.
 """
 
 from __future__ import annotations
@@ -15,24 +22,45 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+RESERVE = 1  # slots kept for accounts that hold none (when there are at least two slots)
+
 
 class FairSlots:
-    def __init__(self, total: int, per_user: int | None = None) -> None:
+    def __init__(self, total: int) -> None:
         self.total = max(1, total)
-        # Half the slots by default: the other half is always there for other accounts.
-        self.per_user = max(1, per_user if per_user is not None else self.total // 2)
+        self.reserve = RESERVE if self.total > 1 else 0
         self._running: Counter[int] = Counter()
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # oldest first
 
     def free(self) -> int:
-        """Slots nobody holds or waits for."""
-        return max(0, self.total - sum(self._running.values()) - len(self._waiting))
+        """Slots nobody holds."""
+        return max(0, self.total - sum(self._running.values()))
 
     def load(self) -> dict[int, int]:
         """Looks per account, held or waited for."""
         counts = Counter(self._running)
         counts.update(user for user, _ in self._waiting)
         return {user: n for user, n in counts.items() if n}
+
+    def share(self) -> int:
+        """How many slots one account may hold now: the slots among the accounts that want one,
+        and never more than half (the next account to come must find room)."""
+        return max(1, min(self.total // 2, self.total // max(1, len(self.load()))))
+
+    def may_start(self, user_id: int) -> bool:
+        held = self._running[user_id]
+        if not self.free():
+            return False
+        return held == 0 or (held < self.share() and self.free() > self.reserve)
+
+    def for_poller(self) -> tuple[int, int, dict[int, int]]:
+        """(how many senders to claim, per account, looks per account) for `due_senders`: only
+        looks that can start at once are claimed (a claim does not wait in line for a slot), so an
+        account that holds a slot gets none of the reserved one."""
+        load, share = self.load(), self.share()
+        if self.free() <= self.reserve:
+            load = {user: max(n, share) for user, n in load.items()}
+        return self.free(), share, load
 
     @asynccontextmanager
     async def take(self, user_id: int) -> AsyncIterator[None]:
@@ -62,8 +90,8 @@ class FairSlots:
 
     def _grant(self) -> None:
         self._waiting = [w for w in self._waiting if not w[1].done()]  # cancelled, not yet out
-        while sum(self._running.values()) < self.total:
-            chosen = next((w for w in self._waiting if self._running[w[0]] < self.per_user), None)
+        while True:
+            chosen = next((w for w in self._waiting if self.may_start(w[0])), None)
             if chosen is None:
                 return
             self._waiting.remove(chosen)

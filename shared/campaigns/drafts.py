@@ -7,11 +7,10 @@ import uuid
 from typing import Any
 
 from shared import smtp_accounts, uploads
-from shared.campaigns.preview import template_error
+from shared.campaigns.preview import SAMPLE, trial
 from shared.campaigns.states import WAITING_SQL, StateConflict, shown_reason
 from shared.db import Conn
 from shared.errors import InputError
-from shared.mail.compose import TemplateError, template_fields, text_template
 
 EDITABLE = ("name", "sender_id", "upload_id", "subject", "html_body", "text_body")
 MAX_SUBJECT = 998
@@ -74,11 +73,9 @@ def parse(body: dict[str, Any]) -> dict[str, Any]:
     for name in ("sender_id", "upload_id"):
         if name in body:
             values[name] = body[name]
-    try:
-        template_fields(values.get("subject", ""), values.get("html_body", ""),
-                        values.get("text_body") or text_template(values.get("html_body", "")))
-    except TemplateError as exc:
-        raise template_error(exc) from None
+    # Compiled and filled in once for a sample contact: a template that fails for anyone is refused
+    # here, not by every recipient (the file's first contact is tried again at start).
+    trial(values.get("subject", ""), values.get("html_body", ""), values.get("text_body"), None, SAMPLE)
     return values
 
 

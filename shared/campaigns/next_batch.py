@@ -18,7 +18,8 @@ from shared.db import Conn
 # The reasons the scheduler writes itself, as codes; anything else is a server's or a library's
 # words after a temporary failure, shown as they are.
 _CODES = {"rate limit": "rate_limit", "sender paused": "sender_paused", "slow server": "slow_server",
-          "time budget": "continuing", "retry": "retry"}
+          "time budget": "continuing", "retry": "retry", "in progress": "in_progress",
+          "campaign paused": "resumed"}
 _WORDS = {
     "minute_limit": ("лимит отправителя", "the sender's limit"),
     "day_limit": ("лимит отправителя", "the sender's limit"),
@@ -27,7 +28,18 @@ _WORDS = {
     "slow_server": ("сервер отвечает медленно", "the server answers slowly"),
     "continuing": ("отправка продолжается", "sending goes on"),
     "retry": ("повтор после временной ошибки сервера", "a retry after a temporary server error"),
+    "in_progress": ("проверка писем, которые уже отправляются", "a check on emails that are already being sent"),
+    "resumed": ("отправка продолжается после паузы", "sending goes on after a pause"),
 }
+# The scheduler stores "retry" whenever open recipients are left and nothing stopped the batch. That
+# is a retry only when one of them waits for its next attempt after a temporary error; otherwise
+# they are still claimed by another batch of the same recipients (a pause and resume, or a window
+# refill, published them again) and the deferral only checks they went out.
+REASON_SQL = (
+    "CASE WHEN d.reason = 'retry' AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.campaign_id = d.campaign_id"
+    " AND r.position BETWEEN d.first_position AND d.last_position AND r.status = 'pending'"
+    " AND r.next_attempt_at > now()) THEN 'in progress' ELSE d.reason END"
+)
 # A per-minute wait is at most a minute; a deferral put off longer than this waits for the day's.
 _DAY_WAIT_SECONDS = 90
 
@@ -35,7 +47,7 @@ _DAY_WAIT_SECONDS = 90
 @dataclass(frozen=True)
 class NextBatch:
     at: dt.datetime
-    reason: str  # as stored by the scheduler
+    reason: str  # as stored by the scheduler ("in progress" for a "retry" that is none, REASON_SQL)
     code: str  # minute_limit, day_limit, rate_limit, sender_paused, slow_server, continuing, retry, error
     limit: int | None  # the sender's limit that holds the emails back (minute_limit / day_limit)
 
@@ -81,8 +93,8 @@ async def next_batch(conn: Conn, campaign_id: uuid.UUID) -> NextBatch | None:
     """The campaign's earliest deferred work, if it is sending and that work waits more than a few
     seconds (the same rows `states.shown_reason` reads)."""
     row = await conn.fetchrow(
-        "SELECT d.not_before, d.reason, extract(epoch FROM d.not_before - d.created_at)::float8 AS span,"
-        " s.per_minute, s.per_day"
+        f"SELECT d.not_before, {REASON_SQL} AS reason,"  # noqa: S608  # a constant of this module
+        " extract(epoch FROM d.not_before - d.created_at)::float8 AS span, s.per_minute, s.per_day"
         " FROM deferred_batches d JOIN campaigns c ON c.id = d.campaign_id LEFT JOIN senders s ON s.id = d.sender_id"
         " WHERE d.campaign_id = $1 AND c.status = 'sending' AND d.not_before > now() + interval '10 seconds'"
         " ORDER BY d.not_before LIMIT 1",

@@ -12,12 +12,13 @@ from shared.mail.compose import (
     BUILTIN_FIELDS,
     CampaignContent,
     CompiledCampaign,
+    RenderFailed,
     RenderTooLarge,
     TemplateError,
     template_fields,
 )
 from shared.mail.template_limits import MAX_RENDERED_CHARS
-from shared.mail.template_reasons import failure_in_russian, in_russian
+from shared.mail.template_reasons import failure_in_english, failure_in_russian, in_russian
 from shared.unsubscribe import Unsubscriber
 
 _FIELDS = {"subject": "subject", "html": "html_body", "text": "text_body"}
@@ -46,7 +47,38 @@ def template_problem(exc: TemplateError) -> str:
 def render_error(exc: Exception) -> InputError:
     """The 4xx for a template that parses but fails for one contact's data, e.g. {{ 1 / count }}."""
     return InputError("template", "html_body", part="html", part_en="HTML", part_ru="HTML", where="",
-                      reason=str(exc), reason_ru=failure_in_russian(exc))
+                      reason=failure_in_english(exc), reason_ru=failure_in_russian(exc))
+
+
+# Who a trial render stands for, in English and Russian.
+SAMPLE = ("a sample contact", "примерного контакта")
+_SAMPLE_FIELDS = {"email": "anna@example.com", "unsubscribe_url": "https://example.com/unsubscribe/sample"}
+
+
+def first_recipient(email: str) -> tuple[str, str]:
+    return f"the first recipient ({email})", f"первого получателя ({email})"
+
+
+def first_contact(email: str) -> tuple[str, str]:
+    return f"the file's first contact ({email})", f"первого контакта из файла ({email})"
+
+
+def trial(subject: str, html: str, text: str | None, fields: dict[str, Any] | None, whom: tuple[str, str],
+          names: dict[str, str] | None = None) -> None:
+    """Compile the templates and fill them in once, as sending would, for one real contact's `fields`
+    (its email among them) or, with None, a sample contact without data: a template that fails
+    there would fail for every recipient, so it is refused where it is written (InputError naming
+    the request field, `names` mapping the parts). Bounded by the render budget (template_limits.py)."""
+    try:
+        compiled = CompiledCampaign(CampaignContent("trial", "sender@example.com", "", subject, html, text))
+        compiled.trial({**_SAMPLE_FIELDS, **(fields or {})}, sample=fields is None)
+    except TemplateError as exc:
+        raise template_error(exc, names) from None
+    except RenderFailed as exc:
+        part_en, part_ru = _PART_NAMES[exc.part]
+        raise InputError("template_fails", (names or _FIELDS)[exc.part], part=exc.part, part_en=part_en,
+                         part_ru=part_ru, whom_en=whom[0], whom_ru=whom[1], reason=failure_in_english(exc.cause),
+                         reason_ru=failure_in_russian(exc.cause)) from None
 
 
 def _recorder(seen: list[str]) -> type[ChainableUndefined]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import file_jobs, outbox, recipients, smtp_accounts, uploads
-from shared.campaigns.next_batch import deferral_text
+from shared.campaigns.next_batch import REASON_SQL, deferral_text
 from shared.campaigns.preview import missing_fields
 from shared.commands import CampaignCommand
 from shared.db import Conn
@@ -174,11 +174,14 @@ _QUEUE_AND_RETRY = (
     "(status = 'queued' AND EXISTS (SELECT 1 FROM outbox o WHERE o.key = convert_to(campaigns.id::text, 'UTF8')"
     " AND o.created_at < now() - interval '10 seconds')) AS waiting_for_queue,"
     " (SELECT d.not_before FROM deferred_batches d WHERE d.campaign_id = campaigns.id AND status = 'sending'"
-    "   AND d.not_before > now() + interval '10 seconds' ORDER BY d.not_before LIMIT 1) AS retry_at,"
-    " (SELECT d.reason FROM deferred_batches d WHERE d.campaign_id = campaigns.id AND status = 'sending'"
-    "   AND d.not_before > now() + interval '10 seconds' ORDER BY d.not_before LIMIT 1) AS retry_reason"
+    "   AND d.not_before > now() + interval '10 seconds' ORDER BY d.not_before LIMIT 1) AS retry_at"
 )
-WAITING_SQL = ", ".join((_QUEUE_AND_RETRY, file_jobs.wait_columns("campaigns.id")))
+# What the latest deferral is for, worded as next_batch.py words it (REASON_SQL is a constant there).
+_RETRY_REASON = (
+    f"(SELECT {REASON_SQL} FROM deferred_batches d WHERE d.campaign_id = campaigns.id AND status = 'sending'"  # noqa: S608
+    " AND d.not_before > now() + interval '10 seconds' ORDER BY d.not_before LIMIT 1) AS retry_reason"
+)
+WAITING_SQL = ", ".join((_QUEUE_AND_RETRY, _RETRY_REASON, file_jobs.wait_columns("campaigns.id")))
 _THEN = ("Отправка начнётся сама.", "Sending starts by itself.")
 
 

@@ -31,7 +31,7 @@ from shared.delivery.store import DeliveryStore
 from shared.limits import SendLimiter, Window
 from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError
 from shared.mail.messenger import ConnectError, ConnectPolicy, Reply, ReplyKind, SmtpConnection
-from shared.mail.template_reasons import failure_in_russian
+from shared.mail.template_reasons import failure_in_english, failure_in_russian
 from shared.recipients import CLAIM_LEASE_SECONDS, Claimed, RecipientResult
 from shared.smtp_accounts import Sender
 from shared.unsubscribe import Unsubscriber
@@ -408,8 +408,8 @@ class Deliverer:
             message = await self._render(compiled, item)
         except Exception as exc:  # a template that fails for this row's data, e.g. {{ 1 / count }}
             state.release(conn)
-            return RecipientResult(item.position, "failed",
-                                   f"ошибка шаблона: {failure_in_russian(exc)} / template error: {exc}"[:1000])
+            return RecipientResult(item.position, "failed", f"ошибка шаблона: {failure_in_russian(exc)}"
+                                   f" / template error: {failure_in_english(exc)}"[:1000])
         try:
             reply = await conn.send(state.sender.from_email, item.email, message,
                                     deadline=time.monotonic() + self._phase)

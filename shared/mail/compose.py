@@ -20,16 +20,17 @@ from typing import Any
 
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
-from jinja2 import ChainableUndefined, StrictUndefined, Undefined, meta
+from jinja2 import ChainableUndefined, StrictUndefined, Undefined, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
 from shared.mail.folding import fold_html, fold_text
-from shared.mail.template_checks import ALLOWED_FILTERS, ALLOWED_TESTS, checked_tree, too_deep
+from shared.mail.template_checks import ALLOWED_FILTERS, ALLOWED_TESTS, check_html_elements, checked_tree, too_deep
 from shared.mail.template_checks import TemplateError as TemplateError  # where callers have always found it
 from shared.mail.template_limits import (
     MAX_RENDERED_CHARS,
     RENDER_SECONDS,
+    TemplateLimit,
     bounded_filter,
     charged_test,
     check_time,
@@ -56,6 +57,16 @@ class RenderTooLarge(ValueError):
         super().__init__(f"the {part} for this contact would be larger than {MAX_RENDERED_CHARS:,} characters")
         self.part = part
         self.russian = f"текст ({part}) для этого контакта длиннее {MAX_RENDERED_CHARS:,} символов".replace(",", " ")
+
+
+class RenderFailed(ValueError):
+    """A template that compiles but fails when filled in for a contact; `part` names which, and
+    `cause` is what Jinja or a filter raised (its words are the English reason)."""
+
+    def __init__(self, part: str, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.part = part
+        self.cause = cause
 
 
 def html_to_text(html: str) -> str:
@@ -93,7 +104,9 @@ _BRACE_BEFORE_MARK = re.compile("(?<!{){(?=[\ue000\ue001])")
 
 
 def text_template(html: str) -> str:
-    """The plain-text template derived from an HTML template, for campaigns without their own."""
+    """The plain-text template derived from an HTML template, for campaigns without their own;
+    TemplateError when the HTML has more elements than deriving it may cost."""
+    check_html_elements(html)
     marked = html.replace(_OPEN_MARK, "").replace(_CLOSE_MARK, "")
     marked = _CLOSE_BRACE.sub(_CLOSE_MARK, _OPEN_BRACE.sub(_OPEN_MARK, marked))
     derived = _BRACE_BEFORE_MARK.sub(_OPEN_MARK, html_to_text(marked))
@@ -107,7 +120,7 @@ class _Renderer:
 
     def __init__(self, env: SandboxedEnvironment, source: str, part: str, *, fast: bool,
                  fold: Callable[[SandboxedEnvironment, str], str] | None = None) -> None:
-        self._part = part
+        self._part = self.part = part
         self._template = None
         self._pieces: list[str] | None = None
         self._wire: list[str] | None = None  # the pieces with CRLF line ends, for encoded()
@@ -279,6 +292,7 @@ class CompiledCampaign:
 
     def __init__(self, content: CampaignContent, *, strict: bool = False,
                  unsubscriber: Unsubscriber | None = None, undefined: type[Undefined] | None = None) -> None:
+        check_html_elements(content.html)  # before any work that grows with it
         plain_env, html_env = _environments(undefined or (StrictUndefined if strict else ChainableUndefined))
         fast = not strict and undefined is None
         self.content = content
@@ -329,6 +343,28 @@ class CompiledCampaign:
             parts.append(renderer.render(fields))
         subject, text, html = parts
         return subject, text, html
+
+    def trial(self, fields: Mapping[str, Any], *, sample: bool = False) -> None:
+        """Fill every part in once for one contact's merged fields, as sending would; RenderFailed
+        names the part when that fails. A part over its size or time budget is this contact's data,
+        not the template: it passes. With a `sample` contact (no real data yet), a field it lacks
+        cannot be judged either."""
+        deadline = time.perf_counter() + RENDER_SECONDS
+        for renderer in (self._subject, self._text, self._html):
+            metering(deadline)
+            try:
+                renderer.render(fields)
+            except (RenderTooLarge, TemplateLimit):
+                continue
+            except UndefinedError as exc:
+                if not sample:
+                    raise RenderFailed(self._written_part(renderer), exc) from None
+            except Exception as exc:
+                raise RenderFailed(self._written_part(renderer), exc) from None
+
+    def _written_part(self, renderer: _Renderer) -> str:
+        # A text part derived from the HTML fails where the author wrote it: in the HTML.
+        return "html" if renderer is self._text and not self.content.text else renderer.part
 
     def _date_header(self) -> bytes:
         now = int(time.time())

@@ -57,7 +57,8 @@ class Reply:
     def describe(self) -> str:
         # A hostile or broken server may answer with control characters (NUL cannot even be stored).
         text = self.text.translate(_CONTROL_CHARACTERS)
-        return f"{self.code} {text}".strip() if self.code else text
+        # aiosmtplib's own failures (a reply too long, unreadable) carry code -1: not the server's word.
+        return f"{self.code} {text}".strip() if self.code and self.code > 0 else text
 
 
 _CONTROL_CHARACTERS = {c: " " for c in range(32) if c != 9} | {127: " "}
@@ -102,7 +103,7 @@ class ConnectError(Exception):
     def __init__(self, kind: str, message: str, code: int | None = None, waited: float = 0.0) -> None:
         super().__init__(message)
         self.kind = kind  # dns, private, refused, timeout, slow, tls, auth, protocol, plaintext
-        self.code = code
+        self.code = code if code and code > 0 else None  # aiosmtplib's -1 is no SMTP reply code
         self.waited = waited  # for "slow": the longest wait for one reply, in seconds
 
 

@@ -3,12 +3,14 @@ tokens, nesting, joins and filter calls, every refusal naming the part and the c
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from shared.mail.template_limits import MAX_FILTER_CALLS, MAX_ROUND_DIGITS, MAX_TAGS, MAX_TOKENS
+from shared.mail.template_limits import MAX_FILTER_CALLS, MAX_HTML_ELEMENTS, MAX_ROUND_DIGITS, MAX_TAGS, MAX_TOKENS
 
 
 class TemplateError(ValueError):
@@ -82,6 +84,27 @@ def too_deep(part: str) -> TemplateError:
                          params={"limit": MAX_NESTING})
 
 
+# What an HTML parser takes for an element: "<" and a letter (end tags, comments and a "<" in text
+# make none). Inside Jinja tags and string literals too: the text part is derived from all of it.
+_ELEMENT = re.compile(r"<[A-Za-z]")
+
+
+def check_html_elements(html: str) -> None:
+    """Refuse an HTML template with more than MAX_HTML_ELEMENTS elements; the scan stops at the cap."""
+    found = sum(1 for _ in itertools.islice(_ELEMENT.finditer(html), MAX_HTML_ELEMENTS + 1))
+    if found > MAX_HTML_ELEMENTS:
+        raise TemplateError("html", f"the HTML has more than {MAX_HTML_ELEMENTS:,} elements", None,
+                            code="template_html_elements", params={"limit": f"{MAX_HTML_ELEMENTS:,}",
+                                                                   "limit_ru": f"{MAX_HTML_ELEMENTS:,}"
+                                                                   .replace(",", " ")})
+
+
+def _negative_number(node: nodes.Node) -> bool:
+    """`-5` is parsed as arithmetic on 5; as a literal it computes nothing (truncate(-5), round(x, -1))."""
+    return (isinstance(node, nodes.Neg | nodes.Pos) and isinstance(node.node, nodes.Const)
+            and type(node.node.value) in (int, float))
+
+
 def checked_tree(env: SandboxedEnvironment, source: str, part: str) -> nodes.Template:
     """Parse and vet one template; every way it can fail is a TemplateError naming the part."""
     tags = source.count("{{") + source.count("{%")
@@ -120,6 +143,8 @@ def checked_tree(env: SandboxedEnvironment, source: str, part: str) -> nodes.Tem
     _check_construct(tree, part)
     for node in tree.find_all(nodes.Filter):
         precision = node.args[0] if node.name == "round" and node.args else None
+        if isinstance(precision, nodes.Neg | nodes.Pos) and _negative_number(precision):
+            precision = precision.node  # -21 is checked as 21
         if isinstance(precision, nodes.Const) and (not isinstance(precision.value, int)
                                                    or abs(precision.value) > MAX_ROUND_DIGITS):
             raise TemplateError(part, f"round() takes a precision from -{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS}",
@@ -153,7 +178,7 @@ def _check_construct(tree: nodes.Template, part: str) -> None:
             raise TemplateError(part, f"the test '{node.name}' is not available", node.lineno,
                                 code="template_test", params={"name": node.name,
                                                               "allowed": ", ".join(sorted(ALLOWED_TESTS))})
-        if isinstance(node, _ALLOWED_NODES):
+        if isinstance(node, _ALLOWED_NODES) or _negative_number(node):
             continue
         en, ru = next((names for kind, names in _CONSTRUCTS.items() if isinstance(node, kind)),
                       (type(node).__name__, type(node).__name__))

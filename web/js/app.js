@@ -26,6 +26,16 @@ async function loadMe() {
   return me;
 }
 
+// The language switched from inside the open phone menu: the menu stays open after the redraw.
+let keepMenuOpen = false;
+
+// Focus on the control `step` Tab stops from `element` (as the Tab the person pressed would have).
+function focusBeside(element, step) {
+  const stops = [...document.querySelectorAll("a[href], button, input, select, textarea, [tabindex='0']")]
+    .filter((e) => !e.disabled && e.offsetParent !== null);
+  (stops[stops.indexOf(element) + step] ?? element)?.focus();
+}
+
 function renderNav() {
   const nav = document.getElementById("nav");
   nav.setAttribute("aria-label", t("nav.main"));
@@ -44,12 +54,13 @@ function renderNav() {
     <label class="lang">${t("nav.language")}
       <select id="lang"><option value="en" ${lang === "en" ? "selected" : ""}>English</option>
       <option value="ru" ${lang === "ru" ? "selected" : ""}>Русский</option></select></label></div>`);
-  nav.classList.remove("open"); // a new page starts with the menu folded
   const toggle = nav.querySelector(".menu-toggle");
   const fold = (open) => {
     nav.classList.toggle("open", open);
     toggle?.setAttribute("aria-expanded", String(open));
   };
+  fold(keepMenuOpen && Boolean(toggle)); // a new page starts with the menu folded
+  keepMenuOpen = false;
   toggle?.addEventListener("click", () => {
     fold(!nav.classList.contains("open"));
     if (nav.classList.contains("open")) nav.querySelector("#nav-links a")?.focus();
@@ -64,14 +75,24 @@ function renderNav() {
   // on Enter or when focus leaves the menu, not on the first arrow (which redrew the page).
   const choose = document.getElementById("lang");
   let byKeys = false;
-  const apply = () => {
+  // After the redraw focus is on the language control again, or — when Tab chose the language —
+  // where that Tab was going, so the keyboard moves on instead of landing back on the menu.
+  const apply = (step = 0) => {
     byKeys = false;
     if (choose.value === currentLanguage()) return;
+    keepMenuOpen = nav.classList.contains("open");
     setLanguage(choose.value);
-    route().then(() => document.getElementById("lang")?.focus());
+    route().then(() => {
+      const select = document.getElementById("lang");
+      if (step) focusBeside(select, step);
+      else select?.focus();
+    });
   };
   choose.addEventListener("keydown", (event) => {
-    if (event.key === "Enter") {
+    if (event.key === "Tab" && byKeys && choose.value !== currentLanguage()) {
+      event.preventDefault();
+      apply(event.shiftKey ? -1 : 1);
+    } else if (event.key === "Enter") {
       event.preventDefault();
       apply();
     } else if (event.key.startsWith("Arrow") || ["Home", "End", "PageUp", "PageDown"].includes(event.key)) {

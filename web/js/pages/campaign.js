@@ -29,6 +29,9 @@ function replyText(reply) {
 // Attempts are data: said with the plural the number takes («1 попытка, 2 попытки, 5 попыток»).
 const attemptsText = (n) => (n ? count(n, "attempt") : "—");
 
+// A sentence ending in a moment with an abbreviated month («6 дек.») ends with that dot, not two.
+const oneDot = (text) => text.replace(/\.\.(?=\s|$)/g, ".");
+
 // A campaign behind an earlier one of the same account (they share its limits, first come first
 // served): which one, and when its own first email is due (the plan counts the mail ahead).
 function waitingText(c) {
@@ -37,18 +40,29 @@ function waitingText(c) {
   const name = ahead.name || ahead.subject || t("campaign.unnamed");
   const text = ahead.others ? t("campaign.waitingforothers", { name, n: number(ahead.others) })
     : t("campaign.waitingfor", { name });
-  return c.plan?.count ? `${text} ${t("campaign.startsat", { at: moment(c.plan.first_at) })}` : text;
+  return c.plan?.count && c.status !== "scheduled" ? oneDot(`${text} ${t("campaign.startsat", { at: moment(c.plan.first_at) })}`) : text;
 }
 
 // The API's next_batch (when the next emails are due and why) in the reader's words and clock.
 function nextBatchText(next) {
   const key = `next.${next.reason}`;
   const text = t(key, { at: moment(next.at), n: number(next.limit), detail: next.detail ?? "" });
-  return text === key ? t("next.continuing", { at: moment(next.at) }) : text;
+  return oneDot(text === key ? t("next.continuing", { at: moment(next.at) }) : text);
 }
 
 function reasonText(c) {
-  if (c.status === "scheduled") return t("campaign.scheduledfor", { at: dateTime(c.scheduled_at), zone: zoneName() });
+  // The same plan the review showed when it was scheduled, when there is more to it than the time:
+  // the sender busy with another campaign first, or days of sending under its daily limit.
+  if (c.status === "scheduled") {
+    const planned = c.plan?.count && (c.waiting_for || c.plan.days > 1);
+    return [t("campaign.scheduledfor", { at: dateTime(c.scheduled_at), zone: zoneName() }), waitingText(c),
+      planned && oneDot(t("campaign.scheduledplan", { plan: planText(c.plan) }))].filter(Boolean).join(" ");
+  }
+  if (c.status === "cancelled" && c.recipient_count) {
+    const sent = c.counts.sent + c.counts.bounced;
+    const left = c.recipient_count - sent - c.counts.failed;
+    return t("campaign.cancelledsummary", { sent: number(sent), total: number(c.recipient_count), left: number(left) });
+  }
   // status_reason may say only this same wait (in UTC, in both languages): then the page's own words.
   const stored = c.next_batch?.in_status_reason ? "" : inOwnLanguage(c.status_reason);
   return [stored, waitingText(c), c.next_batch && nextBatchText(c.next_batch)].filter(Boolean).join(" ");
@@ -85,12 +99,16 @@ export async function campaignPage(campaignId) {
       <label>${t("campaign.search")}<input name="q" type="search"></label>
       <label>${t("campaign.state")}<select name="status"><option value="">${t("campaign.all")}</option>
         ${STATES.map((s) => html`<option value="${s}">${t(`state.${s}`)}</option>`)}</select></label></form>
-      <div class="scroll" tabindex="0" role="region" aria-label="${t("campaign.recipients")}"><table><thead><tr><th>#</th><th>${t("auth.email")}</th><th></th><th>${t("campaign.reply")}</th><th>${t("campaign.attempts")}</th></tr></thead>
+      <div class="scroll" tabindex="0" role="region" aria-label="${t("campaign.recipients")}"><table><thead><tr><th>#</th><th>${t("auth.email")}</th><th>${t("campaign.state")}</th><th>${t("campaign.reply")}</th><th>${t("campaign.attempts")}</th></tr></thead>
       <tbody id="recipients"></tbody></table></div>
       <p class="row"><span id="shown" aria-live="polite"></span> <button type="button" id="more" hidden>${t("campaign.more")}</button></p></section>
     <dialog id="confirm-send-now" aria-labelledby="send-now-title"><form method="dialog">
       <h3 id="send-now-title">${t("campaign.sendnowtitle")}</h3><p id="send-now-text"></p>
       <div class="row"><button class="primary" value="send">${t("campaign.sendnow")}</button><button value="cancel" autofocus>${t("common.cancel")}</button></div>
+    </form></dialog>
+    <dialog id="confirm-cancel" aria-labelledby="cancel-title"><form method="dialog">
+      <h3 id="cancel-title">${t("campaign.canceltitle")}</h3><p id="cancel-text"></p>
+      <div class="row"><button class="danger" value="cancel-campaign">${t("campaign.cancelyes")}</button><button value="keep" autofocus>${t("campaign.cancelno")}</button></div>
     </form></dialog>`);
   let latest = null; // the campaign as last polled: the send-now question says what will go out
 
@@ -100,13 +118,17 @@ export async function campaignPage(campaignId) {
     latest = c;
     const total = c.recipient_count || 0;
     const done = c.counts.sent + c.counts.bounced + c.counts.failed + c.counts.skipped;
-    const percent = total ? Math.floor((done / total) * 100) : 0;
+    // A cancelled campaign's skipped recipients were never sent: its bar shows what was tried.
+    const tried = c.status === "cancelled" ? done - c.counts.skipped : done;
+    const percent = total ? Math.floor((tried / total) * 100) : 0;
     document.getElementById("title").textContent = c.name || c.subject || t("campaign.untitled", { date: new Date(c.created_at).toLocaleString(currentLanguage()) });
     document.getElementById("bar").value = percent;
     document.querySelector(".progress-line").hidden = c.status === "scheduled"; // nothing can have gone yet
     document.getElementById("percent").textContent = `${percent}%`;
     const status = document.getElementById("status");
-    status.textContent = t(`state.${c.status}`);
+    // Started, but behind another campaign of the sender: it is not sending yet, it waits its turn.
+    const waiting = c.waiting_for && ["queued", "sending"].includes(c.status);
+    status.textContent = t(waiting ? "state.waiting" : `state.${c.status}`);
     status.className = `badge ${c.status}`;
     document.getElementById("reason").textContent = reasonText(c);
     document.getElementById("send-now").hidden = c.status !== "scheduled";
@@ -138,7 +160,13 @@ export async function campaignPage(campaignId) {
     if (more) {
       const extra = document.createElement("tbody");
       render(extra, items.map(row));
-      body.append(...extra.rows);
+      const added = [...extra.rows];
+      body.append(...added);
+      // The button may now be far below the screen: the keyboard goes on from the first new row.
+      if (added[0]) {
+        added[0].tabIndex = -1;
+        added[0].focus();
+      }
     } else {
       render(body, items.map(row));
     }
@@ -151,8 +179,7 @@ export async function campaignPage(campaignId) {
   // The button pressed is usually hidden by its own effect (Pause shows Resume): focus goes to its
   // counterpart, or to the line that says the new state — never back to the top of the page.
   const COUNTERPART = { pause: "resume", resume: "pause" };
-  const control = (action, confirmText) => async () => {
-    if (confirmText && !confirm(confirmText)) return;
+  const control = (action) => async () => {
     try {
       await api("POST", `/v1/campaigns/${campaignId}/${action}`);
       await refresh();
@@ -202,7 +229,18 @@ export async function campaignPage(campaignId) {
   });
   document.getElementById("pause").addEventListener("click", control("pause"));
   document.getElementById("resume").addEventListener("click", control("resume"));
-  document.getElementById("cancel").addEventListener("click", control("cancel", t("campaign.confirmcancel")));
+  // Cancelling asks in the page's own dialog, as sending does; «Нет» is the default.
+  const cancelDialog = document.getElementById("confirm-cancel");
+  document.getElementById("cancel").addEventListener("click", async () => {
+    const c = latest ?? await api("GET", `/v1/campaigns/${campaignId}`).catch(() => null); // pressed before the first poll
+    const left = c ? (c.counts.pending + c.counts.sending || c.planned?.recipients || 0) : 0;
+    document.getElementById("cancel-text").textContent = t("campaign.confirmcancel", { n: number(left) });
+    cancelDialog.returnValue = "";
+    cancelDialog.showModal();
+  });
+  const cancelNow = control("cancel");
+  cancelDialog.addEventListener("close", () => (cancelDialog.returnValue === "cancel-campaign" ? cancelNow()
+    : document.getElementById("cancel").focus()));
   document.getElementById("filter").addEventListener("input", () => loadRecipients());
   document.getElementById("more").addEventListener("click", () => loadRecipients(true));
   document.getElementById("filter").addEventListener("submit", (event) => event.preventDefault());

@@ -20,6 +20,31 @@ export function landingPage() {
 
 const RETURNING = "sendpy.returning";
 
+// The form's own check before asking the server: each empty or short field says so next to it,
+// and focus goes to the first of them (an empty submit left it on the button, with no word why).
+function checked(form, mode) {
+  const email = form.email.value.trim();
+  const password = form.password.value;
+  const problems = [
+    [form.email, "email-problem", !email ? "auth.noemail" : !form.email.validity.valid ? "auth.bademail" : ""],
+    [form.password, "password-problem", !password ? "auth.nopassword"
+      : mode === "signup" && password.length < 8 ? "auth.shortpassword" : ""],
+  ];
+  for (const [input, id, key] of problems) {
+    document.getElementById(id).textContent = key ? t(key) : "";
+    if (key) {
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", id);
+    } else {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+    }
+  }
+  const first = problems.find(([, , key]) => key);
+  first?.[0].focus();
+  return !first;
+}
+
 function authForm(mode, focus) {
   const card = document.getElementById("auth-card");
   const kept = card.querySelector("form");
@@ -28,8 +53,10 @@ function authForm(mode, focus) {
   render(card, html`<h2 id="auth-title" tabindex="-1">${t(`auth.${mode}`)}</h2>
     <form id="auth" novalidate>
       <label>${t("auth.email")}<input name="email" type="email" autocomplete="email" required></label>
+      <span class="error field-error" id="email-problem"></span>
       <label>${t("auth.password")}<input name="password" type="password" required minlength="8"
         autocomplete="${mode === "login" ? "current-password" : "new-password"}"></label>
+      <span class="error field-error" id="password-problem"></span>
       <div id="auth-error"></div>
       <div class="row"><button type="submit" class="primary">${t(`auth.${mode}`)}</button></div>
     </form>
@@ -41,6 +68,7 @@ function authForm(mode, focus) {
   if (focus) document.getElementById("auth-title").focus();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (!checked(form, mode)) return;
     try {
       await api("POST", `/v1/auth/${mode === "login" ? "login" : "register"}`,
                 { email: form.email.value, password: form.password.value });

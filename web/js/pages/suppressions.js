@@ -8,10 +8,10 @@ import { currentLanguage, number, t } from "../i18n.js";
 
 export async function suppressionsPage(search = "") {
   const query = new URLSearchParams({ q: search });
-  const { items, next_after: more, total } = await api("GET", `/v1/suppressions?${query}`);
+  const { items, next_after: more, total, total_capped: capped } = await api("GET", `/v1/suppressions?${query}`);
   render(main(), html`<h1>${t("suppress.title")}</h1>
     <p>${t("suppress.about")}</p>
-    <p>${total == null ? "" : `${t("suppress.total", { n: number(total) })} · `}<a href="/v1/suppressions/export?lang=${currentLanguage()}" download>${t("suppress.export")}</a></p>
+    <p>${total == null ? "" : `${t("suppress.total", { n: number(total) + (capped ? "+" : "") })} · `}<a href="/v1/suppressions/export?lang=${currentLanguage()}" download>${t("suppress.export")}</a></p>
     <form id="search" class="row" role="search"><label>${t("suppress.search")}<input name="q" type="search" minlength="2" value="${search}" aria-describedby="search-hint"></label>
       <button type="submit">${t("suppress.find")}</button></form>
     <p id="search-hint"><small>${t("suppress.searchhint")}</small></p>
@@ -46,12 +46,22 @@ export async function suppressionsPage(search = "") {
   });
   document.getElementById("add").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const emails = event.target.emails.value.split(/[\s,;]+/).filter(Boolean);
+    // One address a line (or several, with «,» or «;»): a line is never split at its spaces, so a
+    // mistake is quoted whole («не адрес», not «не»), and the valid lines are saved without it.
+    const entries = event.target.emails.value.split(/\r?\n/)
+      .flatMap((text, i) => text.split(/[,;]/).map((value) => ({ line: i + 1, value: value.trim() })))
+      .filter((entry) => entry.value);
     try {
-      const { added } = await api("POST", "/v1/suppressions", { emails });
-      await done(t("suppress.added", { n: number(added) }));
+      const { added, problems = [] } = await api("POST", "/v1/suppressions", { emails: entries.map((e) => e.value), partial: true });
+      const left = problems.map((p) => t("suppress.problemline", { line: entries[p.index].line, value: p.value, reason: p.reason }));
+      await done(t("suppress.added", { n: number(added) }) + (left.length ? ` ${t("suppress.problems")} ${left.join("; ")}` : ""));
+      // The lines left out stay in the field, to be corrected and saved again.
+      document.querySelector("#add textarea").value = problems.map((p) => p.value).join("\n");
     } catch (error) {
       showError(result, error);
+      const shown = result.querySelector("p");
+      shown.tabIndex = -1;
+      shown.focus();
     }
   });
   document.getElementById("import").addEventListener("submit", async (event) => {

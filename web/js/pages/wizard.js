@@ -2,7 +2,7 @@
 
 import { api, OfflineError, uploadToStorage } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
-import { zoneName } from "../dates.js";
+import { dateTime, zoneName } from "../dates.js";
 import { currentLanguage, inOwnLanguage, number, t } from "../i18n.js";
 import { planText } from "../plan.js";
 
@@ -198,7 +198,10 @@ function reportHtml(upload, note = null) {
       <label class="check"><input type="checkbox" name="has_header" ${d.has_header ? "checked" : ""}> ${t("contacts.header")}</label>
       <button type="submit">${t("contacts.apply")}</button>
     </form><div id="dialect-error" aria-live="polite"></div>
-    ${note && html`<div class="callout" id="dialect-warning"><p>${note.text}</p>${revertButton(note.good)}</div>`}
+    ${note && html`<div class="callout" id="dialect-warning"><p>${note.text}</p>${note.refused
+      ? html`<button type="button" class="apply-anyway">${t("contacts.applyanyway")}</button>` : revertButton(note.good)}</div>`}
+    ${garbled(upload.preview) && html`<p class="warning" id="encoding-warning">${t("contacts.garbled", {
+      encoding: encodingName(d.encoding), sample: garbled(upload.preview) })}</p>`}
     ${r && html`<dl class="stats">
       <div><dt>${t("contacts.rows")}</dt><dd id="stat-rows">${count(r.rows)}</dd></div>
       <div><dt>${t("contacts.valid")}</dt><dd id="stat-valid">${count(r.valid)}</dd></div>
@@ -208,10 +211,20 @@ function reportHtml(upload, note = null) {
       <div><dt>${t("contacts.suppressed")}</dt><dd>${count(r.suppressed)}</dd></div></dl>
       ${r.invalid_examples.length > 0 && html`<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => html`<li>${t("contacts.row")} ${x.row}: <code>${x.value}</code> — ${inOwnLanguage(x.reason)}</li>`)}</ul>
         <p>${(r.empty ?? 0) + r.invalid > r.invalid_examples.length && html`${t("contacts.more", { n: count((r.empty ?? 0) + r.invalid - r.invalid_examples.length) })} `}
-        <a href="/v1/uploads/${upload.id}/problems.csv?lang=${currentLanguage()}" download id="problems-link">${t("contacts.download", { n: count((r.empty ?? 0) + r.invalid) })}</a></p>`}`}
+        <a href="/v1/uploads/${upload.id}/problems.csv?lang=${currentLanguage()}" download id="problems-link">${t("contacts.download", { n: count((r.empty ?? 0) + r.invalid + (r.duplicates ?? 0)) })}</a></p>`}`}
     <h4>${t("contacts.preview")}</h4>
     <div class="scroll" tabindex="0" role="region" aria-label="${t("contacts.previewtable")}"><table id="preview"><thead><tr>${columns.map((c) => html`<th>${c.label}</th>`)}</tr></thead>
     <tbody>${(upload.preview || []).map((row) => html`<tr>${row.map((cell) => html`<td>${cell}</td>`)}</tr>`)}</tbody></table></div>`;
+}
+
+// Text read in the wrong encoding is mostly odd words: the case flipping inside a word (cp1251 read
+// as KOI8-R: «Москва» → «лНЯЙБЮ», «щК.»), accented Latin letters for Cyrillic ones («Èâàíîâà»),
+// Cyrillic mixed with signs («Ð¼Ð¾»). Returns an example of them when they are most of the words.
+function garbled(rows) {
+  const words = (rows || []).flat().join(" ").split(/[\s.,;:!?"'()«»\-–—@_/|]+/u).filter((w) => /[^\x00-\x7f]/.test(w));
+  const odd = words.filter((w) => /\p{Ll}\p{Lu}/u.test(w) || /[^\p{L}\p{M}\d]/u.test(w)
+    || (w.match(/[\u00c0-\u024f]/gu) || []).length * 2 > w.length);
+  return words.length >= 3 && odd.length * 2 > words.length ? odd.slice(0, 3).join(", ") : "";
 }
 
 const revertButton = (good) => html`<button type="button" class="revert">${t("contacts.revert", {
@@ -240,24 +253,42 @@ function bindReport(section, campaign, upload, good = upload?.dialect) {
   const show = (fixed, note = null) => {
     render(report, reportHtml(fixed, note));
     bindReport(section, campaign, fixed, note ? good : fixed.dialect);
-    focusOn(note ? section.querySelector("#dialect-warning p") : section.querySelector("#report h3"));
+    focusOn(note ? section.querySelector("#dialect-warning p")
+      : section.querySelector("#encoding-warning") || section.querySelector("#report h3"));
   };
+  const nocolumn = (body) => t("contacts.nocolumn", { delimiter: t(`delim.${body.delimiter}`) });
   const correct = async (body) => {
+    let tried = body;
     try {
-      show(await reread(upload.id, body, problem));
+      const fixed = await reread(upload.id, body, problem);
+      // Applied although it finds far fewer addresses (the person said so): the way back stays offered.
+      const fewer = body.accept_fewer && (fixed.report?.valid ?? 1) * 2 < (upload.report?.valid ?? 0);
+      show(fixed, fewer ? { text: body.nocolumn ? nocolumn(body) : t("contacts.fewer", {
+        valid: number(fixed.report.valid), before: number(upload.report.valid) }), good } : null);
     } catch (error) {
       let failure = error;
       if (error.code === "no_email_column" && body.email_column === undefined) {
-        try { // the columns this separator gives, the first taken for now: the person picks the right one
-          const fixed = await reread(upload.id, { ...body, email_column: 0 }, problem);
-          return show(fixed, { text: t("contacts.nocolumn", { delimiter: t(`delim.${body.delimiter}`) }), good });
+        tried = { ...body, email_column: 0, nocolumn: true }; // the first of the columns it gives, to pick from
+        try {
+          const fixed = await reread(upload.id, { ...tried, nocolumn: undefined }, problem);
+          return show(fixed, { text: nocolumn(body), good });
         } catch (again) {
           failure = again;
         }
       }
-      // The server keeps a file read well before as it was when a correction does not read: the
-      // form shows those settings again, and the problem is said with what is still in use.
+      // The server keeps a file read well before as it was when a correction does not read, or
+      // reads far fewer addresses: the form shows those settings again, and the problem is said
+      // with what is still in use.
       const kept = await api("GET", `/v1/uploads/${upload.id}`).catch(() => null);
+      if (kept?.status === "ready" && kept.dialect && failure.code === "correction_loses_addresses") {
+        const still = t("contacts.kept", { delimiter: t(`delim.${kept.dialect.delimiter}`), encoding: encodingName(kept.dialect.encoding) });
+        render(report, reportHtml(kept, { refused: true,
+          text: tried.nocolumn ? `${t("contacts.nocolumnrefused", { delimiter: t(`delim.${body.delimiter}`) })} ${still}` : failure.message }));
+        bindReport(section, campaign, kept);
+        section.querySelector("#dialect-warning .apply-anyway").addEventListener("click", () => correct({ ...tried, accept_fewer: true }));
+        focusOn(section.querySelector("#dialect-warning p"));
+        return;
+      }
       if (kept?.status === "ready" && kept.dialect) {
         render(report, reportHtml(kept));
         bindReport(section, campaign, kept);
@@ -498,14 +529,14 @@ async function messageStep(section, campaign) {
     </div>
     <p id="source-hint" class="notice" hidden>${t("message.sourcehint")}</p>
     <div id="editor" class="editor" role="textbox" aria-multiline="true" aria-label="${t("message.body")}"></div>
-    <dialog id="link-dialog" aria-labelledby="link-title"><form method="dialog" class="grid">
+    <dialog id="link-dialog" aria-labelledby="link-title"><form method="dialog" class="grid" novalidate>
       <h3 id="link-title">${t("message.link")}</h3>
       <label>${t("message.linktext")}<input name="text"></label>
       <label>${t("message.url")}<input name="url" type="url" required placeholder="https://example.ru/"></label>
       <p class="error" id="link-error" aria-live="polite"></p>
       <div class="row"><button class="primary" value="ok">${t("message.insert")}</button><button type="button" value="cancel" data-close>${t("common.cancel")}</button></div>
     </form></dialog>
-    <dialog id="image-dialog" aria-labelledby="image-title"><form method="dialog" class="grid">
+    <dialog id="image-dialog" aria-labelledby="image-title"><form method="dialog" class="grid" novalidate>
       <h3 id="image-title">${t("message.image")}</h3>
       <label>${t("message.imageurl")}<input name="url" type="url" required placeholder="https://example.ru/logo.png"></label>
       <label>${t("message.alt")}<input name="alt" required></label>
@@ -696,6 +727,10 @@ function askFor(dialog, initial, allowed = LINK_URL, refusal = "message.badurl")
   const problem = dialog.querySelector(".error");
   form.reset();
   problem.textContent = "";
+  form.querySelectorAll("[aria-invalid]").forEach((input) => {
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-describedby");
+  });
   for (const [name, value] of Object.entries(initial)) if (form[name]) form[name].value = value || "";
   const opener = document.activeElement;
   dialog.showModal();
@@ -709,9 +744,12 @@ function askFor(dialog, initial, allowed = LINK_URL, refusal = "message.badurl")
     const submit = (event) => {
       event.preventDefault();
       const url = form.url.value.trim();
-      if (!allowed.test(url)) {
-        problem.textContent = t(refusal);
-        form.url.focus();
+      const wrong = !allowed.test(url) ? [form.url, refusal] : form.alt && !form.alt.value.trim() ? [form.alt, "message.noalt"] : null;
+      if (wrong) {
+        problem.textContent = t(wrong[1]);
+        wrong[0].setAttribute("aria-invalid", "true");
+        wrong[0].setAttribute("aria-describedby", problem.id);
+        wrong[0].focus();
         return;
       }
       finish(Object.fromEntries([...new FormData(form).entries()].map(([k, v]) => [k, String(v).trim()])));
@@ -801,6 +839,10 @@ async function reviewStep(section, campaign) {
       <h3 id="confirm-title">${t("review.confirmtitle")}</h3>
       <p id="confirm-text">${confirmText}</p>
       <div class="row"><button class="primary" value="send">${t("review.send")}</button><button value="cancel" autofocus>${t("common.cancel")}</button></div>
+    </form></dialog>
+    <dialog id="confirm-schedule" aria-labelledby="schedule-title"><form method="dialog">
+      <h3 id="schedule-title">${t("review.scheduletitle")}</h3><p id="schedule-text"></p>
+      <div class="row"><button class="primary" value="schedule">${t("review.schedule")}</button><button value="cancel" autofocus>${t("common.cancel")}</button></div>
     </form></dialog>`);
   const problem = section.querySelector("#start-error");
   const when = section.querySelector("#later").at;
@@ -839,11 +881,23 @@ async function reviewStep(section, campaign) {
       fail(error);
     }
   });
-  section.querySelector("#later").addEventListener("submit", async (event) => {
+  // Scheduling asks first, as sending now does: when, in whose time, how many emails.
+  const scheduling = section.querySelector("#confirm-schedule");
+  let chosen = null;
+  section.querySelector("#later").addEventListener("submit", (event) => {
     event.preventDefault();
     // datetime-local is the person's own wall clock; toISOString carries it as an exact moment.
     const { at, problem: wrong } = scheduledMoment(when.value);
     if (wrong) return wrongTime(wrong);
+    chosen = at;
+    section.querySelector("#schedule-text").textContent = t("review.scheduleconfirm", {
+      n: number(valid), at: dateTime(at), zone });
+    scheduling.returnValue = "";
+    scheduling.showModal();
+  });
+  scheduling.addEventListener("close", async () => {
+    if (scheduling.returnValue !== "schedule") return section.querySelector("#later button").focus();
+    const at = chosen;
     try {
       await api("POST", `/v1/campaigns/${campaign.id}/schedule`, { at: at.toISOString() });
       location.hash = `#/campaign/${campaign.id}`;
