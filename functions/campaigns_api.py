@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -81,7 +82,11 @@ async def get_campaign(request: Request) -> Response:
             to_send = planned["recipients"] if planned else 0
         else:
             to_send = counts.get("pending", 0) + counts.get("sending", 0)
-        plan = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate, campaign_id)
+        # A scheduled campaign's plan starts at its time, not now (the walk: "6 days, last letter on
+        # the 6th" for a start on the 3rd).
+        starts_at = datetime.fromisoformat(campaign["scheduled_at"]).timestamp() \
+            if campaign["status"] == "scheduled" and campaign.get("scheduled_at") else None
+        plan = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate, campaign_id, starts_at)
         waiting = await next_batch(conn, campaign_id) if campaign["status"] == "sending" else None
         # Started, yet nothing went out in the last minute: the account may still be busy with an
         # earlier campaign of the user's, which this one follows.

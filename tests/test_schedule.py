@@ -108,3 +108,19 @@ async def test_the_fanout_worker_starts_a_scheduled_campaign_on_time(
     assert not clean_sink.messages  # nothing before its time
     done = await wait_status(api, auth, campaign_id, {"finished"}, timeout=60)
     assert done["counts"]["sent"] == 5 and len(clean_sink.messages) == 5
+
+
+async def test_a_scheduled_campaigns_plan_starts_at_its_time_not_now(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, db: Any
+) -> None:
+    # The walk: scheduled for the 3rd, "about 6 days, the last letter around the 6th".
+    campaign_id = await ready_draft(api, auth, clean_sink, emails=30)
+    sender_id = (await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)).json()["sender_id"]
+    await db.execute("UPDATE senders SET per_minute = 20, per_day = 10 WHERE id = $1", sender_id)
+    at = moment(3 * 86400)
+    assert (await api.post(f"/v1/campaigns/{campaign_id}/schedule", headers=auth, json={"at": at})).status_code == 200
+    plan = (await api.get(f"/v1/campaigns/{campaign_id}", headers=auth)).json()["plan"]
+    starts = dt.datetime.fromisoformat(at).timestamp()
+    assert plan["first_at"] >= starts - 1, plan
+    assert plan["last_at"] >= starts + 2 * 86400 - 60, plan  # 30 at 10 a day: the third day after the start
+    await api.delete(f"/v1/campaigns/{campaign_id}/schedule", headers=auth)

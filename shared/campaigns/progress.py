@@ -51,9 +51,10 @@ async def sent_last_minute(conn: Conn, campaign_id: uuid.UUID) -> int:
 
 
 async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_minute: int,
-                        campaign_id: uuid.UUID | None = None) -> Plan | None:
+                        campaign_id: uuid.UUID | None = None, starts_at: float | None = None) -> Plan | None:
     """The schedule of `count` more emails through the campaign's account, as its limits allow,
-    behind the mail of the account's other campaigns already under way (they share the limits)."""
+    behind the mail of the account's other campaigns already under way (they share the limits),
+    from `starts_at` (a scheduled campaign's time) or now."""
     if sender_id is None:
         return None
     limits = await conn.fetchrow("SELECT per_minute, per_day FROM senders WHERE id = $1", sender_id)
@@ -62,7 +63,7 @@ async def campaign_plan(conn: Conn, sender_id: int | None, count: int, rate_per_
     per_day = limits["per_day"]
     sent_at = await _recent_sends(conn, sender_id, per_day) if per_day else []
     ahead = await _ahead(conn, sender_id, campaign_id) if count > 0 and (per_day or limits["per_minute"]) else 0
-    now = time.time()
+    now = max(time.time(), starts_at or 0.0)
     whole = plan(ahead + count, limits["per_minute"], per_day, sent_at, now, rate_per_minute or None)
     if whole is None or not ahead:
         return whole
