@@ -40,7 +40,9 @@ function waitingText(c) {
   const name = ahead.name || ahead.subject || t("campaign.unnamed");
   const text = ahead.others ? t("campaign.waitingforothers", { name, n: number(ahead.others) })
     : t("campaign.waitingfor", { name });
-  return c.plan?.count && c.status !== "scheduled" ? oneDot(`${text} ${t("campaign.startsat", { at: moment(c.plan.first_at) })}`) : text;
+  // Some already went (before an earlier campaign of the account was resumed): its *next* emails.
+  const when = (c.counts?.sent || 0) > 0 ? "campaign.resumesat" : "campaign.startsat";
+  return c.plan?.count && c.status !== "scheduled" ? oneDot(`${text} ${t(when, { at: moment(c.plan.first_at) })}`) : text;
 }
 
 // The API's next_batch (when the next emails are due and why) in the reader's words and clock.
