@@ -112,6 +112,24 @@ async def test_a_huge_body_is_refused_while_it_is_read(api: httpx.AsyncClient) -
     assert declared.status_code == 413
 
 
+async def test_an_idempotent_start_reads_its_body_within_the_same_bounds(api: httpx.AsyncClient,
+                                                                         api_key: str) -> None:
+    # The final attack: `Idempotency-Key` hashed the whole body first, unbounded — 1 GB read, the
+    # API at 1 GB of memory. The start route itself reads no body.
+    sent = [0]
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(60):
+            sent[0] += 1
+            yield b" " * (1024 * 1024)
+
+    draft = await api.post("/v1/campaigns", headers={"Authorization": f"Bearer {api_key}"}, json={"subject": "x"})
+    answer = await api.post(f"/v1/campaigns/{draft.json()['id']}/start", content=endless(),
+                            headers={"Authorization": f"Bearer {api_key}", "Idempotency-Key": "k1"})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "body_too_large", answer.text
+    assert sent[0] <= 8, f"{sent[0]} MB were read before the answer"
+
+
 DEEP_JSON_ANSWERS: dict[str, tuple[float, set[str]]] = {}
 
 
