@@ -38,6 +38,8 @@ async def test_edit_in_place_and_delete_with_a_confirmation(
     await dialog.get_by_label("Порт").fill(str(clean_sink.port))
     await dialog.get_by_role("button", name="Сохранить и проверить").click()
     await expect(page.locator("#result .notice")).to_contain_text("Проверено")
+    # The final walk: after saving, focus was on <body> and the next Tab started from the top.
+    await expect(page.get_by_role("button", name=f"Изменить: {sender['from_email']}")).to_be_focused()
     listed = (await api.get("/v1/senders", headers=auth)).json()["items"]
     assert len(listed) == 1 and listed[0]["port"] == clean_sink.port and listed[0]["verified"]
 

@@ -109,9 +109,12 @@ export async function sendersPage() {
         await api("PATCH", `/v1/senders/${sender.id}`, body);
         render(where, html`<p>${t("sender.verifying")}</p>`);
         await api("POST", `/v1/senders/${sender.id}/verify`);
+        editing.onclose = null;
         editing.close();
         await sendersPage();
         render(document.getElementById("result"), html`<p class="notice">${t("sender.verified")}</p>`);
+        // The page was drawn anew: focus goes back to this sender's own «Изменить», not to <body>.
+        main().querySelector(`[data-edit="${sender.id}"]`)?.focus();
       } catch (error) {
         showError(where, error.body?.error ? new Error(error.body.error.message) : error);
         if (error.code === "smtp_password_required") {
