@@ -3,8 +3,9 @@ writes that send's MAIL, RCPT and DATA together with the first one's body and en
 
 A real SMTP server on loopback reads raw chunks and records them; the client's writes are counted
 on its transport. The server can also cut the connection right after such a merged write without
-answering the final dot: the first message then went out whole but was never confirmed (sent, not
-retried), the second only lost its commands (retried, and sent exactly once).
+answering the final dot: both are sent again — the second only lost its commands, and the first was
+never confirmed by a server that closed the connection instead (the post-DATA window: it may arrive
+twice, it is never lost; a server that reads part of a body and resets must not lose it).
 """
 
 from __future__ import annotations
@@ -151,14 +152,14 @@ async def test_a_body_and_the_next_transactions_commands_go_out_in_one_write(ser
     await conn.quit()
 
 
-async def test_a_cut_after_a_merged_write_leaves_the_first_unconfirmed_and_the_second_to_retry(server) -> None:  # type: ignore[no-untyped-def]
+async def test_a_cut_after_a_merged_write_sends_both_again(server) -> None:  # type: ignore[no-untyped-def]
     recording = RecordingServer(cut_after_merged=True)
     conn, counting = await counted_connection(await server(recording))
     first, second = await asyncio.wait_for(asyncio.gather(
         conn.send("a@example.org", "r1@example.com", message(1)),
         conn.send("a@example.org", "r2@example.com", message(2))), 30)
     assert len(counting.writes) == 2 and counting.writes[1].endswith(b"RCPT TO:<r2@example.com>\r\nDATA\r\n")
-    assert first.kind is ReplyKind.SENT and "не подтвердил" in first.text and "never confirmed" in first.text
+    assert first.kind is ReplyKind.RETRY and "connection" in first.text, first
     assert second.kind is ReplyKind.RETRY and "connection" in second.text, second
     assert [rcpt for rcpt, _ in recording.accepted] == ["r1@example.com"]  # the second's body never went out
 
@@ -172,20 +173,20 @@ async def test_the_scheduler_pipelines_and_a_cut_loses_and_duplicates_nothing(se
     worker = Deliverer(store, KEYS, POLICY, connections_per_sender=1, retry=RetryPolicy(base_seconds=0))
     try:
         await asyncio.wait_for(worker.deliver(batch_of(store)), 60)
-        unconfirmed = [p for p, row in store.rows.items() if row.status == "sent" and "не подтвердил" in (row.reply or "")]
         retried = [p for p, row in store.rows.items() if row.status == "pending"]
-        assert len(unconfirmed) == 1 and len(retried) == 1, {p: (r.status, r.reply) for p, r in store.rows.items()}
-        assert retried[0] != unconfirmed[0]
-        assert "connection" in (store.rows[retried[0]].reply or "")
+        assert len(retried) == 2, {p: (r.status, r.reply) for p, r in store.rows.items()}
+        assert all("connection" in (store.rows[p].reply or "") for p in retried)
         assert any(MERGED in read for read in recording.reads)
         await asyncio.wait_for(worker.deliver(batch_of(store)), 60)  # the retry, due at once
     finally:
         await worker.close()
     assert store.states() == {"sent": 6}, {p: (r.status, r.reply) for p, r in store.rows.items()}
-    assert store.rows[retried[0]].attempts == 2 and store.rows[unconfirmed[0]].attempts == 1
-    # Every recipient's message reached the server exactly once: the unconfirmed one was not sent
-    # again, the one whose commands were cut with the connection was, once.
-    assert sorted(rcpt for rcpt, _ in recording.accepted) == sorted(row.email for row in store.rows.values())
+    assert all(store.rows[p].attempts == 2 for p in retried)
+    # Nobody lost; the one copy more is the message whose final dot the server took and then closed
+    # the connection without confirming (the post-DATA window), and nobody else's came twice.
+    accepted = sorted(rcpt for rcpt, _ in recording.accepted)
+    expected = sorted([row.email for row in store.rows.values()] + [store.rows[min(retried)].email])
+    assert accepted == expected, accepted
     assert recording.connections >= 2
 
 

@@ -1,10 +1,8 @@
 """SMTP transactions with PIPELINING (RFC 2920) on a connection aiosmtplib has set up.
 
-aiosmtplib connects, verifies TLS and logs in; it does not pipeline, so each message would cost
-three round trips before its body. Once the session is ready this protocol takes over the same
-transport: MAIL FROM, RCPT TO and DATA go out in one write, their three replies are read in
-order, and the body follows. A server that does not offer PIPELINING gets the same commands one
-at a time. It speaks only what a transaction needs (and RSET, QUIT).
+aiosmtplib connects, verifies TLS and logs in; it does not pipeline (three round trips before each
+body). This protocol then takes over the transport: MAIL FROM, RCPT TO and DATA in one write, their
+replies read in order, then the body; without PIPELINING the same commands go one at a time.
 
 Everything before the server's "354" may be given a deadline: cutting the connection there is
 safe, since no message was handed over. From "354" on only the per-reply timeout applies, since
@@ -20,8 +18,7 @@ session (moved only when a wait must end sooner), and one write per message on a
 Two sends may share a session: the second waits its turn, and its MAIL, RCPT and DATA go out in
 the first's body write (RFC 2920, section 4). Replies are taken strictly in order; the second's
 deadline counts from its turn, so it never cuts the connection while the first's final reply is
-owed. A connection lost after such a write leaves the first Unconfirmed (it went out whole) and
-the second free to be sent again (only its commands went).
+owed. A connection closed after such a write sends both again; silence leaves the first Unconfirmed.
 """
 
 from __future__ import annotations
@@ -49,9 +46,12 @@ class ProtocolError(SessionLost):
 
 
 class Unconfirmed(SessionLost):
-    """The whole message went out but the server never answered the final dot (it went away, or
-    stayed silent past the timeout). It may well have taken the message: sending it again is how
-    a slow server got three copies of each, so it is not sent again."""
+    """The whole message went out and the server stayed silent past the timeout: it may well have
+    taken it (a slow server got three copies when this was retried), so it is not sent again."""
+
+
+class Closed(SessionLost):
+    """The server closed or reset the connection without answering: what it did not confirm is sent again."""
 
 
 class Held(Exception):
@@ -160,7 +160,7 @@ class PipelinedSession(asyncio.Protocol):
             self._fail(SessionLost("reply too long"))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(SessionLost(f"connection lost: {exc}" if exc else "connection closed"))
+        self._fail(Closed(f"connection lost: {exc}" if exc else "connection closed"))
         self._can_write.set()
 
     def pause_writing(self) -> None:
@@ -403,8 +403,8 @@ class PipelinedSession(asyncio.Protocol):
         try:
             (final,) = await self._replies(1)
         except SessionLost as exc:
-            if isinstance(exc, ProtocolError):
-                raise
+            if isinstance(exc, (ProtocolError, Closed)):  # a server reading 300 bytes of it, then a reset:
+                raise  # it never took the message (the attack on issue 13), so it goes again
             raise Unconfirmed(str(exc)) from None
         self._check("the end of DATA", final, range(200, 300))  # only a 2xx here means "sent"
         return "data", final
