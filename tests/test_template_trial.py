@@ -238,3 +238,15 @@ async def test_a_deferral_behind_another_batchs_claim_says_so(
     assert shown["next_batch"]["reason"] == "retry", shown
     async with db.acquire() as conn:
         await conn.execute("UPDATE campaigns SET status = 'cancelled' WHERE id = $1", campaign_id)
+
+
+def test_advice_in_reasons_names_only_filters_a_template_may_use() -> None:
+    # The final attack: «добавьте |float перед round» — and |float is refused as unavailable.
+    import inspect
+    import re as regex
+
+    from shared.mail import template_reasons
+    from shared.mail.template_checks import ALLOWED_FILTERS
+
+    advised = set(regex.findall(r"(?:добавьте|add) \|(\w+)", inspect.getsource(template_reasons)))
+    assert advised and advised <= ALLOWED_FILTERS, advised - ALLOWED_FILTERS
