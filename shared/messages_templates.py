@@ -33,10 +33,18 @@ TEMPLATE_MESSAGES: dict[str, dict[str, str]] = {
               " или поля контакта.",
     },
     "template_html_elements": {
-        "en": "The HTML has more than {limit} elements (tags such as <p>, <td> or <a>); a message may have at most"
-              " {limit}. Simplify the layout or split it into several emails.",
-        "ru": "В HTML больше {limit} элементов (тегов вроде <p>, <td> или <a>), а в письме их может быть не"
+        "en": "The HTML has more than {limit} elements (tags such as <p>, <td> or <a>){footer}; a message may have"
+              " at most {limit}. Simplify the layout or split it into several emails.",
+        "ru": "В HTML больше {limit} элементов (тегов вроде <p>, <td> или <a>){footer}, а в письме их может быть не"
               " больше {limit}. Упростите вёрстку или разделите письмо на несколько.",
+    },
+    # Refused where it is written: the part is over the limit sending applies to each recipient's
+    # message even with the merge fields empty, so every recipient would fail.
+    "template_always_too_large": {
+        "en": "The {part_en} part of the message{derived} would be longer than {limit} characters even with every"
+              " merge field empty, so sending would fail for every recipient. Shorten the template.",
+        "ru": "Часть письма «{part_ru}»{derived} получилась бы длиннее {limit} символов даже с пустыми полями"
+              " подстановки, и отправка не удалась бы ни одному получателю. Сократите шаблон.",
     },
     "template_fails": {
         "en": "The {part} template cannot be filled in for {whom}: {reason}. Sending would fail the same way,"

@@ -38,22 +38,36 @@ class VettedAddress:
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (includes :: and ::1)
 _IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT ::ffff:0:a.b.c.d
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: 64:ff9b::a.b.c.d
-_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # local-use NAT64: never a public server
-_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated site-local, private in practice
-# Reserved ranges Python 3.11's `is_global` does not know yet: documentation (RFC 9637) and SRv6 SIDs.
-_NOT_SERVERS = (ipaddress.ip_network("3fff::/20"), ipaddress.ip_network("5f00::/16"))
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")  # 2002:aabb:ccdd::/48 tunnels to a.b.c.d
+# IANA's global unicast space: everything outside it is reserved, local (fc00::/7, fe80::/10, the
+# deprecated site-local fec0::/10, the local-use NAT64 64:ff9b:1::/48), multicast or unassigned,
+# and Python 3.11's `is_global` calls much of that global (1::1, 4000::1, fec0::1, 5f00::1 …).
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+# Where Python 3.11's `is_global` says yes and no mail server can be. 192.0.0.0/24 is IETF protocol
+# assignments, of which 3.11 knows only /29 and .170/31 (192.0.0.8 passed); IANA calls .9 and .10
+# globally reachable, but they are PCP and TURN anycast: the nearest such service, i.e. a box in the
+# operator's own network. 192.88.99.0/24 is the deprecated 6to4 relay anycast (RFC 7526). 2001::/23
+# is refused whole, Teredo included, whatever a later Python's `is_global` makes of its exceptions
+# (PCP/TURN anycast again, AMT, AS112, ORCHIDv2 identifiers). 3fff::/20 is documentation (RFC 9637).
+_NOT_SERVERS_V4 = (ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("192.88.99.0/24"))
+_NOT_SERVERS_V6 = (ipaddress.ip_network("2001::/23"), ipaddress.ip_network("3fff::/20"))
 
 
 def _public_ipv4(ip: ipaddress.IPv4Address) -> bool:
-    return ip.is_global and not ip.is_multicast
+    return ip.is_global and not ip.is_multicast and not any(ip in network for network in _NOT_SERVERS_V4)
 
 
-def _carried_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address is a spelling of (or is translated to), if any."""
+def _spelled_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address is only another spelling of (or is translated to), if any."""
     if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d
         return ip.ipv4_mapped
     if ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED or ip in _NAT64:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def _tunnelled_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4 or ISATAP address is tunnelled to, if any."""
     if (int(ip) >> 32) & 0xFDFFFFFF == 0x5EFE:  # ISATAP, any prefix: …:0:5efe:a.b.c.d or …:200:5efe:a.b.c.d
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.sixtofour  # 2002:aabb:ccdd::/48, or None
@@ -62,24 +76,24 @@ def _carried_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 def is_public(address: str) -> bool:
     """Whether `address` (an IP literal) is a public unicast address Sendpy may connect to.
 
-    An IPv6 address that carries an IPv4 address is judged by that IPv4 address: mapped,
-    compatible, translated, NAT64, 6to4 and ISATAP forms of 127.0.0.1 are all 127.0.0.1. Teredo
-    (2001::/32) must embed a public server and client and then still fails as a non-global prefix.
+    An IPv6 address that is a spelling of an IPv4 address is judged by that address: mapped,
+    compatible, translated and NAT64 forms of 127.0.0.1 are all 127.0.0.1. Any other IPv6 address
+    must be global unicast, and a 6to4 or ISATAP one must also tunnel to a public IPv4 address
+    (fd00::5efe:8.8.8.8 is still a host on the local network).
     """
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _SITE_LOCAL or ip in _LOCAL_NAT64 or any(ip in network for network in _NOT_SERVERS):
-            return False
-        teredo = ip.teredo
-        if teredo is not None:
-            if not all(_public_ipv4(embedded) for embedded in teredo):
-                return False
-        else:
-            carried = _carried_ipv4(ip)
-            if carried is not None:
-                return _public_ipv4(carried)
-        return ip.is_global and not ip.is_multicast
-    return _public_ipv4(ip)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _public_ipv4(ip)
+    spelled = _spelled_ipv4(ip)
+    if spelled is not None:
+        return _public_ipv4(spelled)
+    if ip not in _GLOBAL_UNICAST or any(ip in network for network in _NOT_SERVERS_V6):
+        return False
+    tunnelled = _tunnelled_ipv4(ip)
+    if tunnelled is not None and not _public_ipv4(tunnelled):
+        return False
+    # 6to4 is judged by its IPv4 address alone: Python 3.12.4 and later call all of 2002::/16 private.
+    return ip in _SIX_TO_FOUR or ip.is_global
 
 
 def _is_localhost_name(host: str) -> bool:

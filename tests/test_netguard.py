@@ -79,6 +79,84 @@ PUBLIC_LITERALS = [
     "2600::5efe:808:808",  # ISATAP carrying a public IPv4
 ]
 
+# The IANA special-purpose registries (IPv4 and IPv6), checked entry by entry against Python 3.11's
+# `is_global`: each line below was refused or passed by mistake until the guard said otherwise.
+SPECIAL_PURPOSE_REFUSED = [
+    "0.1.2.3",  # "this network" 0.0.0.0/8
+    "100.127.255.255",  # shared address space 100.64.0.0/10, last address
+    "192.0.0.8",  # IPv4 dummy address (RFC 7600): is_global in 3.11, passed the guard
+    "192.0.0.9",  # PCP anycast: the nearest PCP server is the operator's own router
+    "192.0.0.10",  # TURN anycast
+    "192.0.0.11",  # unassigned within 192.0.0.0/24
+    "192.0.0.255",
+    "192.0.2.1",  # TEST-NET-1
+    "192.88.99.1",  # deprecated 6to4 relay anycast
+    "198.18.0.1",  # benchmarking 198.18.0.0/15
+    "198.19.255.255",
+    "198.51.100.7",  # TEST-NET-2
+    "203.0.113.7",  # TEST-NET-3
+    "233.252.0.1",  # MCAST-TEST-NET
+    "240.0.0.1",  # reserved 240.0.0.0/4
+    "255.255.255.255",  # limited broadcast
+    "::ffff:192.0.0.8",  # spellings of the above
+    "::ffff:0:c000:8",
+    "::c000:8",
+    "64:ff9b::c000:8",  # NAT64 of 192.0.0.8
+    "64:ff9b::c612:1",  # NAT64 of 198.18.0.1
+    "64:ff9b::6440:1",  # NAT64 of 100.64.0.1
+    "2002:c000:8::1",  # 6to4 of 192.0.0.8
+    "2002:c612:1::",  # 6to4 of 198.18.0.1
+    "2600::5efe:c000:8",  # ISATAP to 192.0.0.8
+    "fe80::5efe:808:808",  # ISATAP under a link-local prefix: judged by its IPv4 address alone, it passed
+    "fd00::5efe:808:808",  # ISATAP under a unique-local prefix: a host on the local network
+    "2001:1::1",  # PCP anycast (IPv6)
+    "2001:1::2",  # TURN anycast
+    "2001:1::3",  # DNS-SD service registration anycast
+    "2001:2::1",  # benchmarking
+    "2001:3::1",  # AMT
+    "2001:4:112::1",  # AS112
+    "2001:10::1",  # ORCHID (deprecated)
+    "2001:20::1",  # ORCHIDv2: identifiers, not locators
+    "2001:30::1",  # drone remote ID
+    "2001:db8::1",  # documentation
+    "100::1",  # discard-only
+    "100:0:0:1::1",  # dummy prefix (RFC 9780), is_global in 3.11
+    "::1:0:0:0",  # reserved ::/8 outside the IPv4 spellings: is_global in 3.11
+    "1::1",
+    "400::1",  # reserved 400::/6
+    "4000::1",  # unassigned 4000::/3: is_global in 3.11
+    "e000::1",
+    "f000::1",
+    "fe00::1",
+]
+SPECIAL_PURPOSE_PUBLIC = [
+    "1.1.1.1",
+    "192.0.1.1",  # just past 192.0.0.0/24
+    "192.31.196.1",  # AS112 (IPv4): globally reachable
+    "198.17.255.255",  # just before 198.18.0.0/15
+    "198.20.0.1",  # just past it
+    "100.63.255.255",  # just before 100.64.0.0/10
+    "100.128.0.1",  # just past it
+    "223.255.255.255",  # the last unicast address before multicast
+    "2620:fe::fe",
+    "2a00:1450:4010:c05::1a",
+    "2620:4f:8000::1",  # AS112 (IPv6), outside 2001::/23
+]
+
+
+@pytest.mark.parametrize("address", SPECIAL_PURPOSE_REFUSED)
+async def test_special_purpose_addresses_are_refused(address: str) -> None:
+    assert is_public(address) is False
+    with pytest.raises(HostRefused) as caught:
+        await vet_host(address, 25, allow_private=False)
+    assert caught.value.code == "private", caught.value
+
+
+@pytest.mark.parametrize("address", SPECIAL_PURPOSE_PUBLIC)
+async def test_public_addresses_next_to_special_ones_are_allowed(address: str) -> None:
+    assert is_public(address) is True
+    assert [found.address for found in await vet_host(address, 25, allow_private=False)] == [address]
+
 
 @pytest.mark.parametrize(
     ("address", "public"),
@@ -184,7 +262,7 @@ def _connection(host: str, port: int, *, allow_private: bool) -> SmtpConnection:
 
 
 @pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "localhost.", "::ffff:127.0.0.1",
-                                  "[::ffff:7f00:1]", "::7f00:1", "::127.0.0.1"])
+                                  "[::ffff:7f00:1]", "::7f00:1", "::127.0.0.1", "192.0.0.8"])
 async def test_the_worker_never_connects_to_a_private_spelling(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """SmtpConnection.open (what the sender worker and verify use) stops before any socket."""
     dialed: list[list[VettedAddress]] = []

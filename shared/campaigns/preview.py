@@ -16,9 +16,10 @@ from shared.mail.compose import (
     RenderTooLarge,
     TemplateError,
     template_fields,
+    trial_unsubscriber,
 )
-from shared.mail.template_limits import MAX_RENDERED_CHARS
 from shared.mail.template_reasons import failure_in_english, failure_in_russian, in_russian
+from shared.settings import get_settings
 from shared.unsubscribe import Unsubscriber
 
 _FIELDS = {"subject": "subject", "html": "html_body", "text": "text_body"}
@@ -31,7 +32,7 @@ def template_error(exc: TemplateError | RenderTooLarge, fields: dict[str, str] |
     part_en, part_ru = _PART_NAMES[exc.part]
     if isinstance(exc, RenderTooLarge):
         return InputError("template_too_large", field, part=exc.part, part_en=part_en, part_ru=part_ru,
-                          limit=f"{MAX_RENDERED_CHARS:,}")
+                          limit=f"{exc.limit:,}", limit_ru=f"{exc.limit:,}".replace(",", " "))
     return InputError(exc.code, field, part=exc.part, part_en=part_en, part_ru=part_ru,
                       where_en=f" (line {exc.line})" if exc.line else "",
                       where_ru=f" (строка {exc.line})" if exc.line else "",
@@ -70,11 +71,22 @@ def trial(subject: str, html: str, text: str | None, fields: dict[str, Any] | No
     there would fail for every recipient, so it is refused where it is written (InputError naming
     the request field, `names` mapping the parts). Bounded by the render budget (template_limits.py)."""
     try:
-        compiled = CompiledCampaign(CampaignContent("trial", "sender@example.com", "", subject, html, text))
-        compiled.trial({**_SAMPLE_FIELDS, **(fields or {})}, sample=fields is None)
+        # With the unsubscribe footer and links as long as sending's: the same limits, on the same text.
+        compiled = CompiledCampaign(CampaignContent("trial", "sender@example.com", "", subject, html, text),
+                                    unsubscriber=trial_unsubscriber(get_settings().public_base_url))
+        merged = {**_SAMPLE_FIELDS, **(fields or {})}
+        compiled.trial(compiled.merge_fields(1, merged["email"], merged), sample=fields is None)
     except TemplateError as exc:
         raise template_error(exc, names) from None
     except RenderFailed as exc:
+        if isinstance(exc.cause, RenderTooLarge):
+            made = " (made from the HTML)", " (сделанная из HTML)"
+            derived = exc.cause.part != exc.part
+            raise InputError("template_always_too_large", (names or _FIELDS)[exc.part],
+                             part_en=_PART_NAMES[exc.cause.part][0], part_ru=_PART_NAMES[exc.cause.part][1],
+                             derived_en=made[0] if derived else "", derived_ru=made[1] if derived else "",
+                             limit_en=f"{exc.cause.limit:,}",
+                             limit_ru=f"{exc.cause.limit:,}".replace(",", " ")) from None
         part_en, part_ru = _PART_NAMES[exc.part]
         raise InputError("template_fails", (names or _FIELDS)[exc.part], part=exc.part, part_en=part_en,
                          part_ru=part_ru, whom_en=whom[0], whom_ru=whom[1], reason=failure_in_english(exc.cause),

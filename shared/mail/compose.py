@@ -12,6 +12,7 @@ import binascii
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.header import Header
@@ -25,18 +26,27 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
 from shared.mail.folding import fold_html, fold_text
-from shared.mail.template_checks import ALLOWED_FILTERS, ALLOWED_TESTS, check_html_elements, checked_tree, too_deep
+from shared.mail.template_checks import (
+    ALLOWED_FILTERS,
+    ALLOWED_TESTS,
+    check_html_elements,
+    checked_tree,
+    footer_counted,
+    too_deep,
+)
 from shared.mail.template_checks import TemplateError as TemplateError  # where callers have always found it
 from shared.mail.template_limits import (
-    MAX_RENDERED_CHARS,
     RENDER_SECONDS,
+    RenderTooSlow,
     TemplateLimit,
     bounded_filter,
     charged_test,
     check_time,
     metering,
+    part_limit,
     sized,
 )
+from shared.mail.template_limits import RenderTooLarge as RenderTooLarge  # where callers have always found it
 from shared.unsubscribe import Unsubscriber
 
 BUILTIN_FIELDS = ("email", "unsubscribe_url")
@@ -44,19 +54,12 @@ BUILTIN_FIELDS = ("email", "unsubscribe_url")
 # Cyrillic, English otherwise (a recipient's own language is not known).
 _FOOTER_WORDS = {"en": "Unsubscribe", "ru": "Отписаться от рассылки"}
 _CYRILLIC = re.compile("[а-яёА-ЯЁ]")
+_FOOTER = ('\n<p style="font-size:12px;color:#666;margin-top:24px">'
+           '<a href="{{{{ unsubscribe_url }}}}">{words}</a></p>\n')
 
 _HAS_TEMPLATE = re.compile(r"{[{%#]")
 _PLAIN_FIELD = re.compile(r"{{-?\s*([^\W\d]\w*)\s*-?}}")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
-
-
-class RenderTooLarge(ValueError):
-    """A template whose output for one contact passes MAX_RENDERED_CHARS."""
-
-    def __init__(self, part: str) -> None:
-        super().__init__(f"the {part} for this contact would be larger than {MAX_RENDERED_CHARS:,} characters")
-        self.part = part
-        self.russian = f"текст ({part}) для этого контакта длиннее {MAX_RENDERED_CHARS:,} символов".replace(",", " ")
 
 
 class RenderFailed(ValueError):
@@ -123,6 +126,7 @@ class _Renderer:
     def __init__(self, env: SandboxedEnvironment, source: str, part: str, *, fast: bool,
                  fold: Callable[[SandboxedEnvironment, str], str] | None = None) -> None:
         self._part = self.part = part
+        self._limit = part_limit(part)
         self._template = None
         self._pieces: list[str] | None = None
         self._wire: list[str] | None = None  # the pieces with CRLF line ends, for encoded()
@@ -157,7 +161,7 @@ class _Renderer:
         self._longest_line = max(map(len, _lf("".join(pieces[::2])).split("\n")))
 
     def render(self, fields: Mapping[str, Any]) -> str:
-        """The part for one contact; RenderTooLarge once it passes MAX_RENDERED_CHARS."""
+        """The part for one contact; RenderTooLarge once it passes its limit (part_limit)."""
         if self._pieces is not None:
             return self._filled(self._pieces, fields)[0]
         if self._template is None:
@@ -166,7 +170,7 @@ class _Renderer:
         for chunk in self._template.generate(fields):
             check_time()
             size += len(chunk)
-            if size > MAX_RENDERED_CHARS:
+            if size > self._limit:
                 raise RenderTooLarge(self._part)
             chunks.append(chunk)
         return "".join(chunks)
@@ -196,7 +200,7 @@ class _Renderer:
                 breaks = True
             out[index] = text
             size += len(text)
-            if size > MAX_RENDERED_CHARS:  # sizes as render() counts them, CRLF or not
+            if size > self._limit:  # sizes as render() counts them, CRLF or not
                 raise RenderTooLarge(self._part)
         return "".join(out), size - self._literal_size, breaks
 
@@ -228,13 +232,18 @@ def with_unsubscribe_footer(html: str, text: str | None, subject: str = "") -> t
     if "unsubscribe_url" in html:
         return html, text
     words = _FOOTER_WORDS["ru" if _CYRILLIC.search(subject) or _CYRILLIC.search(html) else "en"]
-    footer = ('\n<p style="font-size:12px;color:#666;margin-top:24px">'
-              f'<a href="{{{{ unsubscribe_url }}}}">{words}</a></p>\n')
+    footer = _FOOTER.format(words=words)
     at = html.lower().rfind("</body>")
     html = html[:at] + footer + html[at:] if at >= 0 else html + footer
     if text is not None and "unsubscribe_url" not in text:
         text += f"\n\n--\n{words}: {{{{ unsubscribe_url }}}}\n"
     return html, text
+
+
+def trial_unsubscriber(base_url: str) -> Unsubscriber:
+    """An Unsubscriber for trial renders: its links are exactly as long as sending's under `base_url`
+    (their length depends on nothing else but the address), and its key signs nothing anyone gets."""
+    return Unsubscriber(b"trial only", base_url, uuid.UUID(int=0), 0)
 
 
 def _environments(undefined: type[Undefined]) -> tuple[SandboxedEnvironment, SandboxedEnvironment]:
@@ -294,18 +303,23 @@ class CompiledCampaign:
 
     def __init__(self, content: CampaignContent, *, strict: bool = False,
                  unsubscriber: Unsubscriber | None = None, undefined: type[Undefined] | None = None) -> None:
-        check_html_elements(content.html)  # before any work that grows with it
+        html, text = content.html, content.text
+        if unsubscriber is not None:
+            html, text = with_unsubscribe_footer(html, text, content.subject)
         plain_env, html_env = _environments(undefined or (StrictUndefined if strict else ChainableUndefined))
         fast = not strict and undefined is None
         self.content = content
         self.unsubscriber = unsubscriber
-        html, text = content.html, content.text
-        if unsubscriber is not None:
-            html, text = with_unsubscribe_footer(html, text, content.subject)
         self._subject = _Renderer(plain_env, content.subject, "subject", fast=fast)
-        text_source = text if text else text_template(html)  # from the HTML as written
-        self._html = _Renderer(html_env, html, "html", fast=fast, fold=fold_html)
-        self._text = _Renderer(plain_env, text_source, "text", fast=fast, fold=fold_text)
+        try:  # with the footer, as sending compiles it: the API's trial goes through here too
+            check_html_elements(html)  # before any work that grows with it
+            text_source = text if text else text_template(html)  # from the HTML as written
+            self._html = _Renderer(html_env, html, "html", fast=fast, fold=fold_html)
+            self._text = _Renderer(plain_env, text_source, "text", fast=fast, fold=fold_text)
+        except TemplateError as exc:
+            if html is content.html and text is content.text:
+                raise
+            raise footer_counted(exc, html_env, plain_env, content.html, content.text) from None
         self.plain = self._subject.plain and self._html.plain and self._text.plain
         self._domain = content.from_email.rpartition("@")[2].lower()
         boundary = "=_sendpy_" + secrets.token_hex(12)  # "=_" occurs in neither base64 nor 7bit text
@@ -347,22 +361,41 @@ class CompiledCampaign:
         return subject, text, html
 
     def trial(self, fields: Mapping[str, Any], *, sample: bool = False) -> None:
-        """Fill every part in once for one contact's merged fields, as sending would; RenderFailed
-        names the part when that fails. A part over its size or time budget is this contact's data,
-        not the template: it passes. With a `sample` contact (no real data yet), a field it lacks
-        cannot be judged either."""
+        """Fill every part in once for one contact's merged fields (merge_fields), as sending would,
+        with the same size and filter-work limits; RenderFailed names the part when that fails. A
+        part over a limit only with this contact's own fields is their data, not the template: it
+        passes, as does running out of time (a busy machine is no fault of the template). With a
+        `sample` contact (no real data yet), a field it lacks cannot be judged either."""
         deadline = time.perf_counter() + RENDER_SECONDS
-        for renderer in (self._subject, self._text, self._html):
+        for renderer in (self._subject, self._html, self._text):  # the text derived from the HTML is blamed last
             metering(deadline)
             try:
                 renderer.render(fields)
-            except (RenderTooLarge, TemplateLimit):
+            except RenderTooSlow:
                 continue
+            except (RenderTooLarge, TemplateLimit) as exc:
+                if self._over_without_data(renderer, fields):
+                    raise RenderFailed(self._written_part(renderer), exc) from None
             except UndefinedError as exc:
                 if not sample:
                     raise RenderFailed(self._written_part(renderer), exc) from None
             except Exception as exc:
                 raise RenderFailed(self._written_part(renderer), exc) from None
+
+    @staticmethod
+    def _over_without_data(renderer: _Renderer, fields: Mapping[str, Any]) -> bool:
+        """Whether the part passes a size or work limit with only the fields every recipient has."""
+        builtin = {name: fields[name] for name in BUILTIN_FIELDS if name in fields}
+        if len(builtin) == len(fields):
+            return True  # nothing but those already
+        metering(time.perf_counter() + RENDER_SECONDS)
+        try:
+            renderer.render(builtin)
+        except (RenderTooLarge, TemplateLimit) as exc:
+            return not isinstance(exc, RenderTooSlow)
+        except Exception:  # judged with the contact's data already: only the limits are asked here
+            return False
+        return False
 
     def _written_part(self, renderer: _Renderer) -> str:
         # A text part derived from the HTML fails where the author wrote it: in the HTML.

@@ -94,9 +94,28 @@ def check_html_elements(html: str) -> None:
     found = sum(1 for _ in itertools.islice(_ELEMENT.finditer(html), MAX_HTML_ELEMENTS + 1))
     if found > MAX_HTML_ELEMENTS:
         raise TemplateError("html", f"the HTML has more than {MAX_HTML_ELEMENTS:,} elements", None,
-                            code="template_html_elements", params={"limit": f"{MAX_HTML_ELEMENTS:,}",
-                                                                   "limit_ru": f"{MAX_HTML_ELEMENTS:,}"
-                                                                   .replace(",", " ")})
+                            code="template_html_elements",
+                            params={"limit": f"{MAX_HTML_ELEMENTS:,}", "limit_ru": f"{MAX_HTML_ELEMENTS:,}"
+                                    .replace(",", " "), "footer": ""})
+
+
+def footer_counted(exc: TemplateError, html_env: SandboxedEnvironment, text_env: SandboxedEnvironment,
+                   html: str, text: str | None) -> TemplateError:
+    """`exc`, raised for templates with the unsubscribe footer sending adds (compose.py), which the
+    API and the worker both count. A mistake of the author's own (an unclosed {{ the footer then ran
+    into) is raised here instead, in the author's words; one the footer alone made (a tag or an
+    element past a cap) says that the footer was counted."""
+    check_html_elements(html)
+    checked_tree(html_env, html, "html")
+    if text:
+        checked_tree(text_env, text, "text")
+    notes = {"en": ", counting the unsubscribe link Sendpy adds",
+             "ru": " вместе с добавляемой Sendpy ссылкой для отписки"}
+    for name in ("what", "footer"):
+        if name in exc.params or f"{name}_en" in exc.params:
+            for lang, note in notes.items():
+                exc.params[f"{name}_{lang}"] = exc.params.get(f"{name}_{lang}", exc.params.get(name, "")) + note
+    return exc
 
 
 def _negative_number(node: nodes.Node) -> bool:

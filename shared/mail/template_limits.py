@@ -27,8 +27,12 @@ from typing import Any
 from jinja2.nodes import EvalContext
 from jinja2.sandbox import SandboxedEnvironment
 
-# One rendered part (subject, text or HTML) of one recipient's message may not exceed this.
+# One rendered part (text or HTML) of one recipient's message may not exceed this.
 MAX_RENDERED_CHARS = 1_000_000
+# Nor its subject this: what the API lets one be written (998) with room for merge fields. Encoding a
+# header costs about 1–3 µs a character, and 99 {{ a }} of 10,000 characters made 1,000,000-character
+# subjects: 1.2–3.3 s per recipient on the sender's event loop, every other account's mail waiting.
+MAX_SUBJECT_CHARS = 2_000
 MAX_ROUND_DIGITS = 20
 # Tags ({{ … }} and {% … %}) in one part. Compiling costs about 0.2 ms a tag on this machine; real
 # merge templates use a few dozen.
@@ -54,6 +58,25 @@ class TemplateLimit(ValueError):
         self.russian = russian
 
 
+def part_limit(part: str) -> int:
+    """How many characters the part (subject, text or html) may have for one recipient."""
+    return MAX_SUBJECT_CHARS if part == "subject" else MAX_RENDERED_CHARS
+
+
+class RenderTooLarge(ValueError):
+    """A template whose output for one contact passes its part's limit; `limit` says which."""
+
+    def __init__(self, part: str) -> None:
+        self.part, self.limit = part, part_limit(part)
+        super().__init__(f"the {part} for this contact would be larger than {self.limit:,} characters")
+        self.russian = f"текст ({part}) для этого контакта длиннее {self.limit:,} символов".replace(",", " ")
+
+
+class RenderTooSlow(TemplateLimit):
+    """The time limit: unlike size and filter work it depends on how busy the machine is, so a trial
+    render (compose.py) never refuses a template for it."""
+
+
 class Meter:
     """The work and time one part of one message has left."""
 
@@ -74,7 +97,7 @@ class Meter:
 
     def check_time(self) -> None:
         if time.perf_counter() > self.deadline:
-            raise TemplateLimit(
+            raise RenderTooSlow(
                 f"the message for this contact took longer than {RENDER_SECONDS} s to prepare",
                 f"письмо для этого контакта готовилось дольше {RENDER_SECONDS} с".replace(".", ","))
 
