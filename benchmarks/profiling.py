@@ -66,8 +66,8 @@ def _domain(function: str, file: str) -> str | None:
         if any(part in file for part in ("mail/compose.py", "unsubscribe.py", "template_limits.py", "jinja2/",
                                          "markupsafe/", "cryptography/", "inscriptis/")):
             return "rendering"
-        if any(part in file for part in ("mail/messenger.py", "mail/pipelining.py", "aiosmtplib/",
-                                         "delivery/connections.py")):
+        if any(part in file for part in ("mail/messenger.py", "mail/pipelining.py", "mail/smtp_replies.py",
+                                         "aiosmtplib/", "delivery/connections.py")):
             return "smtp"
         if "asyncpg/" in file or "postgres_store.py" in file:
             return "postgres"

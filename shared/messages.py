@@ -6,10 +6,12 @@ the Russian name (see shared/errors.py).
 
 from __future__ import annotations
 
+from shared.messages_delivery import DELIVERY_MESSAGES
 from shared.messages_suppressions import SUPPRESSION_MESSAGES
 from shared.messages_templates import TEMPLATE_MESSAGES
 
 MESSAGES: dict[str, dict[str, str]] = {
+    **DELIVERY_MESSAGES,
     **SUPPRESSION_MESSAGES,
     **TEMPLATE_MESSAGES,
     "body_too_large": {

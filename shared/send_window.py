@@ -15,7 +15,15 @@ goes to the campaign with the fewest batches out — on a tie, the one given a p
 so every one of them gets turns and none starves — except that an account with limits sends its
 campaigns one after the other in the order they were started (they share its limits, and the
 campaign page says which one a campaign waits for): a paused one steps aside until it is resumed.
+A campaign with mail to go and no place says so (`status_reason`, OWN_MAIL_FIRST) until it gets one:
+a one-shot behind thirty of the user's own stuck at a silent server waited minutes without a word.
 One filler per user at a time (an advisory lock) keeps the count true while it publishes.
+
+Lock order: a transaction that takes a user's window lock takes it before any row — their
+`send_windows` rows (touched only under that lock) and campaign rows (locked as well by pauses and
+cancels and by the sender's single statements, none of which wait for a window lock). The stall
+sweeper once locked campaign rows first and then waited for the window lock: it deadlocked with a
+filler opening one of those campaigns' window (the new row's foreign key waits for the campaign row).
 
 The window is bookkeeping, never the only copy of the work. Recipients are rows in Postgres, and
 publishing a range twice is harmless (final recipients are skipped, claims are atomic): a crash
@@ -37,6 +45,7 @@ import asyncpg
 
 from shared.commands import DeliveryBatch, Publish
 from shared.db import Conn
+from shared.errors import translate
 
 _LARGEST_POSITION = 2**31 - 1
 # A batch handed back for less than this (its time budget ran out, a claim's lease, the next minute
@@ -49,6 +58,8 @@ _USER_LOCK = 0x5357  # with the user id: one filler of a user's window at a time
 # position (a 100,000-recipient campaign: 9 ms for each batch published, instead of 0.02 ms).
 FIRST_OPEN_SQL = ("SELECT position FROM recipients WHERE campaign_id = $1 AND position >= $2"
                   " AND status IN ('pending', 'sending') ORDER BY position LIMIT 1")
+# Both languages: the reason is stored for every reader (the page shows the reader's half).
+OWN_MAIL_FIRST = " / ".join(translate("own_mail_first", lang) for lang in ("ru", "en"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,7 @@ class _Campaign:
     turn: int  # when it last got a place, relative to the others: lower waited longer
     started: datetime
     loaded: bool  # all its recipients are in Postgres (the fan-out may still be loading them)
+    reason: str | None  # its status_reason now
     changed: bool = False
     served: bool = False
 
@@ -86,11 +98,16 @@ class _Campaign:
             and other.has_work() for other in campaigns)
 
 
+async def lock_window(conn: Conn, user_id: int) -> None:
+    """The user's window is ours until the transaction ends: take it before any row (see the lock order)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _USER_LOCK, user_id % 2**31)
+
+
 async def _lock_user(conn: Conn, campaign_id: uuid.UUID) -> int | None:
     """The campaign's user, whose window is now ours until the transaction ends."""
     user_id: int | None = await conn.fetchval("SELECT user_id FROM campaigns WHERE id = $1", campaign_id)
     if user_id is not None:
-        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _USER_LOCK, user_id % 2**31)
+        await lock_window(conn, user_id)
     return user_id
 
 
@@ -128,7 +145,7 @@ async def fill(conn: Conn, campaign_id: uuid.UUID, publish: Publish, window: Win
         """
         SELECT w.campaign_id, w.next_position, w.open_batches, c.sender_id, c.recipient_count,
                (s.per_minute IS NULL AND s.per_day IS NULL) AS spread, c.recipients_loaded,
-               COALESCE(c.started_at, c.created_at) AS started
+               COALESCE(c.started_at, c.created_at) AS started, c.status_reason
           FROM campaigns c JOIN send_windows w ON w.campaign_id = c.id JOIN senders s ON s.id = c.sender_id
          WHERE c.user_id = $1 AND c.status = 'sending'
          ORDER BY w.updated_at, w.campaign_id
@@ -137,7 +154,7 @@ async def fill(conn: Conn, campaign_id: uuid.UUID, publish: Publish, window: Win
         user_id,
     )
     campaigns = [_Campaign(r["campaign_id"], r["sender_id"], r["spread"], r["next_position"], r["recipient_count"],
-                           list(r["open_batches"]), turn, r["started"], r["recipients_loaded"])
+                           list(r["open_batches"]), turn, r["started"], r["recipients_loaded"], r["status_reason"])
                  for turn, r in enumerate(rows)]
     out = sum(len(c.out) for c in campaigns)
     batches: list[DeliveryBatch] = []
@@ -163,9 +180,32 @@ async def fill(conn: Conn, campaign_id: uuid.UUID, publish: Publish, window: Win
                 "UPDATE send_windows SET next_position = $2, open_batches = $3,"
                 " updated_at = CASE WHEN $4 THEN clock_timestamp() ELSE updated_at END WHERE campaign_id = $1",
                 campaign.campaign_id, campaign.position, campaign.out, campaign.served)
+    await _say_who_waits(conn, campaigns)
     if batches:
         await publish(batches)
     return len(batches)
+
+
+async def _say_who_waits(conn: Conn, campaigns: list[_Campaign]) -> None:
+    """After a fill: a campaign with mail to place and none out waits for the user's other mail (the
+    window is full, or it would have had a place), and says so; one that got a place says it no more.
+    One limited account's later campaigns wait for its earlier one instead: the page says which."""
+    held = {c.campaign_id for c in campaigns
+            if c.position <= c.last_loaded and not c.out and not c.queued_behind(campaigns)}
+    newly = []
+    for campaign in campaigns:
+        if campaign.campaign_id in held and campaign.reason is None:
+            # Only with recipients still to send: one whose last ones are all final finishes soon.
+            first = await conn.fetchval(FIRST_OPEN_SQL, campaign.campaign_id, campaign.position)
+            if first is not None and first <= campaign.last_loaded:
+                newly.append(campaign.campaign_id)
+    moved = [c.campaign_id for c in campaigns if c.campaign_id not in held and c.reason == OWN_MAIL_FIRST]
+    if newly:  # over no other reason: a slow server's says more
+        await conn.execute("UPDATE campaigns SET status_reason = $2 WHERE id = ANY($1::uuid[])"
+                           " AND status = 'sending' AND status_reason IS NULL", newly, OWN_MAIL_FIRST)
+    if moved:
+        await conn.execute("UPDATE campaigns SET status_reason = NULL WHERE id = ANY($1::uuid[])"
+                           " AND status_reason = $2", moved, OWN_MAIL_FIRST)
 
 
 async def top_up(db: asyncpg.Pool, campaign_id: uuid.UUID, publish: Publish, window: Window) -> int:

@@ -25,6 +25,13 @@ Work dead-lettered after repeated failures never waits on this: the consumer pau
 (or fails the upload) with the reason at once (worker_image/__main__.py). Re-issuing work is
 harmless when the original was only slow: every command is idempotent, final recipients are never
 sent again and a claim stops two workers sending to one recipient.
+
+Locks: rows are taken with SKIP LOCKED (a row someone else holds is left to the next sweep), and a
+stalled campaign is restarted in a transaction of its own, its user's window lock first, as every
+filler takes it (send_window.py). The sweeper once locked up to 20 campaigns and then waited for
+their users' window locks one by one: a fan-out opening one of those campaigns' windows (its
+foreign key waits for the campaign row), or another sweeper holding the same users in another
+order, made a deadlock, and Postgres aborted one of them.
 """
 
 from __future__ import annotations
@@ -77,6 +84,23 @@ async def requeue_stuck(db: asyncpg.Pool, idle_seconds: float) -> int:
     return len(campaigns) + len(upload_rows)
 
 
+# A sending campaign with open recipients, no deferred work, and neither a finished batch nor a claim
+# for `idle_seconds` ($1).
+_STALLED_SQL = """
+SELECT c.id, c.user_id FROM campaigns c
+ WHERE c.status = 'sending' AND c.recipients_loaded
+   AND c.updated_at < now() - make_interval(secs => $1)
+   AND NOT EXISTS (SELECT 1 FROM deferred_batches d WHERE d.campaign_id = c.id)
+   AND EXISTS (SELECT 1 FROM recipients r
+                WHERE r.campaign_id = c.id AND r.status IN ('pending', 'sending'))
+   -- A recent claim means a worker is (or was just) sending; it may be waiting out a
+   -- Postgres outage with outcomes to write: re-publishing now could send twice.
+   AND NOT EXISTS (SELECT 1 FROM recipients r
+                    WHERE r.campaign_id = c.id AND r.status = 'sending'
+                      AND r.claimed_at > now() - make_interval(secs => $1))
+"""
+
+
 async def republish_stalled(db: asyncpg.Pool, publish: Publish, batch_size: int, idle_seconds: float,
                             window_size: int = 8) -> int:
     """The safety net: a sending campaign with open recipients, no deferred work and no batch
@@ -84,29 +108,18 @@ async def republish_stalled(db: asyncpg.Pool, publish: Publish, batch_size: int,
     outage, a bug): its window starts again from the first open recipient. Harmless when wrong:
     final recipients are skipped and claims stop two workers sending one recipient."""
     window = Window(batch_size, window_size)
-    async with db.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """
-            SELECT c.id FROM campaigns c
-             WHERE c.status = 'sending' AND c.recipients_loaded
-               AND c.updated_at < now() - make_interval(secs => $1)
-               AND NOT EXISTS (SELECT 1 FROM deferred_batches d WHERE d.campaign_id = c.id)
-               AND EXISTS (SELECT 1 FROM recipients r
-                            WHERE r.campaign_id = c.id AND r.status IN ('pending', 'sending'))
-               -- A recent claim means a worker is (or was just) sending; it may be waiting out a
-               -- Postgres outage with outcomes to write: re-publishing now could send twice.
-               AND NOT EXISTS (SELECT 1 FROM recipients r
-                                WHERE r.campaign_id = c.id AND r.status = 'sending'
-                                  AND r.claimed_at > now() - make_interval(secs => $1))
-             LIMIT 20
-               FOR UPDATE OF c SKIP LOCKED
-            """,
-            idle_seconds,
-        )
-        if rows:
-            await conn.execute("UPDATE campaigns SET updated_at = now() WHERE id = ANY($1::uuid[])",
-                               [r["id"] for r in rows])
-        for row in rows:  # published before the commit: a failure leaves them to the next sweep
+    async with db.acquire() as conn:
+        found = await conn.fetch(_STALLED_SQL + " ORDER BY c.user_id, c.id LIMIT 20", idle_seconds)
+    swept = 0
+    for row in found:  # published before each commit: a failure leaves the rest to the next sweep
+        async with db.acquire() as conn, conn.transaction():
+            await send_window.lock_window(conn, row["user_id"])  # before the campaign's row: the lock order
+            # Still stalled now that its user's window is ours (another sweeper may have just restarted it).
+            if await conn.fetchval(_STALLED_SQL + " AND c.id = $2 FOR NO KEY UPDATE OF c SKIP LOCKED",
+                                   idle_seconds, row["id"]) is None:
+                continue
+            await conn.execute("UPDATE campaigns SET updated_at = now() WHERE id = $1", row["id"])
             await send_window.restart(conn, row["id"])
             await send_window.fill(conn, row["id"], publish, window)
-    return len(rows)
+        swept += 1
+    return swept

@@ -2,26 +2,35 @@
 
 A real asyncio server on loopback speaks just enough SMTP (greeting, EHLO) for aiosmtplib to hand
 the connection over, then misbehaves: floods "250" replies nobody asked for, answers DATA with
-250 instead of 354, or drips an endless multi-line reply. None of it may count a message as sent,
-hold memory without bound, or stall the event loop.
+250 instead of 354, drips an endless multi-line reply, or answers a whole message with something
+that is no answer. None of it may count a message as sent that the server did not get, hold memory
+without bound, stall the event loop — or send again a message the server got whole.
+
+Three paths: pipelined, one command at a time on the same session (a server without PIPELINING),
+and aiosmtplib's own sendmail (a connection the session could not take over).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from shared.mail import pipelining
+from shared.delivery.scheduler import Deliverer, RetryPolicy
+from shared.mail import smtp_replies
 from shared.mail.messenger import ConnectPolicy, ReplyKind, SmtpAccount, SmtpConnection
-from shared.mail.pipelining import MAX_REPLY_LINES, PipelinedSession
+from shared.mail.pipelining import PipelinedSession
+from shared.mail.smtp_replies import MAX_REPLY_LINES
+from tests.test_delivery_scheduler import KEYS, batch_of, make_store
 
 Misbehave = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
 MESSAGE = b"Subject: t\r\n\r\nthe body\r\n"
 CPU_SECONDS = 5.0  # generous (a shared machine); measured 0.01 s, 27.5 s before the fix
+PATHS = ["pipelined", "one by one", "aiosmtplib"]
 
 
 class HostileServer:
@@ -58,16 +67,18 @@ async def hostile() -> AsyncIterator[Callable[[Misbehave, bool], Awaitable[tuple
     servers: list[asyncio.Server] = []
     connections: list[SmtpConnection] = []
 
-    async def start(misbehave: Misbehave, pipelining: bool) -> tuple[SmtpConnection, HostileServer]:
-        hostile = HostileServer(misbehave, pipelining=pipelining)
+    async def start(misbehave: Misbehave, pipelining: bool | str) -> tuple[SmtpConnection, HostileServer]:
+        path = pipelining if isinstance(pipelining, str) else "pipelined" if pipelining else "one by one"
+        hostile = HostileServer(misbehave, pipelining=path != "one by one")
         server = await asyncio.start_server(hostile.handle, "127.0.0.1", 0)
         servers.append(server)
         port = server.sockets[0].getsockname()[1]
         policy = ConnectPolicy(allow_private=True, allow_plaintext=True, timeout=5)
-        conn = SmtpConnection(SmtpAccount("127.0.0.1", port, "none", "", ""), policy)
+        conn = SmtpConnection(SmtpAccount("127.0.0.1", port, "none", "", ""), policy,
+                              pipelining=path != "aiosmtplib")
         connections.append(conn)
         await conn.open()
-        assert conn.pipelined is pipelining
+        assert conn.pipelined is (path == "pipelined") and (conn._pipe is None) is (path == "aiosmtplib")
         return conn, hostile
 
     yield start
@@ -132,8 +143,8 @@ async def test_a_flood_of_replies_is_cut_and_nothing_counts_as_sent(hostile, mon
     assert time.monotonic() - began < 30  # generous: measured well under a second, 110 s before
 
 
-@pytest.mark.parametrize("pipelined", [True, False])
-async def test_data_answered_with_250_is_not_sent(hostile, pipelined: bool) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("pipelined", PATHS)
+async def test_data_answered_with_250_is_not_sent(hostile, pipelined: str) -> None:  # type: ignore[no-untyped-def]
     conn, server = await hostile(data_with_250, pipelined)
     reply = await asyncio.wait_for(conn.send("a@example.org", "b@example.com", MESSAGE), 30)
     assert reply.kind is ReplyKind.RETRY, reply
@@ -150,7 +161,7 @@ async def test_an_endless_reply_is_refused_past_the_line_cap(hostile) -> None:  
 
 async def test_lines_arriving_one_at_a_time_cost_linear_time(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # Loopback coalesces writes; here each line is its own data_received call, as a slow link gives.
-    monkeypatch.setattr(pipelining, "MAX_REPLY_LINES", 100_000)  # the parser's cost, not the cap
+    monkeypatch.setattr(smtp_replies, "MAX_REPLY_LINES", 100_000)  # the parser's cost, not the cap
     loop = asyncio.get_running_loop()
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -189,8 +200,8 @@ def silent_after_the_dot(seconds: float, bodies: list[bytes]) -> Misbehave:
     return accept
 
 
-@pytest.mark.parametrize("pipelined", [True, False])
-async def test_a_message_the_server_never_confirms_is_not_sent_again(hostile, monkeypatch, pipelined: bool) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("pipelined", PATHS)
+async def test_a_message_the_server_never_confirms_is_not_sent_again(hostile, monkeypatch, pipelined: str) -> None:  # type: ignore[no-untyped-def]
     # A server answering 35 s after the dot (timeout 25 s) got three copies of each message: every
     # timeout was retried although the message had gone out whole.
     lines: list[bytes] = []
@@ -198,6 +209,8 @@ async def test_a_message_the_server_never_confirms_is_not_sent_again(hostile, mo
     conn._policy = ConnectPolicy(allow_private=True, allow_plaintext=True, timeout=0.5)
     if conn._pipe is not None:
         conn._pipe._timeout = 0.5
+    elif conn._smtp is not None:
+        conn._smtp.timeout = 0.5
     reply = await asyncio.wait_for(conn.send("a@example.org", "b@example.com", MESSAGE), 30)
     assert reply.kind is ReplyKind.SENT, reply  # recorded, so never retried
     assert "не подтвердил" in reply.text and "never confirmed" in reply.text
@@ -223,8 +236,8 @@ def reset_in_the_body(bodies: list[bytes]) -> Misbehave:
     return accept
 
 
-@pytest.mark.parametrize("pipelined", [True, False])
-async def test_a_message_the_server_dropped_mid_body_is_sent_again(hostile, pipelined: bool) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("pipelined", PATHS)
+async def test_a_message_the_server_dropped_mid_body_is_sent_again(hostile, pipelined: str) -> None:  # type: ignore[no-untyped-def]
     # The attack on issue 13: a server that read 300 bytes of each body and reset the connection had
     # those recipients recorded `sent` «не подтвердил» and never retried — 42 of 300 lost.
     bodies: list[bytes] = []
@@ -232,3 +245,57 @@ async def test_a_message_the_server_dropped_mid_body_is_sent_again(hostile, pipe
     reply = await asyncio.wait_for(conn.send("a@example.org", "b@example.com", MESSAGE), 30)
     assert bodies, "the server never got to the body"
     assert reply.kind is ReplyKind.RETRY, reply  # to be sent again, not recorded as sent
+
+
+def final_dot_answered(answer: bytes, bodies: list[bytes]) -> Misbehave:
+    """Accepts MAIL, RCPT, DATA and the whole message (its lines into `bodies`), then answers the
+    final dot with `answer` and keeps the connection open."""
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> None:
+        writer.write(b"250 sender ok\r\n")
+        await writer.drain()
+        while line := await reader.readline():
+            if line.upper().startswith((b"RCPT", b"RSET")):
+                writer.write(b"250 ok\r\n")
+            elif line.upper().startswith(b"DATA"):
+                writer.write(b"354 go on\r\n")
+            elif line == b".\r\n":
+                writer.write(answer)
+            else:
+                bodies.append(line)
+            await writer.drain()
+    return accept
+
+
+@pytest.mark.parametrize("answer", [b"354 go on\r\n", b"garbage\r\n", b"199 what\r\n"])
+@pytest.mark.parametrize("pipelined", PATHS)
+async def test_a_whole_message_answered_with_no_answer_is_not_sent_again(hostile, pipelined: str,  # type: ignore[no-untyped-def]
+                                                                         answer: bytes) -> None:
+    # The final attack on issue 10: a server answering the final dot with 354 again got the message
+    # once per retry (three copies). It got it whole; what it answered is no answer: «не подтвердил».
+    bodies: list[bytes] = []
+    conn, _ = await hostile(final_dot_answered(answer, bodies), pipelined)
+    reply = await asyncio.wait_for(conn.send("a@example.org", "b@example.com", MESSAGE), 30)
+    assert reply.kind is ReplyKind.SENT, reply  # recorded, so never retried
+    assert "не подтвердил" in reply.text and "never confirmed" in reply.text, reply.text
+    assert bodies.count(b"the body\r\n") == 1
+    assert not conn.is_open  # whatever the server does next, this session is over
+
+
+async def test_the_scheduler_sends_a_message_answered_with_no_answer_once(hostile) -> None:  # type: ignore[no-untyped-def]
+    bodies: list[bytes] = []
+    conn, _ = await hostile(final_dot_answered(b"354 go on\r\n", bodies), True)
+    port = conn.account.port
+    conn.close()
+    store = await make_store(3)
+    store.sender_row = dataclasses.replace(store.sender_row, host="127.0.0.1", port=port, security="none",
+                                           username="")
+    policy = ConnectPolicy(allow_private=True, allow_plaintext=True, timeout=5)
+    worker = Deliverer(store, KEYS, policy, connections_per_sender=1, retry=RetryPolicy(base_seconds=0))
+    try:
+        for _ in range(3):  # the batch and what a retry would send again, due at once
+            await asyncio.wait_for(worker.deliver(batch_of(store)), 60)
+    finally:
+        await worker.close()
+    assert store.states() == {"sent": 3}, {p: (r.status, r.reply) for p, r in store.rows.items()}
+    assert all("не подтвердил" in (row.reply or "") for row in store.rows.values())
+    assert sum(line.startswith(b"Subject:") for line in bodies) == 3  # one copy each

@@ -97,6 +97,12 @@ def classify(code: int, text: str, *, stage: str = "rcpt") -> ReplyKind:
     return ReplyKind.FAILED
 
 
+def _unconfirmed(why: str, waited: float) -> Reply:
+    """A message that went out whole without a 2xx to its final dot: recorded sent, never sent again."""
+    return Reply(ReplyKind.SENT, None, "письмо передано, но сервер не подтвердил приём; повторно не"
+                 f" отправляется / sent, but the server never confirmed it ({why}); not sent again", waited)
+
+
 class ConnectError(Exception):
     """Could not reach or log in to the server; `kind` says where it stopped."""
 
@@ -146,10 +152,12 @@ async def _should_log_in(smtp: aiosmtplib.SMTP, account: SmtpAccount) -> bool:
 
 
 class _TimedSMTP(aiosmtplib.SMTP):
-    """aiosmtplib's client, noting the longest the server took to answer one command."""
+    """aiosmtplib's client, noting the longest the server took to answer one command, and whether
+    the message of the DATA under way has been written (what fails after that is its final reply)."""
 
     waited = 0.0
     asked = 0.0  # when the answer now awaited was asked for (set before connecting)
+    body_out = False
 
     async def execute_command(
         self, *args: bytes, timeout: float | Literal[Default.token] | None = Default.token
@@ -160,6 +168,28 @@ class _TimedSMTP(aiosmtplib.SMTP):
         finally:
             self.waited = max(self.waited, time.monotonic() - self.asked)
             self.asked = time.monotonic()
+
+    async def data(self, message: str | bytes, /, *,
+                   timeout: float | Literal[Default.token] | None = Default.token) -> aiosmtplib.SMTPResponse:
+        # aiosmtplib writes "DATA", reads the 354, then writes the message: its second write.
+        self.body_out = False
+        protocol = self.protocol
+        if protocol is None:
+            return await super().data(message, timeout=timeout)
+        write = protocol.write
+        writes = 0
+
+        def noting(data: bytes) -> None:
+            nonlocal writes
+            write(data)
+            writes += 1
+            self.body_out = writes > 1
+
+        setattr(protocol, "write", noting)  # noqa: B010  # the instance's, for this one DATA
+        try:
+            return await super().data(message, timeout=timeout)
+        finally:
+            delattr(protocol, "write")
 
 
 class SmtpConnection:
@@ -180,7 +210,7 @@ class SmtpConnection:
         # Asked before a send that waited behind another goes out (the account may have been paused meanwhile).
         self.may_send: Callable[[], bool] | None = None
         self._pipelining = pipelining
-        self._smtp: aiosmtplib.SMTP | None = None
+        self._smtp: _TimedSMTP | None = None
         self._pipe: PipelinedSession | None = None
         self._opening: _TimedSMTP | None = None  # the client while it connects and logs in
         self._smtputf8 = False
@@ -320,23 +350,39 @@ class SmtpConnection:
         if self._smtp is None or not self._smtp.is_connected:
             return Reply(ReplyKind.RETRY, None, "connection is not open")
         options = ["SMTPUTF8"] if international else []  # without it aiosmtplib encodes addresses as ASCII
+        smtp = self._smtp
+        smtp.body_out = False
         try:
-            _, text = await self._smtp.sendmail(sender, [recipient], message, mail_options=options)
+            _, text = await smtp.sendmail(sender, [recipient], message, mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             return Reply(classify(refused.code, refused.message, stage="rcpt"), refused.code, refused.message)
         except aiosmtplib.SMTPSenderRefused as exc:
             return Reply(classify(exc.code, exc.message, stage="mail"), exc.code, exc.message)
-        except aiosmtplib.SMTPDataError as exc:
-            return Reply(classify(exc.code, exc.message, stage="data"), exc.code, exc.message)
-        except aiosmtplib.SMTPResponseException as exc:
-            self.close()
-            return Reply(classify(exc.code, exc.message), exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            self.close()
-            return Reply(ReplyKind.RETRY, None, f"connection lost: {exc}")
+            return self._not_sent(smtp, exc)
         self.sent += 1
         return Reply(ReplyKind.SENT, 250, text)  # aiosmtplib raises for anything but 250 after DATA
+
+    def _not_sent(self, smtp: _TimedSMTP, exc: Exception) -> Reply:
+        """What aiosmtplib's failure to send means, decided as on the pipelined path."""
+        said = str(exc)
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            if 400 <= exc.code < 600:  # an answer: a refusal, here or at the end of DATA
+                if not isinstance(exc, aiosmtplib.SMTPDataError):
+                    self.close()  # the session is in an unknown state; a refused DATA leaves it clean
+                stage = "data" if isinstance(exc, aiosmtplib.SMTPDataError) else "rcpt"
+                return Reply(classify(exc.code, exc.message, stage=stage), exc.code, exc.message)
+            what = "the end of DATA" if smtp.body_out else "DATA" if isinstance(exc, aiosmtplib.SMTPDataError) \
+                else "a command"
+            said = f"the server answered {what} with {exc.code} {exc.message}" if exc.code > 0 else exc.message
+        self.close()
+        if smtp.body_out and not (isinstance(exc, ConnectionError) and not isinstance(exc, TimeoutError)):
+            # The body went out whole, then silence or no answer (354 again, garbage): not sent again.
+            self.sent += 1
+            return _unconfirmed(said, smtp.waited)
+        # Closed, or no answer before the body (250 where DATA wants 354): nothing was handed over.
+        return Reply(ReplyKind.RETRY, None, f"connection lost: {said}")
 
     async def _send_pipelined(self, sender: str, recipient: str, message: bytes, international: bool,
                               deadline: float | None) -> Reply:
@@ -355,9 +401,7 @@ class SmtpConnection:
         except Unconfirmed as exc:
             self.close()
             self.sent += 1
-            return Reply(ReplyKind.SENT, None, "письмо передано, но сервер не подтвердил приём; повторно не"
-                         f" отправляется / sent, but the server never confirmed it ({exc}); not sent again",
-                         pipe.waited)
+            return _unconfirmed(str(exc), pipe.waited)
         except (SessionLost, OSError) as exc:
             self.close()
             return Reply(ReplyKind.RETRY, None, f"connection lost: {exc}", pipe.waited)
