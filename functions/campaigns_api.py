@@ -89,9 +89,9 @@ async def get_campaign(request: Request) -> Response:
         plan = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate, campaign_id, starts_at)
         waiting = await next_batch(conn, campaign_id) if campaign["status"] == "sending" else None
         # Started, yet nothing went out in the last minute: the account may still be busy with an
-        # earlier campaign of the user's, which this one follows.
+        # earlier campaign of the user's, which this one follows (a draft too: the review's plan says so).
         behind = await progress.waiting_behind(conn, campaign["sender_id"], campaign_id) \
-            if campaign["status"] in ("scheduled", "queued", "sending") and not rate else None
+            if campaign["status"] in ("draft", "scheduled", "queued", "sending") and not rate else None
     eta = round(max(plan.last_at - time.time(), 0)) if plan and to_send and campaign["status"] == "sending" \
         else None
     return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta,

@@ -127,7 +127,7 @@ _SCHEMAS: dict[str, Any] = {
                     " file gives (recipients, and suppressed, duplicates and problems left out).",
                     "properties": {k: {"type": "integer"} for k in ("recipients", "suppressed", "duplicates",
                                                                     "problems")}},
-        "waiting_for": {"type": ["object", "null"], "description": "A started campaign that sent nothing in the"
+        "waiting_for": {"type": ["object", "null"], "description": "A campaign (a draft too) that sent nothing in the"
                         " last minute while an earlier one of the same sender still has mail to go: that one"
                         " (id, name, subject) and how many `others` are ahead too; plan.first_at says when"
                         " this one's first email is due.",

@@ -16,7 +16,7 @@ from functions.parsing import json_object, uuid_param
 from shared import uploads
 from shared.contacts import DELIMITERS, ENCODINGS
 from shared.errors import InputError
-from shared.export import BOM, csv_lines, default_delimiter
+from shared.export import BOM, csv_lines, default_delimiter, text_cell
 from shared.settings import get_settings
 
 
@@ -115,7 +115,10 @@ async def upload_problems(request: Request) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         yield BOM.encode()
-        lines = csv_lines(rows, uploads.problem_header(dialect, columns, lang), default_delimiter(lang))
+        # Cells as the campaign export writes them (shared/export.py): `="+7916…"`, which a Russian
+        # Excel shows as exactly +7916… and never evaluates, not `'+7916…`, whose apostrophe Excel
+        # shows in a CSV it opens; = + - @ still never start a formula.
+        lines = csv_lines(rows, uploads.problem_header(dialect, columns, lang), default_delimiter(lang), text_cell)
         while (chunk := await asyncio.to_thread(next, lines, None)) is not None:  # S3 reads block
             yield chunk.encode()
 

@@ -11,7 +11,8 @@ a text made only of digits and the signs numbers, dates, times and phone numbers
 takes no such formula (a text over 255 characters, or one with a line break) a formula-like text
 gets OWASP's leading apostrophe instead. Values Sendpy writes itself (row, attempts, the time) stay values.
 
-The suppression list's export (`safe_cell`, the default of `csv_lines`) keeps the apostrophe alone:
+The campaign export and the upload's problem rows use it alike. The suppression list's export
+(`safe_cell`, the default of `csv_lines`) keeps the apostrophe alone:
 it is made to be imported back, and its import takes the apostrophe off again.
 """
 
@@ -135,7 +136,9 @@ def recipient_row(row: Mapping[str, Any], lang: str, field_names: Sequence[str],
     if isinstance(fields, str):
         fields = json.loads(fields)
     state = STATE_NAMES.get(lang, {}).get(row["status"], row["status"])
-    return [row["position"], row["email"], state, reply_in(row["reply"], lang), row["attempts"],
+    # One skipped for the suppression list was never attempted, though its claim may have counted one.
+    attempts = 0 if row["status"] == "skipped" and row["reply"] == "suppressed" else row["attempts"]
+    return [row["position"], row["email"], state, reply_in(row["reply"], lang), attempts,
             # A moment, not a text (2026-11-30 14:05:00): the spreadsheet reads it as a date it can sort.
             row["updated_at"].astimezone(zone).replace(tzinfo=None, microsecond=0),
             *(fields.get(name, "") for name in field_names)]

@@ -28,8 +28,11 @@ class Preset:
 #   for a personal account over SMTP.
 # - Google Workspace: "Gmail sending limits in Google Workspace", support.google.com/a/answer/166852
 #   — 2,000 messages a day per user.
-# - Yandex Mail and Mail.ru publish no number; their support answers and Russian mail-merge guides
-#   put personal mailboxes at about 500 recipients a day, so 500 it is.
+# - Yandex Mail: "Sending a large number of messages", yandex.com/support/mail/web/letter/create/
+#   send-many-letters.html — 500 emails a day per mailbox, each recipient counted; over it sending
+#   is blocked for 24 hours (longer if sending goes on).
+# - Mail.ru publishes no number; its support answers and Russian mail-merge guides put personal
+#   mailboxes at about 500 recipients a day, so 500 it is.
 # - Outlook.com: "Sending limits in Outlook.com", support.microsoft.com — 300 recipients a day for
 #   a personal account until it has history.
 # - Office 365: "Exchange Online limits" (service description), learn.microsoft.com — 10,000

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from shared import file_jobs, suppressions
+from shared import file_jobs, numbers, suppressions
 from shared.addresses import check_address
 from shared.contacts import (
     SAMPLE_BYTES,
@@ -293,8 +293,8 @@ def _refuse_a_loss(before: dict[str, Any], sample: bytes, detection: Detection,
         valid, rows = _valid_in(sample, detection.dialect, detection.columns)
     if had > 0 and valid * 2 < had:
         column = detection.columns[detection.dialect.email_column].label if detection.columns else ""
-        raise InputError("correction_loses_addresses", "email_column", valid=valid, rows=rows, before=had,
-                         column=column[:60])
+        raise InputError("correction_loses_addresses", "email_column", column=column[:60],
+                         **numbers.counts(valid=valid, rows=rows, before=had))
 
 
 async def _save_detection(conn: Conn, upload_id: uuid.UUID, size: int, etag: str, detection: Detection,

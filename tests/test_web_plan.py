@@ -59,7 +59,7 @@ async def test_send_asks_first_and_a_campaign_can_be_scheduled_and_taken_back(
     await page.get_by_role("button", name="Запланировать").click()
     await page.get_by_role("dialog", name="Запланировать рассылку?").get_by_role("button", name="Запланировать").click()
     await expect(page.locator("#status")).to_have_text("запланирована")
-    await expect(page.locator("#reason")).to_contain_text("Запланирована на ")
+    await expect(page.locator("#reason")).to_contain_text("Отправка начнётся ")
     await shot(page, "campaign-scheduled-ru")
     shown = (await api.get(f"/v1/campaigns/{draft['id']}", headers=auth)).json()
     assert shown["status"] == "scheduled"

@@ -3,6 +3,8 @@ explained, focused, and fixed in the same dialog), and deleted only after a conf
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 import httpx
 from playwright.async_api import expect
@@ -28,7 +30,7 @@ async def test_edit_in_place_and_delete_with_a_confirmation(
     # Another port is another server: the saved password is not sent there until typed again.
     password = dialog.get_by_label("Пароль (для Gmail, Яндекса, Mail.ru — пароль приложения)")
     await expect(password).to_be_focused()
-    await expect(dialog.locator("#edit-result")).to_contain_text("введите пароль ещё раз")
+    await expect(password).to_have_accessible_description(re.compile("введите пароль ещё раз"))
     await password.fill("secret-pass")
     await page.keyboard.press("Enter")
     problem = dialog.locator("#edit-result .error")

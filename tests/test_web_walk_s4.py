@@ -106,7 +106,7 @@ async def test_the_contacts_step_keeps_the_working_reading_and_says_why_over_a_r
     await page.get_by_role("button", name="Применить").press("Enter")
     warning = page.locator("#dialect-warning")
     await expect(warning.locator("p")).to_have_text(
-        "С этими настройками в столбце адресов «Город» верных адресов 0 на 3000 строк, а с нынешними — 3000;"
+        "С этими настройками в столбце адресов «Город» верных адресов 0 на 3\u00a0000 строк, а с нынешними — 3\u00a0000;"
         " настройки не изменены.")
     await expect(warning.locator("p")).to_be_focused()
     await expect(column.locator("option:checked")).to_have_text("Почта")

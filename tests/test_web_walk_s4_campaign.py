@@ -84,7 +84,7 @@ async def test_cancelling_asks_in_the_pages_dialog_and_says_what_was_sent(
     await expect(page.locator("#state-line")).to_be_focused()
     await expect(page.locator("#reason")).to_have_text(
         "Отправлено 1 из 5; остальные 4 не отправлены — рассылка отменена.")
-    await expect(page.locator("#percent")).to_have_text("20%")
+    await expect(page.locator("#percent")).to_have_text("20\u00a0%")
     await shot(page, "walk-s4-campaign-cancelled")
 
 

@@ -120,7 +120,7 @@ async def test_a_scheduled_campaign_shows_who_will_be_sent_and_when_in_the_perso
     await expect(page.locator("#counts")).to_contain_text("Будет отправлено")
     await expect(page.locator("#count-sent")).to_have_count(0)  # no row of zeros by state
     await expect(page.locator("#reason")).to_have_text(
-        f"Запланирована на {russian_date(when)} (ваш часовой пояс: Москва, стандартное время (UTC+3)).")
+        f"Отправка начнётся {russian_date(when)} (ваш часовой пояс: Москва, стандартное время (UTC+3)).")
     problems = await serious_violations(page, "a scheduled campaign")
     assert not problems, problems
     await shot(page, "walk12-campaign-scheduled-counts")

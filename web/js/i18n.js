@@ -63,7 +63,7 @@ const TEXTS = {
     "review.later": "Or send later, at", "review.zone": "your time zone: {zone}", "review.schedule": "Schedule",
     "review.confirmtitle": "Send the campaign?", "review.confirm": "{n} emails will go out: {plan}.", "review.confirmnosender": "{n} emails; choose the sender first (step 2).",
     "campaign.shown": "Shown: {n}.", "campaign.notfound": "No such campaign (deleted, or the link is wrong)", "campaign.more": "Show 100 more",
-    "campaign.scheduledfor": "Scheduled for {at} (your time zone: {zone}).", "campaign.sendnow": "Send now", "campaign.unschedule": "Unschedule and edit",
+    "campaign.scheduledfor": "Sending starts on {at} (your time zone: {zone}).", "campaign.sendnow": "Send now", "campaign.unschedule": "Unschedule and edit",
     "plan.about": "about {t}", "plan.days": "about {days}, {perday} a day", "plan.next": "the next emails at {at}",
     "plan.last": "the last email around {at}", "plan.underminute": "less than a minute",
     "unit.minute.one": "{n} minute", "unit.minute.other": "{n} minutes",
@@ -186,8 +186,31 @@ const TEXTS = {
     "contacts.fewer": "Applied: the file now gives {valid} valid addresses instead of {before}.",
     "contacts.nocolumnrefused": "With the separator “{delimiter}” no column holds email addresses, so this separator is probably wrong.",
     "contacts.garbled": "Most words in the preview look like odd letters ({sample}): the encoding {encoding} probably does not fit this file. Try another one (for a Russian Excel usually “Cyrillic, Windows (cp1251)”).",
+    "plan.behind": "first “{name}” of the same sender finishes, then this one: {own}, starting around {at}",
+    "plan.first": "the first emails around {at}", "campaign.etaunder": "less than a minute left",
+    "campaign.later": "The recipients are read from the contact file when sending starts, and are listed here then. Emails to go: {n}.",
+    "campaign.nothingfound": "Nothing found for “{q}”.", "campaign.noneinstate": "No recipients in the state “{state}”.",
+    "campaign.clearsearch": "Clear the search",
+    "campaign.order": "# is the order of the file's rows (repeats and rows without an address left out). Emails go out in batches, several batches at a time, so they do not arrive strictly in this order.",
+    "message.needsubject": "Enter the subject: an email without one cannot be sent. The draft is saved.",
+    "message.needbody": "Write the message: an empty email cannot be sent. The draft is saved.",
+    "contacts.novalid": "With these settings the file gives no valid address. Choose the column with the addresses above, or let Sendpy detect the settings again.",
+    "contacts.redetect": "Detect the settings again",
     "suppress.removenamed": "Remove {email}",
     "preset.yandex": "Yandex Mail",
+    "keys.confirmtitle": "Revoke the API key?",
+    "suppress.confirmtitle": "Remove the address from the suppression list?", "suppress.remove": "Remove from the list",
+    "settings.nocurrent": "Enter your current password.", "settings.nonew": "Enter the new password.",
+    "settings.longpassword": "The password can be at most 1,024 characters long.",
+    "message.notestto": "Enter the address to send the test to.",
+    "sender.passwordkeep": "Leave it empty to keep the saved password. If you change the server or the port, enter the password again: a saved password is only sent to the server it was entered for.",
+    "sender.passwordagain": "The server changed to {server}: enter the password again. A saved password is only sent to the server it was entered for.",
+    "sender.passwordfor": "Enter the password for {server}.", "sender.needpassword": "Enter the mailbox's password (for Gmail, Yandex and Mail.ru an app password).",
+    "sender.longpassword": "The password can be at most {n} characters long.",
+    "sender.needhost": "Enter the SMTP server, for example smtp.company.com.",
+    "sender.badport": "The port is a number from 1 to 65535 (usually 465 or 587).",
+    "sender.badlimit": "A limit is a whole number from 1 to 10,000,000; leave it empty for none.",
+    "sender.overlimit": "{title} allows at most {perday} emails a day and {perminute} a minute. Over that (or with no limit here) {title} blocks sending from the mailbox, usually for a day, and the rest of the campaign waits. If your plan allows more, keep your numbers: they are saved as typed.",
   },
   ru: {
     "app.tagline": "Массовые рассылки через ваш собственный почтовый ящик",
@@ -251,7 +274,7 @@ const TEXTS = {
     "review.later": "Или отправить позже, в", "review.zone": "ваш часовой пояс: {zone}", "review.schedule": "Запланировать",
     "review.confirmtitle": "Отправить рассылку?", "review.confirm": "Уйдёт писем: {n}; {plan}.", "review.confirmnosender": "Писем: {n}; сначала выберите отправителя (шаг 2).",
     "campaign.shown": "Показано: {n}.", "campaign.notfound": "Такой рассылки нет (удалена или ссылка неверна)", "campaign.more": "Показать ещё 100",
-    "campaign.scheduledfor": "Запланирована на {at} (ваш часовой пояс: {zone}).", "campaign.sendnow": "Отправить сейчас", "campaign.unschedule": "Отменить расписание и изменить",
+    "campaign.scheduledfor": "Отправка начнётся {at} (ваш часовой пояс: {zone}).", "campaign.sendnow": "Отправить сейчас", "campaign.unschedule": "Отменить расписание и изменить",
     "plan.about": "примерно {t}", "plan.days": "примерно {days}, по {perday} в день", "plan.next": "следующие письма в {at}",
     "plan.last": "последнее письмо около {at}", "plan.underminute": "меньше минуты",
     "unit.minute.one": "{n} минута", "unit.minute.few": "{n} минуты", "unit.minute.many": "{n} минут", "unit.minute.other": "{n} минуты",
@@ -375,8 +398,31 @@ const TEXTS = {
     "contacts.fewer": "Применено: верных адресов теперь {valid} вместо {before}.",
     "contacts.nocolumnrefused": "С разделителем «{delimiter}» ни в одном столбце нет адресов — скорее всего, разделитель не тот.",
     "contacts.garbled": "Большинство слов в образце выглядят как набор странных букв ({sample}) — похоже, кодировка {encoding} не подходит этому файлу. Попробуйте другую (для русского Excel обычно «Кириллица, Windows (cp1251)»).",
+    "plan.behind": "сначала закончится рассылка «{name}» этого же отправителя, затем эта: {own}, начало около {at}",
+    "plan.first": "первые письма около {at}", "campaign.etaunder": "Осталось меньше минуты",
+    "campaign.later": "Получатели будут прочитаны из файла контактов, когда начнётся отправка, и тогда появятся здесь. Писем будет: {n}.",
+    "campaign.nothingfound": "Ничего не найдено по запросу «{q}».", "campaign.noneinstate": "Получателей в состоянии «{state}» нет.",
+    "campaign.clearsearch": "Сбросить поиск",
+    "campaign.order": "# — порядок строк файла (без повторов и строк без адреса). Письма уходят пачками, по нескольку пачек сразу, поэтому приходят не строго в этом порядке.",
+    "message.needsubject": "Укажите тему письма — без темы отправить нельзя. Черновик сохранён.",
+    "message.needbody": "Напишите текст письма — пустое письмо отправить нельзя. Черновик сохранён.",
+    "contacts.novalid": "С этими настройками в файле нет ни одного верного адреса. Выберите выше столбец с адресами или дайте Sendpy определить настройки заново.",
+    "contacts.redetect": "Определить настройки заново",
     "suppress.removenamed": "Удалить {email}",
     "preset.yandex": "Яндекс Почта",
+    "keys.confirmtitle": "Отозвать API-ключ?",
+    "suppress.confirmtitle": "Убрать адрес из списка исключений?", "suppress.remove": "Убрать из списка",
+    "settings.nocurrent": "Введите текущий пароль.", "settings.nonew": "Введите новый пароль.",
+    "settings.longpassword": "Пароль может быть не длиннее 1024 символов.",
+    "message.notestto": "Введите адрес, на который отправить тест.",
+    "sender.passwordkeep": "Оставьте пустым — останется сохранённый пароль. Если смените сервер или порт, введите пароль заново: сохранённый пароль отправляется только на тот сервер, для которого его ввели.",
+    "sender.passwordagain": "Сервер изменён на {server}: введите пароль ещё раз. Сохранённый пароль отправляется только на тот сервер, для которого его ввели.",
+    "sender.passwordfor": "Введите пароль для {server}.", "sender.needpassword": "Введите пароль от ящика (для Gmail, Яндекса и Mail.ru — пароль приложения).",
+    "sender.longpassword": "Пароль может быть не длиннее {n} символов.",
+    "sender.needhost": "Укажите SMTP-сервер, например smtp.company.ru.",
+    "sender.badport": "Порт — число от 1 до 65535 (обычно 465 или 587).",
+    "sender.badlimit": "Ограничение — целое число от 1 до 10 000 000; пустое поле — без ограничения.",
+    "sender.overlimit": "{title} разрешает не больше {perday} писем в сутки и {perminute} в минуту. Если отправлять больше (или без ограничения), {title} заблокирует отправку с этого ящика — обычно на сутки, и остаток рассылки будет ждать. Если ваш тариф позволяет больше, оставьте свои числа: они сохранятся как введены.",
   },
 };
 
@@ -400,6 +446,12 @@ export function t(key, params = {}) {
 // A number as the reader's language writes it: 2 735 in Russian, 2,735 in English.
 export function number(n) {
   return Number(n ?? 0).toLocaleString(currentLanguage());
+}
+
+// A share (0.05) as the reader's language writes a percentage: «5 %» in Russian, "5%" in English —
+// the one way every page writes them.
+export function percent(share, digits = 0) {
+  return new Intl.NumberFormat(currentLanguage(), { style: "percent", maximumFractionDigits: digits }).format(share);
 }
 
 // Reasons the server stores for everyone (a worker does not know its reader's language) are

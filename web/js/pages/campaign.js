@@ -3,7 +3,7 @@
 import { api, ApiError } from "../api.js";
 import { html, main, render, showError } from "../dom.js";
 import { dateTime, timeZoneId, zoneName } from "../dates.js";
-import { currentLanguage, inOwnLanguage, number, t } from "../i18n.js";
+import { currentLanguage, inOwnLanguage, number, percent, t } from "../i18n.js";
 import { count, moment, planText, span } from "../plan.js";
 
 // "sent" counts only what did not bounce later: delivered = sent − bounced.
@@ -26,8 +26,11 @@ function replyText(reply) {
   return inOwnLanguage(reply);
 }
 
-// Attempts are data: said with the plural the number takes («1 попытка, 2 попытки, 5 попыток»).
-const attemptsText = (n) => (n ? count(n, "attempt") : "—");
+// Attempts are data: said with the plural the number takes («1 попытка, 2 попытки, 5 попыток»). A
+// recipient skipped for the suppression list was never attempted, though one put on the list after
+// loading has the claim that found it counted as one (shared/recipients.py counts claims).
+const attemptsText = (r) => (r.attempts && !(r.status === "skipped" && r.reply === "suppressed")
+  ? count(r.attempts, "attempt") : "—");
 
 // A sentence ending in a moment with an abbreviated month («6 дек.») ends with that dot, not two.
 const oneDot = (text) => text.replace(/\.\.(?=\s|$)/g, ".");
@@ -58,7 +61,8 @@ function reasonText(c) {
   if (c.status === "scheduled") {
     const planned = c.plan?.count && (c.waiting_for || c.plan.days > 1);
     return [t("campaign.scheduledfor", { at: dateTime(c.scheduled_at), zone: zoneName() }), waitingText(c),
-      planned && oneDot(t("campaign.scheduledplan", { plan: planText(c.plan) }))].filter(Boolean).join(" ");
+      planned && oneDot(t("campaign.scheduledplan", { plan: planText(c.plan, { startsAt: c.scheduled_at }) }))]
+      .filter(Boolean).join(" ");
   }
   if (c.status === "cancelled" && c.recipient_count) {
     const sent = c.counts.sent + c.counts.bounced;
@@ -71,9 +75,9 @@ function reasonText(c) {
 }
 
 function eta(campaign) {
-  if (campaign.plan && campaign.plan.days > 1) return planText(campaign.plan);
+  if (campaign.plan && campaign.plan.days > 1) return planText(campaign.plan, { resumed: campaign.counts.sent > 0 });
   if (campaign.eta_seconds == null) return "";
-  return t("campaign.eta", { t: span(campaign.eta_seconds) });
+  return campaign.eta_seconds < 60 ? t("campaign.etaunder") : t("campaign.eta", { t: span(campaign.eta_seconds) });
 }
 
 export async function campaignPage(campaignId) {
@@ -87,7 +91,7 @@ export async function campaignPage(campaignId) {
   }
   render(main(), html`<h1 id="title"></h1>
     <section class="card" aria-labelledby="progress-title"><h2 id="progress-title">${t("campaign.progress")}</h2>
-      <div class="progress-line"><progress id="bar" max="100" value="0"></progress><span id="percent">0%</span></div>
+      <div class="progress-line"><progress id="bar" max="100" value="0"></progress><span id="percent">${percent(0)}</span></div>
       <p id="state-line" tabindex="-1"><span id="status" class="badge"></span> <span id="reason"></span></p>
       <dl class="stats" id="counts"></dl><p id="rate"></p>
       <div class="row"><button type="button" id="send-now" hidden>${t("campaign.sendnow")}</button>
@@ -95,15 +99,17 @@ export async function campaignPage(campaignId) {
         <button type="button" id="pause">${t("campaign.pause")}</button>
         <button type="button" id="resume">${t("campaign.resume")}</button>
         <button type="button" id="cancel" class="danger">${t("campaign.cancel")}</button>
-        <a class="button" href="/v1/campaigns/${campaignId}/export.csv?lang=${currentLanguage()}&tz=${encodeURIComponent(timeZoneId())}" download>${t("campaign.export")}</a></div>
+        <a class="button" id="export" href="/v1/campaigns/${campaignId}/export.csv?lang=${currentLanguage()}&tz=${encodeURIComponent(timeZoneId())}" download>${t("campaign.export")}</a></div>
       <div id="control-error" aria-live="polite"></div></section>
-    <section class="card"><form id="filter" class="row">
+    <section class="card"><p id="recipients-later" hidden></p><div id="recipient-list"><form id="filter" class="row">
       <label>${t("campaign.search")}<input name="q" type="search"></label>
       <label>${t("campaign.state")}<select name="status"><option value="">${t("campaign.all")}</option>
         ${STATES.map((s) => html`<option value="${s}">${t(`state.${s}`)}</option>`)}</select></label></form>
       <div class="scroll" tabindex="0" role="region" aria-label="${t("campaign.recipients")}"><table><thead><tr><th>#</th><th>${t("auth.email")}</th><th>${t("campaign.state")}</th><th>${t("campaign.reply")}</th><th>${t("campaign.attempts")}</th></tr></thead>
       <tbody id="recipients"></tbody></table></div>
-      <p class="row"><span id="shown" aria-live="polite"></span> <button type="button" id="more" hidden>${t("campaign.more")}</button></p></section>
+      <p class="row"><span id="shown" aria-live="polite"></span> <button type="button" id="clear-search" hidden>${t("campaign.clearsearch")}</button>
+        <button type="button" id="more" hidden>${t("campaign.more")}</button></p>
+      <p class="hint" id="order-hint">${t("campaign.order")}</p></div></section>
     <dialog id="confirm-send-now" aria-labelledby="send-now-title"><form method="dialog">
       <h3 id="send-now-title">${t("campaign.sendnowtitle")}</h3><p id="send-now-text"></p>
       <div class="row"><button class="primary" value="send">${t("campaign.sendnow")}</button><button value="cancel" autofocus>${t("common.cancel")}</button></div>
@@ -113,6 +119,7 @@ export async function campaignPage(campaignId) {
       <div class="row"><button class="danger" value="cancel-campaign">${t("campaign.cancelyes")}</button><button value="keep" autofocus>${t("campaign.cancelno")}</button></div>
     </form></dialog>`);
   let latest = null; // the campaign as last polled: the send-now question says what will go out
+  let scheduled = false; // no recipient rows to list until it starts
 
   const refresh = async () => {
     if (!document.getElementById("bar")) return clearInterval(timer);
@@ -122,11 +129,11 @@ export async function campaignPage(campaignId) {
     const done = c.counts.sent + c.counts.bounced + c.counts.failed + c.counts.skipped;
     // A cancelled campaign's skipped recipients were never sent: its bar shows what was tried.
     const tried = c.status === "cancelled" ? done - c.counts.skipped : done;
-    const percent = total ? Math.floor((tried / total) * 100) : 0;
+    const share = total ? Math.floor((tried / total) * 100) / 100 : 0; // 100 % only once all are done
     document.getElementById("title").textContent = c.name || c.subject || t("campaign.untitled", { date: new Date(c.created_at).toLocaleString(currentLanguage()) });
-    document.getElementById("bar").value = percent;
+    document.getElementById("bar").value = Math.round(share * 100);
     document.querySelector(".progress-line").hidden = c.status === "scheduled"; // nothing can have gone yet
-    document.getElementById("percent").textContent = `${percent}%`;
+    document.getElementById("percent").textContent = percent(share);
     const status = document.getElementById("status");
     // Started, but behind another campaign of the sender: it is not sending yet, it waits its turn.
     const waiting = c.waiting_for && ["queued", "sending"].includes(c.status);
@@ -135,6 +142,13 @@ export async function campaignPage(campaignId) {
     document.getElementById("reason").textContent = reasonText(c);
     document.getElementById("send-now").hidden = c.status !== "scheduled";
     document.getElementById("unschedule").hidden = c.status !== "scheduled";
+    // A scheduled campaign has no recipient rows yet: they are read from its file at the start.
+    scheduled = c.status === "scheduled";
+    document.getElementById("recipient-list").hidden = scheduled;
+    document.getElementById("export").hidden = scheduled; // nothing to export before it starts
+    const later = document.getElementById("recipients-later");
+    later.hidden = !scheduled;
+    later.textContent = scheduled ? t("campaign.later", { n: number(c.planned?.recipients ?? 0) }) : "";
     render(document.getElementById("counts"), c.status === "scheduled" && c.planned
       ? PLANNED.map((k) => html`<div><dt>${t(`planned.${k}`)}</dt><dd id="planned-${k}">${number(c.planned[k])}</dd></div>`)
       : STATES.map((s) => html`<div><dt>${t(`state.${s}`)}</dt><dd id="count-${s}">${number(c.counts[s])}</dd></div>`));
@@ -150,7 +164,7 @@ export async function campaignPage(campaignId) {
   let nextAfter = null;
   let paged = false; // once more pages are shown, the live refresh leaves the list alone
   const row = (r) => html`<tr><td>${r.position}</td><td>${r.email}</td>
-      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${replyText(r.reply)}</td><td>${attemptsText(r.attempts)}</td></tr>`;
+      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${replyText(r.reply)}</td><td>${attemptsText(r)}</td></tr>`;
   const loadRecipients = async (more = false) => {
     const form = document.getElementById("filter");
     const params = new URLSearchParams({ limit: "100" });
@@ -175,7 +189,12 @@ export async function campaignPage(campaignId) {
     paged = more; // a new filter starts from the first page again
     nextAfter = after;
     document.getElementById("more").hidden = after == null;
-    document.getElementById("shown").textContent = t("campaign.shown", { n: number(body.rows.length) });
+    // An empty page says why: the search found nothing (with the way out of it), or the state has nobody.
+    const state = form.status.value && t(`state.${form.status.value}`);
+    const none = !body.rows.length && (form.q.value ? t("campaign.nothingfound", { q: form.q.value })
+      : state && t("campaign.noneinstate", { state }));
+    document.getElementById("shown").textContent = none || t("campaign.shown", { n: number(body.rows.length) });
+    document.getElementById("clear-search").hidden = !(none && form.q.value);
   };
 
   // The button pressed is usually hidden by its own effect (Pause shows Resume): focus goes to its
@@ -196,7 +215,7 @@ export async function campaignPage(campaignId) {
   const tick = async () => {
     try {
       await refresh();
-      if (!paged) await loadRecipients();
+      if (!paged && !scheduled) await loadRecipients();
     } catch {
       /* a missed poll is retried on the next tick */
     }
@@ -245,6 +264,12 @@ export async function campaignPage(campaignId) {
     : document.getElementById("cancel").focus()));
   document.getElementById("filter").addEventListener("input", () => loadRecipients());
   document.getElementById("more").addEventListener("click", () => loadRecipients(true));
+  document.getElementById("clear-search").addEventListener("click", async () => {
+    const search = document.getElementById("filter").q;
+    search.value = "";
+    await loadRecipients();
+    search.focus(); // the button is gone: typing another search goes on where it is typed
+  });
   document.getElementById("filter").addEventListener("submit", (event) => event.preventDefault());
   await tick();
   timer = setInterval(tick, 1500);

@@ -3,7 +3,7 @@
 import { api } from "../api.js";
 import { dateTime } from "../dates.js";
 import { html, main, render } from "../dom.js";
-import { currentLanguage, number, t } from "../i18n.js";
+import { currentLanguage, number, percent, t } from "../i18n.js";
 
 // How far each campaign got is read from its own page's answer (the list does not count the
 // recipients of every campaign): for the first ones listed, which are the recent ones.
@@ -16,9 +16,8 @@ function progressCell(c, detail = null) {
   const total = detail?.recipient_count ?? c.recipient_count;
   if (!detail || !total) return html`${badge} ${c.recipient_count ? number(c.recipient_count) : ""}`;
   const sent = detail.counts.sent + detail.counts.bounced;
-  const percent = new Intl.NumberFormat(currentLanguage(), { style: "percent", maximumFractionDigits: 0 })
-    .format(Math.floor((sent / total) * 100) / 100);
-  return html`${badge} ${t("campaigns.sentof", { sent: number(sent), total: number(total), percent })}`;
+  const share = percent(Math.floor((sent / total) * 100) / 100);
+  return html`${badge} ${t("campaigns.sentof", { sent: number(sent), total: number(total), percent: share })}`;
 }
 
 export async function campaignsPage() {

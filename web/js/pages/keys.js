@@ -1,7 +1,8 @@
-// API keys: create (the key is shown once, with a copy button), list, revoke after a confirmation.
+// API keys: create (the key is shown once, with a copy button), list, revoke after a confirmation
+// in the page's own dialog that names the key.
 
 import { api } from "../api.js";
-import { html, main, render, showError } from "../dom.js";
+import { confirmAction, html, main, render, showError } from "../dom.js";
 import { dateTime } from "../dates.js";
 import { t } from "../i18n.js";
 
@@ -60,12 +61,17 @@ export async function keysPage(created, focus) {
   });
   main().querySelectorAll("[data-revoke]").forEach((button) => button.addEventListener("click", async () => {
     const { name, prefix } = button.dataset;
-    if (!confirm(t("keys.confirm", { name, prefix }))) return;
+    const revoke = await confirmAction({ title: t("keys.confirmtitle"), text: t("keys.confirm", { name, prefix }),
+      action: t("keys.revoke"), opener: button });
+    if (!revoke) return;
     try {
       await api("DELETE", `/v1/api-keys/${button.dataset.revoke}`);
       await keysPage(undefined, "h1");
     } catch (failure) {
       showError(document.getElementById("revoke-error"), failure);
+      const shown = document.querySelector("#revoke-error p"); // the dialog is gone: read on at the reason
+      shown.tabIndex = -1;
+      shown.focus();
     }
   }));
 }

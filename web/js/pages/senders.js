@@ -9,8 +9,12 @@
 // (The panel lives here, not in a module of its own: every module in pages/ is a page the router imports.)
 
 import { api, ApiError } from "../api.js";
-import { html, main, render, showError } from "../dom.js";
+import { clearFieldProblem, confirmAction, html, main, render, showError, showFieldProblems } from "../dom.js";
 import { currentLanguage, number, t } from "../i18n.js";
+import { hostName, limitWarning, passwordRule, providerTitle, senderChecks } from "../sender_form.js";
+
+// A field of the edit form with its own problem line (dom.js showFieldProblems).
+const field = (label, input, name) => html`<div><label>${label}${input}</label><span class="error field-error" id="edit-problem-${name}"></span></div>`;
 
 export async function sendersPage() {
   const { items } = await api("GET", "/v1/senders");
@@ -26,25 +30,23 @@ export async function sendersPage() {
           <button type="button" data-delete="${s.id}" aria-label="${t("common.delete")}: ${s.from_email}">${t("common.delete")}</button></td></tr>`)}
       </tbody></table></div>` : html`<p id="no-senders">${t("senders.empty")}</p><p><a class="button primary" href="#/new">${t("senders.start")}</a></p>`}<div id="result" aria-live="polite"></div>
     <section id="imap-panel" class="card" aria-labelledby="imap-title" hidden></section>
-    <dialog id="edit-sender" aria-labelledby="edit-title"><form class="grid">
+    <dialog id="edit-sender" aria-labelledby="edit-title"><form class="grid" novalidate>
       <h2 id="edit-title"></h2>
-      <label>${t("sender.from")}<input name="from_email" type="email" required></label>
+      ${field(t("sender.from"), html`<input name="from_email" type="email" required>`, "from_email")}
       <label>${t("sender.name")}<input name="from_name" maxlength="200"></label>
-      <label>${t("sender.host")}<input name="host" required></label>
-      <label>${t("sender.port")}<input name="port" type="number" min="1" max="65535" required></label>
+      ${field(t("sender.host"), html`<input name="host" required>`, "host")}
+      ${field(t("sender.port"), html`<input name="port" type="number" min="1" max="65535" required>`, "port")}
       <label>${t("sender.security")}<select name="security"><option value="tls">SSL/TLS (465)</option>
         <option value="starttls">STARTTLS (587)</option><option value="none">—</option></select></label>
       <label>${t("sender.username")}<input name="username"></label>
-      <label>${t("sender.password")}<input name="password" type="password" autocomplete="off" placeholder="${t("sender.keeppassword")}"></label>
-      <label>${t("sender.perminute")}<input name="per_minute" type="number" min="1"></label>
-      <label>${t("sender.perday")}<input name="per_day" type="number" min="1"></label>
+      <div><label>${t("sender.password")}<input name="password" type="password" autocomplete="new-password" aria-describedby="edit-password-hint"></label>
+        <p class="hint" id="edit-password-hint"></p><span class="error field-error" id="edit-problem-password"></span></div>
+      ${field(t("sender.perminute"), html`<input name="per_minute" type="number" min="1" aria-describedby="edit-limits-warning">`, "per_minute")}
+      ${field(t("sender.perday"), html`<input name="per_day" type="number" min="1" aria-describedby="edit-limits-warning">`, "per_day")}
+      <p class="warning wide" id="edit-limits-warning" aria-live="polite"></p>
       <div id="edit-result" aria-live="polite"></div>
       <div class="row"><button type="submit" class="primary">${t("sender.saveverify")}</button>
         <button type="button" data-close>${t("common.cancel")}</button></div>
-    </form></dialog>
-    <dialog id="delete-sender" aria-labelledby="delete-title"><form method="dialog">
-      <h2 id="delete-title">${t("sender.deletetitle")}</h2><p id="delete-text"></p>
-      <div class="row"><button value="delete" class="danger">${t("common.delete")}</button><button value="cancel" autofocus>${t("common.cancel")}</button></div>
     </form></dialog>`);
   const result = document.getElementById("result");
   const imap = imapPanel(document.getElementById("imap-panel"));
@@ -67,38 +69,48 @@ export async function sendersPage() {
       shown.focus();
     }
   };
-  const deleting = document.getElementById("delete-sender");
-  main().querySelectorAll("[data-delete]").forEach((button) => button.addEventListener("click", () => {
+  main().querySelectorAll("[data-delete]").forEach((button) => button.addEventListener("click", async () => {
     const sender = items.find((s) => s.id === Number(button.dataset.delete));
-    document.getElementById("delete-text").textContent = t("sender.deletetext", { email: sender.from_email });
-    deleting.onclose = async () => {
-      if (deleting.returnValue !== "delete") return button.focus();
-      try {
-        await api("DELETE", `/v1/senders/${sender.id}`);
-        await sendersPage();
-        document.querySelector("#app h1")?.focus();
-      } catch (error) {
-        showError(result, error.body?.error ? new Error(error.body.error.message) : error);
-        focusProblem(result);
-      }
-    };
-    deleting.returnValue = ""; // Escape keeps the last answer: a failed delete must not repeat itself
-    deleting.showModal();
+    const yes = await confirmAction({ title: t("sender.deletetitle"), text: t("sender.deletetext", { email: sender.from_email }),
+      action: t("common.delete"), opener: button });
+    if (!yes) return;
+    try {
+      await api("DELETE", `/v1/senders/${sender.id}`);
+      await sendersPage();
+      document.querySelector("#app h1")?.focus();
+    } catch (error) {
+      showError(result, error.body?.error ? new Error(error.body.error.message) : error);
+      focusProblem(result);
+    }
   }));
   const editing = document.getElementById("edit-sender");
   const form = editing.querySelector("form");
   editing.querySelector("[data-close]").addEventListener("click", () => editing.close());
+  const password = passwordRule(form, document.getElementById("edit-password-hint"), "edit-problem-password");
+  let sender = null;
+  let presets = [];
+  // The provider whose limits apply: the sender's preset while its server is unchanged, else the server's.
+  const warnLimits = limitWarning(form, document.getElementById("edit-limits-warning"), () => {
+    const host = hostName(form.host.value);
+    const byHost = presets.find((p) => p.host === host);
+    return sender && host === sender.host ? presets.find((p) => p.key === sender.preset) || byHost : byHost;
+  });
   main().querySelectorAll("[data-edit]").forEach((button) => button.addEventListener("click", () => {
-    const sender = items.find((s) => s.id === Number(button.dataset.edit));
+    sender = items.find((s) => s.id === Number(button.dataset.edit));
     document.getElementById("edit-title").textContent = t("sender.editing", { email: sender.from_email });
     for (const name of ["from_email", "from_name", "host", "port", "security", "username", "per_minute", "per_day"]) {
       form[name].value = sender[name] ?? "";
     }
     form.password.value = "";
+    password.edit(sender);
+    for (const [input, id] of senderChecks(form, password, "edit-problem-", true)) clearFieldProblem(input, id);
+    warnLimits();
+    loadPresets().then((list) => { presets = list; warnLimits(); }).catch(() => {}); // no list, no warning
     document.getElementById("edit-result").replaceChildren();
     editing.onclose = () => button.focus();
     form.onsubmit = async (event) => {
       event.preventDefault();
+      if (!showFieldProblems(senderChecks(form, password, "edit-problem-", true))) return;
       const body = { from_email: form.from_email.value, from_name: form.from_name.value, host: form.host.value,
         port: Number(form.port.value), security: form.security.value, username: form.username.value || form.from_email.value,
         per_minute: form.per_minute.value ? Number(form.per_minute.value) : null,
@@ -116,11 +128,11 @@ export async function sendersPage() {
         // The page was drawn anew: focus goes back to this sender's own «Изменить», not to <body>.
         main().querySelector(`[data-edit="${sender.id}"]`)?.focus();
       } catch (error) {
-        showError(where, error.body?.error ? new Error(error.body.error.message) : error);
-        if (error.code === "smtp_password_required") {
-          form.password.setAttribute("aria-describedby", "edit-result");
-          form.password.focus(); // another server: the saved password is not sent there unasked
+        if (error.code === "smtp_password_required") { // another server: the saved password is not sent there unasked
+          render(where, html``);
+          showFieldProblems([[form.password, "edit-problem-password", error.message]]);
         } else {
+          showError(where, error.body?.error ? new Error(error.body.error.message) : error);
           focusProblem(where);
         }
       }
@@ -144,12 +156,6 @@ function loadPresets() {
     throw error;
   });
   return presetList;
-}
-
-function presetTitle(preset) {
-  const key = `preset.${preset.key}`;
-  const text = t(key);
-  return text === key ? preset.title : text;
 }
 
 // The choice the stored settings are; before any, the sender's provider (by its SMTP preset or server).
@@ -246,7 +252,7 @@ function drawForm(panel, sender, presets, status, close) {
     <div id="imap-warning"></div>
     <form id="imap-form" novalidate>
       <label>${t("imap.provider")}<select name="choice" id="imap-choice">
-        ${presets.map((p) => option(p.key, `${presetTitle(p)} (${p.imap_host})`))}
+        ${presets.map((p) => option(p.key, `${providerTitle(p)} (${p.imap_host})`))}
         ${option(CUSTOM, t("imap.custom"))}${option(OFF, t("imap.off"))}</select></label>
       <div class="grid" id="imap-server" ${custom ? "" : "hidden"}>
         <label>${t("imap.host")}<input name="host" id="imap-host" value="${custom ? status.host ?? "" : ""}"

@@ -3,7 +3,7 @@
 // database can answer from an index on a list of a million), add, remove, import a CSV, export one.
 
 import { api } from "../api.js";
-import { html, main, render, showError } from "../dom.js";
+import { confirmAction, html, main, render, showError } from "../dom.js";
 import { currentLanguage, number, t } from "../i18n.js";
 
 export async function suppressionsPage(search = "") {
@@ -80,13 +80,18 @@ export async function suppressionsPage(search = "") {
     }
   });
   main().querySelectorAll("[data-remove]").forEach((button) => button.addEventListener("click", async () => {
-    if (!confirm(t("suppress.confirm", { email: button.dataset.remove }))) return;
+    const remove = await confirmAction({ title: t("suppress.confirmtitle"), opener: button,
+      text: t("suppress.confirm", { email: button.dataset.remove }), action: t("suppress.remove") });
+    if (!remove) return;
     try {
       // As a query parameter: an address may hold a "/", which a path would split.
       await api("DELETE", `/v1/suppressions?${new URLSearchParams({ email: button.dataset.remove })}`);
       await done(t("suppress.removed", { email: button.dataset.remove }), true);
     } catch (error) {
       showError(result, error);
+      const shown = result.querySelector("p"); // the dialog is gone: read on at the reason
+      shown.tabIndex = -1;
+      shown.focus();
     }
   }));
 }

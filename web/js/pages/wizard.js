@@ -1,10 +1,12 @@
 // The campaign wizard: contacts → sender → message → review. Every step saves the draft.
 
 import { api, OfflineError, uploadToStorage } from "../api.js";
-import { html, main, render, showError } from "../dom.js";
+import { clearFieldProblem, html, main, render, showError, showFieldProblems } from "../dom.js";
 import { dateTime, zoneName } from "../dates.js";
 import { currentLanguage, inOwnLanguage, number, t } from "../i18n.js";
 import { planText } from "../plan.js";
+import { editorDialogs, insertImage, insertLink } from "../link_dialog.js";
+import { passwordRule, senderChecks } from "../sender_form.js";
 
 const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
 // What people know the encodings as (the codec name stays in brackets for the technical reader).
@@ -70,14 +72,16 @@ export async function wizard(campaignId, step) {
   }
 }
 
-function nextButtons(campaign, step, beforeLeave = async () => {}) {
+// `readyToGo`: whether the step may be gone on from (it says at its fields why not); Back and the
+// step links need nothing of it.
+function nextButtons(campaign, step, beforeLeave = async () => {}, readyToGo = () => true) {
   const back = step > 1 && html`<a class="button" href="#/wizard/${campaign.id}/${step - 1}" id="back">${t("common.back")}</a>`;
   return {
     fragment: html`<div id="nav-error"></div><div class="row wizard-nav">${back}<button type="button" class="primary" id="next">${t("common.next")}</button></div>`,
     bind(root) {
       // A step that cannot be saved (a template error, a lost connection) keeps the user here and
       // says why, with focus on the reason; it never fails silently.
-      const leave = async (target) => {
+      const leave = async (target, onward = false) => {
         const problem = root.querySelector("#nav-error");
         try {
           await beforeLeave();
@@ -89,6 +93,7 @@ function nextButtons(campaign, step, beforeLeave = async () => {}) {
           return;
         }
         render(problem, html``);
+        if (onward && !readyToGo()) return;
         location.hash = target;
       };
       root.querySelector("#next").addEventListener("click", async () => {
@@ -98,7 +103,7 @@ function nextButtons(campaign, step, beforeLeave = async () => {}) {
           showError(root.querySelector("#nav-error"), error);
           return;
         }
-        leave(`#/wizard/${campaign.id}/${step + 1}`);
+        leave(`#/wizard/${campaign.id}/${step + 1}`, true);
       });
       root.querySelector("#back")?.addEventListener("click", (event) => {
         event.preventDefault();
@@ -119,9 +124,9 @@ async function contactsStep(section, campaign) {
       <label class="button file-button">${t("contacts.choose")}<input type="file" id="file" accept=".csv,.txt,text/csv" class="visually-hidden"></label>
       <progress id="progress" max="1" value="0" hidden></progress><p id="upload-status" aria-live="polite"></p>
     </div>
-    <div id="report">${upload && reportHtml(upload)}</div>${nav.fragment}`);
+    <div id="report">${upload && reportHtml(upload, noteFor(upload, recalled(upload)))}</div>${nav.fragment}`);
   nav.bind(section);
-  bindReport(section, campaign, upload);
+  bindReport(section, campaign, upload, recalled(upload)?.good ?? upload?.dialect);
   if (reportToFocus) focusOn(section.querySelector("#report h3"));
   reportToFocus = false;
   const input = section.querySelector("#file");
@@ -181,6 +186,34 @@ async function uploadFile(section, campaign, file) {
   }
 }
 
+// A reading applied with «Всё равно применить» (far fewer addresses, or no address column) keeps
+// its note and its way back over a reload — the walk reloaded after one and found 0 addresses and
+// nothing to go back with. Kept in this browser while that reading is still the upload's.
+const appliedKey = (uploadId) => `sendpy.applied.${uploadId}`;
+
+function remember(upload, applied) {
+  if (applied) localStorage.setItem(appliedKey(upload.id), JSON.stringify({ ...applied, dialect: upload.dialect }));
+  else if (upload) localStorage.removeItem(appliedKey(upload.id));
+}
+
+function recalled(upload) {
+  if (!upload?.dialect) return null;
+  const kept = JSON.parse(localStorage.getItem(appliedKey(upload.id)) || "null");
+  const same = kept?.dialect && Object.keys(upload.dialect).every((k) => kept.dialect[k] === upload.dialect[k]);
+  return same ? kept : null;
+}
+
+// What the report says above itself: an applied reading's note with the way back, or — in any
+// browser — that these settings give no address at all, with a new detection to start over from.
+function noteFor(upload, applied) {
+  if (applied) {
+    return { good: applied.good, text: applied.nocolumn ? t("contacts.nocolumn", { delimiter: t(`delim.${applied.nocolumn}`) })
+      : t("contacts.fewer", { valid: number(applied.valid), before: number(applied.before) }) };
+  }
+  const r = upload?.report;
+  return r && r.rows > 0 && r.valid === 0 ? { text: t("contacts.novalid"), redetect: true } : null;
+}
+
 // `note`: a correction that found no address column: why, and the way back to the earlier reading.
 function reportHtml(upload, note = null) {
   const d = upload.dialect;
@@ -199,7 +232,8 @@ function reportHtml(upload, note = null) {
       <button type="submit">${t("contacts.apply")}</button>
     </form><div id="dialect-error" aria-live="polite"></div>
     ${note && html`<div class="callout" id="dialect-warning"><p>${note.text}</p>${note.refused
-      ? html`<button type="button" class="apply-anyway">${t("contacts.applyanyway")}</button>` : revertButton(note.good)}</div>`}
+      ? html`<button type="button" class="apply-anyway">${t("contacts.applyanyway")}</button>`
+      : note.redetect ? html`<button type="button" class="redetect">${t("contacts.redetect")}</button>` : revertButton(note.good)}</div>`}
     ${garbled(upload.preview) && html`<p class="warning" id="encoding-warning">${t("contacts.garbled", {
       encoding: encodingName(d.encoding), sample: garbled(upload.preview) })}</p>`}
     ${r && html`<dl class="stats">
@@ -250,28 +284,30 @@ function bindReport(section, campaign, upload, good = upload?.dialect) {
   if (!form || !upload) return;
   const report = section.querySelector("#report");
   const problem = section.querySelector("#dialect-error");
-  const show = (fixed, note = null) => {
+  // `applied`: applied although it finds far fewer addresses: {good, valid, before} or {good, nocolumn}.
+  const show = (fixed, applied = null) => {
+    remember(fixed, applied);
+    const note = noteFor(fixed, applied);
     render(report, reportHtml(fixed, note));
-    bindReport(section, campaign, fixed, note ? good : fixed.dialect);
+    bindReport(section, campaign, fixed, applied ? good : fixed.dialect);
     focusOn(note ? section.querySelector("#dialect-warning p")
       : section.querySelector("#encoding-warning") || section.querySelector("#report h3"));
   };
-  const nocolumn = (body) => t("contacts.nocolumn", { delimiter: t(`delim.${body.delimiter}`) });
   const correct = async (body) => {
     let tried = body;
     try {
       const fixed = await reread(upload.id, body, problem);
       // Applied although it finds far fewer addresses (the person said so): the way back stays offered.
       const fewer = body.accept_fewer && (fixed.report?.valid ?? 1) * 2 < (upload.report?.valid ?? 0);
-      show(fixed, fewer ? { text: body.nocolumn ? nocolumn(body) : t("contacts.fewer", {
-        valid: number(fixed.report.valid), before: number(upload.report.valid) }), good } : null);
+      show(fixed, fewer ? (body.nocolumn ? { good, nocolumn: body.delimiter }
+        : { good, valid: fixed.report.valid, before: upload.report.valid }) : null);
     } catch (error) {
       let failure = error;
-      if (error.code === "no_email_column" && body.email_column === undefined) {
+      if (error.code === "no_email_column" && body.email_column === undefined && body.delimiter) {
         tried = { ...body, email_column: 0, nocolumn: true }; // the first of the columns it gives, to pick from
         try {
           const fixed = await reread(upload.id, { ...tried, nocolumn: undefined }, problem);
-          return show(fixed, { text: nocolumn(body), good });
+          return show(fixed, { good, nocolumn: body.delimiter });
         } catch (again) {
           failure = again;
         }
@@ -305,6 +341,8 @@ function bindReport(section, campaign, upload, good = upload?.dialect) {
     }
   };
   section.querySelector("#dialect-warning .revert")?.addEventListener("click", () => correct({ ...good }));
+  // No overrides at all: the file's settings detected afresh, as when it was uploaded.
+  section.querySelector("#dialect-warning .redetect")?.addEventListener("click", () => correct({}));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const d = upload.dialect;
@@ -313,6 +351,14 @@ function bindReport(section, campaign, upload, good = upload?.dialect) {
     if (body.encoding === d.encoding && body.delimiter === d.delimiter) body.email_column = Number(form.email_column.value);
     correct(body);
   });
+}
+
+// Whether an email's HTML shows anything: text (a merge field counts) or a picture; an editor left
+// empty still holds "<p><br></p>". Read as text, not parsed: a document parsed here would be under
+// this page's policy, which reports every style attribute of an email as a violation.
+function hasText(markup) {
+  const html = (markup || "").replace(/<(style|script|title)\b[\s\S]*?<\/\1\s*>/gi, "").replace(/<!--[\s\S]*?-->/g, "");
+  return /<img\b/i.test(html) || html.replace(/<[^>]*>/g, "").replace(/&nbsp;|&#160;|&#xa0;/gi, " ").trim() !== "";
 }
 
 // Step 2 — sender. Adding and fixing a mailbox happen in one form: once a sender exists (even one
@@ -346,18 +392,19 @@ async function senderStep(section, campaign) {
   render(section, html`<h2>${t("wizard.step2")}</h2>
     <fieldset id="sender-list"><legend>${t("sender.pick")}</legend></fieldset>
     <details id="sender-details" ${senders.length ? "" : "open"}><summary id="sender-form-title">${t("sender.add")}</summary>
-      <form id="new-sender" class="grid">
+      <form id="new-sender" class="grid" novalidate>
         <label>${t("sender.provider")}<select name="preset"><option value="">${t("sender.custom")}</option>
           ${presets.map((p) => html`<option value="${p.key}">${presetTitle(p)}</option>`)}</select></label>
         <p id="preset-limits" class="hint" aria-live="polite"></p>
-        <label>${t("sender.from")}<input name="from_email" type="email" required autocomplete="email"></label>
+        <div><label>${t("sender.from")}<input name="from_email" type="email" required autocomplete="email"></label><span class="error field-error" id="sender-problem-from_email"></span></div>
         <label>${t("sender.name")}<input name="from_name" maxlength="200"></label>
         <label>${t("sender.host")}<input name="host"></label>
-        <label>${t("sender.port")}<input name="port" type="number" min="1" max="65535"></label>
+        <div><label>${t("sender.port")}<input name="port" type="number" min="1" max="65535"></label><span class="error field-error" id="sender-problem-port"></span></div>
         <label>${t("sender.security")}<select name="security"><option value="tls">SSL/TLS (465)</option>
           <option value="starttls">STARTTLS (587)</option><option value="none">—</option></select></label>
         <label>${t("sender.username")}<input name="username" autocomplete="off"></label>
-        <label>${t("sender.password")}<input name="password" type="password" required autocomplete="off"></label>
+        <div><label>${t("sender.password")}<input name="password" type="password" required autocomplete="new-password" aria-describedby="sender-password-hint"></label>
+          <p class="hint" id="sender-password-hint"></p><span class="error field-error" id="sender-problem-password"></span></div>
         <p><a id="guide-link" href="#/guides/corporate" target="_blank">${t("sender.guide")}</a></p>
         <div class="row"><button type="submit" class="primary">${t("sender.verify")}</button>
           <button type="button" id="new-instead" hidden>${t("sender.addanother")}</button></div>
@@ -368,6 +415,7 @@ async function senderStep(section, campaign) {
   const form = section.querySelector("#new-sender");
   const list = section.querySelector("#sender-list");
   const title = section.querySelector("#sender-form-title");
+  const password = passwordRule(form, section.querySelector("#sender-password-hint"), "sender-problem-password"); // the rule of a saved sender's password
 
   const showPreset = () => {
     const preset = presets.find((p) => p.key === form.preset.value);
@@ -379,12 +427,12 @@ async function senderStep(section, campaign) {
     editing = sender;
     title.textContent = sender ? t("sender.editing", { email: sender.from_email }) : t("sender.add");
     section.querySelector("#new-instead").hidden = !sender;
-    form.password.required = !sender;
-    form.password.placeholder = sender ? t("sender.keeppassword") : "";
     for (const name of ["from_email", "from_name", "host", "port", "username"]) form[name].value = sender ? sender[name] ?? "" : "";
     form.preset.value = sender?.preset || "";
     form.security.value = sender?.security || "tls";
     form.password.value = "";
+    password.edit(sender);
+    for (const [input, id] of senderChecks(form, password, "sender-problem-")) clearFieldProblem(input, id);
     showPreset();
   };
   const refreshList = async (chosen) => {
@@ -437,6 +485,7 @@ async function senderStep(section, campaign) {
   });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (!showFieldProblems(senderChecks(form, password, "sender-problem-"))) return;
     const body = { from_email: form.from_email.value, from_name: form.from_name.value };
     if (form.password.value) body.password = form.password.value;
     if (form.preset.value) body.preset = form.preset.value;
@@ -465,13 +514,11 @@ async function senderStep(section, campaign) {
         list.querySelector(`input[value="${saved.id}"]`)?.focus();
       }
     } catch (error) {
-      showError(result, error.body?.error ? new Error(error.body.error.message) : error);
-      if (error.code === "smtp_password_required") {
-        form.password.required = true; // another server: the saved password is not sent there unasked
-        form.password.setAttribute("aria-describedby", "verify-result");
-        form.password.focus();
+      if (error.code === "smtp_password_required") { // another server: the saved password is not sent there unasked
+        showFieldProblems([[form.password, "sender-problem-password", error.message]]);
         return;
       }
+      showError(result, error.body?.error ? new Error(error.body.error.message) : error);
       result.querySelector(".error")?.setAttribute("tabindex", "-1");
       result.querySelector(".error")?.focus();
     }
@@ -511,10 +558,17 @@ async function messageStep(section, campaign) {
   let sourceMode = false;
   const rows = upload?.report?.rows ?? 0; // contacts in the file: the preview's row numbers go up to it
   let previewed = 1; // the contact the preview shows; the test goes to it too
-  const nav = nextButtons(campaign, 3, () => save());
+  // A draft is saved whatever it lacks; going on to send it needs a subject and a text, said at
+  // each field (the walk learnt it only from the final confirmation).
+  const sendable = () => showFieldProblems([
+    [section.querySelector("#subject"), "subject-problem", section.querySelector("#subject").value.trim() ? "" : t("message.needsubject")],
+    [sourceMode ? source : section.querySelector("#editor"), "body-problem", hasText(bodyHtml()) ? "" : t("message.needbody")],
+  ]);
+  const nav = nextButtons(campaign, 3, () => save(), sendable);
   render(section, html`<h2>${t("wizard.step3")}</h2>
     <label>${t("wizard.name")}<input id="name" value="${campaign.name}" maxlength="200"></label>
     <label>${t("message.subject")}<input id="subject" value="${campaign.subject}" maxlength="998" required></label>
+    <span class="error field-error" id="subject-problem"></span>
     <p id="save-state" class="hint" aria-live="polite"></p><p id="restored" class="notice" aria-live="polite"></p>
     <div class="toolbar" role="toolbar" aria-label="${t("message.body")}">
       <button type="button" data-cmd="bold"><b>B</b><span class="visually-hidden">${t("message.bold")}</span></button>
@@ -529,28 +583,16 @@ async function messageStep(section, campaign) {
     </div>
     <p id="source-hint" class="notice" hidden>${t("message.sourcehint")}</p>
     <div id="editor" class="editor" role="textbox" aria-multiline="true" aria-label="${t("message.body")}"></div>
-    <dialog id="link-dialog" aria-labelledby="link-title"><form method="dialog" class="grid" novalidate>
-      <h3 id="link-title">${t("message.link")}</h3>
-      <label>${t("message.linktext")}<input name="text"></label>
-      <label>${t("message.url")}<input name="url" type="url" required placeholder="https://example.ru/"></label>
-      <p class="error" id="link-error" aria-live="polite"></p>
-      <div class="row"><button class="primary" value="ok">${t("message.insert")}</button><button type="button" value="cancel" data-close>${t("common.cancel")}</button></div>
-    </form></dialog>
-    <dialog id="image-dialog" aria-labelledby="image-title"><form method="dialog" class="grid" novalidate>
-      <h3 id="image-title">${t("message.image")}</h3>
-      <label>${t("message.imageurl")}<input name="url" type="url" required placeholder="https://example.ru/logo.png"></label>
-      <label>${t("message.alt")}<input name="alt" required></label>
-      <p class="error" id="image-error" aria-live="polite"></p>
-      <div class="row"><button class="primary" value="ok">${t("message.insert")}</button><button type="button" value="cancel" data-close>${t("common.cancel")}</button></div>
-    </form></dialog>
+    <span class="error field-error" id="body-problem"></span>
+    ${editorDialogs()}
     <textarea id="source" class="source" rows="14" hidden aria-label="${t("message.source")}"></textarea>
     <form id="preview-row" class="row" novalidate><label>${t("message.preview")} <input id="row" type="number" min="1" ${rows ? html`max="${rows}"` : ""} value="1" class="narrow"></label>
       <button type="submit" id="refresh">${t("contacts.preview")}</button></form>
     <p id="undefined" class="warning" aria-live="polite"></p>
     <p><strong id="preview-subject"></strong></p>
     <iframe id="preview" title="${t("contacts.preview")}" sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox" class="preview"></iframe>
-    <form id="test" class="row"><label>${t("message.testto")}<input name="email" type="email" required></label>
-      <button type="submit">${t("message.test")}</button></form><div id="test-result" aria-live="polite"></div>${nav.fragment}`);
+    <form id="test" class="row" novalidate><label>${t("message.testto")}<input name="email" type="email" required autocomplete="email"></label>
+      <button type="submit">${t("message.test")}</button></form><span class="error field-error" id="test-problem"></span><div id="test-result" aria-live="polite"></div>${nav.fragment}`);
   const editor = new window.Squire(section.querySelector("#editor"), { blockTag: "P" });
   const source = section.querySelector("#source");
   const bodyHtml = () => (sourceMode ? source.value : editor.getHTML());
@@ -617,17 +659,8 @@ async function messageStep(section, campaign) {
     if (command === "bold") editor.bold();
     if (command === "italic") editor.italic();
     if (command === "list") editor.makeUnorderedList();
-    if (command === "link") {
-      const values = await askFor(section.querySelector("#link-dialog"), { text: editor.getSelectedText() });
-      if (values) {
-        if (values.text && !editor.getSelectedText()) editor.insertHTML(`<a href="${escapeAttr(values.url)}">${escapeText(values.text)}</a>`);
-        else editor.makeLink(values.url);
-      }
-    }
-    if (command === "image") {
-      const values = await askFor(section.querySelector("#image-dialog"), {}, IMAGE_URL, "message.badimage");
-      if (values) editor.insertImage(values.url, { alt: values.alt });
-    }
+    if (command === "link") await insertLink(editor, section); // focus back in the editor, at the link
+    if (command === "image") await insertImage(editor, section);
     if (command !== "image" && command !== "link") editor.focus();
   }));
   // In the HTML source the formatting buttons have nothing to act on (a link made there was lost):
@@ -701,63 +734,22 @@ async function messageStep(section, campaign) {
   section.querySelector("#test").addEventListener("submit", async (event) => {
     event.preventDefault();
     const result = section.querySelector("#test-result");
+    const to = event.target.email;
+    result.replaceChildren();
+    // The page's words next to the field, not the browser's bubble; the server judges the rest.
+    const typed = to.value.trim();
+    if (!showFieldProblems([[to, "test-problem", !typed ? t("message.notestto") : /^[^\s@]+@[^\s@]+$/.test(typed) ? "" : t("auth.bademail")]])) return;
     try {
       if (dirty) await save();
-      const sent = await api("POST", `/v1/campaigns/${campaign.id}/test`, { email: event.target.email.value, row: previewed });
+      const sent = await api("POST", `/v1/campaigns/${campaign.id}/test`, { email: typed, row: previewed });
       render(result, html`<p class="notice">${t("message.testsent", { to: sent.to })}</p>`);
     } catch (error) {
-      showError(result, error);
+      if (error.field === "email") showFieldProblems([[to, "test-problem", error.message]]);
+      else showError(result, error);
     }
   });
   nav.bind(section);
   if (campaign.html_body) refresh();
-}
-
-const escapeText = (text) => text.replace(/[&<>]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;" })[c]);
-const escapeAttr = (text) => escapeText(text).replace(/"/g, "&quot;");
-
-// A small form in a modal <dialog>: resolves with its values, or null when cancelled. Only http(s)
-// and mailto links are taken: a javascript: URL in a newsletter is never what the author meant.
-const LINK_URL = /^(https?:\/\/[^\s]+|mailto:[^\s]+)$/i;
-// Images only over https: mail clients block plain-http images, and so does this page.
-const IMAGE_URL = /^https:\/\/[^\s]+$/i;
-
-function askFor(dialog, initial, allowed = LINK_URL, refusal = "message.badurl") {
-  const form = dialog.querySelector("form");
-  const problem = dialog.querySelector(".error");
-  form.reset();
-  problem.textContent = "";
-  form.querySelectorAll("[aria-invalid]").forEach((input) => {
-    input.removeAttribute("aria-invalid");
-    input.removeAttribute("aria-describedby");
-  });
-  for (const [name, value] of Object.entries(initial)) if (form[name]) form[name].value = value || "";
-  const opener = document.activeElement;
-  dialog.showModal();
-  return new Promise((resolve) => {
-    const finish = (values) => {
-      dialog.close();
-      form.removeEventListener("submit", submit);
-      opener?.focus();
-      resolve(values);
-    };
-    const submit = (event) => {
-      event.preventDefault();
-      const url = form.url.value.trim();
-      const wrong = !allowed.test(url) ? [form.url, refusal] : form.alt && !form.alt.value.trim() ? [form.alt, "message.noalt"] : null;
-      if (wrong) {
-        problem.textContent = t(wrong[1]);
-        wrong[0].setAttribute("aria-invalid", "true");
-        wrong[0].setAttribute("aria-describedby", problem.id);
-        wrong[0].focus();
-        return;
-      }
-      finish(Object.fromEntries([...new FormData(form).entries()].map(([k, v]) => [k, String(v).trim()])));
-    };
-    form.addEventListener("submit", submit);
-    dialog.querySelector("[data-close]").onclick = () => finish(null);
-    dialog.addEventListener("cancel", () => finish(null), { once: true });
-  });
 }
 
 // The preview frame holds preview.html, a document with a policy of its own: the email as a mail
@@ -816,7 +808,11 @@ async function reviewStep(section, campaign) {
   const sender = campaign.sender_id ? await api("GET", `/v1/senders/${campaign.sender_id}`) : null;
   const valid = upload?.report?.valid ?? 0;
   const zone = zoneName();
-  const confirmText = sender ? t("review.confirm", { n: number(valid), plan: planText(campaign.plan) }).replace(/\.\.$/, ".")
+  // Behind another campaign of the same account, its plan says which one goes first.
+  const plan = planText(campaign.plan, { behind: campaign.waiting_for });
+  // What Send would be refused for is said before it is pressed, with the way to the step.
+  const lacking = [!campaign.subject?.trim() && "subject", !hasText(campaign.html_body) && "html_body"].filter(Boolean);
+  const confirmText = sender ? t("review.confirm", { n: number(valid), plan }).replace(/\.\.$/, ".")
     : t("review.confirmnosender", { n: number(valid) });
   render(section, html`<h2>${t("review.summary")}</h2>
     <dl class="summary">
@@ -827,8 +823,10 @@ async function reviewStep(section, campaign) {
       <dt>${t("review.from")}</dt><dd>${sender ? html`${sender.from_name} &lt;${sender.from_email}&gt;` : "—"}</dd>
       <dt>${t("review.subject")}</dt><dd>${campaign.subject || "—"}</dd>
       <dt>${t("sender.limits")}</dt><dd>${sender ? `${sender.per_minute ? number(sender.per_minute) : "∞"} ${t("sender.perminute")}, ${sender.per_day ? number(sender.per_day) : "∞"} ${t("sender.perday")}` : "—"}</dd>
-      <dt>${t("review.duration")}</dt><dd id="review-plan">${sender ? planText(campaign.plan) : "—"}</dd>
+      <dt>${t("review.duration")}</dt><dd id="review-plan">${sender ? plan : "—"}</dd>
     </dl>${valid === 0 && html`<p class="warning" id="no-recipients">${t("review.norecipients")}</p>`}
+    ${lacking.length > 0 && html`<p class="warning" id="review-lacking">${lacking.map((f) => t(`review.needs.${f}`)).join(" ")}
+      <a href="#/wizard/${campaign.id}/3">${t("wizard.step3")}</a></p>`}
     <div id="start-error" aria-live="polite"></div>
     <form id="later" class="row" novalidate><label>${t("review.later")} <input type="datetime-local" name="at" required></label>
       <span class="hint">${t("review.zone", { zone })}</span>
