@@ -9,6 +9,7 @@ from starlette.requests import Request
 from functions import resources
 from functions.errors import ApiError
 from shared import accounts
+from shared.crypto import same_secret
 
 SESSION_COOKIE = "sendpy_session"
 CSRF_COOKIE = "sendpy_csrf"
@@ -47,7 +48,8 @@ async def caller(request: Request) -> Caller:
             found = await accounts.session_user(conn, token)
         if found is not None:
             user_id, csrf = found
-            if request.method in UNSAFE_METHODS and request.headers.get(CSRF_HEADER) != csrf:
+            # Compared in constant time: the token is a secret the page proves it can read.
+            if request.method in UNSAFE_METHODS and not same_secret(request.headers.get(CSRF_HEADER, ""), csrf):
                 raise ApiError(403, "csrf")
             return Caller(user_id, token)
     raise ApiError(401, "unauthorized")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import json
 import os
 from typing import Any, Protocol
@@ -130,3 +131,20 @@ async def open_sealed(provider: KeyProvider, blob: bytes, context: str) -> str:
         return AESGCM(data_key).decrypt(nonce, ciphertext, context.encode()).decode()
     except Exception as exc:
         raise DecryptionError("secret does not open in this context") from exc
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Whether two secrets are equal, in a time that does not tell where they differ. Compared as
+    UTF-8 bytes: `compare_digest` refuses a str that is not ASCII (a Cyrillic app password)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+async def holds(provider: KeyProvider, blob: bytes | None, context: str, plaintext: str) -> bool:
+    """Whether `blob` is sealed `plaintext` (compared in constant time); False when there is no
+    blob or it no longer opens (sealed under a key gone since)."""
+    if blob is None:
+        return False
+    try:
+        return same_secret(plaintext, await open_sealed(provider, bytes(blob), context))
+    except DecryptionError:
+        return False

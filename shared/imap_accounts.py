@@ -3,7 +3,8 @@
 The connection is made the way SMTP's is: the host vetted by the SSRF guard, the socket opened
 to the address that was checked (a DNS answer that changes in between cannot redirect it), TLS
 verified against the system trust store (plus the deployment's extra CA) with the host's name.
-IMAPClient (BSD) speaks the protocol; it is synchronous, so callers run it in a thread.
+IMAPClient (BSD) speaks the protocol; it is synchronous, so callers run it in a thread. What is
+done with a logged-in session (search, fetch, move, IDLE) is in imap_mailbox.py.
 """
 
 from __future__ import annotations
@@ -21,17 +22,18 @@ from typing import Any, TypeVar
 
 import imapclient
 
-from shared.crypto import KeyProvider, open_sealed, seal
+from shared.crypto import KeyProvider, holds, open_sealed, seal
 from shared.db import Conn
 from shared.errors import InputError, host_refused, translate
-from shared.imap_connection import MAX_READ_BYTES, AnswerTooLarge, BoundedImap, Bounds, CallTimedOut
+from shared.imap_connection import AnswerTooLarge, BoundedImap, Bounds, CallTimedOut, Pace, TooSlow
+from shared.imap_mailbox import FETCH_BATCH as FETCH_BATCH  # where the readers of before import it from
+from shared.imap_mailbox import Mailbox
 from shared.mail.messenger import ConnectPolicy, tls_context
 from shared.netguard import HostRefused, VettedAddress, vet_host
 from shared.smtp_accounts import LIVE_CHECK_SECONDS, VerifyProblem
 from shared.smtp_presets import PRESETS, preset_for_address
 
 IMAP_PORT = 993
-FETCH_BATCH = 50
 # How long a connection may take to open (connect, TLS, log in) and each later call unless its
 # caller allows otherwise: a server that answers, slowly, is given up on after this, however
 # steadily it drips.
@@ -49,10 +51,6 @@ _IMAP_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="imap")
 async def in_imap_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """`call(*args, **kwargs)` in an IMAP thread."""
     return await asyncio.get_running_loop().run_in_executor(_IMAP_THREADS, functools.partial(call, *args, **kwargs))
-
-
-# What Mailbox.idle_read heard.
-NEWS, QUIET, WOKE = "news", "quiet", "woke"
 
 
 @dataclass(frozen=True)
@@ -114,132 +112,10 @@ def _pinned_client(account: ImapAccount, address: VettedAddress, context: ssl.SS
     return PinnedClient(account.host, port=account.port, ssl=True, ssl_context=context, timeout=bounds.read_timeout)
 
 
-class Mailbox:
-    """One logged-in IMAP session on INBOX (synchronous: use from a thread).
-
-    Its calls share one deadline, set when it was opened; `allow(seconds)` sets the next one."""
-
-    def __init__(self, client: imapclient.IMAPClient, bounds: Bounds) -> None:
-        self.client = client
-        self.bounds = bounds
-        self.idling = False
-
-    def allow(self, seconds: float) -> None:
-        """What follows (until the next allow) must end within `seconds`."""
-        self.bounds.allow_seconds(seconds)
-
-    def select_inbox(self, *, readonly: bool) -> tuple[int, int]:
-        """(UIDVALIDITY, UIDNEXT) of INBOX."""
-        info = self.client.select_folder("INBOX", readonly=readonly)
-        uidnext = info.get(b"UIDNEXT")
-        if uidnext is None:  # rare: servers must send it, a few omit it
-            found = self.client.search(["ALL"])
-            uidnext = (max(found) + 1) if found else 1
-        return int(info[b"UIDVALIDITY"]), int(uidnext)
-
-    def uids_from(self, first_uid: int, limit: int = FETCH_BATCH) -> list[int]:
-        """UIDs ≥ first_uid, oldest first, at most `limit`. ("n:*" also returns the last message
-        when n is past it, hence the filter.)"""
-        found = self.client.search(["UID", f"{first_uid}:*"])
-        return sorted(uid for uid in found if uid >= first_uid)[:limit]
-
-    def uids_since(self, day: Any) -> list[int]:
-        return sorted(self.client.search(["SINCE", day]))
-
-    def fetch(self, uids: list[int]) -> dict[int, bytes]:
-        """The first MAX_READ_BYTES of each message, without setting \\Seen."""
-        if not uids:
-            return {}
-        part = f"BODY.PEEK[]<0.{MAX_READ_BYTES}>"
-        # The bodies asked for, with room for their FETCH lines, on top of an ordinary answer.
-        self.bounds.allow_bytes(len(uids) * (MAX_READ_BYTES + 4096))
-        try:
-            answered = self.client.fetch(uids, [part])
-        finally:
-            self.bounds.allow_bytes(0)
-        out = {}
-        for uid, data in answered.items():
-            raw = next((v for k, v in data.items() if k.startswith(b"BODY[")), b"")
-            out[int(uid)] = bytes(raw or b"")
-        return out
-
-    def move(self, uids: list[int], folder: str) -> None:
-        if not uids:
-            return
-        if not self.client.folder_exists(folder):
-            self.client.create_folder(folder)
-        if self.client.has_capability("MOVE"):
-            self.client.move(uids, folder)
-        else:  # copy, then flag; never EXPUNGE the user's mailbox
-            self.client.copy(uids, folder)
-            self.client.add_flags(uids, [imapclient.DELETED])
-
-    def idle_supported(self) -> bool:
-        return bool(self.client.has_capability("IDLE"))
-
-    def idle_start(self) -> None:
-        """Enter IDLE (RFC 2177) on the selected mailbox."""
-        self.client.idle()
-        self.idling = True
-
-    def fileno(self) -> int:
-        """The socket's descriptor, for the event loop to watch while idling (no thread waits)."""
-        return int(self.client.socket().fileno())
-
-    def idle_read(self) -> str:
-        """What the server sent while idling, read without waiting (call when the socket is
-        readable): NEWS (EXISTS or RECENT: mail arrived), QUIET (keep-alives, flag changes), or
-        WOKE (readable, yet no whole response: IMAPClient swallows an EOF, so the caller ends IDLE
-        to find out whether the connection is still there). BYE, NO or BAD raise ConnectionError."""
-        responses = self.client.idle_check(timeout=0)
-        for response in responses:
-            if response and response[0] in (b"BYE", b"NO", b"BAD"):
-                # Dovecot answers a mailbox rebuilt under it with "* NO Internal error" and then
-                # goes deaf: the session's view is no longer to be trusted.
-                said = b" ".join(part for part in response if isinstance(part, bytes)).decode(errors="replace")
-                raise ConnectionAbortedError(f"the IMAP server interrupted IDLE: {said[:200]}")
-        if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
-            return NEWS
-        return QUIET if responses else WOKE
-
-    def keep_alive(self) -> None:
-        """TCP keep-alives on a connection that may stay silent for long: a peer or NAT that
-        vanished without a word shows as an error within minutes, not at the next re-issue."""
-        sock = self.client.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in (("TCP_KEEPIDLE", 240), ("TCP_KEEPINTVL", 30), ("TCP_KEEPCNT", 4)):
-            if hasattr(socket, name):  # Linux and most others; the system's defaults elsewhere
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-
-    def idle_stop(self) -> None:
-        """Leave IDLE (what the server said meanwhile is dropped: callers look at the mailbox
-        next). Raises on a dead connection."""
-        self.idling = False
-        self.client.idle_done()
-
-    def abort(self) -> None:
-        """Cut the connection from any thread, so a thread blocked reading it returns at once
-        instead of after the socket's timeout."""
-        try:
-            self.client.socket().shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError):
-            pass
-
-    def close(self) -> None:
-        try:
-            if self.idling:  # LOGOUT is not understood inside IDLE
-                self.idle_stop()
-            self.client.logout()
-        except Exception:  # a logout on a broken connection has nothing to report; the socket goes
-            try:
-                self.client.shutdown()
-            except Exception:  # noqa: S110
-                pass
-
-
-def _connect(account: ImapAccount, address: VettedAddress, policy: ConnectPolicy, deadline: float) -> Mailbox:
+def _connect(account: ImapAccount, address: VettedAddress, policy: ConnectPolicy, deadline: float,
+             pace: Pace | None) -> Mailbox:
     context = policy.tls or tls_context()
-    bounds = Bounds(deadline, policy.timeout)
+    bounds = Bounds(deadline, policy.timeout, pace=pace)
     client = _pinned_client(account, address, context, bounds)
     try:
         if (account.username + account.password).isascii():
@@ -265,6 +141,8 @@ def _server_words(exc: BaseException) -> str:
 
 def _problem(exc: BaseException, account: ImapAccount) -> VerifyProblem:
     where = f"{account.host}:{account.port}"
+    if isinstance(exc, TooSlow):  # "received/seconds", for the reader's words (only a look has a pace)
+        return VerifyProblem("too_slow", f"{exc.received}/{exc.seconds:.0f}")
     if isinstance(exc, AnswerTooLarge):
         return VerifyProblem("too_large", exc.megabytes)
     if isinstance(exc, imapclient.exceptions.LoginError):
@@ -287,9 +165,11 @@ def bound_problem(exc: BaseException, account: ImapAccount) -> VerifyProblem | N
     return _problem(exc, account) if isinstance(exc, AnswerTooLarge | CallTimedOut) else None
 
 
-async def open_mailbox(account: ImapAccount, policy: ConnectPolicy, *, seconds: float = CALL_SECONDS) -> Mailbox:
+async def open_mailbox(account: ImapAccount, policy: ConnectPolicy, *, seconds: float = CALL_SECONDS,
+                       pace: Pace | None = None) -> Mailbox:
     """Vet, connect, log in; raises ImapProblem with what went wrong in plain words. The mailbox's
-    calls must end `seconds` from now (the connection included), unless `Mailbox.allow` says otherwise."""
+    calls must end `seconds` from now (the connection included), unless `Mailbox.allow` says
+    otherwise, and each answer keep `pace` if given."""
     try:
         addresses = await vet_host(account.host, account.port, allow_private=policy.allow_private)
     except HostRefused as exc:
@@ -298,7 +178,7 @@ async def open_mailbox(account: ImapAccount, policy: ConnectPolicy, *, seconds: 
     last: BaseException | None = None
     for address in addresses[:2]:
         try:
-            return await in_imap_thread(_connect, account, address, policy, deadline)
+            return await in_imap_thread(_connect, account, address, policy, deadline, pace)
         except Exception as exc:  # each failure is explained; the next address may answer
             last = exc
     assert last is not None
@@ -357,10 +237,11 @@ async def save(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, valu
     """Store a sender's IMAP settings (the host vetted like SMTP's); False when no such sender.
     A changed server or login starts reading afresh and needs verifying again; turning reading off
     keeps the place reached, so turning it on again for the same mailbox (host and login; the
-    reader checks UIDVALIDITY) goes on from there rather than from the mailbox's first message."""
+    reader checks UIDVALIDITY) goes on from there rather than from the mailbox's first message.
+    The stored password sent again stays as sealed: an unchanged save leaves the IDLE watch be."""
     stored = await conn.fetchrow(
-        "SELECT imap_host, imap_port, imap_password_encrypted IS NOT NULL AS own_password, host, from_email, preset"
-        " FROM senders WHERE id = $1 AND user_id = $2", sender_id, user_id)
+        "SELECT imap_host, imap_port, imap_password_encrypted IS NOT NULL AS own_password, imap_password_encrypted,"
+        " host, from_email, preset FROM senders WHERE id = $1 AND user_id = $2", sender_id, user_id)
     if stored is None:
         return False
     _password_stays_with_its_server(values, stored)
@@ -369,7 +250,9 @@ async def save(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, valu
             await vet_host(values["imap_host"], values["imap_port"], allow_private=allow_private)
         except HostRefused as exc:
             raise host_refused("imap_host", values["imap_host"], exc.code, str(exc)) from None
-    sealed = await seal(keys, values["imap_password"], f"user:{user_id}") if values["imap_password"] else None
+    given, context = values["imap_password"], f"user:{user_id}"
+    same = given and await holds(keys, stored["imap_password_encrypted"], context, given)  # opened, constant time
+    sealed = await seal(keys, given, context) if given and not same else None
     done = await conn.fetchval(
         """
         UPDATE senders SET imap_host = $3, imap_port = $4, imap_username = $5,
@@ -407,7 +290,10 @@ async def account_of(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int
 
 async def mark_verified(conn: Conn, sender_id: int, problem: VerifyProblem | None, text: str | None) -> None:
     await conn.execute(
-        "UPDATE senders SET imap_verified_at = CASE WHEN $2 THEN now() END, imap_problem = $3 WHERE id = $1",
+        "UPDATE senders SET imap_verified_at = CASE WHEN $2 THEN now() END, imap_problem = $3,"
+        # settings that check out (often new ones) are read at once, not after a slow server's back-off
+        " imap_slow_until = CASE WHEN $2 THEN NULL ELSE imap_slow_until END,"
+        " imap_slow_strikes = CASE WHEN $2 THEN 0 ELSE imap_slow_strikes END WHERE id = $1",
         sender_id, problem is None, text)
 
 

@@ -6,6 +6,10 @@ trips a socket timeout, so one call could hold its thread for as long as the ser
 every read of the socket goes through `_BoundedSocketIO`, which will not read past the current
 command's byte budget or the connection's deadline, and a literal larger than any answer Sendpy
 asks for is refused before a byte of it is read.
+
+A look at a mailbox may also be held to a pace (`Pace`): each answer must begin within a few
+seconds and keep coming at a modest rate, so a server that sends a few bytes a second — within
+every read timeout — gives its look up in seconds, not at the look's whole deadline.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import io
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from imapclient import tls as imap_tls
@@ -44,6 +48,27 @@ class CallTimedOut(TimeoutError):
     """The call took longer than its deadline, however steadily the server kept sending."""
 
 
+class TooSlow(CallTimedOut):
+    """An answer fell behind its `Pace`: `received` bytes of it in `seconds`."""
+
+    def __init__(self, received: int, seconds: float) -> None:
+        self.received, self.seconds = received, seconds
+        super().__init__(f"the IMAP server sent {received} bytes in {seconds:.0f} s")
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast answers must come: the first `stall` seconds are free (a server may think before
+    it answers), then `rate` bytes a second on average, counted from the command."""
+
+    stall: float
+    rate: float
+
+    def seconds_for(self, received: int) -> float:
+        """How long an answer of which `received` bytes have come may have taken so far."""
+        return self.stall + received / self.rate
+
+
 @dataclass
 class Bounds:
     """What one connection may still read: `deadline` (time.monotonic()) for the current call,
@@ -54,6 +79,8 @@ class Bounds:
     budget: int = MAX_ANSWER_BYTES
     spent: int = 0
     broken: bool = False  # a bound was hit: what the server sends next is not to be trusted
+    pace: Pace | None = None
+    began: float = field(default_factory=time.monotonic)  # when the current command was sent
 
     def allow_bytes(self, extra: int) -> None:
         """The next answers may be `extra` bytes larger than an ordinary one."""
@@ -61,13 +88,25 @@ class Bounds:
 
     def allow_seconds(self, seconds: float) -> None:
         self.deadline = time.monotonic() + seconds
+        self.began = time.monotonic()
+
+    def _behind(self) -> float:
+        """When the current answer falls behind its pace (time.monotonic()); inf without one."""
+        return self.began + self.pace.seconds_for(self.spent) if self.pace is not None else float("inf")
 
     def remaining(self) -> float:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            self.broken = True
-            raise CallTimedOut("the IMAP server took too long to answer")
-        return left
+        """Seconds the next read may wait; raises when the deadline or the pace is already past."""
+        now = time.monotonic()
+        if min(self.deadline, self._behind()) <= now:
+            self.overrun()
+        return min(self.deadline, self._behind()) - now
+
+    def overrun(self) -> None:
+        """Raise what the nearer of the deadline and the pace calls for (a read waited it out)."""
+        self.broken = True
+        if self._behind() < self.deadline:
+            raise TooSlow(self.spent, time.monotonic() - self.began)
+        raise CallTimedOut("the IMAP server took too long to answer")
 
 
 class _BoundedSocketIO(socket.SocketIO):
@@ -88,10 +127,17 @@ class _BoundedSocketIO(socket.SocketIO):
             bounds.broken = True
             raise AnswerTooLarge(bounds.budget)
         # 0.0 is IMAPClient's idle_check reading without waiting: nothing to bound in time there.
+        wait = None
         if self._tcp.gettimeout() != 0.0:
-            self._tcp.settimeout(min(bounds.read_timeout, bounds.remaining()))
-        with memoryview(buffer) as view:
-            read = super().readinto(view[:left])
+            wait = bounds.remaining()
+            self._tcp.settimeout(min(bounds.read_timeout, wait))
+        try:
+            with memoryview(buffer) as view:
+                read = super().readinto(view[:left])
+        except TimeoutError:
+            if wait is not None and wait < bounds.read_timeout:  # the deadline or the pace ran out, not the read
+                bounds.overrun()
+            raise
         if read:
             bounds.spent += read
         return read
@@ -138,4 +184,5 @@ class BoundedImap(imap_tls.IMAP4_TLS):  # type: ignore[misc]
         # Every command (imaplib's and IMAPClient's own) takes a new tag: its answer gets a budget
         # of its own.
         self.bounds.spent = 0
+        self.bounds.began = time.monotonic()
         return super()._new_tag()  # type: ignore[no-any-return]

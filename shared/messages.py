@@ -207,6 +207,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "SMTP-сервер изменён на {host}:{port}: введите пароль ещё раз. Сохранённый пароль отправляется"
               " только тому серверу, для которого его ввели.",
     },
+    "imap_too_slow": {
+        "en": "The IMAP server {host}:{port} sends too slowly: {received} bytes of an answer in {seconds} s (at least"
+              " {rate} KB a second is needed), so reading the mailbox was stopped, not to keep other mailboxes"
+              " waiting. If this keeps happening, the server is overloaded or the connection to it is poor.",
+        "ru": "IMAP-сервер {host}:{port} передаёт данные слишком медленно: {received} байт ответа за {seconds} с"
+              " (нужно хотя бы {rate} КБ в секунду), поэтому чтение почтового ящика прервано, чтобы не задерживать"
+              " другие ящики. Если это повторяется, сервер перегружен или связь с ним плохая.",
+    },
+    "imap_next_look_later": {
+        "en": "The mailbox is checked again in {minutes} min; while the server stays this slow, the pauses grow.",
+        "ru": "Ящик будет проверен снова через {minutes} мин; пока сервер так медленно отвечает, перерывы растут.",
+    },
     "imap_too_large": {
         "en": "The IMAP server {host}:{port} sent an answer larger than {detail} MB, more than any answer"
               " Sendpy asks for, so it stopped reading. Check the IMAP server and port.",

@@ -15,7 +15,7 @@ import aiosmtplib
 import asyncpg
 
 from shared.accounts import check_email
-from shared.crypto import DecryptionError, KeyProvider, open_sealed, seal
+from shared.crypto import KeyProvider, holds, open_sealed, seal
 from shared.db import Conn
 from shared.errors import InputError, host_refused, translate
 from shared.mail.messenger import ConnectError, ConnectPolicy, SmtpAccount, SmtpConnection
@@ -149,12 +149,8 @@ async def one_shot_password(pool: asyncpg.Pool, keys: KeyProvider, user_id: int,
             "SELECT password_encrypted FROM senders WHERE user_id = $1 AND lower(from_email) = lower($2)"
             " AND lower(host) = lower($3) AND port = $4 AND username = $2 AND deleted_at IS NULL",
             user_id, from_email, host, port)
-    if stored is not None:
-        try:
-            if await open_sealed(keys, bytes(stored), f"user:{user_id}") == password:
-                return bytes(stored)
-        except DecryptionError:
-            pass  # sealed under a key gone since: sealed again below
+    if await holds(keys, stored, f"user:{user_id}", password):  # else new, or under a key gone since
+        return bytes(stored)
     return await seal(keys, password, f"user:{user_id}")
 
 
@@ -200,6 +196,12 @@ async def list_for(conn: Conn, user_id: int) -> list[dict[str, Any]]:
 
 async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, value: SenderInput, *,
                  allow_private: bool) -> dict[str, Any] | None:
+    """Store a sender's edit. The password stored stays as sealed when the same one is sent again:
+    sealed afresh it changed the fingerprint the IMAP IDLE watch compares (bounces/idle.py) and
+    the sender's verification, for a form saved unchanged."""
+    same = bool(value.password) and await holds(keys, await conn.fetchval(
+        "SELECT password_encrypted FROM senders WHERE id = $1 AND user_id = $2", sender_id, user_id),
+        f"user:{user_id}", value.password or "")
     if not value.password:
         # The stored password was typed for one server: it never goes to another one unasked.
         current = await conn.fetchrow(
@@ -207,7 +209,7 @@ async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, va
         if current is not None and (current["host"].lower(), current["port"]) != (value.host.lower(), value.port):
             raise InputError("smtp_password_required", "password", host=value.host, port=value.port)
     await vet(value, allow_private=allow_private)
-    sealed = await seal(keys, value.password, f"user:{user_id}") if value.password else None
+    sealed = await seal(keys, value.password, f"user:{user_id}") if value.password and not same else None
     try:
         row = await conn.fetchrow(
             f"""

@@ -5,9 +5,11 @@ address and every campaign of that account — they asked *the sender* to stop, 
 care which of the sender's addresses wrote. Entries survive the deletion of the campaign and
 the sender they came from (both are kept by value, not by reference).
 
-The rule for "the same mailbox" is `suppression_key`; every path compares keys: nobody reads an
-account's whole list: the campaign fan-out and the upload report ask about a file's addresses a
-chunk at a time (`among`, `Tally`), as `/api/send-message` and the sender worker do about theirs.
+The rule for "the same mailbox" is `suppression_key` (shared/mailbox_keys.py, which says it
+provider by provider); every path compares keys, and nobody reads an account's whole list: the
+campaign fan-out and the upload report ask about a file's addresses a chunk at a time (`among`,
+`Tally`), as `/api/send-message` and the sender worker do about theirs; the cap on what a person
+adds reads one counter row (`by_hand`).
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from shared.contacts import ContactRow, Report, inspect_rows
 from shared.db import Conn
 from shared.errors import InputError, translate
 from shared.export import csv_lines
+from shared.mailbox_keys import fast_key as fast_key  # the rule, for the list's callers
+from shared.mailbox_keys import suppression_key as suppression_key
+from shared.mailbox_keys import tag_keys as tag_keys
 
 REASONS = ("unsubscribed", "hard_bounce", "soft_bounce", "complaint", "manual", "imported")
 PAGE = 200
 MAX_IMPORT_ROWS = 100_000
-# What a person adds (by hand or by import) stops at this many entries per account; unsubscribes
-# and bounces are always recorded (the law and the sender's reputation need them, and there are
-# never more of them than mail sent).
+# What a person adds (by hand or by import) stops at this many entries per account, counted among
+# themselves (`suppression_counts`, kept by migration 0024's triggers): unsubscribes and bounces are
+# always recorded, never refused and never counted against it (the law and the sender's reputation
+# need them, and there are never more of them than mail sent).
 MAX_ENTRIES = 1_000_000
 _BY_HAND = ("manual", "imported")
 LOOKUP_BATCH = 5_000  # keys asked about in one indexed query
@@ -49,41 +55,6 @@ FILE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="suppression
 async def in_file_thread(work: Callable[..., T], *args: Any) -> T:
     """`work(*args)` in the imports' and exports' own threads (FILE_THREADS)."""
     return await asyncio.get_running_loop().run_in_executor(FILE_THREADS, work, *args)
-
-
-# Providers whose mailboxes ignore part of the address. Elsewhere only case is ignored: the
-# local part is the receiving server's to interpret, and "+" or "." may be significant there.
-_GMAIL = {"gmail.com", "googlemail.com"}  # dots and "+tag" ignored; googlemail.com is gmail.com
-_YANDEX = {"yandex.ru", "yandex.com", "yandex.by", "yandex.kz", "yandex.ua", "ya.ru", "narod.ru"}  # one login
-_PLUS_TAGS = {"outlook.com", "hotmail.com", "live.com", "msn.com", "icloud.com", "me.com"}
-
-
-def suppression_key(email: str) -> str:
-    """The mailbox an address reaches, as a comparable string.
-
-    Case-insensitive everywhere, the domain as IDNA (punycode); for Gmail dots and "+tags" in
-    the local part do not count and googlemail.com is gmail.com; for Yandex "+tags" do not count,
-    "." equals "-" and every Yandex domain is the same login; for Outlook, Hotmail, Live, MSN,
-    and iCloud "+tags" do not count.
-    """
-    checked = check_address(email).normalized or email.strip()
-    local, _, domain = checked.lower().rpartition("@")
-    if domain in _GMAIL:
-        return f"{local.split('+', 1)[0].replace('.', '')}@gmail.com"
-    if domain in _YANDEX:
-        return f"{local.split('+', 1)[0].replace('.', '-')}@yandex.ru"
-    if domain in _PLUS_TAGS:
-        return f"{local.split('+', 1)[0]}@{domain}"
-    return f"{local}@{domain}"
-
-
-def fast_key(normalized: str) -> str:
-    """`suppression_key` for an address already normalised by check_address (recipients, uploads):
-    skips the second validation, which is most of the cost on a million-row file."""
-    local, _, domain = normalized.lower().rpartition("@")
-    if domain in _GMAIL or domain in _YANDEX or domain in _PLUS_TAGS:
-        return suppression_key(normalized)
-    return f"{local}@{domain}"
 
 
 class Tally:
@@ -162,9 +133,11 @@ async def list_page(conn: Conn, user_id: int, after: str, limit: int = PAGE) -> 
     return [entry(r) for r in rows], rows[-1]["address"] if len(rows) == limit else None
 
 
-async def count(conn: Conn, user_id: int) -> int:
-    total: int = await conn.fetchval("SELECT count(*) FROM suppressed WHERE user_id = $1", user_id)
-    return total
+async def by_hand(conn: Conn, user_id: int) -> int:
+    """How many of the account's entries a person added or imported: one row, whatever the list's
+    size (`count(*)` read up to a million entries for every address added by hand)."""
+    found: int | None = await conn.fetchval("SELECT by_hand FROM suppression_counts WHERE user_id = $1", user_id)
+    return found or 0
 
 
 COUNT_CAP = 10_000  # the list page's count stops here ("10 000+"): a million took 0.1 s a page
@@ -188,7 +161,8 @@ async def add(conn: Conn, user_id: int, emails: Iterable[str], reason: str, *, c
               sender_email: str | None = None, detail: str | None = None, field: str = "emails") -> int:
     """Suppress addresses (validated by the caller); returns how many mailboxes were new. An
     address already on the list keeps its first reason. What a person adds (`manual`,
-    `imported`) past MAX_ENTRIES is refused whole, as an InputError on `field`."""
+    `imported`) past MAX_ENTRIES of its kind is refused whole, as an InputError on `field`; an
+    unsubscribe or a bounce is always recorded, and takes no lock but its own key's."""
     assert reason in REASONS, reason
     listed = list(emails)
     # Normalising a big import is CPU work: in a thread, so the event loop stays free.
@@ -204,7 +178,7 @@ async def add(conn: Conn, user_id: int, emails: Iterable[str], reason: str, *, c
             detail[:500] if detail else None,
         )
         if reason in _BY_HAND and added:
-            total = await count(conn, user_id)
+            total = await by_hand(conn, user_id)  # the insert's trigger has counted it in already
             if total > MAX_ENTRIES:  # raised inside the transaction: nothing of it stays
                 raise InputError("suppressions_full", field, limit=f"{MAX_ENTRIES:,}", count=f"{total - added:,}",
                                  adding=f"{added:,}")

@@ -11,15 +11,19 @@ Implicit TLS with the local CA's certificate (as Dovecot's), one thread per conn
   the mailbox cannot do without — answered one byte every `drip_seconds` for as long as the
   client listens (within every bound but the look's whole deadline);
 - "silent-search": the same, but SEARCH is never answered;
+- "drip-fetch": SEARCH answered at once (one message), then the FETCH of its body dripped one byte
+  every `drip_seconds` (a server that sends a few bytes a second, always inside the read timeout);
 - "huge-search": SEARCH answered at once with one line of `literal_size` bytes.
 
 `sent` counts the bytes sent (TLS payload), `open_connections` the connections the client has not
 closed yet, `searching` the connections waiting on a SEARCH now, `most_searching` the most there
-ever were at once.
+ever were at once; `fetching` and `most_fetching` the same for a dripped FETCH, `dripping` and
+`most_dripping` for either, `slow_answers` how many slow answers were begun in all.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import threading
@@ -46,6 +50,11 @@ class HostileImap:
         self.logins: list[bytes] = []  # every LOGIN command line received, password included
         self.searching = 0
         self.most_searching = 0
+        self.fetching = 0
+        self.most_fetching = 0
+        self.dripping = 0
+        self.most_dripping = 0
+        self.slow_answers = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -135,6 +144,8 @@ class HostileImap:
                 self._send(conn, b"* SEARCH" + b" 1" * (self.literal_size // 2) + b"\r\n" + tag + b" OK done\r\n")
             elif verb in (b"SEARCH", b"UID SEARCH"):
                 self._send(conn, b"* SEARCH 1\r\n" + tag + b" OK done\r\n")
+            elif verb == b"UID FETCH" and self.mode == "drip-fetch":
+                return self._slow_fetch(conn)
             elif verb == b"UID FETCH":
                 return self._flood(conn, b"* 1 FETCH (UID 1 BODY[]<0>")
             elif verb == b"LOGOUT":
@@ -148,18 +159,43 @@ class HostileImap:
         with self._lock:
             self.searching += 1
             self.most_searching = max(self.most_searching, self.searching)
+            self._begin_slow()
         try:
             if self.mode == "silent-search":
                 self._stop.wait(3600)
                 return
-            answer = b"* SEARCH" + b" 1" * 1_000_000
-            for index in range(len(answer)):
-                if self._stop.wait(self.drip_seconds):
-                    return
-                self._send(conn, answer[index:index + 1])
+            self._drip_answer(conn, b"* SEARCH" + b" 1" * 1_000_000)
         finally:
             with self._lock:
                 self.searching -= 1
+                self.dripping -= 1
+
+    def _slow_fetch(self, conn: ssl.SSLSocket) -> None:
+        with self._lock:
+            self.fetching += 1
+            self.most_fetching = max(self.most_fetching, self.fetching)
+            self._begin_slow()
+        try:
+            body = b"Subject: slow\r\n\r\n" + b"x" * 100_000
+            self._drip_answer(conn, b"* 1 FETCH (UID 1 BODY[]<0> {%d}\r\n" % len(body) + body)
+        finally:
+            with self._lock:
+                self.fetching -= 1
+                self.dripping -= 1
+
+    def _drip_answer(self, conn: ssl.SSLSocket, answer: bytes) -> None:
+        """One byte every drip_seconds, until the client gives up: anything it sends (LOGOUT) or
+        its close ends the drip at once, so `dripping` counts only the looks still waiting."""
+        for index in range(len(answer)):
+            readable, _, _ = select.select([conn], [], [], self.drip_seconds)
+            if readable or self._stop.is_set():
+                return
+            self._send(conn, answer[index:index + 1])
+
+    def _begin_slow(self) -> None:  # under the lock
+        self.slow_answers += 1
+        self.dripping += 1
+        self.most_dripping = max(self.most_dripping, self.dripping)
 
 
 def _lines(conn: ssl.SSLSocket) -> Iterator[bytes]:

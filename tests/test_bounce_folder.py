@@ -24,6 +24,7 @@ from shared.unsubscribe import signing_key
 from tests.conftest import Workers
 from tests.helpers import make_sender
 from tests.imap import ImapUser
+from tests.sent_mail import message_id_to
 from tests.test_bounce_matching import folder_count
 from tests.test_bounces import campaign_to, dsn
 
@@ -63,7 +64,7 @@ async def test_bounces_go_to_a_folder_named_in_both_languages_or_to_the_one_of_b
     assert put.status_code == 200 and put.json()["verified"], put.text
     await campaign_to(api, auth, sender["id"], ["gone@example.com"])
     await asyncio.to_thread(dovecot.append, imap_user.name, dsn(
-        imap_user.name, "gone@example.com", clean_sink.messages[-1].parsed()["Message-ID"], "5.1.1", "failed",
+        imap_user.name, "gone@example.com", message_id_to(clean_sink, "gone@example.com", imap_user.name), "5.1.1", "failed",
         "550 5.1.1 no such user"))
     policy = ConnectPolicy.from_settings(get_settings())
     assert await check_sender(db, resources.keys(), policy, sender["id"], signing_key=signing_key(get_settings())) == 1

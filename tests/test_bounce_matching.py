@@ -30,6 +30,7 @@ from shared.unsubscribe import signing_key
 from tests.conftest import Workers, new_api_key
 from tests.helpers import make_sender, wait_status
 from tests.imap import ImapUser
+from tests.sent_mail import message_id_to
 from tests.test_bounces import campaign_to, dsn, statuses
 
 _OUR_ID = re.compile(r"<([0-9a-f-]{36})\.(\d+)\.([a-z2-7]{16})@([^>]+)>")
@@ -278,7 +279,7 @@ async def test_moving_bounces_moves_only_reports_of_our_own_mail(
         "imap_password": mine.password, "imap_move_bounces": True})
     assert moving.status_code == 200, moving.text
     campaign_id = await campaign_to(api, auth, sender["id"], ["gone@example.com"])
-    genuine = clean_sink.messages[-1].parsed()["Message-ID"]
+    genuine = message_id_to(clean_sink, "gone@example.com", mine.name)
     match = _OUR_ID.fullmatch(genuine)
     assert match is not None
     forged = f"<{match.group(1)}.{match.group(2)}.{'c' * 16}@{match.group(4)}>"

@@ -38,7 +38,8 @@ import asyncpg
 
 from shared.bounces.reader import load_account
 from shared.crypto import KeyProvider
-from shared.imap_accounts import CALL_SECONDS, NEWS, WOKE, ImapProblem, Mailbox, in_imap_thread, open_mailbox
+from shared.imap_accounts import CALL_SECONDS, ImapProblem, in_imap_thread, open_mailbox
+from shared.imap_mailbox import NEWS, WOKE, Mailbox
 from shared.mail.messenger import ConnectPolicy
 
 log = logging.getLogger("sendpy.bounces")
@@ -102,6 +103,8 @@ class IdleSessions:
                                         AS fingerprint) AS f
                      WHERE s.imap_host IS NOT NULL
                        AND (s.imap_claimed_until IS NULL OR s.imap_claimed_until < now())
+                       -- a server found too slow waits out its back-off (reader.py), watched or not
+                       AND (s.imap_slow_until IS NULL OR s.imap_slow_until < now())
                        AND NOT EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::text[]) AS k(id, fp)
                                         WHERE k.id = s.id AND k.fp = f.fingerprint)),
                 picked AS (

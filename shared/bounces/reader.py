@@ -16,6 +16,16 @@ Sendpy (bounces)» (or to the «Sendpy bounces» of before, where the mailbox ha
 One mailbox is read by one look at a time: a look runs under the sender's claim
 (`imap_claimed_until`), taken by `due_senders` for a poll or held by an IDLE session (idle.py),
 and kept until the look ends, not merely until its first batch is saved.
+
+Slow servers (issue 11): a look holds one of the worker's few slots, and a look under way cannot
+be taken back, so four servers that send a few bytes a second — inside every read timeout — held
+all four for the look's 5 minutes while everyone else's bounces waited. Each answer is therefore
+held to PACE (it must begin within 20 s, then come at 16 KB/s on average): a server that makes no
+real progress ends its look in seconds, with the "too slow" problem on the sender in both
+languages, and a look cut short that way (or by the deadline, or a silent server) keeps the server
+from the next ones for a while, as the SMTP side does (shared/delivery/slowness.py): a minute,
+doubling with each slow look in a row up to an hour (`imap_slow_until`, honoured by the poller and
+by IDLE sessions alike); a look that ends normally clears it.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from email.parser import BytesHeaderParser
 from typing import Any
@@ -34,8 +45,9 @@ from shared.bounces.dsn import Bounce, parse_bounce
 from shared.bounces.record import SenderRef, carries_our_tag, message_key, record
 from shared.crypto import KeyProvider, open_sealed
 from shared.errors import translate
-from shared.imap_accounts import FETCH_BATCH, ImapAccount, ImapProblem, Mailbox, explain, in_imap_thread, open_mailbox
-from shared.imap_connection import CallTimedOut
+from shared.imap_accounts import ImapAccount, ImapProblem, explain, in_imap_thread, open_mailbox
+from shared.imap_connection import CallTimedOut, Pace, TooSlow
+from shared.imap_mailbox import FETCH_BATCH, Mailbox
 from shared.mail.messenger import ConnectPolicy
 from shared.smtp_accounts import VerifyProblem
 
@@ -51,6 +63,18 @@ CLAIM_SECONDS = 600
 # A whole look (connect, log in, every batch) ends within this, however slowly the server sends:
 # well inside the claim, so no other worker starts on the mailbox while this one still reads it.
 LOOK_SECONDS = 300.0
+# What every answer of a look must keep up with: a server may think for STALL seconds, then must
+# send 16 KB a second on average (a 2 MB message in two minutes), counted from its command.
+PACE = Pace(stall=20.0, rate=16 * 1024)
+# A server found slow is not looked at again for this long, doubled with each slow look in a row.
+SLOW_BACKOFF_SECONDS = 60.0
+MAX_SLOW_BACKOFF_SECONDS = 3600.0
+SLOW_KINDS = {"slow", "too_slow", "timeout"}  # problems that held a slot by the server's slowness
+
+
+def slow_backoff(strikes: int) -> float:
+    """How long a server waits for its next look after `strikes` slow looks in a row."""
+    return min(SLOW_BACKOFF_SECONDS * 2.0 ** max(strikes - 1, 0), MAX_SLOW_BACKOFF_SECONDS)
 
 
 async def due_senders(db: asyncpg.Pool, every_seconds: float, limit: int = 20, *, per_user: int = 1_000_000,
@@ -58,9 +82,11 @@ async def due_senders(db: asyncpg.Pool, every_seconds: float, limit: int = 20, *
     """Claim senders whose INBOX is due a look (not looked at for `every_seconds`, not claimed by
     another worker); a claim lapses after CLAIM_SECONDS if its worker died. Returns (sender, user).
 
-    Round-robin by who waited longest: each account's most overdue sender first, then its next;
-    an account with `load[user]` looks already under way in this worker gets at most
-    `per_user` minus those, so fifty senders of one account cannot take every place."""
+    Round-robin by who waited longest: each account's most overdue sender first, then its next,
+    and among those the accounts looked at least lately first (a new account's sender does not
+    wait behind the many never-read senders of another); an account with `load[user]` looks
+    already under way in this worker gets at most `per_user` minus those, so fifty senders of one
+    account cannot take every place. A server found slow waits out its back-off."""
     busy = load or {}
     async with db.acquire() as conn:
         rows = await conn.fetch(
@@ -72,12 +98,17 @@ async def due_senders(db: asyncpg.Pool, every_seconds: float, limit: int = 20, *
                   FROM senders
                  WHERE imap_host IS NOT NULL
                    AND (imap_claimed_until IS NULL OR imap_claimed_until < now())
+                   AND (imap_slow_until IS NULL OR imap_slow_until < now())
                    AND (imap_checked_at IS NULL OR imap_checked_at < now() - make_interval(secs => $1))),
+            looked AS (SELECT user_id, max(imap_checked_at) AS at FROM senders
+                        WHERE imap_host IS NOT NULL AND user_id IN (SELECT user_id FROM ranked) GROUP BY user_id),
             picked AS (
                 SELECT s.id FROM senders s JOIN ranked r ON r.id = s.id LEFT JOIN load l ON l.user_id = r.user_id
+                  JOIN looked k ON k.user_id = r.user_id
                  WHERE r.turn <= $6 - coalesce(l.busy, 0)
                    AND (s.imap_claimed_until IS NULL OR s.imap_claimed_until < now())
-                 ORDER BY r.turn, r.imap_checked_at NULLS FIRST, s.id LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
+                 ORDER BY r.turn, k.at NULLS FIRST, r.imap_checked_at NULLS FIRST, s.id
+                 LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
             UPDATE senders s SET imap_claimed_until = now() + make_interval(secs => $3)
               FROM picked WHERE s.id = picked.id
             RETURNING s.id, s.user_id
@@ -148,9 +179,9 @@ async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sen
     row, account = loaded
     sender = SenderRef(row["id"], row["user_id"], row["from_email"], signing_key)
     try:
-        mailbox = await open_mailbox(account, policy, seconds=LOOK_SECONDS)
+        mailbox = await open_mailbox(account, policy, seconds=LOOK_SECONDS, pace=PACE)
     except ImapProblem as exc:
-        await _save_problem(db, sender_id, account, exc.problem, release=release)
+        await _save_problem(db, row, account, exc.problem, release=release)
         return None, False
     try:
         return await _read_new(db, mailbox, sender, row, release=release)
@@ -159,7 +190,7 @@ async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sen
         raise
     except Exception as exc:  # a dropped connection, a server error: tried again next time
         log.warning("reading a mailbox failed", extra={"sender": sender_id}, exc_info=True)
-        await _save_problem(db, sender_id, account, _reading_problem(exc, account, policy, mailbox), release=release)
+        await _save_problem(db, row, account, _reading_problem(exc, account, policy, mailbox), release=release)
         return None, False
     finally:
         await in_imap_thread(mailbox.close)
@@ -180,13 +211,15 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
     marked = fetched = batches = largest = 0
     first = start
     folder: str | None = None
-    more = True  # until a batch comes back short: the cap, not the mailbox's end, stopped the look
+    more = True  # until the place reaches UIDNEXT: the cap, not the mailbox's end, stopped the look
     try:
         for _ in range(MAX_BATCHES):
-            uids = await in_imap_thread(mailbox.uids_from, start, FETCH_BATCH)
-            more = len(uids) >= FETCH_BATCH
-            if not uids:
+            if start >= uidnext:
                 break
+            uids, after = await in_imap_thread(mailbox.uids_from, start, uidnext, FETCH_BATCH)
+            if not uids:  # a stretch of deleted messages, searched: the place moves past it
+                start = after
+                continue
             raws = await in_imap_thread(mailbox.fetch, uids)
             parsed = await asyncio.to_thread(_parse_all, raws)
             recognised = []
@@ -197,7 +230,7 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
                         if carries_our_tag(sender, bounce):
                             recognised.append(uid)
                         marked += await record(conn, sender, bounce, key)
-                start = max(uids) + 1
+                start = after  # past these, and past any empty stretch searched with them
                 # The claim is kept between batches: checked_at alone does not keep an IDLE
                 # session (idle.py) of this or another worker from reading the same mailbox.
                 await _save_place(conn, sender.id, uidvalidity, start, release=False)
@@ -207,9 +240,10 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
                     old = await in_imap_thread(mailbox.client.folder_exists, OLD_BOUNCE_FOLDER)
                     folder = OLD_BOUNCE_FOLDER if old else BOUNCE_FOLDER
                 await in_imap_thread(mailbox.move, recognised, folder)
-        async with db.acquire() as conn:
+        more = start < uidnext
+        async with db.acquire() as conn:  # a look that ended in time: the server is not slow (now)
             await _save_place(conn, sender.id, uidvalidity, start, release=release and not more,
-                              renew=release and more)
+                              renew=release and more, in_time=True)
     finally:  # also after a failure: what was fetched (and recorded) before it
         if fetched:
             log.info("mailbox read", extra={"sender": sender.id, "fetched": fetched, "batches": batches,
@@ -219,36 +253,58 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
 
 
 async def _save_place(conn: Any, sender_id: int, uidvalidity: int, next_uid: int, *, release: bool,
-                      renew: bool = False) -> None:
+                      renew: bool = False, in_time: bool = False) -> None:
     await conn.execute(
         "UPDATE senders SET imap_uidvalidity = $2, imap_next_uid = $3, imap_checked_at = now(), imap_problem = NULL,"
         " imap_claimed_until = CASE WHEN $4 THEN NULL WHEN $5 THEN now() + make_interval(secs => $6)"
-        " ELSE imap_claimed_until END WHERE id = $1",
-        sender_id, uidvalidity, next_uid, release, renew, CLAIM_SECONDS)
+        " ELSE imap_claimed_until END,"
+        " imap_slow_strikes = CASE WHEN $7 THEN 0 ELSE imap_slow_strikes END,"
+        " imap_slow_until = CASE WHEN $7 THEN NULL ELSE imap_slow_until END WHERE id = $1",
+        sender_id, uidvalidity, next_uid, release, renew, CLAIM_SECONDS, in_time)
 
 
 def _reading_problem(exc: BaseException, account: ImapAccount, policy: ConnectPolicy, mailbox: Mailbox
                      ) -> VerifyProblem:
     """What went wrong after the log-in. A server too slow for the look's deadline, or silent for
     longer than one read may wait, read "answered something unexpected: timed out"; it is "slow",
-    with the bound it overran (a read cut short by the deadline times out as the socket's)."""
-    if isinstance(exc, TimeoutError):  # CallTimedOut and socket.timeout alike
+    with the bound it overran (a read cut short by the deadline times out as the socket's); one that
+    fell behind the pace is "too_slow"."""
+    if isinstance(exc, TimeoutError) and not isinstance(exc, TooSlow):  # CallTimedOut and socket.timeout alike
         late = isinstance(exc, CallTimedOut) or time.monotonic() > mailbox.bounds.deadline - 0.5
         return VerifyProblem("slow", f"{LOOK_SECONDS if late else policy.timeout:g}")
     return imap_accounts.bound_problem(exc, account) or VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__)
 
 
-def _problem_text(problem: VerifyProblem, account: ImapAccount, lang: str) -> str:
+def _problem_text(problem: VerifyProblem, account: ImapAccount, lang: str, backoff: float) -> str:
+    where = {"host": account.host, "port": account.port}
     if problem.kind == "slow":
-        return translate("imap_slow", lang, host=account.host, port=account.port, seconds=problem.detail)
-    return str(explain(problem, account.host, account.port, lang)["message"])
+        text = translate("imap_slow", lang, **where, seconds=problem.detail)
+    elif problem.kind == "too_slow":
+        received, seconds = problem.detail.split("/")
+        text = translate("imap_too_slow", lang, **where, received=received, seconds=seconds,
+                         rate=f"{PACE.rate / 1024:g}")
+    else:
+        text = str(explain(problem, account.host, account.port, lang)["message"])
+    if backoff:
+        text += " " + translate("imap_next_look_later", lang, minutes=f"{math.ceil(backoff / 60):d}")
+    return text
 
 
-async def _save_problem(db: asyncpg.Pool, sender_id: int, account: ImapAccount, problem: VerifyProblem, *,
+async def _save_problem(db: asyncpg.Pool, row: Any, account: ImapAccount, problem: VerifyProblem, *,
                         release: bool) -> None:
-    text = " / ".join(_problem_text(problem, account, lang) for lang in ("ru", "en"))
+    """The problem on the sender, in both languages; a slow server's next look put off."""
+    slow = problem.kind in SLOW_KINDS
+    backoff = slow_backoff(row["imap_slow_strikes"] + 1) if slow else 0.0
+    text = " / ".join(_problem_text(problem, account, lang, backoff) for lang in ("ru", "en"))
     async with db.acquire() as conn:
         await conn.execute(
             "UPDATE senders SET imap_problem = $2, imap_checked_at = now(),"
-            " imap_claimed_until = CASE WHEN $3 THEN NULL ELSE imap_claimed_until END WHERE id = $1",
-            sender_id, text.replace("\x00", "")[:2000], release)
+            " imap_claimed_until = CASE WHEN $3 THEN NULL ELSE imap_claimed_until END,"
+            " imap_slow_strikes = imap_slow_strikes + $4::int,"
+            " imap_slow_until = CASE WHEN $4 = 1 THEN now() + make_interval(secs => $5) ELSE imap_slow_until END"
+            " WHERE id = $1",
+            row["id"], text.replace("\x00", "")[:2000], release, int(slow), backoff)
+    if slow:
+        log.warning("IMAP server too slow: its next look put off", extra={
+            "sender": row["id"], "problem": problem.kind, "strikes": row["imap_slow_strikes"] + 1,
+            "backoff": backoff})

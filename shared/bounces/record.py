@@ -81,7 +81,7 @@ async def record(conn: Conn, sender: SenderRef, bounce: Bounce, key: str) -> int
         " WHERE r.campaign_id = $1 AND r.position = $2 AND c.user_id = $3",
         campaign_id, position, sender.user_id)
     if row is not None:
-        if not tagged(suppressions.fast_key(row["email"])):  # the key the tag was made with at sending
+        if not any(tagged(k) for k in suppressions.tag_keys(row["email"])):  # the key(s) the tag was made with
             return 0
         if len(failures) > 1:  # the other addresses were not this message's recipients
             mine = suppressions.suppression_key(row["email"])
@@ -91,7 +91,7 @@ async def record(conn: Conn, sender: SenderRef, bounce: Bounce, key: str) -> int
         # One address: ours, even if the report names where it was forwarded to.
         return await _record_failure(conn, sender, bounce, failures[0], row["email"], row)
     for failed in failures:  # no row (a deleted campaign, a test send): the tag proves the address
-        if tagged(suppressions.suppression_key(failed.address)):
+        if any(tagged(k) for k in suppressions.tag_keys(failed.address)):
             if not await _first_time(conn, sender, key):
                 return 0
             return await _record_failure(conn, sender, bounce, failed, failed.address, None)
@@ -124,7 +124,7 @@ def carries_our_tag(sender: SenderRef, bounce: Bounce) -> bool:
     if bounce.campaign_id is None or bounce.position is None or bounce.tag is None:
         return False
     for failed in bounce.recipients:
-        for key in {suppressions.fast_key(failed.address), suppressions.suppression_key(failed.address)}:
+        for key in suppressions.tag_keys(failed.address):
             expected = message_tag(sender.signing_key, bounce.campaign_id, bounce.position, sender.user_id, key)
             if hmac.compare_digest(expected, bounce.tag):
                 return True

@@ -9,7 +9,9 @@ accounts held all four, and a third account's bounce waited 185 s (issue 11). So
   them, at least 1;
 - the last free slot (RESERVE) goes only to an account that holds none: a look under way cannot
   be taken back, so a newcomer must find a slot free rather than wait for a slow one to end;
-- among those allowed, whoever has waited longest goes first.
+- among those allowed, the account served least lately goes first (one never served before
+  all), then whoever has waited longest: when four accounts' slow looks end together, a fifth
+  account's look does not wait behind their second senders, queued since before it came.
 
 Looks come from the poller and from IDLE sessions alike. Pure asyncio: the caller says which
 account a look is for.
@@ -23,6 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 RESERVE = 1  # slots kept for accounts that hold none (when there are at least two slots)
+REMEMBERED = 4096  # accounts whose last turn is remembered; one forgotten counts as served long ago
 
 
 class FairSlots:
@@ -31,6 +34,8 @@ class FairSlots:
         self.reserve = RESERVE if self.total > 1 else 0
         self._running: Counter[int] = Counter()
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # oldest first
+        self._served: dict[int, int] = {}  # account → the number of its latest grant
+        self._grants = 0
 
     def free(self) -> int:
         """Slots nobody holds."""
@@ -91,9 +96,14 @@ class FairSlots:
     def _grant(self) -> None:
         self._waiting = [w for w in self._waiting if not w[1].done()]  # cancelled, not yet out
         while True:
-            chosen = next((w for w in self._waiting if self.may_start(w[0])), None)
-            if chosen is None:
+            allowed = [w for w in self._waiting if self.may_start(w[0])]
+            if not allowed:
                 return
+            chosen = min(allowed, key=lambda w: self._served.get(w[0], 0))  # the first of equals: waited longest
             self._waiting.remove(chosen)
             self._running[chosen[0]] += 1
+            self._grants += 1
+            self._served[chosen[0]] = self._grants
+            if len(self._served) > REMEMBERED:
+                self._served = dict(sorted(self._served.items(), key=lambda kv: kv[1])[-REMEMBERED // 2:])
             chosen[1].set_result(None)
