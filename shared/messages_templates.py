@@ -41,10 +41,11 @@ TEMPLATE_MESSAGES: dict[str, dict[str, str]] = {
     # Refused where it is written: the part is over the limit sending applies to each recipient's
     # message even with the merge fields empty, so every recipient would fail.
     "template_always_too_large": {
-        "en": "The {part_en} part of the message{derived} would be longer than {limit} characters even with every"
-              " merge field empty, so sending would fail for every recipient. Shorten the template.",
-        "ru": "Часть письма «{part_ru}»{derived} получилась бы длиннее {limit} символов даже с пустыми полями"
-              " подстановки, и отправка не удалась бы ни одному получателю. Сократите шаблон.",
+        "en": "The {part_en} part of the message{derived} would be longer than {limit} characters even with the"
+              " file's columns empty and the shortest address, so sending would fail for every recipient. Shorten"
+              " the template.",
+        "ru": "Часть письма «{part_ru}»{derived} получилась бы длиннее {limit} символов даже с пустыми столбцами"
+              " файла и самым коротким адресом, и отправка не удалась бы ни одному получателю. Сократите шаблон.",
     },
     "template_fails": {
         "en": "The {part} template cannot be filled in for {whom}: {reason}. Sending would fail the same way,"

@@ -68,7 +68,8 @@ def _spelled_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 def _tunnelled_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address a 6to4 or ISATAP address is tunnelled to, if any."""
-    if (int(ip) >> 32) & 0xFDFFFFFF == 0x5EFE:  # ISATAP, any prefix: …:0:5efe:a.b.c.d or …:200:5efe:a.b.c.d
+    # ISATAP, any prefix: the interface ID is [000000ug00000000]:5efe:a.b.c.d (RFC 5214), u and g either way
+    if (int(ip) >> 32) & 0xFCFFFFFF == 0x5EFE:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.sixtofour  # 2002:aabb:ccdd::/48, or None
 

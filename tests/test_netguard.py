@@ -128,6 +128,8 @@ SPECIAL_PURPOSE_REFUSED = [
     "e000::1",
     "f000::1",
     "fe00::1",
+    "2a00:1450::100:5efe:7f00:1",  # ISATAP with the g bit set (RFC 5214's [000000ug00000000]), to 127.0.0.1
+    "2a00:1450::300:5efe:a00:1",  # … u and g set, to 10.0.0.1
 ]
 SPECIAL_PURPOSE_PUBLIC = [
     "1.1.1.1",

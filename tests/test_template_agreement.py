@@ -102,9 +102,9 @@ def test_the_refusals_say_why_in_both_languages() -> None:
         preview.trial("Hi", "<p>" + "x" * MAX_RENDERED_CHARS + "</p>", None, None, preview.SAMPLE)
     assert too_large.value.code == "template_always_too_large" and too_large.value.field == "html_body"
     english, russian = too_large.value.message("en"), too_large.value.message("ru")
-    assert "longer than 1,000,000 characters even with every merge field empty" in english, english
+    assert "longer than 1,000,000 characters even with the file's columns empty and the shortest address" in english, english
     assert "fail for every recipient" in english
-    assert "длиннее 1 000 000 символов даже с пустыми полями подстановки" in russian, russian
+    assert "длиннее 1 000 000 символов даже с пустыми столбцами файла и самым коротким адресом" in russian, russian
     with pytest.raises(InputError) as elements:
         preview.trial("Hi", _elements(MAX_HTML_ELEMENTS - 1), None, None, preview.SAMPLE)
     assert elements.value.code == "template_html_elements"
@@ -136,9 +136,9 @@ async def test_one_shot_mail_over_the_part_limit_is_refused_and_stores_nothing(
     assert refused.status_code == 400, refused.text
     error = refused.json()["error"]
     assert (error["code"], error["field"]) == ("template_always_too_large", "message"), error
-    assert "даже с пустыми полями подстановки" in error["message"], error
+    assert "даже с пустыми столбцами файла и самым коротким адресом" in error["message"], error
     english = (await api.post("/api/send-message", headers=auth, json=message)).json()["error"]["message"]
-    assert "even with every merge field empty" in english, english
+    assert "even with the file's columns empty and the shortest address" in english, english
     assert await db.fetchval("SELECT count(*) FROM campaigns") == before
 
 
@@ -209,5 +209,5 @@ async def test_a_contact_whose_fields_overfill_the_subject_fails_alone_and_says_
     assert done["status"] == "finished" and done["counts"]["sent"] == 1 and done["counts"]["failed"] == 1, done
     failed = await list_recipients(api, auth, campaign_id, "failed")
     assert [item["email"] for item in failed] == ["ann@example.com"], failed
-    assert "текст (subject) для этого контакта длиннее 2 000 символов" in str(failed[0]), failed
+    assert "тема письма для этого контакта длиннее 2 000 символов" in str(failed[0]), failed
     assert [mail.rcpt_tos[0] for mail in mail_from(clean_sink, sender)] == ["bob@example.com"]

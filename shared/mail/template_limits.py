@@ -69,7 +69,11 @@ class RenderTooLarge(ValueError):
     def __init__(self, part: str) -> None:
         self.part, self.limit = part, part_limit(part)
         super().__init__(f"the {part} for this contact would be larger than {self.limit:,} characters")
-        self.russian = f"текст ({part}) для этого контакта длиннее {self.limit:,} символов".replace(",", " ")
+        self.russian = f"{_RUSSIAN_PARTS.get(part, part)} для этого контакта длиннее {self.limit:,} символов".replace(
+            ",", " ")
+
+
+_RUSSIAN_PARTS = {"subject": "тема письма", "text": "текстовая часть письма", "html": "HTML-часть письма"}
 
 
 class RenderTooSlow(TemplateLimit):
