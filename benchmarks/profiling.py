@@ -63,7 +63,8 @@ def _frame(text: str) -> tuple[str, str]:
 
 def _domain(function: str, file: str) -> str | None:
     if file.endswith(".py"):
-        if any(part in file for part in ("mail/compose.py", "unsubscribe.py", "template_limits.py", "jinja2/",
+        if any(part in file for part in ("mail/compose.py", "mail/text_part.py", "unsubscribe.py", "template_limits.py",
+                                         "jinja2/",
                                          "markupsafe/", "cryptography/", "inscriptis/")):
             return "rendering"
         if any(part in file for part in ("mail/messenger.py", "mail/pipelining.py", "mail/smtp_replies.py",
