@@ -87,6 +87,9 @@ async def get_campaign(request: Request) -> Response:
         starts_at = datetime.fromisoformat(campaign["scheduled_at"]).timestamp() \
             if campaign["status"] == "scheduled" and campaign.get("scheduled_at") else None
         plan = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate, campaign_id, starts_at)
+        # «Отправить сейчас» asks with the plan from now, not the scheduled one it replaces.
+        plan_now = await progress.campaign_plan(conn, campaign["sender_id"], to_send, rate, campaign_id) \
+            if starts_at is not None else None
         waiting = await next_batch(conn, campaign_id) if campaign["status"] == "sending" else None
         # Started, yet nothing went out in the last minute: the account may still be busy with an
         # earlier campaign of the user's, which this one follows (a draft too: the review's plan says so).
@@ -95,7 +98,8 @@ async def get_campaign(request: Request) -> Response:
     eta = round(max(plan.last_at - time.time(), 0)) if plan and to_send and campaign["status"] == "sending" \
         else None
     return JSONResponse({**campaign, "counts": counts, "rate_per_minute": rate, "eta_seconds": eta,
-                         "plan": plan.to_json() if plan else None, "planned": planned, "waiting_for": behind,
+                         "plan": plan.to_json() if plan else None, "planned": planned,
+                         "plan_now": plan_now.to_json() if plan_now else None, "waiting_for": behind,
                          "next_batch": waiting.to_json(campaign["status_reason"]) if waiting else None})
 
 
@@ -371,7 +375,8 @@ async def export_recipients(request: Request) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         yield BOM.encode()
-        after, header = 0, recipient_header(lang, [label for _, label in columns], zone)  # type: int, list[str] | None
+        after, header = 0, recipient_header(lang, [label for _, label in columns], zone,
+                                                 request.query_params.get("zone"))  # type: int, list[str] | None
         fields = [field for field, _ in columns]
         while True:
             async with pool.acquire() as conn:

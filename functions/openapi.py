@@ -70,7 +70,9 @@ _SCHEMAS: dict[str, Any] = {
         "username": {"type": "string"}, "preset": _nullable("string"), "per_minute": _nullable("integer"),
         "per_day": _nullable("integer"), "recipients_per_connection": _nullable("integer"),
         "verified": {"type": "boolean"}, "verified_at": _nullable("string"), "paused_until": _nullable("string"),
-        "pause_reason": _nullable("string"), "last_error": _nullable("string"), "created_at": _nullable("string")}},
+        "pause_reason": _nullable("string"), "last_error": _nullable("string"), "created_at": _nullable("string"),
+        "held_by": {"type": "array", "description": "Unfinished campaigns through it (the first 5): it cannot be"
+                    " deleted while there are any.", "items": {"type": "object"}}}},
     "Verification": {"type": "object", "required": ["verified"], "properties": {
         "verified": {"type": "boolean"}, "sender": _ref("Sender"),
         "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"},
@@ -115,6 +117,8 @@ _SCHEMAS: dict[str, Any] = {
                  "properties": {"count": {"type": "integer"}, "per_day": _nullable("integer"),
                                 "days": {"type": "integer"}, "first_at": {"type": "integer"},
                                 "last_at": {"type": "integer"}}},
+        "plan_now": {"type": ["object", "null"], "description": "A scheduled campaign's plan were it sent now"
+                     " (as `plan`); null for any other."},
         "next_batch": {"type": ["object", "null"], "description": "While a sending campaign's next emails wait"
                        " more than a few seconds: when (`at`, epoch seconds) and why (`reason`: minute_limit or"
                        " day_limit with the sender's `limit`, rate_limit, sender_paused, slow_server, continuing,"

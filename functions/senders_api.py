@@ -74,13 +74,21 @@ async def update_sender(request: Request) -> Response:
 async def delete_sender(request: Request) -> Response:
     who = await caller(request)
     pool = await resources.db()
+    sender_id = int_param(request, "sender_id")
     async with pool.acquire() as conn:
-        outcome = await smtp_accounts.delete(conn, who.user_id, int_param(request, "sender_id"))
+        outcome = await smtp_accounts.delete(conn, who.user_id, sender_id)
+        held = (await smtp_accounts.holding(conn, [sender_id])).get(sender_id, []) if outcome == "in_use" else []
     if outcome == "missing":
         raise ApiError(404, "not_found")
     if outcome == "in_use":
-        raise ApiError(409, "sender_in_use")
+        raise ApiError(409, "sender_in_use", campaigns=_named(held, language(request)))
     return Response(status_code=204)
+
+
+def _named(campaigns: list[dict[str, object]], lang: str) -> str:
+    """«Новости», «Собрание»: the campaigns as their pages name them, in the reader's quotes."""
+    left, right, unnamed = ("«", "»", "без названия") if lang == "ru" else ("“", "”", "untitled")
+    return ", ".join(f"{left}{c['name'] or c['subject'] or unnamed}{right}" for c in campaigns)
 
 
 async def verify_sender(request: Request) -> Response:

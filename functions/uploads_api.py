@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -122,9 +124,23 @@ async def upload_problems(request: Request) -> Response:
         while (chunk := await asyncio.to_thread(next, lines, None)) is not None:  # S3 reads block
             yield chunk.encode()
 
-    name = f"problems-{upload_id}.csv"
     return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                             headers={"Content-Disposition": problems_disposition(found.get("filename") or "", lang)})
+
+
+PROBLEMS_NAME = {"ru": "проблемные-строки-{stem}.csv", "en": "problem-rows-{stem}.csv"}
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f"*/:<>?\\|]+')
+
+
+def problems_disposition(filename: str, lang: str) -> str:
+    """The problem rows named after the file they came from, in the reader's language
+    («проблемные-строки-школа.csv»): RFC 6266's `filename*` for UTF-8, and an ASCII-only
+    `filename` for a client that reads no other (the name's ASCII letters, else "contacts")."""
+    stem = _UNSAFE.sub("_", filename.rsplit(".", 1)[0] if "." in filename[1:] else filename).strip(" ._")[:100]
+    ascii_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("_.") or "contacts"
+    name = PROBLEMS_NAME.get(lang, PROBLEMS_NAME["en"]).format(stem=stem or "contacts")
+    fallback = PROBLEMS_NAME["en"].format(stem=ascii_stem)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 async def list_uploads(request: Request) -> Response:

@@ -124,10 +124,28 @@ def zone_label(zone: dt.tzinfo, now: dt.datetime | None = None) -> str:
     return f"{zone}, {shown if minutes else 'UTC'}"
 
 
-def recipient_header(lang: str, field_names: Sequence[str], zone: dt.tzinfo = dt.UTC) -> list[str]:
-    """The export's header: our columns in `lang` (times labelled with the zone), then the file's own."""
+# The zone as the reader's screens name it («Москва, стандартное время (UTC+3)», web/js/dates.js):
+# letters, digits, spaces and the signs of an offset, short enough for a header.
+_SHOWN_ZONE = re.compile(r"[\w ,.()+\-\u2212:/]{1,100}")
+
+
+def shown_zone(shown: str | None, zone: dt.tzinfo) -> str:
+    """The header's zone in the words the page shows it (`shown`, the browser's own name of its
+    zone), when that names the same offset as `zone`; else `zone_label`."""
+    label = zone_label(zone)
+    offset = label.rpartition(", ")[2]
+    same_offset = re.compile(re.escape(offset) + r"(?![\d:])")
+    if shown and _SHOWN_ZONE.fullmatch(shown) and same_offset.search(shown.replace("\u2212", "-")):
+        return shown
+    return label
+
+
+def recipient_header(lang: str, field_names: Sequence[str], zone: dt.tzinfo = dt.UTC,
+                     shown: str | None = None) -> list[str]:
+    """The export's header: our columns in `lang` (times labelled with the zone as the page names
+    it, `shown`), then the file's own."""
     ours = RECIPIENT_HEADER.get(lang, RECIPIENT_HEADER["en"])
-    return [*ours[:-1], ours[-1].format(zone=zone_label(zone)), *field_names]
+    return [*ours[:-1], ours[-1].format(zone=shown_zone(shown, zone)), *field_names]
 
 
 def recipient_row(row: Mapping[str, Any], lang: str, field_names: Sequence[str],

@@ -165,10 +165,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "У вас уже есть отправитель с этим адресом, сервером и логином.",
     },
     "sender_in_use": {
-        "en": "A campaign is being sent (or is scheduled, or paused) through this sender; cancel or finish it"
-              " first. Finished campaigns do not stop you: they keep their history.",
-        "ru": "Через этого отправителя идёт (или запланирована, или приостановлена) рассылка; сначала"
-              " отмените или завершите её. Завершённые рассылки не мешают: их история сохранится.",
+        "en": "This address cannot be deleted yet: the campaign {campaigns} sent from it has not finished. Cancel it"
+              " on its page, or wait until it ends; finished campaigns do not stop you, their history stays.",
+        "ru": "Этот адрес пока нельзя удалить: с него ещё не закончена рассылка {campaigns}. Отмените её на"
+              " странице рассылки или дождитесь, пока она закончится; законченные рассылки не мешают.",
     },
     "imap_dns": {
         "en": "The IMAP server name {host} does not exist (DNS). Check its spelling.",
@@ -407,6 +407,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "start_needs": {
         "en": "Before sending, set '{field}'.",
         "ru": "Перед отправкой укажите: {field}.",
+    },
+    "empty_body": {
+        "en": "The message is empty: it has no text and no image. Write the message before sending.",
+        "ru": "Письмо пустое: в нём нет ни текста, ни картинки. Напишите письмо перед отправкой.",
     },
     "sender_not_verified": {
         "en": "Verify the sender first: Sendpy must log in to it successfully once.",

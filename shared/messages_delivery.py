@@ -5,10 +5,10 @@ from __future__ import annotations
 
 DELIVERY_MESSAGES: dict[str, dict[str, str]] = {
     "own_mail_first": {
-        "en": "Waiting for your other mail to go out: all your campaigns and messages share one queue, and"
+        "en": "Your other mail goes out first: all your campaigns and messages share one queue, and"
               " theirs fill it now. This one goes out by itself when its turn comes; to send it sooner, pause or"
               " cancel your other campaigns.",
-        "ru": "Ждёт, пока уйдут другие ваши письма: все ваши рассылки и письма отправляются через общую"
+        "ru": "Сначала уходят другие ваши письма: все ваши рассылки и письма отправляются через общую"
               " очередь, и сейчас она занята ими. Отправка пойдёт сама, когда подойдёт очередь; чтобы раньше,"
               " приостановите или отмените другие рассылки.",
     },

@@ -60,14 +60,23 @@ OPEN_FOR_SENDING = ("queued", "sending")
 #
 # The campaign's state is checked in the same statement: a paused or cancelled campaign claims
 # nothing and answers one row of NULLs.
+#
+# Every statement that locks several of a campaign's recipients locks them in position order
+# (`ORDER BY position … FOR UPDATE`), whatever order its plan reads them in: a cancel's skip_open
+# read them as they lie on disk (a bitmap or sequential scan; a row handed back moves to the end)
+# while a claim took its chunk in position order, and the two deadlocked (tests/test_recipient_locks.py).
 CLAIM_SQL = """
 WITH open AS (SELECT 1 FROM campaigns WHERE id = $1 AND status = ANY($6::text[])),
-     claimed AS (
-        UPDATE recipients SET status = 'sending', claimed_at = now(), attempts = attempts + 1, updated_at = now()
+     due AS (
+        SELECT position FROM recipients
          WHERE campaign_id = $1 AND position BETWEEN $2 AND $3 AND position = ANY($4::int[])
            AND ((status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now()))
                 OR (status = 'sending' AND claimed_at < now() - make_interval(secs => $5)))
            AND EXISTS (SELECT 1 FROM open)
+         ORDER BY position FOR UPDATE),
+     claimed AS (
+        UPDATE recipients SET status = 'sending', claimed_at = now(), attempts = attempts + 1, updated_at = now()
+         WHERE campaign_id = $1 AND position BETWEEN $2 AND $3 AND position IN (SELECT position FROM due)
         RETURNING position, email, fields, attempts)
 SELECT position, email, fields, attempts FROM claimed
  UNION ALL SELECT NULL, NULL, NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM open)
@@ -126,7 +135,8 @@ class RecipientResult:
 
     position: int
     # A final state; "retry" (attempted, try again at next_attempt_at) or "released" (not
-    # attempted: paused, rate-limited) both put the recipient back to pending.
+    # attempted: paused, rate-limited) both put the recipient back to pending. "released" and
+    # "skipped" (suppressed when claimed) take back the attempt the claim counted: none was made.
     status: str
     reply: str | None
     next_attempt_at: float | None = None  # epoch seconds, for "retry"
@@ -136,7 +146,7 @@ RECORD_SQL = """
 UPDATE recipients AS r
    SET status = CASE WHEN u.status IN ('retry', 'released') THEN 'pending' ELSE u.status END,
        reply = COALESCE(u.reply, r.reply), claimed_at = NULL, updated_at = now(),
-       attempts = CASE WHEN u.status = 'released' THEN r.attempts - 1 ELSE r.attempts END,
+       attempts = CASE WHEN u.status IN ('released', 'skipped') THEN r.attempts - 1 ELSE r.attempts END,
        next_attempt_at = CASE WHEN u.status = 'retry' THEN to_timestamp(u.due) END
   FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[]) AS u(position, status, reply, due)
  WHERE r.campaign_id = $1 AND r.position BETWEEN $6 AND $7 AND r.position = u.position AND r.status = 'sending'
@@ -160,10 +170,13 @@ async def record(conn: Conn, campaign_id: uuid.UUID, results: Sequence[Recipient
 
 
 async def skip_open(conn: Conn, campaign_id: uuid.UUID, reason: str) -> int:
-    """Mark recipients not being sent right now as skipped (a worker finishing one records it)."""
+    """Mark recipients not being sent right now as skipped (a worker finishing one records it).
+    Locked in position order, as a claim locks them (see CLAIM_SQL)."""
     result = await conn.execute(
-        "UPDATE recipients SET status = 'skipped', reply = $2, updated_at = now()"
-        " WHERE campaign_id = $1 AND status = 'pending'",
+        "WITH open AS (SELECT position FROM recipients WHERE campaign_id = $1 AND status = 'pending'"
+        " ORDER BY position FOR UPDATE)"
+        " UPDATE recipients AS r SET status = 'skipped', reply = $2, updated_at = now() FROM open"
+        " WHERE r.campaign_id = $1 AND r.position = open.position AND r.status = 'pending'",
         campaign_id, reason,
     )
     return int(result.split()[-1])

@@ -19,6 +19,7 @@ from shared.campaigns.preview import first_recipient, trial
 from shared.commands import CampaignCommand
 from shared.crypto import KeyProvider
 from shared.errors import InputError, host_refused
+from shared.mail.blank import is_blank
 from shared.netguard import HostRefused, vet_host
 from shared.smtp_presets import preset_for_address, security_for_port
 
@@ -67,6 +68,8 @@ def parse(payload: Any, *, allow_plaintext: bool = False) -> OneShotSend:
     html = _string(payload, "message")
     if len(html) > MAX_MESSAGE:
         raise InputError("too_long", "message", limit=MAX_MESSAGE)
+    if is_blank(html):  # <p><br></p>: no text, no image
+        raise InputError("empty_body", "message")
     subject = _string(payload, "message_subject")
     if "\r" in subject or "\n" in subject:
         raise InputError("line_break", "message_subject")

@@ -189,9 +189,31 @@ async def owned(conn: Conn, user_id: int, sender_id: int) -> bool:
 
 
 async def list_for(conn: Conn, user_id: int) -> list[dict[str, Any]]:
+    """The user's senders, each with `held_by`: the campaigns not finished yet that keep it from
+    being deleted (the page says so before asking, not after)."""
     rows = await conn.fetch(f"SELECT {_COLUMNS} FROM senders WHERE user_id = $1 AND deleted_at IS NULL ORDER BY id",
                             user_id)
-    return [to_json(r) for r in rows]
+    held = await holding(conn, [r["id"] for r in rows])
+    return [{**to_json(r), "held_by": held.get(r["id"], [])} for r in rows]
+
+
+UNFINISHED = ("scheduled", "queued", "sending", "paused")
+HELD_BY_SHOWN = 5  # a few names say it; the rest are on the campaigns page
+
+
+async def holding(conn: Conn, sender_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The unfinished campaigns through each sender (the first few of each, oldest first):
+    {sender id: [{id, name, subject, status}]}."""
+    rows = await conn.fetch(
+        "SELECT sender_id, id, name, subject, status FROM (SELECT sender_id, id, name, subject, status,"
+        " row_number() OVER (PARTITION BY sender_id ORDER BY created_at, id) AS n FROM campaigns"
+        " WHERE sender_id = ANY($1::bigint[]) AND status = ANY($2::text[])) c WHERE n <= $3 ORDER BY n",
+        sender_ids, list(UNFINISHED), HELD_BY_SHOWN)
+    held: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        held.setdefault(r["sender_id"], []).append(
+            {"id": str(r["id"]), "name": r["name"], "subject": r["subject"], "status": r["status"]})
+    return held
 
 
 async def update(conn: Conn, keys: KeyProvider, user_id: int, sender_id: int, value: SenderInput, *,
@@ -242,8 +264,8 @@ async def delete(conn: Conn, user_id: int, sender_id: int) -> str:
         if found is None:
             return "missing"
         if await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE sender_id = $1"
-                " AND status IN ('scheduled', 'queued', 'sending', 'paused'))", sender_id):
+                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE sender_id = $1 AND status = ANY($2::text[]))",
+                sender_id, list(UNFINISHED)):
             return "in_use"
         await conn.execute("UPDATE campaigns SET sender_id = NULL WHERE sender_id = $1 AND status = 'draft'", sender_id)
         await conn.execute(

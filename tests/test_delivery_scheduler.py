@@ -127,7 +127,7 @@ class MemoryStore:
             row.status = "pending" if r.status in ("retry", "released") else r.status
             row.reply = r.reply if r.reply is not None else row.reply
             row.claimed_at = None
-            if r.status == "released":
+            if r.status in ("released", "skipped"):  # as RECORD_SQL: the claim's attempt was not made
                 row.attempts -= 1
             row.next_attempt_at = r.next_attempt_at if r.status == "retry" else None
 
@@ -180,9 +180,10 @@ class ScriptedServer:
     """Plays the SMTP server: `answer(recipient)` decides each reply; connections are counted."""
 
     def __init__(self, answer: Answer | None = None, connect_error: ConnectError | None = None,
-                 send_seconds: float = 0.0) -> None:
+                 send_seconds: float = 0.0, login_seconds: float = 0.0) -> None:
         self.answer: Answer = answer or (lambda to: Reply(ReplyKind.SENT, 250, "2.0.0 queued"))
         self.send_seconds = send_seconds
+        self.login_seconds = login_seconds
         self.connect_error = connect_error
         self.accepted: list[str] = []
         self.logins: list[SmtpAccount] = []
@@ -201,6 +202,8 @@ class ScriptedConnection:
     async def open(self, deadline: float | None = None) -> None:
         if self.server.connect_error is not None:
             raise self.server.connect_error
+        if self.server.login_seconds:
+            await asyncio.sleep(self.server.login_seconds)
         self.server.logins.append(self.account)
         self.is_open = True
 
@@ -537,5 +540,67 @@ async def test_someone_suppressed_after_loading_is_skipped_at_send_time() -> Non
     server = ScriptedServer()
     await deliverer(store, server).deliver(batch_of(store))
     assert sorted(server.accepted) == ["r1@example.com", "r3@example.com", "r4@example.com", "r6@example.com"]
-    assert (store.rows[2].status, store.rows[2].reply) == ("skipped", "suppressed")
+    assert (store.rows[2].status, store.rows[2].reply, store.rows[2].attempts) == ("skipped", "suppressed", 0)
     assert store.states() == {"sent": 4, "skipped": 2}
+
+
+def rows_in_order(server: ScriptedServer) -> list[int]:
+    return [int(email.removeprefix("r").split("@")[0]) for email in server.accepted]
+
+
+def batches_of(store: MemoryStore, size: int) -> list[DeliveryBatch]:
+    return [DeliveryBatch(store.campaign_row.id, 3, first, min(first + size - 1, len(store.rows)))
+            for first in range(1, len(store.rows) + 1, size)]
+
+
+async def test_batches_sent_together_go_out_in_the_order_of_the_file() -> None:
+    # Issue 12: a worker works on a window of one campaign's batches at once, and their lanes took
+    # the account's connections in the order they came: the first email was row 151 of 2,000, and
+    # rows ran up to 487 out of place. Now the lowest row waiting gets the next connection, and a
+    # connection logged in while lower rows queued goes to them: only the sends in flight (3
+    # connections here) may pass one another.
+    store = await make_store(200)
+    server = ScriptedServer(send_seconds=0.002, login_seconds=0.05)
+    worker = deliverer(store, server)
+    await asyncio.gather(*(worker.deliver(batch) for batch in reversed(batches_of(store, 25))))
+    assert store.states() == {"sent": 200}
+    order = rows_in_order(server)
+    in_flight = 3
+    late = [(n, row) for n, row in enumerate(order, start=1) if row > n + in_flight]
+    assert not late, f"received as Nth: row (the first 30: {order[:30]})"
+
+
+async def test_a_limited_account_spends_its_limit_on_the_files_first_rows() -> None:
+    # Day 1 of a 500-a-day account must be the file's first 500 rows: here 30 a minute, 60 rows in
+    # three batches sent at once — the 30 that go are rows 1-30, in order but for those in flight.
+    store = await make_store(60, per_minute=30)
+    server = ScriptedServer(send_seconds=0.002, login_seconds=0.05)
+    worker = deliverer(store, server)
+    await asyncio.gather(*(worker.deliver(batch) for batch in reversed(batches_of(store, 20))))
+    order = rows_in_order(server)
+    assert sorted(order) == list(range(1, 31)), order
+    assert all(row <= n + 3 for n, row in enumerate(order, start=1)), order
+    assert {reason for _, _, reason in store.deferred} == {"rate limit"}
+
+
+async def test_rows_after_a_batch_deferred_for_the_limit_wait_for_it() -> None:
+    # The limit's places free one by one: a batch deferred because the next place was 2.5 s away
+    # must not be passed by a later batch of the campaign that comes when it is 1.5 s away.
+    store = await make_store(20, per_minute=3)
+    now = time.time()
+    store.recent = [now - 57.5, now - 57.0, now - 56.5]  # the first place frees in 2.5 s
+    server = ScriptedServer()
+    worker = deliverer(store, server)
+    first, second = batches_of(store, 10)
+    await worker.deliver(first)
+    [(_, not_before, reason)] = store.deferred
+    assert reason == "rate limit" and not_before == pytest.approx(now + 2.5, abs=0.5)
+    await asyncio.sleep(1.0)
+    await worker.deliver(second)  # would sleep 1.5 s and send row 11 before rows 1-10
+    assert server.accepted == []
+    [_, (deferred, second_not_before, reason)] = store.deferred
+    assert deferred == second and reason == "rate limit" and second_not_before == pytest.approx(not_before)
+    await asyncio.sleep(max(not_before - time.time(), 0) + 0.6)  # two places free by now
+    await worker.deliver(first)  # back: the rows behind it go again
+    await worker.deliver(second)
+    assert rows_in_order(server)[:2] == [1, 2], server.accepted

@@ -86,6 +86,20 @@ async def test_outcomes_are_written_once_and_final_ones_stay(db: asyncpg.Pool, c
     assert next_due is not None and next_due <= time.time() + 1  # 4 is due now; 3 only in five minutes
 
 
+async def test_someone_suppressed_when_claimed_is_stored_with_no_attempt(db: asyncpg.Pool,
+                                                                         campaign: uuid.UUID) -> None:
+    # The claim counts an attempt; a recipient found on the suppression list then is skipped, not
+    # mailed: the data (and the export that reads it) said 1 attempt. A retried one keeps its real ones.
+    async with db.acquire() as conn:
+        await recipients.claim(conn, campaign, [1, 2])
+        await recipients.record(conn, campaign, [RecipientResult(2, "retry", "451 later", time.time())])
+        await recipients.claim(conn, campaign, [2])  # its second attempt
+        await recipients.record(conn, campaign, [RecipientResult(1, "skipped", "suppressed"),
+                                                 RecipientResult(2, "skipped", "suppressed")])
+    found = await states(db, campaign)
+    assert found[1] == ("skipped", 0, "suppressed") and found[2] == ("skipped", 1, "suppressed")
+
+
 async def test_skip_open_leaves_recipients_being_sent(db: asyncpg.Pool, campaign: uuid.UUID) -> None:
     async with db.acquire() as conn:
         await recipients.claim(conn, campaign, [1])

@@ -174,7 +174,7 @@ async def test_a_sender_is_deleted_once_its_campaigns_are_over_and_their_history
     assert (await api.post(f"/v1/campaigns/{waiting}/schedule", headers=auth, json={"at": tomorrow})).status_code == 200
 
     refused = await api.delete(f"/v1/senders/{sender['id']}", headers={**auth, "Accept-Language": "ru"})
-    assert refused.status_code == 409 and "сначала отмените или завершите" in refused.json()["error"]["message"]
+    assert refused.status_code == 409 and "не закончена рассылка «" in refused.json()["error"]["message"]
     assert (await api.delete(f"/v1/campaigns/{waiting}/schedule", headers=auth)).status_code == 200  # a draft again
 
     assert (await api.delete(f"/v1/senders/{sender['id']}", headers=auth)).status_code == 204

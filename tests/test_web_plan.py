@@ -98,10 +98,10 @@ async def test_the_recipient_list_pages_through_everyone(
     assert (await api.post(f"/v1/campaigns/{draft['id']}/start", headers=auth)).status_code == 202
     await wait_status(api, auth, draft["id"], {"finished"}, timeout=60)
     await page.goto(f"/#/campaign/{draft['id']}")
-    await expect(page.locator("#shown")).to_have_text("Показано: 100.")
+    await expect(page.locator("#shown")).to_have_text("Показано 100 из 230.")
     await page.get_by_role("button", name="Показать ещё 100").click()
-    await expect(page.locator("#shown")).to_have_text("Показано: 200.")
+    await expect(page.locator("#shown")).to_have_text("Показано 200 из 230.")
     await page.get_by_role("button", name="Показать ещё 100").click()
-    await expect(page.locator("#shown")).to_have_text("Показано: 230.")
+    await expect(page.locator("#shown")).to_have_text("Показано 230 из 230.")
     await expect(page.get_by_role("button", name="Показать ещё 100")).to_be_hidden()
     await expect(page.locator("#recipients tr").last).to_contain_text("page229@example.com")

@@ -23,7 +23,7 @@ async def test_edit_in_place_and_delete_with_a_confirmation(
     sender = await make_sender(api, auth, clean_sink)
     await page.goto("/#/senders")
     await page.get_by_role("button", name=f"Изменить: {sender['from_email']}").click()
-    dialog = page.get_by_role("dialog", name=f"Исправить {sender['from_email']}")
+    dialog = page.get_by_role("dialog", name=f"Изменить {sender['from_email']}")
     await expect(dialog.get_by_label("Ваш адрес электронной почты")).to_be_focused()
     await dialog.get_by_label("Порт").fill("1")  # nothing listens there
     await page.keyboard.press("Enter")

@@ -126,7 +126,7 @@ async def test_skipped_recipients_show_no_attempts_and_an_empty_search_says_so_w
     await expect(search).to_have_value("")
     await expect(search).to_be_focused()
     await expect(clear).to_be_hidden()
-    await expect(shown).to_have_text("Показано: 3.")
+    await expect(shown).to_have_text("Показано 3 из 3.")
     await page.get_by_label("Статус").select_option(label="возврат")
     await expect(shown).to_have_text("Получателей в состоянии «возврат» нет.")
     await expect(clear).to_be_hidden()  # nothing searched: the state is chosen right there

@@ -93,7 +93,7 @@ async def test_errors_go_once_they_are_answered(
     await page.get_by_label("Текущий пароль").fill("not my password")
     await page.get_by_label("Новый пароль").fill("another long password")
     await page.get_by_role("button", name="Сохранить").click()
-    result = page.locator("#result")
+    result = page.locator("#current-problem")  # at the field (test_web_walk12_final.py)
     await expect(result).to_have_text("Текущий пароль указан неверно.")
     await expect(page.get_by_label("Текущий пароль")).to_be_focused()
     await page.keyboard.type("x")

@@ -123,7 +123,7 @@ async def test_a_scheduled_campaign_says_the_sender_is_busy_and_shows_the_review
     assert (await api.post(f"/v1/campaigns/{later}/schedule", headers=auth, json={"at": at})).status_code == 200
     await page.goto(f"/#/campaign/{later}")
     reason = page.locator("#reason")
-    await expect(reason).to_contain_text("Ждёт своей очереди: через этого же отправителя сначала уходит рассылка «Осенняя».")
+    await expect(reason).to_contain_text("Через этого же отправителя сначала уходит рассылка «Осенняя».")
     await expect(reason).to_contain_text("Отправка займёт: примерно")
     assert ".." not in await reason.text_content()
     await shot(page, "walk-s4-campaign-scheduled-behind")

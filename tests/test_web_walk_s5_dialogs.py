@@ -177,7 +177,7 @@ async def test_a_saved_senders_password_rule_is_said_where_the_password_is_typed
     sender = await make_sender(api, auth, clean_sink)
     await page.goto("/#/senders")
     await page.get_by_role("button", name=f"Изменить: {sender['from_email']}").press("Enter")
-    dialog = page.get_by_role("dialog", name=f"Исправить {sender['from_email']}")
+    dialog = page.get_by_role("dialog", name=f"Изменить {sender['from_email']}")
     password = dialog.get_by_label("Пароль (для Gmail, Яндекса, Mail.ru — пароль приложения)")
     await expect(password).to_have_attribute("placeholder", "оставьте пустым, чтобы не менять")
     await expect(password).to_have_accessible_description(
@@ -234,7 +234,7 @@ async def test_limits_above_the_providers_are_warned_about_and_saved_as_typed(
     assert (gmail["per_minute"], gmail["per_day"]) == (20, 500)
     await page.goto("/#/senders")
     await page.get_by_role("button", name=f"Изменить: {gmail['from_email']}").press("Enter")
-    dialog = page.get_by_role("dialog", name=f"Исправить {gmail['from_email']}")
+    dialog = page.get_by_role("dialog", name=f"Изменить {gmail['from_email']}")
     warning = dialog.locator("#edit-limits-warning")
     per_day = dialog.get_by_label("в сутки")
     await expect(per_day).to_have_value("500")
@@ -255,7 +255,7 @@ async def test_limits_above_the_providers_are_warned_about_and_saved_as_typed(
     await dialog.get_by_role("button", name="Отмена").press("Enter")
 
     await page.get_by_role("button", name=f"Изменить: {yandex['from_email']}").press("Enter")
-    dialog = page.get_by_role("dialog", name=f"Исправить {yandex['from_email']}")
+    dialog = page.get_by_role("dialog", name=f"Изменить {yandex['from_email']}")
     await expect(dialog.get_by_label("в минуту")).to_have_value("20")
     await dialog.get_by_label("в минуту").fill("")  # no limit at all is over the provider's too
     await expect(dialog.locator("#edit-limits-warning")).to_contain_text(

@@ -17,6 +17,7 @@ from shared.campaigns.preview import missing_fields
 from shared.commands import CampaignCommand
 from shared.db import Conn
 from shared.errors import InputError
+from shared.mail.blank import is_blank
 from shared.storage import UploadStore
 
 OPEN_FOR_SENDING = ("queued", "sending")
@@ -105,6 +106,8 @@ async def start_checks(conn: Conn, store: UploadStore, user_id: int, campaign: d
         raise InputError("start_needs", "subject")
     if not campaign["html_body"].strip():
         raise InputError("start_needs", "html_body")
+    if await asyncio.to_thread(is_blank, campaign["html_body"]):  # converted to text: not on the loop
+        raise InputError("empty_body", "html_body")  # an editor's empty paragraph, <p><br></p>
     sender = await smtp_accounts.get(conn, user_id, campaign["sender_id"])
     if sender is None or not sender["verified"]:
         raise InputError("sender_not_verified", "sender_id")

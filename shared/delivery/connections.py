@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.crypto import DecryptionError, KeyProvider
+from shared.delivery.pacing import Pace
+from shared.delivery.turns import ANY, Turn, Turns
 from shared.limits import SendLimiter
 from shared.mail.messenger import ConnectError, ConnectPolicy, SmtpAccount, SmtpConnection
 from shared.smtp_accounts import Sender
@@ -42,35 +43,50 @@ class SenderState:
     # At most `size` connections to the account in use at once, however many of its batches this
     # worker works on concurrently (providers limit simultaneous connections per mailbox).
     _in_use: int = 0
-    # Sends waiting for a connection: woken when one is freed or can take a second send, so that a
-    # waiter does not sit behind a whole connection while half of one is to be had.
-    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    # Sends waiting for a connection, lowest row of each campaign first (turns.py): woken when one
+    # is freed or can take a second send, so that a waiter does not sit behind a whole connection
+    # while half of one is to be had.
+    _turns: Turns = field(default_factory=Turns)
+    pace: Pace = field(init=False)  # the limiter, met by the sends holding a connection, lowest rows first
 
-    async def acquire(self, wait: float | None = None, open_within: float | None = None) -> SmtpConnection:
+    def __post_init__(self) -> None:
+        self.pace = Pace(self.limiter)
+
+    async def acquire(self, wait: float | None = None, open_within: float | None = None,
+                      turn: Turn = ANY) -> SmtpConnection:
         """One of the account's connections: TimeoutError when none is free within `wait` seconds;
-        a new one must be logged in within `open_within` seconds, else ConnectError("slow")."""
+        a new one must be logged in within `open_within` seconds, else ConnectError("slow"). While
+        a lower row of `turn`'s campaign waits, this send waits behind it."""
         ends = None if wait is None else time.monotonic() + wait
         while True:
-            conn = self._share()
-            if conn is not None:
-                return conn
-            if self._in_use < self.size:
-                break
-            await self._wait(None if ends is None else ends - time.monotonic())
+            if not self._turns.ahead(turn):
+                conn = self._share()
+                if conn is not None:
+                    return conn
+                if self._in_use < self.size:
+                    conn = await self._open(open_within)
+                    if not self._turns.ahead(turn):
+                        if conn.pipelined:
+                            self._shared.append(conn)
+                            self._wake()
+                        return conn
+                    # Earlier rows came while it logged in (the campaign's first batches race to the
+                    # first connections): the lowest of them takes it, this send waits its turn.
+                    self.release(conn)
+            await self._turns.wait(turn, None if ends is None else ends - time.monotonic())
+
+    async def _open(self, within: float | None) -> SmtpConnection:
         if self.paused_until > time.time():
             # Paused while this send waited (a silent server timed out another send's log-in): a
             # new connection would only be the next wave of log-ins left hanging at that server.
             raise AccountPaused
         self._in_use += 1
         try:
-            conn = await self._connection(None if open_within is None else time.monotonic() + open_within)
+            conn = await self._connection(None if within is None else time.monotonic() + within)
         except BaseException:
             self._free()
             raise
         conn.users = 1
-        if conn.pipelined:
-            self._shared.append(conn)
-            self._wake()
         return conn
 
     def _share(self) -> SmtpConnection | None:
@@ -83,25 +99,8 @@ class SenderState:
                 return conn
         return None
 
-    async def _wait(self, seconds: float | None) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout(None if seconds is None else max(seconds, 0.0)):
-                await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._wake()  # woken but leaving: the next waiter gets the chance
-            else:
-                self._waiters.remove(waiter)
-            raise
-
     def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        self._turns.wake()
 
     def _free(self) -> None:
         self._in_use -= 1

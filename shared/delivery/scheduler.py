@@ -49,8 +49,6 @@ FLUSH_SECONDS = 0.1
 STATUS_SECONDS = 1.0
 # Unexpected errors writing outcomes are retried this many times before the batch gives up.
 FLUSH_SURPRISES = 3
-# Waits shorter than this are slept through; longer ones defer the batch and free the partition.
-MAX_INLINE_WAIT = 2.0
 SENDER_REFRESH_SECONDS = 10.0
 LANES_PER_CONNECTION = 2
 # Threads that compile templates and render the ones with filters or conditions.
@@ -88,7 +86,9 @@ class Deliverer:
         self._slow = slowness.SlowServers(self._retry, store)
         self._unsubscribe_key = unsubscribe_key
         self._base_url = public_base_url
-        self._compiled: OrderedDict[uuid.UUID, CompiledCampaign] = OrderedDict()
+        # Being compiled or compiled: the batches of a campaign that start together wait for one
+        # compilation and go on together, in the order they came (turns.py then keeps the rows' order).
+        self._compiled: OrderedDict[uuid.UUID, asyncio.Future[CompiledCampaign]] = OrderedDict()
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="sendpy-render")
         self._senders: dict[int, SenderState] = {}
         self._loading: dict[int, asyncio.Lock] = {}
@@ -100,7 +100,7 @@ class Deliverer:
 
     async def _compiled_campaign(self, campaign: CampaignForSending, sender: Sender) -> CompiledCampaign:
         compiled = self._compiled.get(campaign.id)
-        if compiled is None:
+        if compiled is None or (compiled.done() and (compiled.cancelled() or compiled.exception() is not None)):
             content = CampaignContent(
                 str(campaign.id), sender.from_email, sender.from_name,
                 campaign.subject, campaign.html, campaign.text,
@@ -109,12 +109,12 @@ class Deliverer:
                             if self._unsubscribe_key else None)
             # Compiling a large template takes a good part of a second: not on the loop that
             # carries every other account's sends and the Kafka heartbeats.
-            compiled = await asyncio.get_running_loop().run_in_executor(
+            compiled = asyncio.get_running_loop().run_in_executor(
                 self._render_pool, functools.partial(CompiledCampaign, content, unsubscriber=unsubscriber))
             self._compiled[campaign.id] = compiled
             if len(self._compiled) > 64:
                 self._compiled.popitem(last=False)
-        return compiled
+        return await asyncio.shield(compiled)  # a batch cancelled while it waits leaves it to the others
 
     async def _sender_state(self, sender_id: int) -> SenderState | None:
         """The account, re-read every few seconds so pauses and new limits take effect. One state
@@ -234,17 +234,10 @@ class Deliverer:
                 if stop.outcome is None and state.paused_until > time.time():  # paused by another batch
                     stop.outcome, stop.reason, stop.not_before = (ReplyKind.PAUSE_SENDER, "sender paused",
                                                                   state.paused_until)
-                if over_budget() or not await self._slot(state, stop):
+                if over_budget():
                     done.append(RecipientResult(item.position, "released", None))
                     continue
-                state.limiter.begin()
-                sent = False
-                try:
-                    outcome = await self._send_one(state, compiled, item, stop, deadline)
-                    sent = outcome.status == "sent"
-                finally:
-                    state.limiter.end(sent=sent)
-                done.append(outcome)
+                done.append(await self._send_one(state, compiled, batch, item, stop, deadline))
 
         async def together() -> None:
             async with asyncio.TaskGroup() as group:  # one failing cancels the others
@@ -344,20 +337,6 @@ class Deliverer:
             not_before = max(not_before, stop.not_before)
         await store.defer(batch, not_before, stop.reason or "retry")
 
-    async def _slot(self, state: SenderState, stop: Stop) -> bool:
-        """Wait for the account's limits briefly; for longer, defer the rest of the batch."""
-        while True:
-            wait = state.limiter.wait_time()
-            if wait <= 0:
-                return True
-            if wait > MAX_INLINE_WAIT:
-                if stop.outcome is None:
-                    stop.outcome, stop.reason, stop.not_before = ReplyKind.RETRY, "rate limit", time.time() + wait
-                return False
-            await asyncio.sleep(wait)
-            if stop.outcome is not None:
-                return False
-
     async def _render(self, compiled: CompiledCampaign, item: Claimed) -> bytes:
         """One recipient's message. Filling in plain fields takes microseconds and stays on the
         loop; templates with filters or conditions can take up to their time budget
@@ -367,14 +346,15 @@ class Deliverer:
         return await asyncio.get_running_loop().run_in_executor(
             self._render_pool, compiled.render, item.position, item.email, item.fields)
 
-    async def _send_one(
-        self, state: SenderState, compiled: CompiledCampaign, item: Claimed, stop: Stop, deadline: float
-    ) -> RecipientResult:
+    async def _send_one(self, state: SenderState, compiled: CompiledCampaign, batch: DeliveryBatch,
+                        item: Claimed, stop: Stop, deadline: float) -> RecipientResult:
         try:
             # Waiting for one of the account's connections counts against the batch's budget: with
-            # a slow server every lane of every batch of the account queues here. Logging in has
-            # a deadline of its own, so that a message begun late is not cut off as "too slow".
-            conn = await state.acquire(max(deadline - time.monotonic(), 0.1), self._phase)
+            # a slow server every lane of every batch of the account queues here, the file's lowest
+            # rows first (turns.py). Logging in has a deadline of its own, so that a message begun
+            # late is not cut off as "too slow".
+            conn = await state.acquire(max(deadline - time.monotonic(), 0.1), self._phase,
+                                       (batch.campaign_id.int, item.position))  # an int hashes in C, a UUID in Python
         except TimeoutError:
             if stop.outcome is None:
                 stop.outcome, stop.reason, stop.not_before = ReplyKind.RETRY, "time budget", time.time()
@@ -399,11 +379,27 @@ class Deliverer:
                 stop.outcome, stop.reason = ReplyKind.RETRY, said
                 stop.not_before = outcome.next_attempt_at or 0.0
             return outcome
+        # The limits are met holding a connection, so that their places go to the lowest rows (pacing.py).
+        if state.limiter.limited and not await state.pace.slot(batch, item.position, stop):
+            state.release(conn)
+            return RecipientResult(item.position, "released", None)
         if state.paused_until > time.time():  # paused by another batch while this one waited for a connection
             state.release(conn)
             if stop.outcome is None:
                 stop.outcome, stop.reason, stop.not_before = ReplyKind.PAUSE_SENDER, "sender paused", state.paused_until
             return RecipientResult(item.position, "released", None)
+        state.limiter.begin()
+        sent = False
+        try:
+            outcome = await self._transmit(state, compiled, conn, item, stop)
+            sent = outcome.status == "sent"
+        finally:
+            state.limiter.end(sent=sent)
+        return outcome
+
+    async def _transmit(self, state: SenderState, compiled: CompiledCampaign, conn: SmtpConnection, item: Claimed,
+                        stop: Stop) -> RecipientResult:
+        """Render and send `item` on `conn`, then hand the connection back; the outcome."""
         try:
             message = await self._render(compiled, item)
         except Exception as exc:  # a template that fails for this row's data, e.g. {{ 1 / count }}

@@ -109,3 +109,9 @@ export function providerTitle(preset) {
   const text = t(key);
   return text === key ? preset.title : text;
 }
+
+// A sender not verified says why: its last check failed («проверка не прошла»), or none was made.
+export const checkState = (sender) => (sender.last_error ? "sender.checkfailed" : "sender.notverified");
+
+// The edit form's title: a sender that works is changed («Изменить …»), one that failed is corrected.
+export const editTitle = (sender) => t(sender.verified ? "sender.change" : "sender.editing", { email: sender.from_email });

@@ -11,6 +11,8 @@ const STATES = ["sent", "bounced", "failed", "skipped", "pending", "sending"];
 // A campaign not started yet has no recipients: what its contact file will give (the API's planned).
 const PLANNED = ["recipients", "suppressed", "duplicates", "problems"];
 let timer = null;
+// The recipients' columns; on a phone each row is a card, its cells labelled with these (styles.css).
+const COLUMNS = [() => "#", () => t("auth.email"), () => t("campaign.state"), () => t("campaign.reply"), () => t("campaign.attempts")];
 
 // Replies Sendpy writes itself are codes (and the retry policy's last word, as stored before attempts
 // were data, a fixed sentence): they are read in the reader's language; a server's own words are
@@ -99,14 +101,14 @@ export async function campaignPage(campaignId) {
         <button type="button" id="pause">${t("campaign.pause")}</button>
         <button type="button" id="resume">${t("campaign.resume")}</button>
         <button type="button" id="cancel" class="danger">${t("campaign.cancel")}</button>
-        <a class="button" id="export" href="/v1/campaigns/${campaignId}/export.csv?lang=${currentLanguage()}&tz=${encodeURIComponent(timeZoneId())}" download>${t("campaign.export")}</a></div>
+        <a class="button" id="export" href="/v1/campaigns/${campaignId}/export.csv?lang=${currentLanguage()}&tz=${encodeURIComponent(timeZoneId())}&zone=${encodeURIComponent(zoneName())}" download>${t("campaign.export")}</a></div>
       <div id="control-error" aria-live="polite"></div></section>
     <section class="card"><p id="recipients-later" hidden></p><div id="recipient-list"><form id="filter" class="row">
       <label>${t("campaign.search")}<input name="q" type="search"></label>
       <label>${t("campaign.state")}<select name="status"><option value="">${t("campaign.all")}</option>
         ${STATES.map((s) => html`<option value="${s}">${t(`state.${s}`)}</option>`)}</select></label></form>
-      <div class="scroll" tabindex="0" role="region" aria-label="${t("campaign.recipients")}"><table><thead><tr><th>#</th><th>${t("auth.email")}</th><th>${t("campaign.state")}</th><th>${t("campaign.reply")}</th><th>${t("campaign.attempts")}</th></tr></thead>
-      <tbody id="recipients"></tbody></table></div>
+      <div class="scroll" tabindex="0" role="region" aria-label="${t("campaign.recipients")}"><table class="stacked" role="table"><thead role="rowgroup"><tr role="row">${COLUMNS.map((c) => html`<th role="columnheader">${c()}</th>`)}</tr></thead>
+      <tbody id="recipients" role="rowgroup"></tbody></table></div>
       <p class="row"><span id="shown" aria-live="polite"></span> <button type="button" id="clear-search" hidden>${t("campaign.clearsearch")}</button>
         <button type="button" id="more" hidden>${t("campaign.more")}</button></p>
       <p class="hint" id="order-hint">${t("campaign.order")}</p></div></section>
@@ -163,8 +165,8 @@ export async function campaignPage(campaignId) {
   // A page of 100 at a time; "show more" appends the next page after the last position shown.
   let nextAfter = null;
   let paged = false; // once more pages are shown, the live refresh leaves the list alone
-  const row = (r) => html`<tr><td>${r.position}</td><td>${r.email}</td>
-      <td><span class="badge ${r.status}">${t(`state.${r.status}`)}</span></td><td>${replyText(r.reply)}</td><td>${attemptsText(r)}</td></tr>`;
+  const row = (r) => html`<tr role="row">${[r.position, r.email, html`<span class="badge ${r.status}">${t(`state.${r.status}`)}</span>`,
+    replyText(r.reply), attemptsText(r)].map((value, i) => html`<td role="cell" data-label="${COLUMNS[i]()}">${value}</td>`)}</tr>`;
   const loadRecipients = async (more = false) => {
     const form = document.getElementById("filter");
     const params = new URLSearchParams({ limit: "100" });
@@ -193,7 +195,10 @@ export async function campaignPage(campaignId) {
     const state = form.status.value && t(`state.${form.status.value}`);
     const none = !body.rows.length && (form.q.value ? t("campaign.nothingfound", { q: form.q.value })
       : state && t("campaign.noneinstate", { state }));
-    document.getElementById("shown").textContent = none || t("campaign.shown", { n: number(body.rows.length) });
+    // Of how many: the campaign's recipients, or those in the state chosen; a search's total is not known.
+    const total = form.q.value ? null : form.status.value ? latest?.counts?.[form.status.value] : latest?.recipient_count;
+    document.getElementById("shown").textContent = none || (total != null && total >= body.rows.length
+      ? t("campaign.shownof", { n: number(body.rows.length), total: number(total) }) : t("campaign.shown", { n: number(body.rows.length) }));
     document.getElementById("clear-search").hidden = !(none && form.q.value);
   };
 
@@ -224,9 +229,11 @@ export async function campaignPage(campaignId) {
   const startKey = crypto.randomUUID();
   const sendNow = document.getElementById("confirm-send-now");
   document.getElementById("send-now").addEventListener("click", () => {
-    const count = latest?.plan?.count ?? latest?.recipient_count ?? 0;
+    // The plan were it sent now (plan_now), as the page shows it once confirmed — not the scheduled one.
+    const plan = latest?.plan_now ?? latest?.plan;
+    const count = plan?.count ?? latest?.recipient_count ?? 0;
     document.getElementById("send-now-text").textContent =
-      t("review.confirm", { n: number(count), plan: planText(latest?.plan) }).replace(/\.\.$/, ".");
+      t("review.confirm", { n: number(count), plan: planText(plan, { behind: latest?.waiting_for }) }).replace(/\.\.$/, ".");
     sendNow.returnValue = ""; // Escape leaves the last answer in place: start from none
     sendNow.showModal();
   });
@@ -243,6 +250,8 @@ export async function campaignPage(campaignId) {
   document.getElementById("unschedule").addEventListener("click", async () => {
     try {
       await api("DELETE", `/v1/campaigns/${campaignId}/schedule`);
+      // The review keeps the time that was set, and says the campaign is a draft again.
+      sessionStorage.setItem(`sendpy.unscheduled.${campaignId}`, latest?.scheduled_at ?? "");
       location.hash = `#/wizard/${campaignId}/4`;
     } catch (error) {
       showError(document.getElementById("control-error"), error);

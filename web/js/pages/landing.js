@@ -1,7 +1,7 @@
 // The front page for visitors: what Sendpy does, and the sign-up / log-in form.
 
 import { api } from "../api.js";
-import { html, main, render, showError } from "../dom.js";
+import { html, main, render, showError, showFieldProblems } from "../dom.js";
 import { t } from "../i18n.js";
 
 export function landingPage() {
@@ -30,19 +30,8 @@ function checked(form, mode) {
     [form.password, "password-problem", !password ? "auth.nopassword"
       : mode === "signup" && password.length < 8 ? "auth.shortpassword" : ""],
   ];
-  for (const [input, id, key] of problems) {
-    document.getElementById(id).textContent = key ? t(key) : "";
-    if (key) {
-      input.setAttribute("aria-invalid", "true");
-      input.setAttribute("aria-describedby", id);
-    } else {
-      input.removeAttribute("aria-invalid");
-      input.removeAttribute("aria-describedby");
-    }
-  }
-  const first = problems.find(([, , key]) => key);
-  first?.[0].focus();
-  return !first;
+  // Said next to each field, and gone as the field is typed in (dom.js), as on every other form.
+  return showFieldProblems(problems.map(([input, id, key]) => [input, id, key ? t(key) : ""]));
 }
 
 function authForm(mode, focus) {

@@ -11,7 +11,15 @@
 import { api, ApiError } from "../api.js";
 import { clearFieldProblem, confirmAction, html, main, render, showError, showFieldProblems } from "../dom.js";
 import { currentLanguage, number, t } from "../i18n.js";
-import { hostName, limitWarning, passwordRule, providerTitle, senderChecks } from "../sender_form.js";
+import { checkState, editTitle, hostName, limitWarning, passwordRule, providerTitle, senderChecks } from "../sender_form.js";
+
+// Why a sender cannot be deleted yet: its unfinished campaigns, each a link to its page and in its state.
+function heldText(held) {
+  const quote = (text) => (currentLanguage() === "ru" ? `«${text}»` : `“${text}”`);
+  const names = held.map((c) => html`<a href="#/campaign/${c.id}">${quote(c.name || c.subject || t("campaign.unnamed"))}</a> (${t(`state.${c.status}`)})`);
+  const parts = t(held.length === 1 ? "sender.heldone" : "sender.heldmany", { campaigns: "\u0000" }).split("\u0000");
+  return html`<div class="error" role="alert"><p><strong>${t("sender.heldtitle")}.</strong> ${parts[0]}${names.map((n, i) => html`${i ? ", " : ""}${n}`)}${parts[1] ?? ""}</p></div>`;
+}
 
 // A field of the edit form with its own problem line (dom.js showFieldProblems).
 const field = (label, input, name) => html`<div><label>${label}${input}</label><span class="error field-error" id="edit-problem-${name}"></span></div>`;
@@ -19,11 +27,11 @@ const field = (label, input, name) => html`<div><label>${label}${input}</label><
 export async function sendersPage() {
   const { items } = await api("GET", "/v1/senders");
   render(main(), html`<h1>${t("nav.senders")}</h1>
-    ${items.length ? html`<div class="scroll" tabindex="0" role="region" aria-label="${t("senders.table")}"><table><thead><tr><th>${t("sender.from")}</th><th>${t("sender.host")}</th><th>${t("sender.limits")}</th><th></th></tr></thead><tbody>
-      ${items.map((s) => html`<tr><td>${s.from_email}<br><small>${s.verified ? "✓" : t("sender.notverified")}${s.paused_until ? " · " + t("sender.paused", { t: new Date(s.paused_until).toLocaleString(currentLanguage()) }) : ""}</small></td>
-        <td>${s.host}:${s.port} (${t(`security.${s.security}`)})</td>
-        <td>${s.per_minute ? number(s.per_minute) : "∞"} ${t("sender.perminute")}, ${s.per_day ? number(s.per_day) : "∞"} ${t("sender.perday")}</td>
-        <td><button type="button" data-imap="${s.id}" aria-expanded="false" aria-controls="imap-panel"
+    ${items.length ? html`<div class="scroll" tabindex="0" role="region" aria-label="${t("senders.table")}"><table class="stacked" role="table"><thead role="rowgroup"><tr role="row"><th role="columnheader">${t("sender.from")}</th><th role="columnheader">${t("sender.host")}</th><th role="columnheader">${t("sender.limits")}</th><th role="columnheader"></th></tr></thead><tbody role="rowgroup">
+      ${items.map((s) => html`<tr role="row"><td role="cell">${s.from_email}<br><small>${s.verified ? "✓" : t(checkState(s))}${s.paused_until ? " · " + t("sender.paused", { t: new Date(s.paused_until).toLocaleString(currentLanguage()) }) : ""}</small></td>
+        <td role="cell" data-label="${t("sender.host")}">${s.host}:${s.port} (${t(`security.${s.security}`)})</td>
+        <td role="cell" data-label="${t("sender.limits")}">${s.per_minute ? number(s.per_minute) : "∞"} ${t("sender.perminute")}, ${s.per_day ? number(s.per_day) : "∞"} ${t("sender.perday")}</td>
+        <td role="cell"><button type="button" data-imap="${s.id}" aria-expanded="false" aria-controls="imap-panel"
             aria-label="${t("imap.title", { email: s.from_email })}">${t("imap.open")}</button>
           <button type="button" data-edit="${s.id}" aria-label="${t("sender.edit")}: ${s.from_email}">${t("sender.edit")}</button>
           <button type="button" data-verify="${s.id}" aria-label="${t("sender.verify")}: ${s.from_email}">${t("sender.verify")}</button>
@@ -71,6 +79,10 @@ export async function sendersPage() {
   };
   main().querySelectorAll("[data-delete]").forEach((button) => button.addEventListener("click", async () => {
     const sender = items.find((s) => s.id === Number(button.dataset.delete));
+    if (sender.held_by?.length) { // it cannot go: said at once, naming what holds it, instead of a question
+      render(result, heldText(sender.held_by));
+      return focusProblem(result);
+    }
     const yes = await confirmAction({ title: t("sender.deletetitle"), text: t("sender.deletetext", { email: sender.from_email }),
       action: t("common.delete"), opener: button });
     if (!yes) return;
@@ -97,7 +109,7 @@ export async function sendersPage() {
   });
   main().querySelectorAll("[data-edit]").forEach((button) => button.addEventListener("click", () => {
     sender = items.find((s) => s.id === Number(button.dataset.edit));
-    document.getElementById("edit-title").textContent = t("sender.editing", { email: sender.from_email });
+    document.getElementById("edit-title").textContent = editTitle(sender);
     for (const name of ["from_email", "from_name", "host", "port", "security", "username", "per_minute", "per_day"]) {
       form[name].value = sender[name] ?? "";
     }
@@ -108,15 +120,18 @@ export async function sendersPage() {
     loadPresets().then((list) => { presets = list; warnLimits(); }).catch(() => {}); // no list, no warning
     document.getElementById("edit-result").replaceChildren();
     editing.onclose = () => button.focus();
+    const where = document.getElementById("edit-result");
+    // The server's answer was about what was sent before: it goes once the form is typed in or sent again.
+    form.oninput = () => { if (where.querySelector(".error")) where.replaceChildren(); };
     form.onsubmit = async (event) => {
       event.preventDefault();
+      form.oninput();
       if (!showFieldProblems(senderChecks(form, password, "edit-problem-", true))) return;
       const body = { from_email: form.from_email.value, from_name: form.from_name.value, host: form.host.value,
         port: Number(form.port.value), security: form.security.value, username: form.username.value || form.from_email.value,
         per_minute: form.per_minute.value ? Number(form.per_minute.value) : null,
         per_day: form.per_day.value ? Number(form.per_day.value) : null };
       if (form.password.value) body.password = form.password.value;
-      const where = document.getElementById("edit-result");
       try {
         await api("PATCH", `/v1/senders/${sender.id}`, body);
         render(where, html`<p>${t("sender.verifying")}</p>`);

@@ -35,9 +35,10 @@ export function settingsPage(me) {
       form.reset();
       render(result, html`<p class="notice">${t("settings.changed")}</p>`);
     } catch (error) {
-      showError(result, error);
-      if (error.field === "current_password") form.current.focus();
-      else if (error.field === "new_password") form.new.focus();
+      // A field's problem («Текущий пароль указан неверно.») is said at that field, not under «Сохранить».
+      const at = { current_password: [form.current, "current-problem"], new_password: [form.new, "new-problem"] }[error.field];
+      if (at) showFieldProblems([[...at, error.message]]);
+      else showError(result, error);
     }
   });
 }

@@ -6,7 +6,7 @@ import { dateTime, zoneName } from "../dates.js";
 import { currentLanguage, inOwnLanguage, number, t } from "../i18n.js";
 import { planText } from "../plan.js";
 import { editorDialogs, insertImage, insertLink } from "../link_dialog.js";
-import { passwordRule, senderChecks } from "../sender_form.js";
+import { checkState, editTitle, passwordRule, senderChecks } from "../sender_form.js";
 
 const ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1251", "koi8-r", "cp1252", "iso-8859-1"];
 // What people know the encodings as (the codec name stays in brackets for the technical reader).
@@ -117,7 +117,8 @@ function nextButtons(campaign, step, beforeLeave = async () => {}, readyToGo = (
 
 async function contactsStep(section, campaign) {
   const upload = campaign.upload_id ? await api("GET", `/v1/uploads/${campaign.upload_id}`) : null;
-  const nav = nextButtons(campaign, 1);
+  const nav = nextButtons(campaign, 1, undefined, () => hasAddresses(section));
+  shownUpload = upload;
   render(section, html`<h2>${t("wizard.step1")}</h2>
     <div class="dropzone" id="dropzone">
       <p>${t("contacts.drop")}</p>
@@ -126,7 +127,7 @@ async function contactsStep(section, campaign) {
     </div>
     <div id="report">${upload && reportHtml(upload, noteFor(upload, recalled(upload)))}</div>${nav.fragment}`);
   nav.bind(section);
-  bindReport(section, campaign, upload, recalled(upload)?.good ?? upload?.dialect);
+  bindReport(section, campaign, upload, recalled(upload)?.good ?? settingsOf(upload));
   if (reportToFocus) focusOn(section.querySelector("#report h3"));
   reportToFocus = false;
   const input = section.querySelector("#file");
@@ -186,6 +187,21 @@ async function uploadFile(section, campaign, file) {
   }
 }
 
+// The upload whose report the contacts step shows (reportHtml draws each one): «Далее» asks it.
+let shownUpload = null;
+
+// A file read to no valid address has nobody to send to: «Далее» stops at the address column and
+// says why (the walk went on after «Всё равно применить» without a word).
+function hasAddresses(section) {
+  const r = shownUpload?.report;
+  if (!r || r.valid > 0) return true;
+  const column = section.querySelector("#dialect")?.email_column;
+  if (column) return showFieldProblems([[column, "contacts-problem", t("contacts.needvalid")]]);
+  showError(section.querySelector("#nav-error"), new Error(t("contacts.needvalid")));
+  focusOn(section.querySelector("#nav-error .error"));
+  return false;
+}
+
 // A reading applied with «Всё равно применить» (far fewer addresses, or no address column) keeps
 // its note and its way back over a reload — the walk reloaded after one and found 0 addresses and
 // nothing to go back with. Kept in this browser while that reading is still the upload's.
@@ -218,6 +234,7 @@ function noteFor(upload, applied) {
 function reportHtml(upload, note = null) {
   const d = upload.dialect;
   const r = upload.report;
+  shownUpload = upload;
   // A column without a header cell the server names "Column 1…" (in English): the reader's words here.
   const columns = (upload.columns || []).map((c, i) => (c.label === `Column ${i + 1}`
     ? { ...c, label: t("contacts.column", { n: i + 1 }) } : c));
@@ -230,7 +247,7 @@ function reportHtml(upload, note = null) {
       <label>${t("contacts.emailcol")}<select name="email_column">${columns.map((c, i) => option(i, c.label, i === d.email_column))}</select></label>
       <label class="check"><input type="checkbox" name="has_header" ${d.has_header ? "checked" : ""}> ${t("contacts.header")}</label>
       <button type="submit">${t("contacts.apply")}</button>
-    </form><div id="dialect-error" aria-live="polite"></div>
+    </form><span class="error field-error" id="contacts-problem"></span><div id="dialect-error" aria-live="polite"></div>
     ${note && html`<div class="callout" id="dialect-warning"><p>${note.text}</p>${note.refused
       ? html`<button type="button" class="apply-anyway">${t("contacts.applyanyway")}</button>`
       : note.redetect ? html`<button type="button" class="redetect">${t("contacts.redetect")}</button>` : revertButton(note.good)}</div>`}
@@ -245,10 +262,19 @@ function reportHtml(upload, note = null) {
       <div><dt>${t("contacts.suppressed")}</dt><dd>${count(r.suppressed)}</dd></div></dl>
       ${r.invalid_examples.length > 0 && html`<h4>${t("contacts.invalidrows")}</h4><ul class="problems">${r.invalid_examples.map((x) => html`<li>${t("contacts.row")} ${x.row}: <code>${x.value}</code> — ${inOwnLanguage(x.reason)}</li>`)}</ul>
         <p>${(r.empty ?? 0) + r.invalid > r.invalid_examples.length && html`${t("contacts.more", { n: count((r.empty ?? 0) + r.invalid - r.invalid_examples.length) })} `}
-        <a href="/v1/uploads/${upload.id}/problems.csv?lang=${currentLanguage()}" download id="problems-link">${t("contacts.download", { n: count((r.empty ?? 0) + r.invalid + (r.duplicates ?? 0)) })}</a></p>`}`}
+        <a href="/v1/uploads/${upload.id}/problems.csv?lang=${currentLanguage()}" download id="problems-link">${downloadText(r)}</a></p>`}`}
     <h4>${t("contacts.preview")}</h4>
     <div class="scroll" tabindex="0" role="region" aria-label="${t("contacts.previewtable")}"><table id="preview"><thead><tr>${columns.map((c) => html`<th>${c.label}</th>`)}</tr></thead>
     <tbody>${(upload.preview || []).map((row) => html`<tr>${row.map((cell) => html`<td>${cell}</td>`)}</tr>`)}</tbody></table></div>`;
+}
+
+// The download holds the repeated addresses too: said, so that the rows listed, the «… и ещё» and
+// the download's count add up (20 + 160 ≠ 245 when 65 repeats were only in the file).
+function downloadText(r) {
+  const problems = (r.empty ?? 0) + r.invalid;
+  const all = number(problems + (r.duplicates ?? 0));
+  return r.duplicates ? t("contacts.downloadwith", { n: all, problems: number(problems), duplicates: number(r.duplicates) })
+    : t("contacts.download", { n: all });
 }
 
 // Text read in the wrong encoding is mostly odd words: the case flipping inside a word (cp1251 read
@@ -262,7 +288,19 @@ function garbled(rows) {
 }
 
 const revertButton = (good) => html`<button type="button" class="revert">${t("contacts.revert", {
-  delimiter: t(`delim.${good.delimiter}`), encoding: encodingName(good.encoding) })}</button>`;
+  delimiter: t(`delim.${good.delimiter}`), encoding: encodingName(good.encoding), column: good.label ?? "" })}</button>`;
+
+// The settings an upload was read with, and the name of its address column then: the way back names
+// the column it goes back to (the columns on screen are those of the reading being undone).
+function settingsOf(upload) {
+  if (!upload?.dialect) return upload?.dialect;
+  const at = upload.dialect.email_column;
+  const column = (upload.columns || [])[at];
+  return { ...upload.dialect, label: column && (column.label === `Column ${at + 1}` ? t("contacts.column", { n: at + 1 }) : column.label) };
+}
+
+// A reading's settings as the API takes them (without the column's name kept for the way back).
+const asBody = ({ label, ...settings }) => settings;
 
 // Reads the file again with corrected settings; a big file is read by a worker, waited for here.
 async function reread(uploadId, body, problem) {
@@ -279,7 +317,7 @@ async function reread(uploadId, body, problem) {
 
 // `good`: the last settings that found an address column. A separator or encoding that finds none
 // must not trap the person: the columns it gives are shown to pick from, and a button goes back.
-function bindReport(section, campaign, upload, good = upload?.dialect) {
+function bindReport(section, campaign, upload, good = settingsOf(upload)) {
   const form = section.querySelector("#dialect");
   if (!form || !upload) return;
   const report = section.querySelector("#report");
@@ -289,11 +327,11 @@ function bindReport(section, campaign, upload, good = upload?.dialect) {
     remember(fixed, applied);
     const note = noteFor(fixed, applied);
     render(report, reportHtml(fixed, note));
-    bindReport(section, campaign, fixed, applied ? good : fixed.dialect);
+    bindReport(section, campaign, fixed, applied ? good : settingsOf(fixed));
     focusOn(note ? section.querySelector("#dialect-warning p")
       : section.querySelector("#encoding-warning") || section.querySelector("#report h3"));
   };
-  const correct = async (body) => {
+  const correct = async (body, columnReset = false) => {
     let tried = body;
     try {
       const fixed = await reread(upload.id, body, problem);
@@ -301,6 +339,12 @@ function bindReport(section, campaign, upload, good = upload?.dialect) {
       const fewer = body.accept_fewer && (fixed.report?.valid ?? 1) * 2 < (upload.report?.valid ?? 0);
       show(fixed, fewer ? (body.nocolumn ? { good, nocolumn: body.delimiter }
         : { good, valid: fixed.report.valid, before: upload.report.valid }) : null);
+      if (columnReset) { // the column picked went with the separator: why, where the column is
+        const select = section.querySelector("#dialect").email_column;
+        section.querySelector("#dialect-error").textContent = t("contacts.columnreset");
+        select.setAttribute("aria-describedby", "dialect-error");
+        select.focus();
+      }
     } catch (error) {
       let failure = error;
       if (error.code === "no_email_column" && body.email_column === undefined && body.delimiter) {
@@ -336,20 +380,23 @@ function bindReport(section, campaign, upload, good = upload?.dialect) {
       }
       // The file is not read with these settings: say why, and offer the ones that worked.
       render(problem, html`<p class="error" role="alert">${failure.message || t("common.error")}</p>${revertButton(good)}`);
-      problem.querySelector(".revert").addEventListener("click", () => correct({ ...good }));
+      problem.querySelector(".revert").addEventListener("click", () => correct(asBody(good)));
       focusOn(problem.querySelector(".error"));
     }
   };
-  section.querySelector("#dialect-warning .revert")?.addEventListener("click", () => correct({ ...good }));
+  section.querySelector("#dialect-warning .revert")?.addEventListener("click", () => correct(asBody(good)));
   // No overrides at all: the file's settings detected afresh, as when it was uploaded.
   section.querySelector("#dialect-warning .redetect")?.addEventListener("click", () => correct({}));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const d = upload.dialect;
     const body = { encoding: form.encoding.value, delimiter: form.delimiter.value, has_header: form.has_header.checked };
-    // Another separator or encoding gives other columns: the address column is found again.
-    if (body.encoding === d.encoding && body.delimiter === d.delimiter) body.email_column = Number(form.email_column.value);
-    correct(body);
+    const column = Number(form.email_column.value);
+    const picked = form.email_column.value !== "" && column !== d.email_column;
+    // Another encoding gives the same columns, their names read anew: a column picked is kept by its
+    // place. Another separator gives other columns: the address column is found again, and that is said.
+    if (body.delimiter === d.delimiter && (body.encoding === d.encoding || picked)) body.email_column = column;
+    correct(body, picked && body.delimiter !== d.delimiter);
   });
 }
 
@@ -368,7 +415,7 @@ const GUIDE_FOR = { gmail: "gmail", google_workspace: "gmail", yandex: "yandex",
 
 function senderLine(s, chosen) {
   return html`<div class="sender-choice"><label class="check"><input type="radio" name="sender" value="${s.id}" ${s.id === chosen ? "checked" : ""}>
-      ${s.from_name} &lt;${s.from_email}&gt; — ${s.host}:${s.port} (${t(`security.${s.security}`)}) ${s.verified ? "✓" : `(${t("sender.notverified")})`}</label>
+      ${s.from_name} &lt;${s.from_email}&gt; — ${s.host}:${s.port} (${t(`security.${s.security}`)}) ${s.verified ? "✓" : `(${t(checkState(s))})`}</label>
     <button type="button" data-edit="${s.id}" aria-label="${t("sender.edit")}: ${s.from_email}">${t("sender.edit")}</button>
     ${!s.verified && html`<button type="button" data-check="${s.id}" aria-label="${t("sender.verify")}: ${s.from_email}">${t("sender.verify")}</button>`}</div>`;
 }
@@ -425,7 +472,7 @@ async function senderStep(section, campaign) {
   };
   const edit = (sender) => {
     editing = sender;
-    title.textContent = sender ? t("sender.editing", { email: sender.from_email }) : t("sender.add");
+    title.textContent = sender ? editTitle(sender) : t("sender.add");
     section.querySelector("#new-instead").hidden = !sender;
     for (const name of ["from_email", "from_name", "host", "port", "username"]) form[name].value = sender ? sender[name] ?? "" : "";
     form.preset.value = sender?.preset || "";
@@ -483,8 +530,12 @@ async function senderStep(section, campaign) {
       result.focus(); // the list was drawn again under the button: the answer is where to read on
     }
   });
+  // The server's answer was about what was sent before: it goes once the form is typed in or sent again.
+  const forgetAnswer = () => { if (result.querySelector(".error")) result.replaceChildren(); };
+  form.addEventListener("input", forgetAnswer);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    forgetAnswer();
     if (!showFieldProblems(senderChecks(form, password, "sender-problem-"))) return;
     const body = { from_email: form.from_email.value, from_name: form.from_name.value };
     if (form.password.value) body.password = form.password.value;
@@ -687,11 +738,19 @@ async function messageStep(section, campaign) {
     section.querySelector("#field-target").textContent = t(toSubject ? "message.intosubject" : "message.intobody");
   };
   subject.addEventListener("focus", target(true));
+  // Tab into the subject selects all of it: inserting then goes at its end, not over the subject.
+  // A selection the person makes (keys other than Tab, the mouse) is theirs to replace.
+  let selectedByFocus = false;
+  subject.addEventListener("focus", () => { selectedByFocus = true; });
+  subject.addEventListener("keydown", (event) => { if (!["Tab", "Shift"].includes(event.key)) selectedByFocus = false; });
+  subject.addEventListener("mouseup", () => { selectedByFocus = false; });
   section.querySelector("#editor").addEventListener("focusin", target(false));
   source.addEventListener("focus", target(false));
   const insertField = () => {
     const token = `{{ ${section.querySelector("#field").value} }}`;
     const into = intoSubject ? subject : sourceMode ? source : null;
+    const whole = into === subject && selectedByFocus && into.selectionStart === 0 && into.selectionEnd === into.value.length;
+    if (whole) into.setSelectionRange(into.value.length, into.value.length);
     if (into) into.setRangeText(token, into.selectionStart, into.selectionEnd, "end");
     else editor.insertPlainText(token);
     changed();
@@ -744,7 +803,8 @@ async function messageStep(section, campaign) {
       const sent = await api("POST", `/v1/campaigns/${campaign.id}/test`, { email: typed, row: previewed });
       render(result, html`<p class="notice">${t("message.testsent", { to: sent.to })}</p>`);
     } catch (error) {
-      if (error.field === "email") showFieldProblems([[to, "test-problem", error.message]]);
+      // Said under «Адрес для теста»: the API's «в поле «эл. почта»» names a field the page does not have.
+      if (error.field === "email") showFieldProblems([[to, "test-problem", error.message.replace(/ (в поле «[^»]*»|in '[^']*')/, "")]]);
       else showError(result, error);
     }
   });
@@ -827,7 +887,7 @@ async function reviewStep(section, campaign) {
     </dl>${valid === 0 && html`<p class="warning" id="no-recipients">${t("review.norecipients")}</p>`}
     ${lacking.length > 0 && html`<p class="warning" id="review-lacking">${lacking.map((f) => t(`review.needs.${f}`)).join(" ")}
       <a href="#/wizard/${campaign.id}/3">${t("wizard.step3")}</a></p>`}
-    <div id="start-error" aria-live="polite"></div>
+    <div id="start-error" aria-live="polite"></div><p class="notice" id="unscheduled" hidden>${t("review.unscheduled")}</p>
     <form id="later" class="row" novalidate><label>${t("review.later")} <input type="datetime-local" name="at" required></label>
       <span class="hint">${t("review.zone", { zone })}</span>
       <button type="submit" ${valid === 0 ? "disabled" : ""}>${t("review.schedule")}</button></form>
@@ -844,6 +904,19 @@ async function reviewStep(section, campaign) {
     </form></dialog>`);
   const problem = section.querySelector("#start-error");
   const when = section.querySelector("#later").at;
+  // Come from «Отменить расписание и изменить»: the time it was set for stays in the field, and the
+  // page says the campaign is a draft again (it came back with an empty field and no word).
+  const unscheduled = sessionStorage.getItem(`sendpy.unscheduled.${campaign.id}`);
+  sessionStorage.removeItem(`sendpy.unscheduled.${campaign.id}`);
+  if (unscheduled !== null) {
+    const at = new Date(unscheduled);
+    const pad = (n) => String(n).padStart(2, "0");
+    if (unscheduled && !Number.isNaN(at.getTime())) {
+      when.value = `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}T${pad(at.getHours())}:${pad(at.getMinutes())}`;
+    }
+    section.querySelector("#unscheduled").hidden = false;
+    focusOn(section.querySelector("#unscheduled"));
+  }
   const fail = (error) => {
     showError(problem, explained(error));
     focusOn(problem.querySelector(".error"));

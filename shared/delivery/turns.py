@@ -1,0 +1,76 @@
+"""Whose turn it is at one account's connections: the earliest row of each campaign, campaigns in turn.
+
+A sender worker runs several batches of one campaign at once, and each batch several lanes. When
+they queued for the account's connections in the order they arrived, the batches went side by
+side: a 2,000-recipient campaign's first email was row 151 and rows ran up to 487 out of place,
+and on a limited account the first day's mail was not the file's first rows. Here each waiting
+send is queued by its row (position) in its campaign's queue, and a freed connection goes to the
+lowest row waiting. Campaigns of one account take turns, one send each, as the user's window gives
+them turns with batches: one campaign's long file does not keep another's from its connections.
+
+Each operation is O(log n) in the sends waiting. A send that stops waiting (its time is up) stays
+in its queue, marked done, until it comes to the top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Hashable
+
+# A send's place: its queue (the campaign) and its row there. Sends of one queue go lowest row first.
+Turn = tuple[Hashable, int]
+ANY: Turn = (None, 0)  # a caller that does not say: first come, first served
+
+
+class Turns:
+    def __init__(self) -> None:
+        self._queues: dict[Hashable, list[tuple[int, int, asyncio.Future[None]]]] = {}
+        # The queues with sends waiting, each once: the next one woken is taken from the left.
+        self._rotation: deque[Hashable] = deque()
+        self._order = itertools.count()  # first come, first served among equal rows
+
+    def ahead(self, turn: Turn) -> bool:
+        """Whether a send of the same queue with a lower row is waiting."""
+        heap = self._queues.get(turn[0])
+        if not heap:
+            return False
+        while heap and heap[0][2].done():  # gave up waiting, or woken
+            heapq.heappop(heap)
+        return bool(heap) and heap[0][0] < turn[1]
+
+    async def wait(self, turn: Turn, seconds: float | None) -> None:
+        """Until woken (the caller then looks again), or TimeoutError after `seconds`."""
+        queue, position = turn
+        waiter = asyncio.get_running_loop().create_future()
+        heap = self._queues.get(queue)
+        if heap is None:
+            heap = self._queues[queue] = []
+            self._rotation.append(queue)
+        heapq.heappush(heap, (position, next(self._order), waiter))
+        try:
+            async with asyncio.timeout(None if seconds is None else max(seconds, 0.0)):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.wake()  # woken but leaving: the next waiter gets the chance
+            else:
+                waiter.cancel()  # left in its queue, skipped when it comes to the top
+            raise
+
+    def wake(self) -> None:
+        """Wake the lowest row waiting in the next queue in turn."""
+        while self._rotation:
+            queue = self._rotation.popleft()
+            heap = self._queues[queue]
+            while heap and heap[0][2].done():
+                heapq.heappop(heap)
+            if not heap:
+                del self._queues[queue]
+                continue
+            waiter = heapq.heappop(heap)[2]
+            self._rotation.append(queue)  # an empty one is dropped when its turn comes again
+            waiter.set_result(None)
+            return
