@@ -42,6 +42,8 @@ USER_ROWS: dict[str, str] = {
                           " 330,000, bare or in a Jinja string)",
     "always_failing_template": "a template that fails for every recipient (`{{ email|truncate(1) }}`,"
                                " `{% if email < 5 %}`, …) to `/api/send-message`",
+    "part_over_limit": "`/api/send-message` with a 1.2 MB body, its text part over the workers' 1,000,000"
+                       " characters (it was accepted, then every recipient failed)",
     "slow_template_for_one_contact": "a template of allowed filters too slow for one contact's 9,600-character field",
     "huge_body_unauthenticated": "a 400 MB body to `/v1/auth/login` (no account needed)",
     "deep_json": "JSON nested 500 and 100,000 deep, on four JSON routes",
@@ -68,6 +70,8 @@ USER_ROWS: dict[str, str] = {
     "silent_smtp_servers": "three SMTP servers of one user that accept the connection and never greet"
                            " (batch budget 40 s: 20 s to connect and log in), a 300-recipient campaign each",
     "silent_smtp_neighbour": "… meanwhile, another user's 1-recipient campaign on the same partition",
+    "waiting_behind_own_mail": "ten one-shots to a server that never greets, then one more through a good server"
+                               " (the good one waited ~3 min with no reason)",
     "dead_lettered_work": "work whose handling fails three times (dead-lettered)",
     "lost_command": "a start command lost after it was taken (campaign queued / loading)",
     "guessers_share_owner_address": "guessers behind the owner's own NAT address and from many addresses",

@@ -8,6 +8,7 @@ does (footer and unsubscribe links included) and refuses what would fail for eve
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -23,6 +24,7 @@ from shared.mail.template_limits import MAX_HTML_ELEMENTS, MAX_RENDERED_CHARS, M
 from shared.settings import get_settings
 from shared.unsubscribe import Unsubscriber
 from tests.conftest import Workers
+from tests.fault_report import record_user
 from tests.helpers import draft_campaign, list_recipients, mail_from, make_sender, make_upload, wait_status
 
 EMAIL = "anna@example.com"  # the sample contact's address: its unsubscribe link is as long as a trial's
@@ -132,7 +134,9 @@ async def test_one_shot_mail_over_the_part_limit_is_refused_and_stores_nothing(
                "recipient_email_list": ["ann@example.com", "bob@example.com"], "server_host": "127.0.0.1",
                "server_port": clean_sink.port, "message": "<p>" + "x" * 1_200_000 + "</p>"}  # was a 202
     before = await db.fetchval("SELECT count(*) FROM campaigns")
+    began = time.monotonic()
     refused = await api.post("/api/send-message", headers={**auth, "Accept-Language": "ru"}, json=message)
+    answered = time.monotonic() - began
     assert refused.status_code == 400, refused.text
     error = refused.json()["error"]
     assert (error["code"], error["field"]) == ("template_always_too_large", "message"), error
@@ -140,6 +144,8 @@ async def test_one_shot_mail_over_the_part_limit_is_refused_and_stores_nothing(
     english = (await api.post("/api/send-message", headers=auth, json=message)).json()["error"]["message"]
     assert "even with the file's columns empty and the shortest address" in english, english
     assert await db.fetchval("SELECT count(*) FROM campaigns") == before
+    record_user("part_over_limit", f"400 `template_always_too_large`: «{error['message'][:80]}…», nothing stored",
+                answered)
 
 
 async def test_start_refuses_a_draft_saved_before_the_check_and_drafts_refuse_it_now(

@@ -23,6 +23,7 @@ from shared.accounts import ensure_user
 from shared.commands import DeliveryBatch
 from shared.send_window import OWN_MAIL_FIRST, Window
 from tests.conftest import Workers, new_api_key
+from tests.fault_report import record_user
 from tests.helpers import eventually, wait_status
 from tests.test_send_message_e2e import seed_request
 from tests.test_user_faults_slow_smtp import SilentServer
@@ -118,6 +119,7 @@ async def test_one_shots_stuck_at_a_silent_server_and_the_good_one_behind_them_a
                 return found if RU in (found["status_reason"] or "") and EN in found["status_reason"] else None
 
             held = await eventually(good_says_why, REASON_SECONDS, "the good one-shot says it waits for the user's")
+            held_seconds = time.monotonic() - began
             assert held["status"] == "sending" and held["counts"]["sent"] == 0, held
 
             async def every_stuck_one_says_why() -> list[str] | None:
@@ -134,6 +136,9 @@ async def test_one_shots_stuck_at_a_silent_server_and_the_good_one_behind_them_a
             done = await wait_status(api, auth, good, {"finished"}, timeout=120)
             assert done["counts"]["sent"] == 1 and done["status_reason"] is None, done
             assert [m for m in clean_sink.messages if "good@example.com" in m.rcpt_tos]
+            record_user("waiting_behind_own_mail", f"the good one `sending` «{held['status_reason'][:70]}…»; each"
+                        f" stuck one says why within {stuck_seconds:.0f} s; the stuck ones cancelled, the good one"
+                        " `finished`, its reason gone", held_seconds)
     finally:
         workers.kill(sender_worker)
         workers.restore()
