@@ -25,7 +25,7 @@ import imapclient
 from shared.crypto import KeyProvider, holds, open_sealed, seal
 from shared.db import Conn
 from shared.errors import InputError, host_refused, translate
-from shared.imap_connection import AnswerTooLarge, BoundedImap, Bounds, CallTimedOut, Pace, TooSlow
+from shared.imap_connection import AnswerTooLarge, BoundedImap, Bounds, CallTimedOut, Pace, Stalled, TooSlow
 from shared.imap_mailbox import FETCH_BATCH as FETCH_BATCH  # where the readers of before import it from
 from shared.imap_mailbox import Mailbox
 from shared.mail.messenger import ConnectPolicy, tls_context
@@ -143,6 +143,8 @@ def _problem(exc: BaseException, account: ImapAccount) -> VerifyProblem:
     where = f"{account.host}:{account.port}"
     if isinstance(exc, TooSlow):  # "received/seconds", for the reader's words (only a look has a pace)
         return VerifyProblem("too_slow", f"{exc.received}/{exc.seconds:.0f}")
+    if isinstance(exc, Stalled):  # "seconds/answers", as the reader words it
+        return VerifyProblem("stalled", f"{exc.waited:.0f}/{exc.answers}")
     if isinstance(exc, AnswerTooLarge):
         return VerifyProblem("too_large", exc.megabytes)
     if isinstance(exc, imapclient.exceptions.LoginError):

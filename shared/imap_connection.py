@@ -9,12 +9,15 @@ asks for is refused before a byte of it is read.
 
 A look at a mailbox may also be held to a pace (`Pace`): each answer must begin within a few
 seconds and keep coming at a modest rate, so a server that sends a few bytes a second — within
-every read timeout — gives its look up in seconds, not at the look's whole deadline.
+every read timeout — gives its look up in seconds, not at the look's whole deadline; and all the
+waiting for answers to begin is summed over the connection, so a server that thinks 19 s before
+every answer (each within the pace) is given up on once it has kept the look waiting too long.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import socket
 import ssl
 import time
@@ -48,6 +51,14 @@ class CallTimedOut(TimeoutError):
     """The call took longer than its deadline, however steadily the server kept sending."""
 
 
+class Stalled(CallTimedOut):
+    """The answers of one connection, taken together, took longer than `Pace.wait` to begin."""
+
+    def __init__(self, waited: float, answers: int) -> None:
+        self.waited, self.answers = waited, answers
+        super().__init__(f"the IMAP server kept its {answers} answers waiting {waited:.0f} s in all")
+
+
 class TooSlow(CallTimedOut):
     """An answer fell behind its `Pace`: `received` bytes of it in `seconds`."""
 
@@ -59,10 +70,13 @@ class TooSlow(CallTimedOut):
 @dataclass(frozen=True)
 class Pace:
     """How fast answers must come: the first `stall` seconds are free (a server may think before
-    it answers), then `rate` bytes a second on average, counted from the command."""
+    it answers), then `rate` bytes a second on average, counted from the command; and all the
+    connection's answers together may take `wait` seconds to begin (the greeting's counted from
+    the connect)."""
 
     stall: float
     rate: float
+    wait: float = math.inf
 
     def seconds_for(self, received: int) -> float:
         """How long an answer of which `received` bytes have come may have taken so far."""
@@ -81,6 +95,9 @@ class Bounds:
     broken: bool = False  # a bound was hit: what the server sends next is not to be trusted
     pace: Pace | None = None
     began: float = field(default_factory=time.monotonic)  # when the current command was sent
+    waited: float = 0.0  # seconds the answers so far took to begin, summed
+    answers: int = 0  # answers begun
+    awaiting: bool = True  # the current answer (at first the greeting) has not begun
 
     def allow_bytes(self, extra: int) -> None:
         """The next answers may be `extra` bytes larger than an ordinary one."""
@@ -90,6 +107,19 @@ class Bounds:
         self.deadline = time.monotonic() + seconds
         self.began = time.monotonic()
 
+    def heard(self) -> None:
+        """The current answer's first bytes came."""
+        if self.awaiting:
+            self.awaiting = False
+            self.waited += time.monotonic() - self.began
+            self.answers += 1
+
+    def _stalled(self) -> float:
+        """When waiting for the current answer to begin uses up the pace's `wait`; inf if never."""
+        if self.pace is None or not self.awaiting:
+            return math.inf
+        return self.began + self.pace.wait - self.waited
+
     def _behind(self) -> float:
         """When the current answer falls behind its pace (time.monotonic()); inf without one."""
         return self.began + self.pace.seconds_for(self.spent) if self.pace is not None else float("inf")
@@ -97,13 +127,18 @@ class Bounds:
     def remaining(self) -> float:
         """Seconds the next read may wait; raises when the deadline or the pace is already past."""
         now = time.monotonic()
-        if min(self.deadline, self._behind()) <= now:
+        until = min(self.deadline, self._behind(), self._stalled())
+        if until <= now:
             self.overrun()
-        return min(self.deadline, self._behind()) - now
+        return until - now
 
     def overrun(self) -> None:
-        """Raise what the nearer of the deadline and the pace calls for (a read waited it out)."""
+        """Raise what the nearest of the deadline and the pace calls for (a read waited it out)."""
         self.broken = True
+        if self._stalled() <= min(self._behind(), self.deadline):
+            self.waited += time.monotonic() - self.began
+            self.awaiting = False
+            raise Stalled(self.waited, self.answers + 1)
         if self._behind() < self.deadline:
             raise TooSlow(self.spent, time.monotonic() - self.began)
         raise CallTimedOut("the IMAP server took too long to answer")
@@ -140,6 +175,8 @@ class _BoundedSocketIO(socket.SocketIO):
             raise
         if read:
             bounds.spent += read
+            if wait is not None:
+                bounds.heard()
         return read
 
 
@@ -185,4 +222,5 @@ class BoundedImap(imap_tls.IMAP4_TLS):  # type: ignore[misc]
         # of its own.
         self.bounds.spent = 0
         self.bounds.began = time.monotonic()
+        self.bounds.awaiting = True
         return super()._new_tag()  # type: ignore[no-any-return]

@@ -34,6 +34,12 @@ class Mailbox:
         self.client = client
         self.bounds = bounds
         self.idling = False
+        self.exists = 0  # messages in INBOX when it was selected
+
+    @property
+    def waited(self) -> float:
+        """Seconds this session's answers took to begin, summed (imap_connection.Bounds)."""
+        return self.bounds.waited
 
     def allow(self, seconds: float) -> None:
         """What follows (until the next allow) must end within `seconds`."""
@@ -42,6 +48,7 @@ class Mailbox:
     def select_inbox(self, *, readonly: bool) -> tuple[int, int]:
         """(UIDVALIDITY, UIDNEXT) of INBOX."""
         info = self.client.select_folder("INBOX", readonly=readonly)
+        self.exists = int(info.get(b"EXISTS") or 0)
         uidnext = info.get(b"UIDNEXT")
         if uidnext is None:  # rare: servers must send it, a few omit it
             found = self.client.search(["ALL"])
@@ -74,8 +81,25 @@ class Mailbox:
             start = found[-1] + 1
         return found, start
 
-    def uids_since(self, day: dt.date) -> list[int]:
-        return sorted(self.client.search(["SINCE", day]))
+    def first_uid_since(self, day: dt.date) -> int | None:
+        """The smallest UID of the messages that arrived on `day` or later; None when there are
+        none (or none among the first few million).
+
+        "SEARCH SINCE day" answered with every such UID at once: 95,000 of them are more than a
+        megabyte, the look failed as "too large" and, its place never saved, every poll did the
+        same. Here one window of message numbers at a time, from the oldest (message numbers
+        follow UIDs, so the first window with a match holds the smallest), widening as in
+        uids_from: every answer stays within MAX_WINDOW UIDs, and the searches are bounded."""
+        start, width = 1, WINDOW
+        for _ in range(2 * MAX_SEARCHES):  # 200 · (2⁹ − 1) + 55 · 65,536: about 3.7 million messages
+            if start > self.exists:
+                return None
+            end = min(start + width - 1, self.exists)
+            found = [int(uid) for uid in self.client.search([f"{start}:{end}", "SINCE", day])]
+            if found:
+                return min(found)
+            start, width = end + 1, min(width * 2, MAX_WINDOW)
+        return None
 
     def fetch(self, uids: list[int]) -> dict[int, bytes]:
         """The first MAX_READ_BYTES of each message, without setting \\Seen."""

@@ -220,10 +220,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "Ящик будет проверен снова через {minutes} мин; пока сервер так медленно отвечает, перерывы растут.",
     },
     "imap_too_large": {
-        "en": "The IMAP server {host}:{port} sent an answer larger than {detail} MB, more than any answer"
-              " Sendpy asks for, so it stopped reading. Check the IMAP server and port.",
-        "ru": "IMAP-сервер {host}:{port} прислал ответ больше {detail} МБ — больше любого ответа, который"
-              " запрашивает Sendpy, поэтому чтение прекращено. Проверьте IMAP-сервер и порт.",
+        "en": "The IMAP server {host}:{port} sent an answer larger than {detail} MB, more than Sendpy takes at once"
+              " (a big mailbox is read in parts: not the cause), so it stopped. If it repeats, ask the provider.",
+        "ru": "IMAP-сервер {host}:{port} прислал ответ больше {detail} МБ — больше, чем Sendpy принимает за раз"
+              " (большой ящик читается частями — дело не в нём); чтение прекращено. Повторится — спросите провайдера.",
     },
     "imap_password_required": {
         "en": "The IMAP server changed to {host}:{port}: enter the IMAP password again. A saved password is"

@@ -40,4 +40,23 @@ SUPPRESSION_MESSAGES: dict[str, dict[str, str]] = {
               " почтового ящика прервано. Возвраты будут прочитаны при следующей проверке; если это повторяется,"
               " сервер перегружен или связь с ним плохая.",
     },
+    # Answers that each began in time, but kept the look waiting long in all (issue 11).
+    "imap_stalled": {
+        "en": "The IMAP server {host}:{port} keeps Sendpy waiting: its answers took {seconds} s in all to begin"
+              " ({answers} answers; a working server begins each within a second or two), so reading the mailbox"
+              " was stopped, not to keep other mailboxes waiting. If this keeps happening, the server is"
+              " overloaded or the connection to it is poor.",
+        "ru": "IMAP-сервер {host}:{port} заставляет себя ждать: его ответы начинались в сумме {seconds} с"
+              " ({answers} ответов; исправный сервер начинает каждый за секунду-две), поэтому чтение почтового"
+              " ящика прервано, чтобы не задерживать другие ящики. Если это повторяется, сервер перегружен"
+              " или связь с ним плохая.",
+    },
+    "imap_stalling": {
+        "en": "The IMAP server {host}:{port} answers slowly: its answers took {seconds} s in all to begin"
+              " ({answers} answers; a working server begins each within a second or two). The new mail was"
+              " read, but the mailbox is checked less often while this lasts.",
+        "ru": "IMAP-сервер {host}:{port} отвечает медленно: его ответы начинались в сумме {seconds} с"
+              " ({answers} ответов; исправный сервер начинает каждый за секунду-две). Новые письма прочитаны,"
+              " но пока это продолжается, ящик проверяется реже.",
+    },
 }

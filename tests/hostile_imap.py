@@ -13,12 +13,19 @@ Implicit TLS with the local CA's certificate (as Dovecot's), one thread per conn
 - "silent-search": the same, but SEARCH is never answered;
 - "drip-fetch": SEARCH answered at once (one message), then the FETCH of its body dripped one byte
   every `drip_seconds` (a server that sends a few bytes a second, always inside the read timeout);
-- "huge-search": SEARCH answered at once with one line of `literal_size` bytes.
+- "huge-search": SEARCH answered at once with one line of `literal_size` bytes;
+- "mail": an ordinary server with one ordinary message (UID 1), its FETCH answered in full.
+
+`delay` (any conversing mode): the server thinks that long before every answer, the greeting
+included, then answers at once (issue 11: 19 s each, always inside the pace); `idle=False` leaves
+IDLE out of its capabilities, so its mailboxes are polled.
 
 `sent` counts the bytes sent (TLS payload), `open_connections` the connections the client has not
 closed yet, `searching` the connections waiting on a SEARCH now, `most_searching` the most there
 ever were at once; `fetching` and `most_fetching` the same for a dripped FETCH, `dripping` and
-`most_dripping` for either, `slow_answers` how many slow answers were begun in all.
+`most_dripping` for either, `slow_answers` how many slow answers were begun in all; `thinking`
+the connections waiting out a `delay` now, `most_thinking` the most at once, `selects` when each
+SELECT/EXAMINE came (time.monotonic()).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -37,9 +45,14 @@ CHUNK = b"x" * 65536
 
 class HostileImap:
     def __init__(self, certs: LocalCertificates, mode: str, *, drip_seconds: float = 0.5,
-                 literal_size: int = 64 * 1024 * 1024) -> None:
+                 literal_size: int = 64 * 1024 * 1024, delay: float = 0.0, idle: bool = True) -> None:
         self.context = certs.server_context()
         self.mode = mode
+        self.delay = delay
+        self.capabilities = b"IMAP4rev1 AUTH=PLAIN" + (b" IDLE" if idle else b"")
+        self.thinking = 0
+        self.most_thinking = 0
+        self.selects: list[float] = []
         self.drip_seconds = drip_seconds
         self.literal_size = literal_size
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
@@ -75,6 +88,8 @@ class HostileImap:
             threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
 
     def _send(self, conn: ssl.SSLSocket, data: bytes) -> None:
+        if self.delay and not self._think(conn):
+            raise ConnectionAbortedError("the client gave up")
         conn.sendall(data)
         with self._lock:
             self.sent += len(data)
@@ -96,6 +111,18 @@ class HostileImap:
             with self._lock:
                 self.open_connections -= 1
 
+    def _think(self, conn: ssl.SSLSocket) -> bool:
+        """Wait `delay` before an answer; False when the client closed or spoke meanwhile."""
+        with self._lock:
+            self.thinking += 1
+            self.most_thinking = max(self.most_thinking, self.thinking)
+        try:
+            readable, _, _ = select.select([conn], [], [], self.delay)
+            return not readable and not self._stop.is_set()
+        finally:
+            with self._lock:
+                self.thinking -= 1
+
     def _drip(self, conn: ssl.SSLSocket) -> None:
         greeting = b"* OK " + b"still coming " * 100_000
         for index in range(len(greeting)):
@@ -113,7 +140,7 @@ class HostileImap:
         self._stop.wait(60)  # then silence: the rest of the answer never comes
 
     def _converse(self, conn: ssl.SSLSocket) -> None:
-        self._send(conn, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE] hostile\r\n")
+        self._send(conn, b"* OK [CAPABILITY " + self.capabilities + b"] hostile\r\n")
         idle_tag = b""
         for line in _lines(conn):
             if line.upper() == b"DONE":
@@ -127,12 +154,14 @@ class HostileImap:
             if verb == b"LOGIN":
                 self.logins.append(line)
             if verb == b"CAPABILITY":
-                self._send(conn, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE\r\n" + tag + b" OK done\r\n")
+                self._send(conn, b"* CAPABILITY " + self.capabilities + b"\r\n" + tag + b" OK done\r\n")
             elif verb == b"LOGIN" and self.mode == "literal":
                 return self._flood(conn, b"* OK [ALERT]")
             elif verb in (b"LOGIN", b"AUTHENTICATE"):
                 self._send(conn, tag + b" OK logged in\r\n")
             elif verb in (b"SELECT", b"EXAMINE"):
+                with self._lock:
+                    self.selects.append(time.monotonic())
                 self._send(conn, b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n"
                            + tag + b" OK [READ-ONLY] done\r\n")
             elif verb == b"IDLE":
@@ -144,6 +173,10 @@ class HostileImap:
                 self._send(conn, b"* SEARCH" + b" 1" * (self.literal_size // 2) + b"\r\n" + tag + b" OK done\r\n")
             elif verb in (b"SEARCH", b"UID SEARCH"):
                 self._send(conn, b"* SEARCH 1\r\n" + tag + b" OK done\r\n")
+            elif verb == b"UID FETCH" and self.mode == "mail":
+                body = b"From: someone@example.com\r\nSubject: hello\r\n\r\nHello\r\n"
+                self._send(conn, b"* 1 FETCH (UID 1 BODY[]<0> {%d}\r\n" % len(body) + body + b")\r\n"
+                           + tag + b" OK done\r\n")
             elif verb == b"UID FETCH" and self.mode == "drip-fetch":
                 return self._slow_fetch(conn)
             elif verb == b"UID FETCH":
@@ -212,8 +245,8 @@ def _lines(conn: ssl.SSLSocket) -> Iterator[bytes]:
 
 @contextmanager
 def hostile_imap(certs: LocalCertificates, mode: str, *, drip_seconds: float = 0.5,
-                 literal_size: int = 64 * 1024 * 1024) -> Iterator[HostileImap]:
-    server = HostileImap(certs, mode, drip_seconds=drip_seconds, literal_size=literal_size)
+                 literal_size: int = 64 * 1024 * 1024, delay: float = 0.0, idle: bool = True) -> Iterator[HostileImap]:
+    server = HostileImap(certs, mode, drip_seconds=drip_seconds, literal_size=literal_size, delay=delay, idle=idle)
     server.start()
     try:
         yield server

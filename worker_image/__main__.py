@@ -14,7 +14,7 @@ from shared import broker, fanout, outbox, send_window, uploads
 from shared.bounces.idle import IdleSessions
 from shared.bounces.reader import due_senders, look, release_claim
 from shared.bounces.record import forget_old
-from shared.bounces.slots import FairSlots
+from shared.bounces.slots import QUEUE_SECONDS, FairSlots
 from shared.campaigns import states
 from shared.campaigns.schedule import start_due
 from shared.commands import DeliveryBatch, InspectUpload, Publish, campaign_of, decode_command, upload_of
@@ -192,7 +192,8 @@ async def run_bounce_worker() -> None:
         total, more = 0, True
         try:
             while more:
-                async with slots.take(user_id):
+                # A poller's claim lasts a while, not for ever: given up after QUEUE_SECONDS in line.
+                async with slots.take(user_id, polled=not held, wait=None if held else QUEUE_SECONDS):
                     try:
                         marked, more = await asyncio.wait_for(
                             look(db, keys, policy, sender_id, signing_key=tag_key, held=held), timeout=600)
@@ -213,16 +214,21 @@ async def run_bounce_worker() -> None:
         return await check(sender_id, user_id, held=True)
 
     # Checks run on their own, as many as there are slots: a slow mailbox (one server answering
-    # every command just in time) holds one slot, not the round that everyone else waits for; and
-    # only senders that can start at once are claimed (a claim does not wait in line for a slot).
+    # every command just in time) holds one slot, not the round that everyone else waits for. The
+    # senders claimed wait in line for a slot with the IDLE sessions' looks (slots.py).
     running: set[asyncio.Task[int | None]] = set()
 
     async def round_of_checks() -> int:
         beat()
-        free, share, load = slots.for_poller()
-        if free <= 0:
-            return 0
-        due = await due_senders(db, settings.bounce_poll_seconds, limit=free, per_user=share, load=load)
+        room, share, load = slots.for_poller()
+        due = []
+        if room > 0:
+            due = await due_senders(db, settings.bounce_poll_seconds, limit=room, per_user=share, load=load)
+        # An account with no look here gets one claimed even when the line is full.
+        newcomers = slots.newcomer_room() - len(due)
+        if newcomers > 0:
+            busy = {**{user: 1 for user in load}, **{user: 1 for _, user in due}}
+            due += await due_senders(db, settings.bounce_poll_seconds, limit=newcomers, per_user=1, load=busy)
         for sender_id, user_id in due:
             task = asyncio.create_task(check(sender_id, user_id))
             running.add(task)

@@ -22,6 +22,11 @@ are polled as before.
 IMAPClient is synchronous, but an idling session needs no thread: the event loop watches its
 socket, and only what the server sent is read (`idle_check` without waiting) in a thread. So 50
 sessions do not fill the thread pool the looks need, and a stop is noticed at once.
+
+Setting a session up (log in, select, IDLE) keeps the looks' pace (reader.PACE): a server that
+thought 19 s before each answer timed every setup out at its 60 s, and its senders went round a
+retry loop for a quarter of an hour with nothing on their page. A setup the server makes too slow
+is that server's slow look: the problem on the sender in both languages, and its back-off.
 """
 
 from __future__ import annotations
@@ -36,11 +41,12 @@ from typing import Any
 
 import asyncpg
 
-from shared.bounces.reader import load_account
+from shared.bounces.reader import PACE, SLOW_KINDS, load_account, save_problem
 from shared.crypto import KeyProvider
-from shared.imap_accounts import CALL_SECONDS, ImapProblem, in_imap_thread, open_mailbox
+from shared.imap_accounts import CALL_SECONDS, ImapAccount, ImapProblem, bound_problem, in_imap_thread, open_mailbox
 from shared.imap_mailbox import NEWS, WOKE, Mailbox
 from shared.mail.messenger import ConnectPolicy
+from shared.smtp_accounts import VerifyProblem
 
 log = logging.getLogger("sendpy.bounces")
 
@@ -181,11 +187,13 @@ class IdleSessions:
         sender_id = session.sender_id
         mailbox: Mailbox | None = None
         outcome = "ended"
+        loaded = None
+        watching = False
         try:
             loaded = await load_account(self.db, self.keys, sender_id)
             if loaded is None:
                 return
-            mailbox = await open_mailbox(loaded[1], self.policy)
+            mailbox = await open_mailbox(loaded[1], self.policy, pace=PACE)
             if not await in_imap_thread(mailbox.idle_supported):
                 outcome = "no IDLE"
                 self._skip[sender_id] = (session.fingerprint, time.monotonic() + NO_IDLE_RETRY_SECONDS)
@@ -194,6 +202,8 @@ class IdleSessions:
             await in_imap_thread(mailbox.keep_alive)
             await in_imap_thread(mailbox.select_inbox, readonly=True)
             await in_imap_thread(mailbox.idle_start)
+            mailbox.bounds.pace = None  # set up: from now on each call has its own deadline
+            watching = True
             log.info("watching a mailbox (IDLE)", extra={"sender": sender_id})
             if await self.check(sender_id, session.user_id) is not None:  # what came while nobody watched
                 outcome = await self._watch(session, mailbox)
@@ -202,6 +212,7 @@ class IdleSessions:
         except ImapProblem as exc:
             outcome = "failed"
             log.info("cannot watch a mailbox", extra={"sender": sender_id, "problem": exc.problem.detail})
+            await self._slow_setup(loaded, exc)
         except asyncio.CancelledError:
             outcome = "cancelled"
             if mailbox is not None:
@@ -210,8 +221,28 @@ class IdleSessions:
         except Exception as exc:  # the connection dropped, the server misbehaved
             outcome = "dropped"
             log.warning("a watched mailbox's connection failed", extra={"sender": sender_id, "error": repr(exc)[:300]})
+            if not watching and await self._slow_setup(loaded, exc):
+                outcome = "failed"  # no look at once after it: the server waits out its back-off
         finally:
             await self._end(session, mailbox, outcome)
+
+    async def _slow_setup(self, loaded: tuple[Any, ImapAccount] | None, exc: Exception) -> bool:
+        """Put a setup the server made too slow on the sender as its slow look (reader.py); False
+        when the setup failed otherwise."""
+        if loaded is None:
+            return False
+        row, account = loaded
+        if isinstance(exc, ImapProblem):
+            problem: VerifyProblem | None = exc.problem
+        else:
+            problem = bound_problem(exc, account) if isinstance(exc, TimeoutError) else None
+        if problem is None or problem.kind not in SLOW_KINDS:
+            return False
+        try:
+            await save_problem(self.db, row, account, problem, release=False)  # the claim is released in _end
+        except Exception:  # the session ends all the same; the next setup tries again
+            log.warning("saving a watched mailbox's problem failed", extra={"sender": row["id"]}, exc_info=True)
+        return True
 
     async def _watch(self, session: _Session, mailbox: Mailbox) -> str:
         """Idle until told to stop; "failed" when a look failed (the poller takes over)."""

@@ -25,7 +25,10 @@ real progress ends its look in seconds, with the "too slow" problem on the sende
 languages, and a look cut short that way (or by the deadline, or a silent server) keeps the server
 from the next ones for a while, as the SMTP side does (shared/delivery/slowness.py): a minute,
 doubling with each slow look in a row up to an hour (`imap_slow_until`, honoured by the poller and
-by IDLE sessions alike); a look that ends normally clears it.
+by IDLE sessions alike); a look that ends normally clears it. The pace alone let a server that
+thinks 19 s before every answer, then answers at once, hold a slot for 133 s a look (or the whole
+5 minutes, given commands enough) and count as fine: so the time a look's answers take to begin
+is summed (PACE.wait), and a look that waited long in all counts as slow even when it ended.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from shared.bounces.record import SenderRef, carries_our_tag, message_key, recor
 from shared.crypto import KeyProvider, open_sealed
 from shared.errors import translate
 from shared.imap_accounts import ImapAccount, ImapProblem, explain, in_imap_thread, open_mailbox
-from shared.imap_connection import CallTimedOut, Pace, TooSlow
+from shared.imap_connection import CallTimedOut, Pace, Stalled, TooSlow
 from shared.imap_mailbox import FETCH_BATCH, Mailbox
 from shared.mail.messenger import ConnectPolicy
 from shared.smtp_accounts import VerifyProblem
@@ -64,12 +67,22 @@ CLAIM_SECONDS = 600
 # well inside the claim, so no other worker starts on the mailbox while this one still reads it.
 LOOK_SECONDS = 300.0
 # What every answer of a look must keep up with: a server may think for STALL seconds, then must
-# send 16 KB a second on average (a 2 MB message in two minutes), counted from its command.
-PACE = Pace(stall=20.0, rate=16 * 1024)
+# send 16 KB a second on average (a 2 MB message in two minutes), counted from its command; and
+# all the look's answers may take `wait` seconds in all to begin (connect and TLS included). A
+# healthy server begins an answer within a round trip and a lookup, a tenth of a second to one;
+# Gmail, Yandex or Outlook under load take a few seconds for LOGIN, rarely more, and a look is
+# about six answers (log in, open INBOX, search, fetch): 30 s is five times that slow a look, and
+# a look of many batches stops (to go on after its turn) once it has waited half of it.
+PACE = Pace(stall=20.0, rate=16 * 1024, wait=30.0)
+# A look that ended, but whose answers took more than this in all to begin and more than a second
+# each on average, counts as slow too: a server thinking 3 s before each answer held a slot 20 s.
+SLOW_WAIT_SECONDS = 10.0
+SLOW_WAIT_PER_ANSWER = 1.0
 # A server found slow is not looked at again for this long, doubled with each slow look in a row.
 SLOW_BACKOFF_SECONDS = 60.0
 MAX_SLOW_BACKOFF_SECONDS = 3600.0
-SLOW_KINDS = {"slow", "too_slow", "timeout"}  # problems that held a slot by the server's slowness
+# Problems that held a slot by the server's slowness.
+SLOW_KINDS = {"slow", "too_slow", "timeout", "stalled", "stalling"}
 
 
 def slow_backoff(strikes: int) -> float:
@@ -181,16 +194,20 @@ async def _check(db: asyncpg.Pool, keys: KeyProvider, policy: ConnectPolicy, sen
     try:
         mailbox = await open_mailbox(account, policy, seconds=LOOK_SECONDS, pace=PACE)
     except ImapProblem as exc:
-        await _save_problem(db, row, account, exc.problem, release=release)
+        await save_problem(db, row, account, exc.problem, release=release)
         return None, False
     try:
-        return await _read_new(db, mailbox, sender, row, release=release)
+        marked, more = await _read_new(db, mailbox, sender, row, release=release)
+        if _stalling(mailbox):  # read, and yet slow: the next look put off all the same
+            await save_problem(db, row, account, VerifyProblem(
+                "stalling", f"{mailbox.waited:.0f}/{mailbox.bounds.answers}"), release=release)
+        return marked, more
     except asyncio.CancelledError:
         mailbox.abort()  # the thread still reading must not hold the stop up for the socket's timeout
         raise
     except Exception as exc:  # a dropped connection, a server error: tried again next time
         log.warning("reading a mailbox failed", extra={"sender": sender_id}, exc_info=True)
-        await _save_problem(db, row, account, _reading_problem(exc, account, policy, mailbox), release=release)
+        await save_problem(db, row, account, _reading_problem(exc, account, policy, mailbox), release=release)
         return None, False
     finally:
         await in_imap_thread(mailbox.close)
@@ -206,15 +223,15 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
         # from the day of the last check (what was recorded then is not recorded again).
         renumbered = start is not None and row["imap_checked_at"] is not None
         since: dt.datetime = row["imap_checked_at"] if renumbered else row["created_at"]
-        found = await in_imap_thread(mailbox.uids_since, since.date())
-        start = min(found) if found else uidnext
+        found = await in_imap_thread(mailbox.first_uid_since, since.date())
+        start = uidnext if found is None else found
     marked = fetched = batches = largest = 0
     first = start
     folder: str | None = None
     more = True  # until the place reaches UIDNEXT: the cap, not the mailbox's end, stopped the look
     try:
-        for _ in range(MAX_BATCHES):
-            if start >= uidnext:
+        for n in range(MAX_BATCHES):
+            if start >= uidnext or (n and mailbox.waited > PACE.wait / 2):  # the rest after its turn
                 break
             uids, after = await in_imap_thread(mailbox.uids_from, start, uidnext, FETCH_BATCH)
             if not uids:  # a stretch of deleted messages, searched: the place moves past it
@@ -240,10 +257,11 @@ async def _read_new(db: asyncpg.Pool, mailbox: Mailbox, sender: SenderRef, row: 
                     old = await in_imap_thread(mailbox.client.folder_exists, OLD_BOUNCE_FOLDER)
                     folder = OLD_BOUNCE_FOLDER if old else BOUNCE_FOLDER
                 await in_imap_thread(mailbox.move, recognised, folder)
-        more = start < uidnext
-        async with db.acquire() as conn:  # a look that ended in time: the server is not slow (now)
+        slow = _stalling(mailbox)  # then the caller says so, and no look follows at once
+        more = start < uidnext and not slow
+        async with db.acquire() as conn:  # a look that ended in time, not waited on: the server is not slow (now)
             await _save_place(conn, sender.id, uidvalidity, start, release=release and not more,
-                              renew=release and more, in_time=True)
+                              renew=release and more, in_time=not slow)
     finally:  # also after a failure: what was fetched (and recorded) before it
         if fetched:
             log.info("mailbox read", extra={"sender": sender.id, "fetched": fetched, "batches": batches,
@@ -263,13 +281,19 @@ async def _save_place(conn: Any, sender_id: int, uidvalidity: int, next_uid: int
         sender_id, uidvalidity, next_uid, release, renew, CLAIM_SECONDS, in_time)
 
 
+def _stalling(mailbox: Mailbox) -> bool:
+    """Whether the look's answers, though in time, kept it waiting long (SLOW_WAIT_SECONDS)."""
+    waited = mailbox.waited
+    return waited > SLOW_WAIT_SECONDS and waited > SLOW_WAIT_PER_ANSWER * max(mailbox.bounds.answers, 1)
+
+
 def _reading_problem(exc: BaseException, account: ImapAccount, policy: ConnectPolicy, mailbox: Mailbox
                      ) -> VerifyProblem:
     """What went wrong after the log-in. A server too slow for the look's deadline, or silent for
     longer than one read may wait, read "answered something unexpected: timed out"; it is "slow",
     with the bound it overran (a read cut short by the deadline times out as the socket's); one that
     fell behind the pace is "too_slow"."""
-    if isinstance(exc, TimeoutError) and not isinstance(exc, TooSlow):  # CallTimedOut and socket.timeout alike
+    if isinstance(exc, TimeoutError) and not isinstance(exc, TooSlow | Stalled):  # CallTimedOut, socket.timeout
         late = isinstance(exc, CallTimedOut) or time.monotonic() > mailbox.bounds.deadline - 0.5
         return VerifyProblem("slow", f"{LOOK_SECONDS if late else policy.timeout:g}")
     return imap_accounts.bound_problem(exc, account) or VerifyProblem("protocol", str(exc)[:300] or type(exc).__name__)
@@ -283,6 +307,9 @@ def _problem_text(problem: VerifyProblem, account: ImapAccount, lang: str, backo
         received, seconds = problem.detail.split("/")
         text = translate("imap_too_slow", lang, **where, received=received, seconds=seconds,
                          rate=f"{PACE.rate / 1024:g}")
+    elif problem.kind in ("stalled", "stalling"):
+        seconds, answers = problem.detail.split("/")
+        text = translate(f"imap_{problem.kind}", lang, **where, seconds=seconds, answers=answers)
     else:
         text = str(explain(problem, account.host, account.port, lang)["message"])
     if backoff:
@@ -290,7 +317,7 @@ def _problem_text(problem: VerifyProblem, account: ImapAccount, lang: str, backo
     return text
 
 
-async def _save_problem(db: asyncpg.Pool, row: Any, account: ImapAccount, problem: VerifyProblem, *,
+async def save_problem(db: asyncpg.Pool, row: Any, account: ImapAccount, problem: VerifyProblem, *,
                         release: bool) -> None:
     """The problem on the sender, in both languages; a slow server's next look put off."""
     slow = problem.kind in SLOW_KINDS

@@ -13,8 +13,13 @@ accounts held all four, and a third account's bounce waited 185 s (issue 11). So
   all), then whoever has waited longest: when four accounts' slow looks end together, a fifth
   account's look does not wait behind their second senders, queued since before it came.
 
-Looks come from the poller and from IDLE sessions alike. Pure asyncio: the caller says which
-account a look is for.
+Looks come from the poller and from IDLE sessions alike, and wait in the same line: the poller
+claimed only senders whose look could start at once, while the IDLE sessions' looks waited here
+and took each freed slot first, so the poller never found one free (18 polled senders were not
+read for 8.5 minutes; a new account's first look came after 225 s). Now the poller's claimed
+senders wait in line too, at most `total` of them (a claim lasts 10 minutes: QUEUE_SECONDS in line
+at most, then it is given up), plus one sender of each account that has no look here at all.
+Pure asyncio: the caller says which account a look is for.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+# How long a polled look waits in line at most: its claim (reader.CLAIM_SECONDS, 600) must
+# outlast the wait and the look (reader.LOOK_SECONDS, 300), or another worker could take the
+# mailbox meanwhile.
+QUEUE_SECONDS = 240.0
 RESERVE = 1  # slots kept for accounts that hold none (when there are at least two slots)
 REMEMBERED = 4096  # accounts whose last turn is remembered; one forgotten counts as served long ago
 
@@ -33,7 +42,7 @@ class FairSlots:
         self.total = max(1, total)
         self.reserve = RESERVE if self.total > 1 else 0
         self._running: Counter[int] = Counter()
-        self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # oldest first
+        self._waiting: list[tuple[int, asyncio.Future[None], bool]] = []  # oldest first; polled?
         self._served: dict[int, int] = {}  # account → the number of its latest grant
         self._grants = 0
 
@@ -44,7 +53,7 @@ class FairSlots:
     def load(self) -> dict[int, int]:
         """Looks per account, held or waited for."""
         counts = Counter(self._running)
-        counts.update(user for user, _ in self._waiting)
+        counts.update(user for user, _, _ in self._waiting)
         return {user: n for user, n in counts.items() if n}
 
     def share(self) -> int:
@@ -59,26 +68,30 @@ class FairSlots:
         return held == 0 or (held < self.share() and self.free() > self.reserve)
 
     def for_poller(self) -> tuple[int, int, dict[int, int]]:
-        """(how many senders to claim, per account, looks per account) for `due_senders`: only
-        looks that can start at once are claimed (a claim does not wait in line for a slot), so an
-        account that holds a slot gets none of the reserved one."""
-        load, share = self.load(), self.share()
-        if self.free() <= self.reserve:
-            load = {user: max(n, share) for user, n in load.items()}
-        return self.free(), share, load
+        """(how many senders to claim, per account, looks per account) for `due_senders`: room in
+        line for `total` polled looks, each account's share of them."""
+        polled = sum(1 for w in self._waiting if w[2])
+        return max(0, self.total - polled), self.share(), self.load()
+
+    def newcomer_room(self) -> int:
+        """How many more accounts with no look here may have one claimed when the line is full:
+        a new account waits for no one's turn to be claimed (it goes first for a slot)."""
+        return max(0, 2 * self.total - sum(1 for w in self._waiting if w[2]))
 
     @asynccontextmanager
-    async def take(self, user_id: int) -> AsyncIterator[None]:
-        """Hold a slot for one of `user_id`'s looks while the block runs."""
+    async def take(self, user_id: int, *, polled: bool = False, wait: float | None = None) -> AsyncIterator[None]:
+        """Hold a slot for one of `user_id`'s looks while the block runs; TimeoutError when none
+        was granted within `wait` seconds."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((user_id, waiter))
+        self._waiting.append((user_id, waiter, polled))
         self._grant()
         try:
-            await waiter
-        except asyncio.CancelledError:
+            await asyncio.wait_for(asyncio.shield(waiter), wait)
+        except (asyncio.CancelledError, TimeoutError):
             if waiter.done() and not waiter.cancelled():  # granted just as it was cancelled
                 self._release(user_id)
             else:
+                waiter.cancel()
                 self._waiting = [w for w in self._waiting if w[1] is not waiter]
                 self._grant()
             raise
