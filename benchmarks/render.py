@@ -34,6 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import revisions  # the script's own directory is on the path
+import sysinfo
+
 ROOT = Path(__file__).resolve().parent.parent
 # ≈ 2 KB of HTML with two merge fields, as benchmarks/sending.py sends (the unsubscribe link is added).
 BODY = ("<p>Dear {{ name }},</p><p>" + "Here is this month's news from our shop, with offers and events. " * 28
@@ -119,15 +122,6 @@ def _smtp(port: int, rendered: list[bytes], messages: int) -> dict[str, float]:
     return uvloop.run(run())
 
 
-def _loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def _export(rev: str, into: Path) -> None:
-    archive = subprocess.run(["git", "archive", rev, "shared"], cwd=ROOT, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20_000, help="messages per SMTP measurement")
@@ -156,7 +150,7 @@ def main() -> None:
         if args.against:
             trees[args.against] = scratch / "baseline"
             trees[args.against].mkdir()
-            _export(args.against, trees[args.against])
+            revisions.export_shared(args.against, trees[args.against])
         port: int | None = None
         if shutil.which("smtp-sink"):
             port = free_port()
@@ -168,7 +162,7 @@ def main() -> None:
         results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for round_ in range(1, args.rounds + 1):
             for name, root in trees.items():
-                load = _loadavg()
+                load = sysinfo.loadavg()
                 argv = [sys.executable, __file__, "--child", str(root), "--messages", str(args.messages)]
                 out = subprocess.run([*argv, *(["--port", str(port)] if port else [])], check=True,
                                      capture_output=True, text=True).stdout

@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import revisions  # the script's own directory is on the path
+import sysinfo
+
 ROOT = Path(__file__).resolve().parent.parent
 BATCHES = 8  # the tests' window: 4 partitions × 2, all of one account
 CONNECTIONS = 5
@@ -155,15 +158,6 @@ def child(root: Path, messages: int, per_minute: int | None) -> dict[str, float]
     return uvloop.run(run())
 
 
-def _loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def _export(rev: str, into: Path) -> None:
-    archive = subprocess.run(["git", "archive", rev, "shared"], cwd=ROOT, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=40_000)
@@ -180,13 +174,13 @@ def main() -> None:
         if args.against:
             trees[args.against] = Path(scratch) / "baseline"
             trees[args.against].mkdir()
-            _export(args.against, trees[args.against])
+            revisions.export_shared(args.against, trees[args.against])
         cases = {"no limits": (args.messages, None), "per-minute limit": (LIMITED, 2 * LIMITED)}
         results: dict[tuple[str, str], list[float]] = {}
         for round_ in range(1, args.rounds + 1):
             for case, (messages, per_minute) in cases.items():
                 for name, root in trees.items():
-                    load = _loadavg()
+                    load = sysinfo.loadavg()
                     argv = [sys.executable, __file__, "--child", str(root), "--messages", str(messages)]
                     if per_minute:
                         argv += ["--per-minute", str(per_minute)]
