@@ -282,3 +282,52 @@ async def test_a_freed_slot_goes_to_the_account_served_least_lately() -> None:
         gate.set()
     await asyncio.gather(*tasks)
     assert slots.free() == 4 and slots.load() == {}
+
+
+async def test_slow_accounts_never_take_the_last_slot() -> None:
+    # Eleven accounts whose looks each held a slot for many seconds, all waiting for more, and a
+    # victim just served: it waited behind every slow account's turn (10–70 s, the re-attack of
+    # issue 11). Slow accounts leave the reserved slot to quick ones.
+    now = [0.0]
+    slots = FairSlots(4, clock=lambda: now[0])
+    order: list[str] = []
+    gates: dict[str, asyncio.Event] = {}
+
+    async def look(name: str, account: int, seconds: float = 0.0) -> None:
+        gates[name] = asyncio.Event()
+        async with slots.take(account):
+            order.append(name)
+            await gates[name].wait()
+            now[0] += seconds
+
+    async def finish(name: str) -> None:
+        gates[name].set()
+        await asyncio.sleep(0.01)
+
+    first = [asyncio.create_task(look(f"s{n}", n, seconds=20)) for n in range(4)]
+    await asyncio.sleep(0.01)
+    for n in range(4):
+        await finish(f"s{n}")
+    await asyncio.gather(*first)
+    assert slots.slow() == {0, 1, 2, 3}
+    victim = asyncio.create_task(look("victim", 99))  # served once, quickly: the least lately of none
+    await asyncio.sleep(0.01)
+    await finish("victim")
+    await victim
+    assert slots.slow() == {0, 1, 2, 3}
+
+    again = [asyncio.create_task(look(f"t{n}", n % 4, seconds=20)) for n in range(11)]
+    await asyncio.sleep(0.01)
+    assert len(order) == 5 + 3 and slots.free() == 1  # slow ones hold three slots, none gets the last
+    tasks = [asyncio.create_task(look("victim2", 99))]
+    await asyncio.sleep(0.01)
+    assert order[-1] == "victim2" and slots.free() == 0  # at once, though the slow were served less lately
+    tasks.append(asyncio.create_task(look("victim3", 98)))  # another quick account, every slot held
+    await asyncio.sleep(0.01)
+    assert order[-1] == "victim2"
+    await finish(order[5])  # a slow look ends: its slot is the reserved one, for the quick account
+    assert order[-1] == "victim3"
+    for name in list(gates):
+        gates[name].set()
+    await asyncio.gather(*again, *tasks)
+    assert slots.free() == 4

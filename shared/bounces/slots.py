@@ -19,14 +19,21 @@ and took each freed slot first, so the poller never found one free (18 polled se
 read for 8.5 minutes; a new account's first look came after 225 s). Now the poller's claimed
 senders wait in line too, at most `total` of them (a claim lasts 10 minutes: QUEUE_SECONDS in line
 at most, then it is given up), plus one sender of each account that has no look here at all.
+An account whose last look held its slot longer than SLOW_LOOK_SECONDS is "slow" until one of its
+looks ends sooner: it never gets the reserved slot, even holding none. Served least lately first
+was not enough: a victim just served waited behind every slow account's turn, each holding a slot
+up to the 30-s waiting budget — 10–70 s with eleven slow accounts, and more with each one an
+attacker signs up. Now the reserved slot is always left for a quick account, however many slow
+ones wait.
 Pure asyncio: the caller says which account a look is for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 # How long a polled look waits in line at most: its claim (reader.CLAIM_SECONDS, 600) must
@@ -35,11 +42,16 @@ from contextlib import asynccontextmanager
 QUEUE_SECONDS = 240.0
 RESERVE = 1  # slots kept for accounts that hold none (when there are at least two slots)
 REMEMBERED = 4096  # accounts whose last turn is remembered; one forgotten counts as served long ago
+# A healthy server's look (log in, open INBOX, search, fetch a batch) takes well under a second;
+# a look longer than this marks its account slow (see above).
+SLOW_LOOK_SECONDS = 5.0
 
 
 class FairSlots:
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.total = max(1, total)
+        self._clock = clock
+        self._slow: set[int] = set()  # accounts whose last look held its slot past SLOW_LOOK_SECONDS
         self.reserve = RESERVE if self.total > 1 else 0
         self._running: Counter[int] = Counter()
         self._waiting: list[tuple[int, asyncio.Future[None], bool]] = []  # oldest first; polled?
@@ -65,7 +77,11 @@ class FairSlots:
         held = self._running[user_id]
         if not self.free():
             return False
-        return held == 0 or (held < self.share() and self.free() > self.reserve)
+        return (held == 0 and user_id not in self._slow) or (held < self.share() and self.free() > self.reserve)
+
+    def slow(self) -> set[int]:
+        """Accounts whose last look was slow."""
+        return set(self._slow)
 
     def for_poller(self) -> tuple[int, int, dict[int, int]]:
         """(how many senders to claim, per account, looks per account) for `due_senders`: room in
@@ -95,9 +111,14 @@ class FairSlots:
                 self._waiting = [w for w in self._waiting if w[1] is not waiter]
                 self._grant()
             raise
+        began = self._clock()
         try:
             yield
         finally:
+            if self._clock() - began > SLOW_LOOK_SECONDS:
+                self._slow.add(user_id)
+            else:
+                self._slow.discard(user_id)
             self._release(user_id)
 
     def _release(self, user_id: int) -> None:
