@@ -56,6 +56,11 @@ export async function insertImage(editor, root) {
 function askFor(dialog, initial, editor, allowed = LINK_URL, refusal = "message.badurl") {
   const form = dialog.querySelector("form");
   const problem = dialog.querySelector(".error");
+  // The caret as the page has it now: Squire learns of a move (Ctrl+Home) from "selectionchange",
+  // which may come after focus has left for the toolbar button, and it would give back the old one.
+  const live = window.getSelection();
+  const caret = live && live.rangeCount && editor.getRoot().contains(live.anchorNode)
+    ? live.getRangeAt(0).cloneRange() : null;
   form.reset();
   for (const input of form.querySelectorAll("input")) clearFieldProblem(input, problem.id);
   for (const [name, value] of Object.entries(initial)) if (form[name]) form[name].value = value || "";
@@ -67,6 +72,7 @@ function askFor(dialog, initial, editor, allowed = LINK_URL, refusal = "message.
       dialog.removeEventListener("cancel", cancel);
       dialog.close();
       editor.focus();
+      if (caret) editor.setSelection(caret);
       resolve(values);
     };
     const submit = (event) => {
