@@ -5,6 +5,7 @@ Every service listens on a free loopback port, so two runs on one machine never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -12,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -30,6 +32,7 @@ from sendpy.devstack.stack import cache_dir
 from sendpy.devstack.tls import LocalCertificates, ensure_certificates
 from shared.crypto import new_master_key
 from tests import fault_report
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,12 +106,42 @@ def sink(certs: LocalCertificates) -> Iterator[SmtpSink]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def test_started_at() -> float:
+    """When this test began (before its other fixtures), so `clean_sink` tells earlier tests'
+    campaigns from the ones this test's fixtures start."""
+    return time.time()
+
+
+# Earlier tests' campaigns still sending (or started and never awaited: they go out once some
+# later test starts workers) would land in this test's sink. Cancelled, they claim no more; what
+# a worker already claimed is waited for.
+CANCEL_EARLIER = """
+    WITH earlier AS (
+        UPDATE campaigns SET status = 'cancelled', finished_at = now(), updated_at = now(), scheduled_at = NULL
+         WHERE status IN ('scheduled', 'queued', 'sending', 'paused') AND created_at < to_timestamp($1)
+        RETURNING id)
+    UPDATE recipients SET status = 'skipped', reply = 'cancelled', updated_at = now()
+     WHERE campaign_id IN (SELECT id FROM earlier) AND status = 'pending'
+"""
+IN_FLIGHT = """SELECT count(*) FROM recipients r JOIN campaigns c ON c.id = r.campaign_id
+                WHERE c.created_at < to_timestamp($1) AND r.status = 'sending'
+                  AND r.claimed_at > now() - interval '130 seconds'"""
+
+
 @pytest.fixture
-def clean_sink(sink: SmtpSink) -> SmtpSink:
-    sink.clear()
+async def clean_sink(sink: SmtpSink, db: asyncpg.Pool, test_started_at: float) -> SmtpSink:
     sink.faults.__init__()  # type: ignore[misc]
     sink.pipelining = True
     sink.smtputf8 = True
+    await db.execute(CANCEL_EARLIER, test_started_at)
+    # Bounded: a killed worker's claim stays `sending` until its lease ends, and nobody sends it.
+    async def settled() -> bool:
+        return not await db.fetchval(IN_FLIGHT, test_started_at)
+
+    with contextlib.suppress(AssertionError):
+        await eventually(settled, 10, "earlier tests' claimed mail sent", interval=0.2)
+    sink.clear()
     return sink
 
 
