@@ -197,6 +197,24 @@ async def db(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+@pytest.fixture
+async def fresh_db(app_env: dict[str, str]) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a new, empty database on the session's Postgres, for migration tests."""
+    from shared.settings import get_settings
+
+    name = f"m{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(get_settings().database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(get_settings().database_url.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 async def topics(app_env: dict[str, str]) -> None:
     from shared import broker

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -19,7 +18,6 @@ from shared.bounces.dsn import Bounce, BouncedRecipient
 from shared.bounces.record import SenderRef, carries_our_tag
 from shared.db import migrate
 from shared.mailbox_keys import fast_key, suppression_key
-from shared.settings import get_settings
 from shared.unsubscribe import message_tag
 from tests.test_suppressions import user_of
 
@@ -79,21 +77,6 @@ def test_a_bounce_of_mail_sent_before_the_icloud_rule_is_still_ours() -> None:
         assert carries_our_tag(sender, dataclasses.replace(bounce, tag=now)), address
         elsewhere = message_tag(signing_key, campaign, 4, 7, old_key)  # another message's tag
         assert not carries_our_tag(sender, dataclasses.replace(bounce, tag=elsewhere)), address
-
-
-@pytest.fixture
-async def fresh_db(postgres: Any, app_env: dict[str, str]) -> AsyncIterator[asyncpg.Connection[Any]]:
-    name = f"m{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(get_settings().database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(get_settings().database_url.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def test_entries_kept_under_the_old_icloud_keys_still_match_and_are_counted(

@@ -9,7 +9,6 @@ import csv
 import io
 import threading
 import time
-import uuid
 from typing import Any
 
 import asyncpg
@@ -19,7 +18,6 @@ import pytest
 from sendpy.devstack.smtp_sink import SmtpSink
 from shared import suppressions
 from shared.db import migrate
-from shared.settings import get_settings
 from shared.suppressions import suppression_key
 from tests.conftest import Workers, new_api_key
 from tests.helpers import make_sender, make_upload, wait_status
@@ -148,34 +146,25 @@ async def test_list_search_remove_import_and_export(api: httpx.AsyncClient, auth
     assert nothing.status_code == 400 and nothing.json()["error"]["code"] == "no_addresses"
 
 
-async def test_per_sender_lists_migrate_into_the_account_list(postgres: Any, app_env: dict[str, str]) -> None:
+async def test_per_sender_lists_migrate_into_the_account_list(fresh_db: asyncpg.Connection[Any]) -> None:
     # A database as it was before migration 7, with two senders' lists of one user.
-    name = f"m{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(get_settings().database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(get_settings().database_url.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        await migrate(conn, up_to=6)
-        user_id = await conn.fetchval("INSERT INTO users (email) VALUES ('owner@example.com') RETURNING id")
-        senders = [await conn.fetchval(
-            "INSERT INTO senders (user_id, from_email, host, port, security, username, password_encrypted)"
-            " VALUES ($1, 'shop@example.org', 'smtp.example.org', $2, 'starttls', 'u', '\\x00') RETURNING id",
-            user_id, port) for port in (587, 465)]
-        await conn.executemany("INSERT INTO suppressions (sender_id, email, reason) VALUES ($1, $2, $3)", [
-            (senders[0], "john.doe@gmail.com", "unsubscribed"), (senders[1], "johndoe+x@gmail.com", "manual"),
-            (senders[1], "bounced@example.com", "bounced")])
-        assert await migrate(conn, up_to=7) == [7]
-        rows = await conn.fetch("SELECT address, email, reason, sender_email FROM suppressed ORDER BY address")
-        assert [tuple(r) for r in rows] == [
-            ("bounced@example.com", "bounced@example.com", "hard_bounce", "shop@example.org"),
-            ("johndoe@gmail.com", "john.doe@gmail.com", "unsubscribed", "shop@example.org")]
-        await conn.execute("DELETE FROM senders")
-        assert await conn.fetchval("SELECT count(*) FROM suppressed") == 2  # no longer tied to a sender
-    finally:
-        await conn.close()
+    conn = fresh_db
+    await migrate(conn, up_to=6)
+    user_id = await conn.fetchval("INSERT INTO users (email) VALUES ('owner@example.com') RETURNING id")
+    senders = [await conn.fetchval(
+        "INSERT INTO senders (user_id, from_email, host, port, security, username, password_encrypted)"
+        " VALUES ($1, 'shop@example.org', 'smtp.example.org', $2, 'starttls', 'u', '\\x00') RETURNING id",
+        user_id, port) for port in (587, 465)]
+    await conn.executemany("INSERT INTO suppressions (sender_id, email, reason) VALUES ($1, $2, $3)", [
+        (senders[0], "john.doe@gmail.com", "unsubscribed"), (senders[1], "johndoe+x@gmail.com", "manual"),
+        (senders[1], "bounced@example.com", "bounced")])
+    assert await migrate(conn, up_to=7) == [7]
+    rows = await conn.fetch("SELECT address, email, reason, sender_email FROM suppressed ORDER BY address")
+    assert [tuple(r) for r in rows] == [
+        ("bounced@example.com", "bounced@example.com", "hard_bounce", "shop@example.org"),
+        ("johndoe@gmail.com", "john.doe@gmail.com", "unsubscribed", "shop@example.org")]
+    await conn.execute("DELETE FROM senders")
+    assert await conn.fetchval("SELECT count(*) FROM suppressed") == 2  # no longer tied to a sender
 
 
 async def user_of(db: asyncpg.Pool, auth: dict[str, str]) -> int:
