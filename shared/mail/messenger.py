@@ -103,6 +103,12 @@ def _unconfirmed(why: str, waited: float) -> Reply:
                  f" отправляется / sent, but the server never confirmed it ({why}); not sent again", waited)
 
 
+def _connection_lost(why: str, waited: float = 0.0) -> Reply:
+    """Nothing was handed over: tried again. Shown in the recipient list, so in both languages."""
+    return Reply(ReplyKind.RETRY, None, "соединение с сервером прервалось, письмо будет отправлено снова"
+                 f" / connection lost, the message will be sent again ({why})", waited)
+
+
 class ConnectError(Exception):
     """Could not reach or log in to the server; `kind` says where it stopped."""
 
@@ -382,7 +388,7 @@ class SmtpConnection:
             self.sent += 1
             return _unconfirmed(said, smtp.waited)
         # Closed, or no answer before the body (250 where DATA wants 354): nothing was handed over.
-        return Reply(ReplyKind.RETRY, None, f"connection lost: {said}")
+        return _connection_lost(said)
 
     async def _send_pipelined(self, sender: str, recipient: str, message: bytes, international: bool,
                               deadline: float | None) -> Reply:
@@ -404,7 +410,7 @@ class SmtpConnection:
             return _unconfirmed(str(exc), pipe.waited)
         except (SessionLost, OSError) as exc:
             self.close()
-            return Reply(ReplyKind.RETRY, None, f"connection lost: {exc}", pipe.waited)
+            return _connection_lost(str(exc), pipe.waited)
         if 200 <= reply.code < 300 and stage == "data":  # pipe.send returns a 2xx only for the final dot
             self.sent += 1
             return Reply(ReplyKind.SENT, reply.code, reply.text, pipe.waited)
