@@ -5,6 +5,7 @@ import { clearFieldProblem, html, main, render, showError, showFieldProblems } f
 import { dateTime, zoneName } from "../dates.js";
 import { currentLanguage, inOwnLanguage, number, t } from "../i18n.js";
 import { planText } from "../plan.js";
+import { hasContent } from "../blank.js";
 import { editorDialogs, insertImage, insertLink } from "../link_dialog.js";
 import { checkState, editTitle, passwordRule, senderChecks } from "../sender_form.js";
 
@@ -400,14 +401,6 @@ function bindReport(section, campaign, upload, good = settingsOf(upload)) {
   });
 }
 
-// Whether an email's HTML shows anything: text (a merge field counts) or a picture; an editor left
-// empty still holds "<p><br></p>". Read as text, not parsed: a document parsed here would be under
-// this page's policy, which reports every style attribute of an email as a violation.
-function hasText(markup) {
-  const html = (markup || "").replace(/<(style|script|title)\b[\s\S]*?<\/\1\s*>/gi, "").replace(/<!--[\s\S]*?-->/g, "");
-  return /<img\b/i.test(html) || html.replace(/<[^>]*>/g, "").replace(/&nbsp;|&#160;|&#xa0;/gi, " ").trim() !== "";
-}
-
 // Step 2 — sender. Adding and fixing a mailbox happen in one form: once a sender exists (even one
 // that failed its check), "Verify" saves the corrections to it, so retrying never makes duplicates.
 
@@ -613,7 +606,7 @@ async function messageStep(section, campaign) {
   // each field (the walk learnt it only from the final confirmation).
   const sendable = () => showFieldProblems([
     [section.querySelector("#subject"), "subject-problem", section.querySelector("#subject").value.trim() ? "" : t("message.needsubject")],
-    [sourceMode ? source : section.querySelector("#editor"), "body-problem", hasText(bodyHtml()) ? "" : t("message.needbody")],
+    [sourceMode ? source : section.querySelector("#editor"), "body-problem", hasContent(bodyHtml()) ? "" : t("message.needbody")],
   ]);
   const nav = nextButtons(campaign, 3, () => save(), sendable);
   render(section, html`<h2>${t("wizard.step3")}</h2>
@@ -871,7 +864,7 @@ async function reviewStep(section, campaign) {
   // Behind another campaign of the same account, its plan says which one goes first.
   const plan = planText(campaign.plan, { behind: campaign.waiting_for });
   // What Send would be refused for is said before it is pressed, with the way to the step.
-  const lacking = [!campaign.subject?.trim() && "subject", !hasText(campaign.html_body) && "html_body"].filter(Boolean);
+  const lacking = [!campaign.subject?.trim() && "subject", !hasContent(campaign.html_body) && "html_body"].filter(Boolean);
   const confirmText = sender ? t("review.confirm", { n: number(valid), plan }).replace(/\.\.$/, ".")
     : t("review.confirmnosender", { n: number(valid) });
   render(section, html`<h2>${t("review.summary")}</h2>
