@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from shared import file_jobs, outbox, recipients, smtp_accounts, uploads
+from shared import file_jobs, outbox, recipients, send_window, smtp_accounts, uploads
 from shared.campaigns.next_batch import REASON_SQL, deferral_text
 from shared.campaigns.preview import missing_fields
 from shared.commands import CampaignCommand
@@ -82,16 +82,17 @@ async def pause(conn: Conn, campaign_id: uuid.UUID, reason: str) -> None:
 
 
 async def finish_if_done(conn: Conn, campaign_id: uuid.UUID) -> bool:
-    """Mark the campaign finished when no recipient is open any more."""
+    """Mark the campaign finished when no recipient is open any more; "your other mail goes first"
+    no longer holds then (its last recipients may have come in batches from before a resume)."""
     status: str | None = await conn.fetchval(
         """
-        UPDATE campaigns SET status = 'finished', finished_at = now()
+        UPDATE campaigns SET status = 'finished', finished_at = now(), status_reason = NULLIF(status_reason, $2)
          WHERE id = $1 AND status = 'sending' AND recipients_loaded
            AND NOT EXISTS (SELECT 1 FROM recipients
                             WHERE campaign_id = $1 AND status IN ('pending', 'sending'))
         RETURNING status
         """,
-        campaign_id,
+        campaign_id, send_window.OWN_MAIL_FIRST,
     )
     return status == "finished"
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import asyncpg
 
-from shared import deferrals, recipients, send_window, smtp_accounts, suppressions
+from shared import deferrals, recipients, smtp_accounts, suppressions
 from shared.campaigns import states
 from shared.campaigns.states import CampaignForSending
 from shared.commands import DeliveryBatch
@@ -100,12 +100,7 @@ class PostgresDeliveryStore:
 
     async def finish_if_done(self, campaign_id: uuid.UUID) -> bool:
         async with self._pool.acquire() as conn:
-            if not await states.finish_if_done(conn, campaign_id):
-                return False
-            # Its last recipients went in batches from before a resume, while it waited for a place.
-            await conn.execute("UPDATE campaigns SET status_reason = NULL WHERE id = $1 AND status_reason = $2",
-                               campaign_id, send_window.OWN_MAIL_FIRST)
-            return True
+            return await states.finish_if_done(conn, campaign_id)
 
     async def defer(self, batch: DeliveryBatch, not_before: float, reason: str) -> None:
         async with self._pool.acquire() as conn:
