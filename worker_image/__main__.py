@@ -206,6 +206,8 @@ async def run_bounce_worker() -> None:
                     log.info("bounces recorded", extra={"sender": sender_id, "count": marked})
                 total += marked
             return total
+        except TimeoutError:  # no slot within QUEUE_SECONDS: the sender is due again in a later round
+            return None
         finally:
             if more and not held:  # stopped between looks: the claim kept for the next one ends
                 await release_claim(db, sender_id)
