@@ -48,3 +48,44 @@ async def test_a_send_that_waited_while_the_account_was_paused_opens_no_new_conn
     with pytest.raises(AccountPaused):
         await asyncio.wait_for(waiting, 2)  # without the check: a log-in that never ends
     assert SilentServerConnection.opened == 1
+
+
+class InstantConnection:
+    """A connection that logs in at once and stays open."""
+
+    def __init__(self, account: Any, policy: Any) -> None:
+        self.pipelined, self.is_open, self.users, self.sent = False, False, 0, 0
+        self.may_send = None
+
+    async def open(self, deadline: float | None) -> None:
+        self.is_open = True
+
+    def close(self) -> None:
+        self.is_open = False
+
+
+async def test_a_woken_lower_row_gets_the_freed_connection_before_a_running_lane_takes_it_back() -> None:
+    # The CI failure of test_sending_order: a batch that reached the worker a moment after the next
+    # one found that one's lanes holding the connections. A lane that frees its connection asks for
+    # one again at once, before the lower row it woke has run, and took it back every time: the
+    # lower batch waited for the whole later batch (rows 451-467 went before 401).
+    state = SenderState(sender=Sender(), keys=None, policy=None,  # type: ignore[arg-type]
+                        connect=InstantConnection, size=1, limiter=SendLimiter([]))  # type: ignore[arg-type]
+    campaign = 7
+    order: list[int] = []
+
+    async def send(row: int) -> None:
+        conn = await state.acquire(turn=(campaign, row))
+        order.append(row)
+        await asyncio.sleep(0.01)  # the send
+        state.release(conn)
+
+    async def later_batch_lane() -> None:
+        for row in range(451, 456):
+            await send(row)
+
+    lane = asyncio.create_task(later_batch_lane())
+    await asyncio.sleep(0)  # the lane holds the connection for row 451
+    lower = asyncio.create_task(send(401))  # and row 401 comes while it sends
+    await asyncio.wait_for(asyncio.gather(lane, lower), 5)
+    assert order == [451, 401, 452, 453, 454, 455]

@@ -8,6 +8,10 @@ send is queued by its row (position) in its campaign's queue, and a freed connec
 lowest row waiting. Campaigns of one account take turns, one send each, as the user's window gives
 them turns with batches: one campaign's long file does not keep another's from its connections.
 
+A woken send keeps its place until it has run: the send that freed the connection asks for one
+again at once, before the woken one runs, and took it back every time — a batch that reached the
+worker a moment after the next one waited for that one's whole lane.
+
 Each operation is O(log n) in the sends waiting. A send that stops waiting (its time is up) stays
 in its queue, marked done, until it comes to the top.
 """
@@ -31,15 +35,21 @@ class Turns:
         # The queues with sends waiting, each once: the next one woken is taken from the left.
         self._rotation: deque[Hashable] = deque()
         self._order = itertools.count()  # first come, first served among equal rows
+        # Sends woken and not yet run, per queue: their rows, still ahead of later ones.
+        self._woken: dict[Hashable, dict[asyncio.Future[None], int]] = {}
 
     def ahead(self, turn: Turn) -> bool:
-        """Whether a send of the same queue with a lower row is waiting."""
-        heap = self._queues.get(turn[0])
+        """Whether a send of the same queue with a lower row is waiting (or woken and about to run)."""
+        queue, position = turn
+        woken = self._woken.get(queue)
+        if woken and min(woken.values()) < position:
+            return True
+        heap = self._queues.get(queue)
         if not heap:
             return False
         while heap and heap[0][2].done():  # gave up waiting, or woken
             heapq.heappop(heap)
-        return bool(heap) and heap[0][0] < turn[1]
+        return bool(heap) and heap[0][0] < position
 
     async def wait(self, turn: Turn, seconds: float | None) -> None:
         """Until woken (the caller then looks again), or TimeoutError after `seconds`."""
@@ -55,10 +65,19 @@ class Turns:
                 await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
+                self._ran(queue, waiter)
                 self.wake()  # woken but leaving: the next waiter gets the chance
             else:
                 waiter.cancel()  # left in its queue, skipped when it comes to the top
             raise
+        self._ran(queue, waiter)  # the caller looks again now, before anyone else can
+
+    def _ran(self, queue: Hashable, waiter: asyncio.Future[None]) -> None:
+        woken = self._woken.get(queue)
+        if woken is not None:
+            woken.pop(waiter, None)
+            if not woken:
+                del self._woken[queue]
 
     def wake(self) -> None:
         """Wake the lowest row waiting in the next queue in turn."""
@@ -70,7 +89,8 @@ class Turns:
             if not heap:
                 del self._queues[queue]
                 continue
-            waiter = heapq.heappop(heap)[2]
+            position, _, waiter = heapq.heappop(heap)
             self._rotation.append(queue)  # an empty one is dropped when its turn comes again
             waiter.set_result(None)
+            self._woken.setdefault(queue, {})[waiter] = position
             return
