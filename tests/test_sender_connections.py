@@ -89,3 +89,38 @@ async def test_a_woken_lower_row_gets_the_freed_connection_before_a_running_lane
     lower = asyncio.create_task(send(401))  # and row 401 comes while it sends
     await asyncio.wait_for(asyncio.gather(lane, lower), 5)
     assert order == [451, 401, 452, 453, 454, 455]
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_sends_that_give_up_or_are_cancelled_never_strand_a_connection(seed: int) -> None:
+    # Woken sends keep their place until they run: one woken and then cancelled, or timed out in the
+    # same moment, must hand its turn on, or every send behind it would wait for nothing.
+    import random
+
+    rng = random.Random(seed)
+    state = SenderState(sender=Sender(), keys=None, policy=None,  # type: ignore[arg-type]
+                        connect=InstantConnection, size=2, limiter=SendLimiter([]))  # type: ignore[arg-type]
+    got: list[int] = []
+
+    async def send(campaign: int, row: int) -> None:
+        try:
+            conn = await state.acquire(wait=rng.choice([None, 0.001, 0.02]), turn=(campaign, row))
+        except TimeoutError:
+            return
+        got.append(row)
+        try:
+            await asyncio.sleep(rng.choice([0, 0.001, 0.003]))
+        finally:  # as the scheduler does: a send cancelled while out hands its connection back
+            state.release(conn)
+
+    tasks = [asyncio.create_task(send(rng.randrange(3), row)) for row in rng.sample(range(1, 400), 120)]
+    for _ in range(30):
+        await asyncio.sleep(rng.choice([0, 0.001]))
+        rng.choice(tasks).cancel()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    assert got, "nobody got a connection"
+    # Everything handed back: the account's connections are free and nobody is left woken or waiting.
+    assert state._in_use == 0 and not state._turns._woken
+    late = asyncio.create_task(send(0, 1000))
+    await asyncio.wait_for(late, 2)
+    assert got[-1] == 1000
