@@ -31,6 +31,7 @@ from sendpy.devstack.smtp_sink import SmtpSink
 from sendpy.devstack.stack import cache_dir
 from sendpy.devstack.tls import LocalCertificates, ensure_certificates
 from shared.crypto import new_master_key
+from shared.recipients import CLAIM_LEASE_SECONDS
 from tests import fault_report
 from tests.helpers import eventually
 
@@ -124,9 +125,23 @@ CANCEL_EARLIER = """
     UPDATE recipients SET status = 'skipped', reply = 'cancelled', updated_at = now()
      WHERE campaign_id IN (SELECT id FROM earlier) AND status = 'pending'
 """
+# Claims older than the lease are a killed worker's: nobody sends them (shared/recipients.py).
 IN_FLIGHT = """SELECT count(*) FROM recipients r JOIN campaigns c ON c.id = r.campaign_id
                 WHERE c.created_at < to_timestamp($1) AND r.status = 'sending'
-                  AND r.claimed_at > now() - interval '130 seconds'"""
+                  AND r.claimed_at > now() - make_interval(secs => $2)"""
+
+
+async def stop_earlier_campaigns(db: asyncpg.Pool, before: float) -> None:
+    """Cancel the campaigns created before `before` (epoch seconds) and wait, 10 s at most, for
+    what workers had already claimed of them."""
+    await db.execute(CANCEL_EARLIER, before)
+
+    async def settled() -> bool:
+        return not await db.fetchval(IN_FLIGHT, before, float(CLAIM_LEASE_SECONDS))
+
+    # Bounded: a claim within its lease may still be a killed worker's, which nobody sends.
+    with contextlib.suppress(AssertionError):
+        await eventually(settled, 10, "earlier tests' claimed mail sent", interval=0.2)
 
 
 @pytest.fixture
@@ -134,13 +149,7 @@ async def clean_sink(sink: SmtpSink, db: asyncpg.Pool, test_started_at: float) -
     sink.faults.__init__()  # type: ignore[misc]
     sink.pipelining = True
     sink.smtputf8 = True
-    await db.execute(CANCEL_EARLIER, test_started_at)
-    # Bounded: a killed worker's claim stays `sending` until its lease ends, and nobody sends it.
-    async def settled() -> bool:
-        return not await db.fetchval(IN_FLIGHT, test_started_at)
-
-    with contextlib.suppress(AssertionError):
-        await eventually(settled, 10, "earlier tests' claimed mail sent", interval=0.2)
+    await stop_earlier_campaigns(db, test_started_at)
     sink.clear()
     return sink
 
