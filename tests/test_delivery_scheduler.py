@@ -604,3 +604,45 @@ async def test_rows_after_a_batch_deferred_for_the_limit_wait_for_it() -> None:
     await worker.deliver(first)  # back: the rows behind it go again
     await worker.deliver(second)
     assert rows_in_order(server)[:2] == [1, 2], server.accepted
+
+
+async def test_a_batch_getting_ready_keeps_its_place_before_a_later_batch_that_was_quicker() -> None:
+    # CI: rows 751-763 reached the sink before row 701 — the two batches reached the worker
+    # together and the later one got through its Postgres round trips first. Here batch 1's due
+    # rows take 50 ms to read; batch 2 (read at once) waits for it.
+    store = await make_store(40)
+    read_due = store.due_positions
+
+    async def slow_for_the_first_batch(campaign_id: uuid.UUID, first: int, last: int, lease: float) -> list[int]:
+        if first == 1:
+            await asyncio.sleep(0.05)
+        return await read_due(campaign_id, first, last, lease)
+
+    store.due_positions = slow_for_the_first_batch  # type: ignore[method-assign]
+    server = ScriptedServer(send_seconds=0.002)
+    worker = deliverer(store, server)
+    await asyncio.gather(*(worker.deliver(batch) for batch in reversed(batches_of(store, 20))))
+    order = rows_in_order(server)
+    assert sorted(order) == list(range(1, 41))
+    assert all(row <= n + 3 for n, row in enumerate(order, start=1)), order
+
+
+async def test_later_rows_kept_waiting_by_a_batch_with_nothing_to_send_go_on_at_once() -> None:
+    # Batch 1 was sent before (a redelivery): the sends of batch 2 that asked while it was being
+    # read must be woken when it gives up its place, not wait out their time budget.
+    store = await make_store(40)
+    for position in range(1, 21):
+        store.rows[position].status = "sent"
+    read_due = store.due_positions
+
+    async def slow_for_the_first_batch(campaign_id: uuid.UUID, first: int, last: int, lease: float) -> list[int]:
+        if first == 1:
+            await asyncio.sleep(0.2)
+        return await read_due(campaign_id, first, last, lease)
+
+    store.due_positions = slow_for_the_first_batch  # type: ignore[method-assign]
+    server = ScriptedServer(send_seconds=0.002)
+    worker = Deliverer(store, KEYS, ConnectPolicy(allow_private=True, allow_plaintext=False, timeout=5.0),  # type: ignore[arg-type]
+                       connections_per_sender=3, connect=server.connect, batch_budget_seconds=2.0)  # type: ignore[arg-type]
+    await asyncio.gather(*(worker.deliver(batch) for batch in reversed(batches_of(store, 20))))
+    assert store.states() == {"sent": 40} and not store.deferred, store.deferred

@@ -120,7 +120,7 @@ async def test_sends_that_give_up_or_are_cancelled_never_strand_a_connection(see
     await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
     assert got, "nobody got a connection"
     # Everything handed back: the account's connections are free and nobody is left woken or waiting.
-    assert state._in_use == 0 and not state._turns._woken
+    assert state._in_use == 0 and not state._turns._kept
     late = asyncio.create_task(send(0, 1000))
     await asyncio.wait_for(late, 2)
     assert got[-1] == 1000

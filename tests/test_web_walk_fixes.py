@@ -6,6 +6,7 @@ tables at 375 px, a separator that finds no address column, and the HTML source 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -185,6 +186,37 @@ async def test_no_connection_and_refused_uploads_are_explained_in_russian(
     await page.route("**/preview.html", lambda route: route.abort("internetdisconnected"))
     await page.get_by_role("button", name="Просмотр", exact=True).click()
     await expect(page.locator("#undefined")).to_contain_text(offline)
+
+
+async def test_a_preview_answering_late_does_not_wipe_what_a_later_one_said(
+    ru: RussianPage, db: asyncpg.Pool, api: httpx.AsyncClient, clean_sink: SmtpSink  # noqa: F811
+) -> None:
+    # CI: the preview the page asks for on opening answered after the person's click had found no
+    # connection, and emptied the words «Нет связи…» (the test above failed on it once).
+    page = ru.page
+    auth = await sign_up(page, db)
+    sender = await make_sender(api, auth, clean_sink)
+    campaign_id = await draft(api, auth, sender, b"email\nann@example.com\n")
+    asked: list[str] = []
+
+    async def previews(route: Route) -> None:
+        asked.append(route.request.url)
+        if len(asked) == 1:  # the one on opening: answered after the click's
+            await asyncio.sleep(1.5)
+            await route.continue_()
+        else:
+            await route.abort("internetdisconnected")
+
+    await page.route("**/v1/campaigns/*/preview", previews)
+    async with page.expect_response(lambda response: response.url.endswith("/preview"), timeout=10_000):
+        await page.goto(f"/#/wizard/{campaign_id}/3")
+        await expect(page.get_by_role("heading", name="Письмо", exact=True)).to_be_visible()
+        await page.get_by_role("button", name="Просмотр", exact=True).click()
+        offline = "Нет связи с сервером. Всё, что вы ввели, осталось в браузере"
+        await expect(page.locator("#undefined")).to_contain_text(offline)
+    await page.wait_for_timeout(1_000)  # the late answer's frame has loaded by now, had it been shown
+    assert offline in (await page.locator("#undefined").text_content() or "")
+    assert len(asked) == 2, asked
 
 
 async def test_a_schedule_time_that_is_no_time_is_explained_and_forgotten_once_corrected(

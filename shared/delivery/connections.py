@@ -102,6 +102,19 @@ class SenderState:
     def _wake(self) -> None:
         self._turns.wake()
 
+    def hold(self, turn: Turn) -> Callable[[], None]:
+        """Sends of `turn`'s campaign after its row wait until the function returned is called
+        (a batch getting ready keeps its place, turns.py); calling it again does nothing."""
+        queue = turn[0]
+        key = self._turns.hold(turn)
+
+        def give_up() -> None:
+            if self._turns.unhold(queue, key):
+                # Sends behind it may have been woken for a free connection and gone back to wait.
+                for _ in range(self.size - self._in_use + len(self._shared)):
+                    self._wake()
+        return give_up
+
     def _free(self) -> None:
         self._in_use -= 1
         self._wake()

@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from shared.campaigns.preview import template_problem
@@ -51,8 +52,7 @@ STATUS_SECONDS = 1.0
 FLUSH_SURPRISES = 3
 SENDER_REFRESH_SECONDS = 10.0
 LANES_PER_CONNECTION = 2
-# Threads that compile templates and render the ones with filters or conditions.
-RENDER_THREADS = 4
+RENDER_THREADS = 4  # threads that compile templates and render the ones with filters or conditions
 # An account this worker has not sent for in this long is dropped with its connections.
 SENDER_IDLE_SECONDS = 300.0
 # Connection problems that retrying cannot fix: a person has to change the sender's settings.
@@ -152,13 +152,21 @@ class Deliverer:
         self._slow.forget_all_but(set(self._senders))
 
     async def deliver(self, batch: DeliveryBatch) -> None:
-        campaign = await self._store.campaign(batch.campaign_id)
-        if campaign is None or campaign.status not in OPEN_FOR_SENDING or campaign.sender_id is None:
-            return  # deleted, paused or cancelled: a resume re-plans whatever is still open
-        state = await self._sender_state(campaign.sender_id)
+        state = await self._sender_state(batch.sender_id)
         if state is None:
             return
-        streak = self._slow.streak(campaign.sender_id)
+        # From here until its rows ask for connections, the campaign's later rows wait (turns.py).
+        ready = state.hold((batch.campaign_id.int, batch.last))
+        try:
+            await self._deliver(batch, state, ready)
+        finally:
+            ready()
+
+    async def _deliver(self, batch: DeliveryBatch, state: SenderState, ready: Callable[[], None]) -> None:
+        campaign = await self._store.campaign(batch.campaign_id)
+        if campaign is None or campaign.status not in OPEN_FOR_SENDING or campaign.sender_id != batch.sender_id:
+            return  # deleted, paused or cancelled: a resume re-plans whatever is still open
+        streak = self._slow.streak(batch.sender_id)
         stop = Stop()
         if state.paused_until > time.time():
             stop = Stop(ReplyKind.PAUSE_SENDER, "sender paused", state.paused_until)
@@ -170,13 +178,13 @@ class Deliverer:
         else:
             streak.running += 1
             try:
-                await self._send_due(batch, campaign, state, stop)
+                await self._send_due(batch, campaign, state, stop, ready)
             finally:
                 streak.running -= 1
         await self._after(batch, stop)
 
     async def _send_due(self, batch: DeliveryBatch, campaign: CampaignForSending,
-                        state: SenderState, stop: Stop) -> None:
+                        state: SenderState, stop: Stop, ready: Callable[[], None]) -> None:
         """Claim ahead, send on every connection, write outcomes every ~100 ms.
 
         Outcomes are flushed often, not per chunk, because a crash between the server's "250"
@@ -238,6 +246,7 @@ class Deliverer:
                     done.append(RecipientResult(item.position, "released", None))
                     continue
                 done.append(await self._send_one(state, compiled, batch, item, stop, deadline))
+            ready()  # every row of the batch has asked for a connection
 
         async def together() -> None:
             async with asyncio.TaskGroup() as group:  # one failing cancels the others

@@ -12,6 +12,11 @@ A woken send keeps its place until it has run: the send that freed the connectio
 again at once, before the woken one runs, and took it back every time — a batch that reached the
 worker a moment after the next one waited for that one's whole lane.
 
+A batch getting ready holds its place too: between reaching the worker and its sends asking for
+connections lie Postgres round trips (the campaign, the due rows, the claim), and a later batch
+that arrived with it and got through them first sent rows 751-763 before row 701 in CI. From the
+moment it arrives until every one of its rows has asked, the rows after its last one wait.
+
 Each operation is O(log n) in the sends waiting. A send that stops waiting (its time is up) stays
 in its queue, marked done, until it comes to the top.
 """
@@ -35,14 +40,16 @@ class Turns:
         # The queues with sends waiting, each once: the next one woken is taken from the left.
         self._rotation: deque[Hashable] = deque()
         self._order = itertools.count()  # first come, first served among equal rows
-        # Sends woken and not yet run, per queue: their rows, still ahead of later ones.
-        self._woken: dict[Hashable, dict[asyncio.Future[None], int]] = {}
+        # Places kept outside the heap, per queue: sends woken and not yet run (their rows) and
+        # batches getting ready (their last rows). The rows after each of them wait.
+        self._kept: dict[Hashable, dict[object, int]] = {}
 
     def ahead(self, turn: Turn) -> bool:
-        """Whether a send of the same queue with a lower row is waiting (or woken and about to run)."""
+        """Whether a send of the same queue with a lower row is waiting (or woken and about to run,
+        or a batch with lower rows is getting ready)."""
         queue, position = turn
-        woken = self._woken.get(queue)
-        if woken and min(woken.values()) < position:
+        kept = self._kept.get(queue)
+        if kept and min(kept.values()) < position:
             return True
         heap = self._queues.get(queue)
         if not heap:
@@ -65,19 +72,27 @@ class Turns:
                 await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self._ran(queue, waiter)
+                self.unhold(queue, waiter)
                 self.wake()  # woken but leaving: the next waiter gets the chance
             else:
                 waiter.cancel()  # left in its queue, skipped when it comes to the top
             raise
-        self._ran(queue, waiter)  # the caller looks again now, before anyone else can
+        self.unhold(queue, waiter)  # the caller looks again now, before anyone else can
 
-    def _ran(self, queue: Hashable, waiter: asyncio.Future[None]) -> None:
-        woken = self._woken.get(queue)
-        if woken is not None:
-            woken.pop(waiter, None)
-            if not woken:
-                del self._woken[queue]
+    def hold(self, turn: Turn) -> object:
+        """Rows of `turn`'s queue after its row wait until `unhold(queue, key)` with the key returned."""
+        key = object()
+        self._kept.setdefault(turn[0], {})[key] = turn[1]
+        return key
+
+    def unhold(self, queue: Hashable, key: object) -> bool:
+        """Whether the place was still kept (and is given up now)."""
+        kept = self._kept.get(queue)
+        if kept is None or kept.pop(key, None) is None:
+            return False
+        if not kept:
+            del self._kept[queue]
+        return True
 
     def wake(self) -> None:
         """Wake the lowest row waiting in the next queue in turn."""
@@ -92,5 +107,5 @@ class Turns:
             position, _, waiter = heapq.heappop(heap)
             self._rotation.append(queue)  # an empty one is dropped when its turn comes again
             waiter.set_result(None)
-            self._woken.setdefault(queue, {})[waiter] = position
+            self._kept.setdefault(queue, {})[waiter] = position
             return

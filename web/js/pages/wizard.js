@@ -757,7 +757,11 @@ async function messageStep(section, campaign) {
     }
   });
   const rowInput = section.querySelector("#row");
+  // Only the latest preview asked for speaks: the one the page asks for on opening could answer
+  // after a later click's "no connection" and wipe it.
+  let asked = 0;
   const refresh = async () => {
+    const mine = ++asked;
     const undefinedNote = section.querySelector("#undefined");
     const row = Number(rowInput.value);
     if (!Number.isInteger(row) || row < 1 || (rows && row > rows)) {
@@ -770,12 +774,14 @@ async function messageStep(section, campaign) {
     try {
       if (dirty) await save();
       const preview = await api("POST", `/v1/campaigns/${campaign.id}/preview`, { row });
+      if (mine !== asked) return;
       await showPreview(section.querySelector("#preview"), preview.html);
+      if (mine !== asked) return;
       previewed = row;
       section.querySelector("#preview-subject").textContent = preview.subject;
       undefinedNote.textContent = preview.undefined.length ? t("message.undefined", { names: preview.undefined.join(", ") }) : "";
     } catch (error) {
-      showError(undefinedNote, error);
+      if (mine === asked) showError(undefinedNote, error);
     }
   };
   // Enter in the row number shows that contact, as the button does.
