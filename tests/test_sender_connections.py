@@ -91,10 +91,26 @@ async def test_a_woken_lower_row_gets_the_freed_connection_before_a_running_lane
     assert order == [451, 401, 452, 453, 454, 455]
 
 
+async def test_a_send_kept_waiting_by_a_batch_getting_ready_goes_once_the_batch_gives_up_its_place() -> None:
+    state = SenderState(sender=Sender(), keys=None, policy=None,  # type: ignore[arg-type]
+                        connect=InstantConnection, size=1, limiter=SendLimiter([]))  # type: ignore[arg-type]
+    give_up = state.hold((7, 4))  # a batch of rows up to 4 reads Postgres
+    later = asyncio.create_task(state.acquire(turn=(7, 5)))
+    await asyncio.sleep(0.01)
+    assert not later.done()
+    own = await asyncio.wait_for(state.acquire(turn=(7, 3)), 1)  # the batch's own rows go
+    state.release(own)
+    await asyncio.sleep(0.01)
+    assert not later.done()  # the freed connection is not row 5's while the batch gets ready
+    give_up()
+    state.release(await asyncio.wait_for(later, 1))
+
+
 @pytest.mark.parametrize("seed", range(5))
 async def test_sends_that_give_up_or_are_cancelled_never_strand_a_connection(seed: int) -> None:
     # Woken sends keep their place until they run: one woken and then cancelled, or timed out in the
-    # same moment, must hand its turn on, or every send behind it would wait for nothing.
+    # same moment, must hand its turn on, or every send behind it would wait for nothing. So must a
+    # batch getting ready (a hold) when it gives its place up, however it ends.
     import random
 
     rng = random.Random(seed)
@@ -113,14 +129,23 @@ async def test_sends_that_give_up_or_are_cancelled_never_strand_a_connection(see
         finally:  # as the scheduler does: a send cancelled while out hands its connection back
             state.release(conn)
 
+    async def batch_getting_ready(campaign: int, last: int) -> None:
+        give_up = state.hold((campaign, last))
+        try:
+            await asyncio.sleep(rng.choice([0, 0.002, 0.01]))
+        finally:
+            give_up()
+            give_up()  # a second time does nothing (the batch's last lane, then its end)
+
     tasks = [asyncio.create_task(send(rng.randrange(3), row)) for row in rng.sample(range(1, 400), 120)]
+    tasks += [asyncio.create_task(batch_getting_ready(rng.randrange(3), rng.randrange(1, 400))) for _ in range(15)]
     for _ in range(30):
         await asyncio.sleep(rng.choice([0, 0.001]))
         rng.choice(tasks).cancel()
     await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
     assert got, "nobody got a connection"
     # Everything handed back: the account's connections are free and nobody is left woken or waiting.
-    assert state._in_use == 0 and not state._turns._kept
+    assert state._in_use == 0 and not state._turns._woken and not state._turns._held
     late = asyncio.create_task(send(0, 1000))
     await asyncio.wait_for(late, 2)
     assert got[-1] == 1000

@@ -40,17 +40,18 @@ class Turns:
         # The queues with sends waiting, each once: the next one woken is taken from the left.
         self._rotation: deque[Hashable] = deque()
         self._order = itertools.count()  # first come, first served among equal rows
-        # Places kept outside the heap, per queue: sends woken and not yet run (their rows) and
-        # batches getting ready (their last rows). The rows after each of them wait.
-        self._kept: dict[Hashable, dict[object, int]] = {}
+        # Places kept outside the heap, per queue; the rows after each of them wait. Sends woken
+        # and not yet run (their rows), and batches getting ready (their last rows).
+        self._woken: dict[Hashable, dict[object, int]] = {}
+        self._held: dict[Hashable, dict[object, int]] = {}
 
     def ahead(self, turn: Turn) -> bool:
         """Whether a send of the same queue with a lower row is waiting (or woken and about to run,
         or a batch with lower rows is getting ready)."""
         queue, position = turn
-        kept = self._kept.get(queue)
-        if kept and min(kept.values()) < position:
-            return True
+        for kept in (self._woken.get(queue), self._held.get(queue)):
+            if kept and min(kept.values()) < position:
+                return True
         heap = self._queues.get(queue)
         if not heap:
             return False
@@ -72,31 +73,27 @@ class Turns:
                 await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self.unhold(queue, waiter)
+                _forget(self._woken, queue, waiter)
                 self.wake()  # woken but leaving: the next waiter gets the chance
             else:
                 waiter.cancel()  # left in its queue, skipped when it comes to the top
             raise
-        self.unhold(queue, waiter)  # the caller looks again now, before anyone else can
+        _forget(self._woken, queue, waiter)  # the caller looks again now, before anyone else can
 
     def hold(self, turn: Turn) -> object:
         """Rows of `turn`'s queue after its row wait until `unhold(queue, key)` with the key returned."""
         key = object()
-        self._kept.setdefault(turn[0], {})[key] = turn[1]
+        self._held.setdefault(turn[0], {})[key] = turn[1]
         return key
 
     def unhold(self, queue: Hashable, key: object) -> bool:
-        """Whether the place was still kept (and is given up now)."""
-        kept = self._kept.get(queue)
-        if kept is None or kept.pop(key, None) is None:
-            return False
-        if not kept:
-            del self._kept[queue]
-        return True
+        """Whether the place was still held (and is given up now)."""
+        return _forget(self._held, queue, key)
 
     def wake(self) -> None:
-        """Wake the lowest row waiting in the next queue in turn."""
-        while self._rotation:
+        """Wake the lowest row waiting in the next queue in turn whose row may go: one behind a
+        batch getting ready would only wait again (it is woken when the batch gives up its place)."""
+        for _ in range(len(self._rotation)):
             queue = self._rotation.popleft()
             heap = self._queues[queue]
             while heap and heap[0][2].done():
@@ -104,8 +101,20 @@ class Turns:
             if not heap:
                 del self._queues[queue]
                 continue
-            position, _, waiter = heapq.heappop(heap)
             self._rotation.append(queue)  # an empty one is dropped when its turn comes again
+            held = self._held.get(queue)
+            if held and min(held.values()) < heap[0][0]:
+                continue
+            position, _, waiter = heapq.heappop(heap)
             waiter.set_result(None)
-            self._kept.setdefault(queue, {})[waiter] = position
+            self._woken.setdefault(queue, {})[waiter] = position
             return
+
+
+def _forget(places: dict[Hashable, dict[object, int]], queue: Hashable, key: object) -> bool:
+    kept = places.get(queue)
+    if kept is None or kept.pop(key, None) is None:
+        return False
+    if not kept:
+        del places[queue]
+    return True
