@@ -402,6 +402,23 @@ async def test_rejected_password_pauses_the_campaign_and_fails_nobody(
     assert done["counts"]["sent"] == 40
 
 
+async def test_a_sender_address_refused_mid_campaign_pauses_it_with_the_reason_in_both_languages(
+    api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers
+) -> None:
+    # The attack of 2026-12-01: the provider stops taking the From address after 20 messages; the
+    # campaign paused with the server's English words only ("553 5.7.1 …"), as the only reason.
+    taken = itertools.count(1)
+    clean_sink.faults.mail_reply = lambda sender: (
+        None if next(taken) <= 20 else "553 5.7.1 <news@example.org>: Sender address rejected: not owned by user")
+    campaign_id = await run_campaign(api, auth, clean_sink, addresses(120, "refused-from"))
+    done = await wait_status(api, auth, campaign_id, FINAL)
+    assert done["status"] == "paused", done
+    reason = done["status_reason"]
+    assert "Сервер не разрешил отправку от имени" in reason and "The server refused to send as" in reason, reason
+    assert "553 5.7.1" in reason
+    assert done["counts"]["failed"] == 0 and done["counts"]["sent"] + done["counts"]["pending"] == 120, done
+
+
 async def test_per_minute_limit_holds_at_the_sink(
     api: httpx.AsyncClient, auth: dict[str, str], clean_sink: SmtpSink, workers: Workers
 ) -> None:

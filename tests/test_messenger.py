@@ -8,6 +8,7 @@ import pytest
 
 from sendpy.devstack.smtp_sink import SmtpSink
 from sendpy.devstack.tls import LocalCertificates
+from shared.delivery.outcomes import refusal_problem
 from shared.mail.messenger import (
     ConnectError,
     ConnectPolicy,
@@ -17,6 +18,7 @@ from shared.mail.messenger import (
     SmtpConnection,
     classify,
 )
+from shared.smtp_accounts import Sender
 
 
 def policy(certs: LocalCertificates, **overrides: object) -> ConnectPolicy:
@@ -167,3 +169,22 @@ async def test_a_server_without_starttls_is_a_settings_problem_not_a_retry() -> 
 def test_a_reply_with_control_characters_is_described_without_them() -> None:
     # A hostile server's NUL would make the outcome unstorable (the batch failed again and again).
     assert Reply(ReplyKind.FAILED, 550, "no\x00such\x1b[31m user\r\n").describe() == "550 no such [31m user"
+
+
+@pytest.mark.parametrize(("code", "text", "russian", "english"), [
+    (553, "5.7.1 Sender address rejected: not owned by user", "Сервер не разрешил отправку от имени",
+     "The server refused to send as"),
+    (535, "5.7.8 Authentication credentials invalid", "Сервер не принял логин или пароль",
+     "The server did not accept the login or password"),
+    (503, "Error: nested MAIL command", "Сервер ответил неожиданно", "The server answered something unexpected"),
+])
+def test_a_reply_that_pauses_the_campaign_is_explained_in_both_languages(
+    code: int, text: str, russian: str, english: str
+) -> None:
+    sender = Sender(id=1, user_id=1, from_email="news@example.org", from_name="", host="smtp.example.org", port=587,
+                    security="starttls", username="news@example.org", preset=None, per_minute=None, per_day=None,
+                    recipients_per_connection=None, sealed_password="")
+    reply = Reply(classify(code, text, stage="mail"), code, text)
+    assert reply.kind is ReplyKind.PAUSE_CAMPAIGN
+    reason = refusal_problem(sender, reply)
+    assert russian in reason and english in reason and f"{code} {text}" in reason, reason

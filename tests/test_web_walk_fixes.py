@@ -219,6 +219,44 @@ async def test_a_preview_answering_late_does_not_wipe_what_a_later_one_said(
     assert len(asked) == 2, asked
 
 
+async def test_a_preview_still_loading_when_a_later_one_fails_shows_nothing_of_its_row(
+    ru: RussianPage, db: asyncpg.Pool, api: httpx.AsyncClient, clean_sink: SmtpSink  # noqa: F811
+) -> None:
+    # The attack of 2026-12-01: row 2's frame still loading (a slow phone network) when row 3 found
+    # no connection — the frame then showed row 2 under row 1's subject, beside «Нет связи…».
+    page = ru.page
+    auth = await sign_up(page, db)
+    sender = await make_sender(api, auth, clean_sink)
+    contacts = "email,name\nann@example.com,Аня\nbob@example.com,Боря\ncat@example.com,Вера\n".encode()
+    campaign_id = await draft(api, auth, sender, contacts, subject="Тема для {{ name }}",
+                              html_body="<p>Привет, {{ name }}!</p>")
+    await page.goto(f"/#/wizard/{campaign_id}/3")
+    frame = page.frame_locator("#preview").locator("body")
+    await expect(frame).to_contain_text("Привет, Аня!")
+    await expect(page.locator("#preview-subject")).to_have_text("Тема для Аня")
+    loading = asyncio.Event()
+
+    async def slow_frame(route: Route) -> None:
+        loading.set()
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route("**/preview.html", slow_frame)
+    row = page.get_by_label("Просмотр для контакта №")
+    await row.fill("2")
+    await row.press("Enter")
+    await asyncio.wait_for(loading.wait(), 10)  # row 2's answer is in, its frame loading
+    await page.route("**/v1/**", lambda route: route.abort("internetdisconnected"))
+    await row.fill("3")
+    await row.press("Enter")
+    offline = "Нет связи с сервером. Всё, что вы ввели, осталось в браузере"
+    await expect(page.locator("#undefined")).to_contain_text(offline)
+    await page.wait_for_timeout(2_500)  # row 2's frame has loaded by now
+    assert "Боря" not in (await frame.text_content() or "")
+    assert "Аня" not in (await page.locator("#preview-subject").text_content() or "")
+    assert offline in (await page.locator("#undefined").text_content() or "")
+
+
 async def test_a_schedule_time_that_is_no_time_is_explained_and_forgotten_once_corrected(
     ru: RussianPage, db: asyncpg.Pool, api: httpx.AsyncClient, clean_sink: SmtpSink  # noqa: F811
 ) -> None:

@@ -49,6 +49,17 @@ class Stop:
 
 def settings_problem(sender: Sender, exc: ConnectError) -> str:
     """Why the campaign paused, in both languages (a worker does not know its reader's)."""
-    problem = VerifyProblem(exc.kind, f"{exc.code} {exc}" if exc.code else str(exc), exc.code)
+    return _in_both_languages(sender, VerifyProblem(exc.kind, f"{exc.code} {exc}" if exc.code else str(exc), exc.code))
+
+
+def refusal_problem(sender: Sender, reply: Reply) -> str:
+    """Why the campaign paused on a reply while sending (classify's PAUSE_CAMPAIGN: the log-in or
+    the sender address refused), in both languages; the server's own words as the detail."""
+    code = reply.code or 0
+    kind = "auth" if code in (530, 534, 535) else "protocol" if 500 <= code <= 504 else "sender_refused"
+    return _in_both_languages(sender, VerifyProblem(kind, reply.describe(), reply.code))
+
+
+def _in_both_languages(sender: Sender, problem: VerifyProblem) -> str:
     return " / ".join(str(explain(problem, sender.from_email, sender.host, sender.port, sender.preset, lang)["message"])
                       for lang in ("ru", "en"))

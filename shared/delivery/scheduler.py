@@ -27,7 +27,7 @@ from shared.crypto import KeyProvider
 from shared.delivery import slowness
 from shared.delivery.connections import AccountPaused, Connect, SenderState
 from shared.delivery.outcomes import RetryPolicy as RetryPolicy  # built here by the workers and tests
-from shared.delivery.outcomes import Stop, settings_problem
+from shared.delivery.outcomes import Stop, refusal_problem, settings_problem
 from shared.delivery.store import DeliveryStore
 from shared.limits import SendLimiter, Window
 from shared.mail.compose import CampaignContent, CompiledCampaign, TemplateError
@@ -438,7 +438,7 @@ class Deliverer:
         if reply.kind is ReplyKind.FAILED:
             return RecipientResult(item.position, "failed", reply.describe())
         if reply.kind is ReplyKind.PAUSE_CAMPAIGN:
-            stop.outcome, stop.reason = ReplyKind.PAUSE_CAMPAIGN, reply.describe()
+            stop.outcome, stop.reason = ReplyKind.PAUSE_CAMPAIGN, refusal_problem(state.sender, reply)
             return RecipientResult(item.position, "released", reply.describe())
         if reply.kind is ReplyKind.PAUSE_SENDER:
             if stop.outcome is None:

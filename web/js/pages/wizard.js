@@ -775,8 +775,9 @@ async function messageStep(section, campaign) {
       if (dirty) await save();
       const preview = await api("POST", `/v1/campaigns/${campaign.id}/preview`, { row });
       if (mine !== asked) return;
-      await showPreview(section.querySelector("#preview"), preview.html);
-      if (mine !== asked) return;
+      // The frame is emptied while it loads: the subject above it must not name another row meanwhile.
+      section.querySelector("#preview-subject").textContent = "";
+      if (!await showPreview(section.querySelector("#preview"), preview.html, () => mine === asked)) return;
       previewed = row;
       section.querySelector("#preview-subject").textContent = preview.subject;
       undefinedNote.textContent = preview.undefined.length ? t("message.undefined", { names: preview.undefined.join(", ") }) : "";
@@ -816,10 +817,12 @@ async function messageStep(section, campaign) {
 // allow-scripts, nor has its Content-Security-Policy. A srcdoc frame would inherit the app's strict
 // policy and drop the email's styles and images. The frame is same-origin (allow-same-origin), so
 // the HTML is parsed here with the frame's own parser, under the frame's policy, and put in place.
-async function showPreview(frame, markup) {
+async function showPreview(frame, markup, current) {
   const loaded = new Promise((resolve) => frame.addEventListener("load", resolve, { once: true }));
   frame.src = "preview.html"; // a fresh document every time: a link followed in the preview leaves it
   await loaded;
+  // A later preview was asked for while this one loaded: it alone fills the frame (false: not shown).
+  if (!current()) return false;
   // Without a connection the frame holds the browser's error page, of no origin of ours.
   const doc = frame.contentDocument;
   if (!doc || !doc.location.href.endsWith("preview.html")) throw new OfflineError();
@@ -839,6 +842,7 @@ async function showPreview(frame, markup) {
     link.tabIndex = -1;
   }
   doc.replaceChild(doc.importNode(parsed.documentElement, true), doc.documentElement);
+  return true;
 }
 
 // Step 4 — review
