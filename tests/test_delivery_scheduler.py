@@ -606,19 +606,24 @@ async def test_rows_after_a_batch_deferred_for_the_limit_wait_for_it() -> None:
     assert rows_in_order(server)[:2] == [1, 2], server.accepted
 
 
+def read_slowly_from_row_1(store: MemoryStore, seconds: float) -> None:
+    """The due rows of the batch that starts at row 1 take `seconds` to read (Postgres under load)."""
+    read_due = store.due_positions
+
+    async def due_positions(campaign_id: uuid.UUID, first: int, last: int, lease: float) -> list[int]:
+        if first == 1:
+            await asyncio.sleep(seconds)
+        return await read_due(campaign_id, first, last, lease)
+
+    store.due_positions = due_positions  # type: ignore[method-assign]
+
+
 async def test_a_batch_getting_ready_keeps_its_place_before_a_later_batch_that_was_quicker() -> None:
     # CI: rows 751-763 reached the sink before row 701 — the two batches reached the worker
     # together and the later one got through its Postgres round trips first. Here batch 1's due
     # rows take 50 ms to read; batch 2 (read at once) waits for it.
     store = await make_store(40)
-    read_due = store.due_positions
-
-    async def slow_for_the_first_batch(campaign_id: uuid.UUID, first: int, last: int, lease: float) -> list[int]:
-        if first == 1:
-            await asyncio.sleep(0.05)
-        return await read_due(campaign_id, first, last, lease)
-
-    store.due_positions = slow_for_the_first_batch  # type: ignore[method-assign]
+    read_slowly_from_row_1(store, 0.05)
     server = ScriptedServer(send_seconds=0.002)
     worker = deliverer(store, server)
     await asyncio.gather(*(worker.deliver(batch) for batch in reversed(batches_of(store, 20))))
@@ -633,14 +638,7 @@ async def test_later_rows_kept_waiting_by_a_batch_with_nothing_to_send_go_on_at_
     store = await make_store(40)
     for position in range(1, 21):
         store.rows[position].status = "sent"
-    read_due = store.due_positions
-
-    async def slow_for_the_first_batch(campaign_id: uuid.UUID, first: int, last: int, lease: float) -> list[int]:
-        if first == 1:
-            await asyncio.sleep(0.2)
-        return await read_due(campaign_id, first, last, lease)
-
-    store.due_positions = slow_for_the_first_batch  # type: ignore[method-assign]
+    read_slowly_from_row_1(store, 0.2)
     server = ScriptedServer(send_seconds=0.002)
     worker = Deliverer(store, KEYS, ConnectPolicy(allow_private=True, allow_plaintext=False, timeout=5.0),  # type: ignore[arg-type]
                        connections_per_sender=3, connect=server.connect, batch_budget_seconds=2.0)  # type: ignore[arg-type]
